@@ -1,0 +1,359 @@
+// Package idp talks to OAuth 2.0 token endpoints for the client-credentials
+// grant (RFC 6749 §4.4): it authenticates the client (client_secret_basic,
+// client_secret_post, private_key_jwt), sends scope, audience, resource and
+// extra parameters, discovers the token endpoint from an issuer, and turns
+// every answer into either a [Response] or an [*Error] that says whether
+// retrying can help.
+//
+// The package holds no tokens and makes no policy: caching, refresh timing
+// and backoff belong to package agent. It never logs; its errors never
+// contain a secret, an assertion or a token.
+package idp
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Client authentication methods (RFC 8414 token_endpoint_auth_methods).
+const (
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+	AuthPrivateKeyJWT     = "private_key_jwt"
+)
+
+// MaxResponseBytes caps what is read from a token or discovery endpoint.
+const MaxResponseBytes = 1 << 20
+
+// Config describes one OAuth client at one authorization server.
+type Config struct {
+	// TokenURL is the token endpoint. When empty, Issuer is used to discover it.
+	TokenURL string
+	// Issuer is the authorization server's issuer identifier, used for
+	// OpenID Connect / RFC 8414 discovery when TokenURL is empty.
+	Issuer string
+	// ClientID identifies the client.
+	ClientID string
+	// ClientSecret is the secret for client_secret_basic and client_secret_post.
+	ClientSecret string
+	// AuthMethod is one of the Auth* constants; empty means client_secret_basic.
+	AuthMethod string
+	// Signer signs client assertions; required for private_key_jwt.
+	Signer *Signer
+	// Scopes are sent space-separated as "scope".
+	Scopes []string
+	// Audience is sent as "audience" (Auth0, Camunda/Zeebe).
+	Audience string
+	// Resource values are each sent as "resource" (RFC 8707).
+	Resource []string
+	// Params are extra form parameters.
+	Params map[string]string
+	// HTTPClient sends the requests; nil means a client that never follows
+	// redirects (a secret must not follow a redirect to another host).
+	HTTPClient *http.Client
+	// Now is the clock for assertion timestamps and Retry-After dates; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// Response is a successful token response.
+type Response struct {
+	AccessToken string
+	TokenType   string
+	Scope       string
+	// ExpiresIn is the lifetime the IdP stated; 0 when it stated none, or a
+	// value that is not a positive number of seconds. Numeric strings
+	// ("3599", as some older servers send) are accepted.
+	ExpiresIn time.Duration
+}
+
+// Client fetches tokens for one Config. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	now  func() time.Time
+
+	mu       sync.Mutex
+	tokenURL string // discovered or configured
+}
+
+// New checks cfg and returns a Client. It does no network I/O: discovery
+// happens on the first Fetch and is then cached.
+func New(cfg Config) (*Client, error) {
+	if cfg.ClientID == "" {
+		return nil, errors.New("idp: client_id is empty")
+	}
+	if cfg.TokenURL == "" && cfg.Issuer == "" {
+		return nil, errors.New("idp: neither token_url nor issuer is set")
+	}
+	if cfg.AuthMethod == "" {
+		cfg.AuthMethod = AuthClientSecretBasic
+	}
+	switch cfg.AuthMethod {
+	case AuthClientSecretBasic, AuthClientSecretPost:
+		if cfg.ClientSecret == "" {
+			return nil, fmt.Errorf("idp: %s needs a client secret", cfg.AuthMethod)
+		}
+	case AuthPrivateKeyJWT:
+		if cfg.Signer == nil {
+			return nil, errors.New("idp: private_key_jwt needs a private key")
+		}
+	default:
+		return nil, fmt.Errorf("idp: unknown auth method %q", cfg.AuthMethod)
+	}
+	for k := range cfg.Params {
+		if reservedParams[k] {
+			return nil, fmt.Errorf("idp: extra parameter %q is set by the client itself; use the dedicated setting", k)
+		}
+	}
+	c := &Client{cfg: cfg, http: cfg.HTTPClient, now: cfg.Now, tokenURL: cfg.TokenURL}
+	if c.http == nil {
+		c.http = &http.Client{CheckRedirect: noRedirects}
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c, nil
+}
+
+// reservedParams are form parameters the client sets itself.
+var reservedParams = map[string]bool{
+	"grant_type": true, "client_id": true, "client_secret": true, "client_assertion": true,
+	"client_assertion_type": true, "scope": true, "audience": true, "resource": true,
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Fetch asks the token endpoint for a new token. Cancelling ctx abandons the
+// request.
+func (c *Client) Fetch(ctx context.Context) (*Response, error) {
+	endpoint, err := c.endpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	if len(c.cfg.Scopes) > 0 {
+		form.Set("scope", strings.Join(c.cfg.Scopes, " "))
+	}
+	if c.cfg.Audience != "" {
+		form.Set("audience", c.cfg.Audience)
+	}
+	for _, r := range c.cfg.Resource {
+		form.Add("resource", r)
+	}
+	for k, v := range c.cfg.Params {
+		form.Set(k, v)
+	}
+	header := http.Header{
+		"Content-Type": {"application/x-www-form-urlencoded"},
+		"Accept":       {"application/json"},
+	}
+	switch c.cfg.AuthMethod {
+	case AuthClientSecretBasic:
+		// RFC 6749 §2.3.1: both parts are form-urlencoded before Basic.
+		creds := url.QueryEscape(c.cfg.ClientID) + ":" + url.QueryEscape(c.cfg.ClientSecret)
+		header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
+	case AuthClientSecretPost:
+		form.Set("client_id", c.cfg.ClientID)
+		form.Set("client_secret", c.cfg.ClientSecret)
+	case AuthPrivateKeyJWT:
+		assertion, err := c.cfg.Signer.Assertion(c.cfg.ClientID, endpoint, c.now())
+		if err != nil {
+			return nil, &Error{Endpoint: endpoint, Err: err}
+		}
+		form.Set("client_id", c.cfg.ClientID)
+		form.Set("client_assertion_type", ClientAssertionType)
+		form.Set("client_assertion", assertion)
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, &Error{Endpoint: endpoint, Err: err}
+	}
+	req.Header = header
+	status, hdr, body, err := c.do(req)
+	if err != nil {
+		return nil, err
+	}
+	return parseTokenResponse(endpoint, status, hdr, body, c.now())
+}
+
+// do sends req and reads at most MaxResponseBytes of the answer.
+func (c *Client) do(req *http.Request) (int, http.Header, []byte, error) {
+	endpoint := req.URL.Redacted()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, nil, &Error{Endpoint: endpoint, Transient: true, Err: unwrapURLError(err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if err != nil {
+		return 0, nil, nil, &Error{Endpoint: endpoint, StatusCode: resp.StatusCode, Transient: true, Err: fmt.Errorf("reading body: %w", unwrapURLError(err))}
+	}
+	if len(body) > MaxResponseBytes {
+		return 0, nil, nil, &Error{Endpoint: endpoint, StatusCode: resp.StatusCode, Transient: true, Err: ErrResponseTooLarge}
+	}
+	return resp.StatusCode, resp.Header, body, nil
+}
+
+// unwrapURLError drops *url.Error's "Post "URL":" prefix: Error already
+// names the endpoint.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+type tokenJSON struct {
+	AccessToken      string          `json:"access_token"`
+	TokenType        string          `json:"token_type"`
+	Scope            json.RawMessage `json:"scope"`
+	ExpiresIn        json.RawMessage `json:"expires_in"`
+	Error            string          `json:"error"`
+	ErrorDescription string          `json:"error_description"`
+}
+
+// parseTokenResponse turns an HTTP answer from a token endpoint into a
+// Response or an *Error. It never includes the body in an error: a
+// misbehaving server may echo credentials.
+func parseTokenResponse(endpoint string, status int, hdr http.Header, body []byte, now time.Time) (*Response, error) {
+	var tj tokenJSON
+	jsonErr := json.Unmarshal(body, &tj)
+	if status < 200 || status > 299 || tj.Error != "" {
+		e := &Error{
+			Endpoint:    endpoint,
+			StatusCode:  status,
+			RetryAfter:  ParseRetryAfter(hdr.Get("Retry-After"), now),
+			Code:        printable(tj.Error, 64),
+			Description: printable(tj.ErrorDescription, 512),
+		}
+		if jsonErr != nil && len(body) > 0 {
+			e.Err = notJSON(hdr, body)
+		}
+		e.Transient = classify(status, e.Code)
+		return nil, e
+	}
+	if jsonErr != nil {
+		return nil, &Error{Endpoint: endpoint, StatusCode: status, Transient: true, Err: notJSON(hdr, body)}
+	}
+	if tj.AccessToken == "" {
+		return nil, &Error{Endpoint: endpoint, StatusCode: status, Transient: true, Err: errors.New("response has no access_token")}
+	}
+	return &Response{
+		AccessToken: tj.AccessToken,
+		TokenType:   tj.TokenType,
+		Scope:       scopeString(tj.Scope),
+		ExpiresIn:   expiresIn(tj.ExpiresIn),
+	}, nil
+}
+
+func notJSON(hdr http.Header, body []byte) error {
+	ct, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+	if ct == "" {
+		ct = "no Content-Type"
+	}
+	return fmt.Errorf("response is not a JSON object (%s, %d bytes)", ct, len(body))
+}
+
+// expiresIn reads expires_in as a number or a numeric string. Anything else,
+// zero or negative, is "not stated" (0); the caller falls back to the JWT's
+// exp or its default. Huge values are capped here only to avoid overflow.
+func expiresIn(raw json.RawMessage) time.Duration {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return 0
+	}
+	var s string
+	if raw[0] == '"' {
+		if json.Unmarshal(raw, &s) != nil {
+			return 0
+		}
+	} else {
+		s = string(raw)
+	}
+	secs, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(secs) || secs <= 0 {
+		return 0
+	}
+	const maxSecs = float64(100 * 365 * 24 * 3600)
+	return time.Duration(min(secs, maxSecs) * float64(time.Second))
+}
+
+// scopeString accepts the standard space-separated string and, leniently,
+// a JSON array of strings.
+func scopeString(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		return strings.Join(list, " ")
+	}
+	return ""
+}
+
+// printable keeps an IdP-supplied string safe to log: control characters
+// dropped, length capped.
+func printable(s string, limit int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return s
+}
+
+// IsLoopback reports whether host (without port) names the local machine,
+// where plain http cannot be intercepted on the wire.
+func IsLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckEndpointURL accepts an absolute https URL, or http to a loopback host.
+func CheckEndpointURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	switch {
+	case u.Scheme == "https" && u.Host != "":
+	case u.Scheme == "http" && u.Host != "":
+		if !IsLoopback(u.Hostname()) {
+			return fmt.Errorf("%s uses http:// to a non-loopback host; the client credentials would cross the network in clear text (use https://)", u.Redacted())
+		}
+	default:
+		return fmt.Errorf("%q is not an absolute https:// URL", raw)
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("%s has a #fragment, which token endpoints do not take", u.Redacted())
+	}
+	return nil
+}
