@@ -57,6 +57,9 @@ type Fault struct {
 	RetryAfter string
 	// Delay holds the answer back (the request's cancellation still ends it).
 	Delay time.Duration
+	// Hold, when not nil, holds the answer back until it is closed: a test
+	// controls exactly how long a request is in flight.
+	Hold <-chan struct{}
 	// Body, when set, replaces the body entirely (HTML, garbage, huge).
 	Body []byte
 	// ContentType goes with Body; default text/html.
@@ -84,6 +87,7 @@ type Server struct {
 	kid string
 
 	mu         sync.Mutex
+	arrived    *sync.Cond // signalled when a token request arrives
 	now        func() time.Time
 	ttl        time.Duration
 	clients    map[string]*Client
@@ -112,6 +116,7 @@ func New() *Server {
 		lastForm: map[string]url.Values{},
 		jtis:     map[string]time.Time{},
 	}
+	s.arrived = sync.NewCond(&s.mu)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.serveToken)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.serveDiscovery)
@@ -179,6 +184,15 @@ func (s *Server) TotalRequests() int {
 	return s.total
 }
 
+// WaitRequests blocks until at least n token requests have arrived.
+func (s *Server) WaitRequests(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.total < n {
+		s.arrived.Wait()
+	}
+}
+
 // LastForm is the form of the last request from clientID, for asserting
 // what was sent. It includes client_secret for client_secret_post.
 func (s *Server) LastForm(clientID string) url.Values {
@@ -214,6 +228,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.hits[clientID]++
 	s.total++
 	s.lastForm[clientID] = r.PostForm
+	s.arrived.Broadcast()
 	if a := r.PostForm.Get("client_assertion"); a != "" {
 		s.assertions = append(s.assertions, a)
 	}
@@ -267,6 +282,13 @@ func requestClientID(r *http.Request) string {
 // applyFault answers per f; it reports false when the request should carry
 // on normally (ExpiresIn/Opaque variations).
 func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
+	if f.Hold != nil {
+		select {
+		case <-f.Hold:
+		case <-r.Context().Done():
+			return true
+		}
+	}
 	if f.Delay > 0 {
 		select {
 		case <-time.After(f.Delay):

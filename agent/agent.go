@@ -1,0 +1,220 @@
+// Package agent is tokenagent's engine: it turns a configuration into one
+// token source per profile, and hands out OAuth 2.0 client-credentials
+// tokens that are fetched once per burst of demand (singleflight),
+// refreshed before they expire, and kept while the identity provider
+// fails.
+//
+// # Basics
+//
+// Load a Config (LoadConfig), create an Agent (New) and ask it for tokens
+// (Agent.Token). Every fetch runs on the agent's own context with the
+// profile's fetch_timeout, so a caller that gives up never cancels the
+// fetch other callers wait for. Close stops all timers and in-flight
+// fetches.
+//
+// # Refresh policy
+//
+// A token is refreshed in the background at refresh_at (default 0.75) of
+// its lifetime, ±5 % jitter, and never later than min_valid before expiry.
+// Lifetimes are measured from when the request was sent. A profile nobody
+// asked for in idle_after stops refreshing until it is asked again.
+//
+// # Failures
+//
+// Transient failures (network, timeout, 5xx, 429, unreadable answers) are
+// retried with exponential backoff and full jitter, honouring Retry-After.
+// Permanent ones (invalid_client, invalid_scope, …) are returned to every
+// caller at once and the IdP is asked again only after permanent_backoff.
+// In both cases a token that is still valid keeps being served.
+//
+// # Caveats
+//
+// Tokens are compared against the wall clock on every use, so a suspended
+// machine never serves an expired token; the refresh timer, which runs on
+// the monotonic clock, is re-armed by the first request after a wake-up.
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Errors callers branch on.
+var (
+	// ErrUnknownProfile: no profile has that name.
+	ErrUnknownProfile = errors.New("unknown profile")
+	// ErrMinValid: the IdP's tokens do not live as long as the caller's
+	// min_valid asks; retrying cannot help.
+	ErrMinValid = errors.New("min_valid cannot be met")
+	// ErrClosed: the agent is shutting down.
+	ErrClosed = errors.New("agent is shutting down")
+	// ErrBadReport: a rejected-token report that is not a SHA-256 hex digest.
+	ErrBadReport = errors.New("rejected_sha256 must be 64 hex digits")
+)
+
+// Options are the agent's collaborators; the zero value is production.
+type Options struct {
+	// Clock is the time source; nil means the system clock.
+	Clock Clock
+	// Logger receives one event per fetch, failure and state change; nil
+	// means no logging.
+	Logger *zerolog.Logger
+	// HTTPClient talks to identity providers; nil means a client that
+	// never follows redirects.
+	HTTPClient *http.Client
+	// Rand returns uniform numbers in [0, 1) for jitter; nil means
+	// math/rand/v2. It must be safe for concurrent use.
+	Rand func() float64
+}
+
+// Agent serves tokens for the profiles of one configuration.
+type Agent struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	clock  Clock
+	log    zerolog.Logger
+	rand   func() float64
+
+	sources atomic.Pointer[map[string]*source]
+}
+
+// ProfileStatus is what the agent knows about a profile, for status
+// displays. It never holds a token or a secret.
+type ProfileStatus struct {
+	Name string
+	// ExpiresAt and RefreshAt are zero when no token is held.
+	ExpiresAt time.Time
+	RefreshAt time.Time
+	// LastRefresh is when the last successful fetch completed.
+	LastRefresh time.Time
+	// LastError is the most recent fetch error, if the last fetch failed;
+	// NextAttempt is when the IdP will be asked again.
+	LastError   string
+	NextAttempt time.Time
+	// UpstreamRequests counts requests sent to the IdP.
+	UpstreamRequests int
+	// Idle is set while background refresh is paused for lack of demand.
+	Idle bool
+}
+
+// New builds an agent for cfg: it reads every profile's secrets and keys
+// and fails, naming the profile and key, if any cannot be used. It makes
+// no network requests; tokens are fetched on first demand.
+func New(cfg *Config, opts Options) (*Agent, error) {
+	a := &Agent{clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop()}
+	if a.clock == nil {
+		a.clock = SystemClock{}
+	}
+	if a.rand == nil {
+		a.rand = rand.Float64
+	}
+	if opts.Logger != nil {
+		a.log = *opts.Logger
+	}
+	sources := make(map[string]*source, len(cfg.Profiles))
+	var errs []error
+	for _, name := range cfg.profileNames() {
+		p, err := cfg.buildProfile(name, opts.HTTPClient, a.clock.Now)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sources[name] = newSource(a, p)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.sources.Store(&sources)
+	return a, nil
+}
+
+// Token returns a token for profile with at least minValid left (never
+// less than the profile's min_valid). A cached token is returned at once;
+// otherwise the caller joins the single fetch in flight. ctx bounds only
+// this caller's wait.
+func (a *Agent) Token(ctx context.Context, profile string, minValid time.Duration) (*Token, error) {
+	s, err := a.source(profile)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := s.token(ctx, max(minValid, s.prof.timing.MinValid.Duration))
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", profile, err)
+	}
+	return tok, nil
+}
+
+// ReportRejected tells the agent that an API refused the token whose
+// SHA-256 is rejectedSHA256 (hex). If that is still the current token, it
+// is dropped and one new token is fetched, however many callers report it;
+// otherwise the current token is returned without asking the IdP.
+func (a *Agent) ReportRejected(ctx context.Context, profile, rejectedSHA256 string, minValid time.Duration) (*Token, error) {
+	s, err := a.source(profile)
+	if err != nil {
+		return nil, err
+	}
+	var sum [32]byte
+	if b, err := hex.DecodeString(rejectedSHA256); err != nil || len(b) != len(sum) {
+		return nil, fmt.Errorf("profile %q: %w", profile, ErrBadReport)
+	} else {
+		copy(sum[:], b)
+	}
+	tok, err := s.reject(ctx, sum, max(minValid, s.prof.timing.MinValid.Duration))
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", profile, err)
+	}
+	return tok, nil
+}
+
+// TokenSHA256 is the hex SHA-256 of an access token, as ReportRejected
+// expects it.
+func TokenSHA256(accessToken string) string {
+	sum := sha256.Sum256([]byte(accessToken))
+	return hex.EncodeToString(sum[:])
+}
+
+// Status reports every profile, sorted by name.
+func (a *Agent) Status() []ProfileStatus {
+	sources := *a.sources.Load()
+	out := make([]ProfileStatus, 0, len(sources))
+	for _, s := range sources {
+		out = append(out, s.status())
+	}
+	slices.SortFunc(out, func(x, y ProfileStatus) int {
+		switch {
+		case x.Name < y.Name:
+			return -1
+		case x.Name > y.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Close stops refresh timers and cancels fetches in flight.
+func (a *Agent) Close() error {
+	a.cancel()
+	for _, s := range *a.sources.Load() {
+		s.close()
+	}
+	return nil
+}
+
+func (a *Agent) source(profile string) (*source, error) {
+	if s := (*a.sources.Load())[profile]; s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("profile %q: %w", profile, ErrUnknownProfile)
+}

@@ -1,0 +1,377 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+)
+
+func TestColdBurstIsOneFetch(t *testing.T) {
+	h := newHarness(t, "")
+	const callers = 1000
+	tokens := make([]string, callers)
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			tok, err := h.token(0)
+			errs[i] = err
+			if tok != nil {
+				tokens[i] = tok.AccessToken
+			}
+		})
+	}
+	wg.Wait()
+	for i := range callers {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		if tokens[i] != tokens[0] {
+			t.Fatalf("caller %d got a different token from caller 0", i)
+		}
+	}
+	if got := h.requests(); got != 1 {
+		t.Errorf("IdP requests for %d concurrent cold callers = %d, want 1", callers, got)
+	}
+}
+
+func TestSteadyDemandRefreshesAtThreeQuarters(t *testing.T) {
+	h := newHarness(t, "min_valid = \"10s\"\n")
+	h.srv.SetTTL(60 * time.Second)
+	const minValid = 10 * time.Second
+	for elapsed := time.Duration(0); elapsed < time.Hour; elapsed += time.Second {
+		tok := h.mustToken(0)
+		if left := tok.ExpiresAt.Sub(h.clock.Now()); left < minValid {
+			t.Fatalf("at %v a caller got a token with %v left, want >= %v", elapsed, left, minValid)
+		}
+		h.clock.Advance(time.Second)
+	}
+	// 3600 s / (60 s × 0.75) = 80.
+	if got := h.requests(); got < 77 || got > 83 {
+		t.Errorf("IdP requests in one simulated hour = %d, want 80 ± 3", got)
+	}
+}
+
+// refreshDue advances the clock to just past the profile's refresh time.
+func (h *harness) refreshDue() {
+	h.t.Helper()
+	st := h.agent.Status()[0]
+	h.clock.Advance(st.RefreshAt.Sub(h.clock.Now()) + time.Millisecond)
+}
+
+func TestServesValidTokenWhileIdPFails(t *testing.T) {
+	h := newHarness(t, "")
+	first := h.mustToken(0)
+	h.srv.SetFault(idptest.Fault{Status: http.StatusInternalServerError})
+	h.refreshDue() // first failed refresh attempt happens here
+	outageStart := h.clock.Now()
+	before := h.requests()
+	for h.clock.Now().Sub(outageStart) < 5*time.Minute {
+		if tok := h.mustToken(0); tok.AccessToken != first.AccessToken {
+			t.Fatal("token changed while the IdP was failing")
+		}
+		h.clock.Advance(time.Second)
+	}
+	attempts := h.requests() - before + 1 // +1: the attempt at outageStart
+	if attempts > 15 || attempts < 4 {
+		t.Errorf("IdP attempts during a 5-minute outage = %d, want backoff (4..15)", attempts)
+	}
+	st := h.agent.Status()[0]
+	if st.LastError == "" || st.NextAttempt.IsZero() {
+		t.Fatalf("Status during outage = %+v, want LastError and NextAttempt", st)
+	}
+	// Recovery: the next scheduled attempt (one backoff step) gets a token.
+	h.srv.ClearFault()
+	h.clock.Advance(st.NextAttempt.Sub(h.clock.Now()))
+	if tok := h.mustToken(0); tok.AccessToken == first.AccessToken {
+		t.Errorf("no fresh token at the first attempt after recovery (%v)", st.NextAttempt.Sub(outageStart))
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	for _, form := range []string{"seconds", "http-date"} {
+		t.Run(form, func(t *testing.T) {
+			h := newHarness(t, "")
+			retryAfter := "30"
+			if form == "http-date" {
+				retryAfter = h.clock.Now().Add(30 * time.Second).Format(http.TimeFormat)
+			}
+			h.srv.SetFault(idptest.Fault{Status: http.StatusTooManyRequests, RetryAfter: retryAfter})
+			_, err := h.token(0)
+			var ie *idp.Error
+			if !errors.As(err, &ie) || ie.StatusCode != 429 {
+				t.Fatalf("Token() during 429 = %v, want the IdP's 429", err)
+			}
+			for range 29 {
+				h.clock.Advance(time.Second)
+				if _, err := h.token(0); err == nil {
+					t.Fatal("Token() succeeded while the IdP said to wait")
+				}
+			}
+			if got := h.requests(); got != 1 {
+				t.Fatalf("IdP requests within Retry-After = %d, want 1", got)
+			}
+			h.srv.ClearFault()
+			h.clock.Advance(1500 * time.Millisecond)
+			if _, err := h.token(0); err != nil {
+				t.Errorf("Token() after Retry-After passed: %v", err)
+			}
+			if got := h.requests(); got != 2 {
+				t.Errorf("IdP requests after Retry-After = %d, want 2", got)
+			}
+		})
+	}
+}
+
+func TestPermanentErrorHeld(t *testing.T) {
+	h := newHarness(t, "")
+	h.srv.SetFault(idptest.Fault{Status: http.StatusUnauthorized, Error: "invalid_client", Description: "bad credentials"})
+	const callers = 1000
+	var wg sync.WaitGroup
+	errs := make([]error, callers)
+	for i := range callers {
+		wg.Go(func() { _, errs[i] = h.token(0) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		var ie *idp.Error
+		if !errors.As(err, &ie) || ie.Code != "invalid_client" || ie.Transient {
+			t.Fatalf("caller %d: Token() = %v, want permanent invalid_client", i, err)
+		}
+	}
+	if got := h.requests(); got != 1 {
+		t.Fatalf("IdP requests for %d callers on invalid_client = %d, want 1", callers, got)
+	}
+	// Callers keep asking every 10 s for 30 minutes: one request per
+	// permanent_backoff (5m), at 0, 5, 10, … 30 minutes.
+	for range 180 {
+		h.clock.Advance(10 * time.Second)
+		h.token(0)
+	}
+	if got := h.requests(); got != 7 {
+		t.Errorf("IdP requests over 30 min with permanent_backoff 5m = %d, want 7", got)
+	}
+}
+
+func TestCallerCancelDoesNotCancelFetch(t *testing.T) {
+	h := newHarness(t, "")
+	hold := make(chan struct{})
+	h.srv.SetFault(idptest.Fault{Hold: hold})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	quitter := make(chan error, 1)
+	go func() {
+		_, err := h.agent.Token(ctx, "p", 0)
+		quitter <- err
+	}()
+	h.srv.WaitRequests(1) // the fetch is at the IdP
+	waiter := make(chan *agent.Token, 1)
+	go func() { waiter <- h.mustToken(0) }()
+	cancel()
+	if err := <-quitter; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled caller got %v, want context.Canceled", err)
+	}
+	close(hold)
+	if tok := <-waiter; tok == nil || tok.AccessToken == "" {
+		t.Error("the remaining caller got no token")
+	}
+	if got := h.requests(); got != 1 {
+		t.Errorf("IdP requests = %d, want 1 (the fetch was not cancelled and restarted)", got)
+	}
+}
+
+func TestRejectedTokenReports(t *testing.T) {
+	h := newHarness(t, "")
+	old := h.mustToken(0)
+	oldSum := agent.TokenSHA256(old.AccessToken)
+	var wg sync.WaitGroup
+	got := make([]*agent.Token, 100)
+	for i := range got {
+		wg.Go(func() {
+			tok, err := h.agent.ReportRejected(context.Background(), "p", oldSum, 0)
+			suiteLog.err(err)
+			got[i] = tok
+		})
+	}
+	wg.Wait()
+	if n := h.requests(); n != 2 {
+		t.Fatalf("IdP requests after 100 reports of the current token = %d, want 2 (1 + 1 refresh)", n)
+	}
+	for i, tok := range got {
+		if tok == nil || tok.AccessToken == old.AccessToken {
+			t.Fatalf("report %d returned the rejected token or none", i)
+		}
+	}
+	// A late report of the old token costs nothing.
+	if _, err := h.agent.ReportRejected(context.Background(), "p", oldSum, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.requests(); n != 2 {
+		t.Errorf("IdP requests after a report of an old token = %d, want 2", n)
+	}
+	if _, err := h.agent.ReportRejected(context.Background(), "p", "not-hex", 0); !errors.Is(err, agent.ErrBadReport) {
+		t.Errorf("ReportRejected(not-hex) = %v, want ErrBadReport", err)
+	}
+}
+
+func TestLifetimeRules(t *testing.T) {
+	huge := make([]byte, 10<<20)
+	for i := range huge {
+		huge[i] = 'a'
+	}
+	tests := []struct {
+		name    string
+		fault   idptest.Fault
+		ttl     time.Duration // IdP TTL (JWT exp)
+		want    time.Duration // resulting lifetime
+		wantErr bool
+	}{
+		{name: "expires_in", ttl: time.Hour, want: time.Hour},
+		{name: "expires_in as string", fault: idptest.Fault{ExpiresIn: `"120"`}, ttl: time.Hour, want: 120 * time.Second},
+		{name: "missing, JWT exp used", fault: idptest.Fault{OmitExpiresIn: true}, ttl: 10 * time.Minute, want: 10 * time.Minute},
+		{name: "missing, opaque: default_ttl", fault: idptest.Fault{OmitExpiresIn: true, Opaque: true}, ttl: time.Hour, want: 5 * time.Minute},
+		{name: "zero, JWT exp used", fault: idptest.Fault{ExpiresIn: "0"}, ttl: 20 * time.Minute, want: 20 * time.Minute},
+		{name: "negative, opaque: default_ttl", fault: idptest.Fault{ExpiresIn: "-60", Opaque: true}, ttl: time.Hour, want: 5 * time.Minute},
+		{name: "huge, clamped to max_ttl", fault: idptest.Fault{ExpiresIn: "1e12"}, ttl: time.Hour, want: 24 * time.Hour},
+		{name: "200 with error", fault: idptest.Fault{Status: 200, Error: "server_error"}, wantErr: true},
+		{name: "HTML body", fault: idptest.Fault{Status: 200, Body: []byte("<html><body>Sign in</body></html>")}, wantErr: true},
+		{name: "10 MiB body", fault: idptest.Fault{Status: 200, Body: huge}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, "")
+			h.srv.SetTTL(tt.ttl)
+			h.srv.SetFault(tt.fault)
+			tok, err := h.token(0)
+			if tt.wantErr {
+				var ie *idp.Error
+				if !errors.As(err, &ie) || !ie.Transient {
+					t.Errorf("Token() = %v, want a transient *idp.Error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Token(): %v", err)
+			}
+			if got := tok.ExpiresAt.Sub(h.clock.Now()); got != tt.want {
+				t.Errorf("lifetime = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMinValidLongerThanTTLIsAnErrorNotALoop(t *testing.T) {
+	h := newHarness(t, "")
+	h.srv.SetTTL(60 * time.Second)
+	for range 50 {
+		_, err := h.token(2 * time.Minute)
+		if !errors.Is(err, agent.ErrMinValid) {
+			t.Fatalf("Token(min_valid 2m) with 60 s tokens = %v, want ErrMinValid", err)
+		}
+	}
+	if got := h.requests(); got != 1 {
+		t.Errorf("IdP requests for 50 unsatisfiable asks = %d, want 1", got)
+	}
+}
+
+func TestIdleProfileStopsRefreshing(t *testing.T) {
+	h := newHarness(t, "idle_after = \"10m\"\nmin_valid = \"10s\"\n")
+	h.srv.SetTTL(60 * time.Second)
+	h.mustToken(0)
+	h.clock.Advance(time.Hour)
+	// 10 minutes of background refresh, then nothing: 1 + 10m/45s ≈ 14.
+	if got := h.requests(); got > 16 {
+		t.Errorf("IdP requests over an hour with nobody asking = %d, want refresh to stop after idle_after", got)
+	}
+	idleCount := h.requests()
+	if !h.agent.Status()[0].Idle {
+		t.Error("Status().Idle = false after idle_after without requests")
+	}
+	h.mustToken(0)
+	h.clock.Advance(2 * time.Minute)
+	if got := h.requests(); got <= idleCount+1 {
+		t.Errorf("IdP requests after use resumed = %d, want background refresh again (> %d)", got, idleCount+1)
+	}
+}
+
+func TestWallClockJumpNeverServesExpired(t *testing.T) {
+	h := newHarness(t, "")
+	first := h.mustToken(0)
+	// Suspend for two hours: timers did not run, the wall clock moved.
+	h.clock.Jump(2 * time.Hour)
+	tok := h.mustToken(0)
+	if tok.AccessToken == first.AccessToken {
+		t.Fatal("served the token that expired during the jump")
+	}
+	if left := tok.ExpiresAt.Sub(h.clock.Now()); left < 30*time.Second {
+		t.Errorf("token after jump has %v left", left)
+	}
+	// The late timer was re-armed: background refresh continues.
+	before := h.requests()
+	h.clock.Advance(time.Hour)
+	if h.requests() == before {
+		t.Error("no background refresh after the jump")
+	}
+}
+
+// TestLogsCarryFingerprints is the positive control for the suite-wide
+// leak check in TestMain: fetches and failures are logged, with the
+// token's fingerprint, into the log the check greps.
+func TestLogsCarryFingerprints(t *testing.T) {
+	h := newHarness(t, "")
+	tok := h.mustToken(0)
+	h.srv.SetFault(idptest.Fault{Status: http.StatusUnauthorized, Error: "invalid_client"})
+	h.refreshDue()
+	suiteLog.mu.Lock()
+	logs := suiteLog.buf.String()
+	suiteLog.mu.Unlock()
+	for _, want := range []string{`"token_sha256":"` + agent.Fingerprint(tok.AccessToken) + `"`, `"message":"token fetch failed"`, `"idp_error":"invalid_client"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("suite log lacks %s", want)
+		}
+	}
+	if strings.Contains(logs, tok.AccessToken) {
+		t.Error("suite log contains the access token")
+	}
+}
+
+func TestUnknownProfile(t *testing.T) {
+	h := newHarness(t, "")
+	_, err := h.agent.Token(context.Background(), "nope", 0)
+	if !errors.Is(err, agent.ErrUnknownProfile) {
+		t.Errorf("Token(nope) = %v, want ErrUnknownProfile", err)
+	}
+}
+
+func BenchmarkTokenCached(b *testing.B) {
+	srv := idptest.New()
+	defer srv.Close()
+	srv.AddClient(idptest.Client{ID: "c", Secret: "s", Method: "client_secret_basic"})
+	cfg, err := agent.ParseConfig([]byte("[profiles.p]\ntoken_url = \""+srv.TokenURL+"\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"), "bench.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := agent.New(cfg, agent.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	if _, err := a.Token(ctx, "p", 0); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Token(ctx, "p", 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,451 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/tokenagent/tokenagent/agent/idp"
+)
+
+// Config is the agent's configuration file (agent.toml). Every field's
+// zero value means its default; agent.toml.example documents them all.
+type Config struct {
+	// LogLevel is debug, info, warn or error; default info.
+	LogLevel string `toml:"log_level"`
+	// LogFormat is json or console; default json when stderr is not a
+	// terminal, console when it is.
+	LogFormat string `toml:"log_format"`
+	// Timing holds the defaults for every profile.
+	Timing
+	// Profiles maps a profile name to its settings.
+	Profiles map[string]*ProfileConfig `toml:"profiles"`
+
+	// path is the file the config came from ("" when built in memory).
+	path string
+	// othersCanRead records whether users other than the owner can read
+	// the file, which forbids literal secrets in it.
+	othersCanRead bool
+}
+
+// Timing controls when tokens are fetched and how failures are retried. It
+// is settable at top level (defaults for all profiles) and per profile.
+type Timing struct {
+	// RefreshAt is the fraction of a token's lifetime after which it is
+	// refreshed in the background; default 0.75, jittered ±5 %.
+	RefreshAt float64 `toml:"refresh_at"`
+	// MinValid is the least remaining validity of any token handed out; a
+	// refresh always starts at least this long before expiry. Default 30s.
+	MinValid Duration `toml:"min_valid"`
+	// IdleAfter stops background refresh of a profile nobody asked for in
+	// this long; default 1h.
+	IdleAfter Duration `toml:"idle_after"`
+	// DefaultTTL is the lifetime assumed when the IdP states none and the
+	// token is not a JWT with exp; default 5m.
+	DefaultTTL Duration `toml:"default_ttl"`
+	// MaxTTL caps any stated lifetime; default 24h.
+	MaxTTL Duration `toml:"max_ttl"`
+	// PermanentBackoff is how long a permanent IdP error (invalid_client,
+	// invalid_scope, …) is returned without asking again; default 5m.
+	PermanentBackoff Duration `toml:"permanent_backoff"`
+	// MaxBackoff caps the wait between retries after transient errors and
+	// the honoured Retry-After; default 5m.
+	MaxBackoff Duration `toml:"max_backoff"`
+	// FetchTimeout bounds one token request, discovery included; default 10s.
+	FetchTimeout Duration `toml:"fetch_timeout"`
+}
+
+// DefaultTiming is what an unset Timing field means.
+var DefaultTiming = Timing{
+	RefreshAt:        0.75,
+	MinValid:         Duration{30 * time.Second},
+	IdleAfter:        Duration{time.Hour},
+	DefaultTTL:       Duration{5 * time.Minute},
+	MaxTTL:           Duration{24 * time.Hour},
+	PermanentBackoff: Duration{5 * time.Minute},
+	MaxBackoff:       Duration{5 * time.Minute},
+	FetchTimeout:     Duration{10 * time.Second},
+}
+
+// ProfileConfig is one [profiles.NAME] table.
+type ProfileConfig struct {
+	// TokenURL is the token endpoint; or set Issuer to discover it.
+	TokenURL string `toml:"token_url"`
+	// Issuer is used for OpenID Connect / RFC 8414 discovery.
+	Issuer string `toml:"issuer"`
+	// ClientID identifies the client at the IdP.
+	ClientID string `toml:"client_id"`
+	// ClientSecret is a secret reference: env:NAME, file:PATH or
+	// systemd-credential:NAME (a literal is allowed only in a file no one
+	// else can read).
+	ClientSecret string `toml:"client_secret"`
+	// Auth is client_secret_basic (default with a secret),
+	// client_secret_post or private_key_jwt (default with a key).
+	Auth string `toml:"auth"`
+	// PrivateKey is a PEM key reference for private_key_jwt.
+	PrivateKey string `toml:"private_key"`
+	// Certificate is the key's PEM certificate, for x5t headers.
+	Certificate string `toml:"certificate"`
+	// PKCS12 is a PKCS#12 bundle reference holding key and certificate.
+	PKCS12 string `toml:"pkcs12"`
+	// PKCS12Password is a secret reference for the bundle's password.
+	PKCS12Password string `toml:"pkcs12_password"`
+	// AssertionAlg is RS256, PS256 or ES256; default from the key type.
+	AssertionAlg string `toml:"assertion_alg"`
+	// AssertionX5t is x5t, x5t#S256 or none (default none).
+	AssertionX5t string `toml:"assertion_x5t"`
+	// Scopes are requested as a space-separated scope.
+	Scopes []string `toml:"scopes"`
+	// Audience is sent as audience (Auth0, Camunda/Zeebe).
+	Audience string `toml:"audience"`
+	// Resource values are RFC 8707 resource indicators.
+	Resource []string `toml:"resource"`
+	// Params are extra form parameters.
+	Params map[string]string `toml:"params"`
+	// Timing overrides the top-level defaults for this profile.
+	Timing
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+// Bare integers are refused: `min_valid = 30` would otherwise mean 30 ns.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (write it like \"30s\", \"5m\" or \"1h\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// LoadConfig reads and validates the configuration file at path. Secrets
+// are not read yet: [New] resolves them.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := ParseConfig(data, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.othersCanRead = fi.Mode().Perm()&0o077 != 0
+	if err := cfg.checkLiteralSecrets(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes and validates TOML; name is used in error messages and
+// as the base for relative file: references (its directory).
+func ParseConfig(data []byte, name string) (*Config, error) {
+	cfg := &Config{path: name}
+	md, err := toml.Decode(string(data), cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("config %s:%d: %s", name, pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	var errs []error
+	for _, key := range md.Undecoded() {
+		errs = append(errs, unknownKeyError(data, name, key))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Path is the file the configuration came from.
+func (c *Config) Path() string { return c.path }
+
+// dir is where relative file: references are resolved.
+func (c *Config) dir() string {
+	if c.path == "" {
+		return "."
+	}
+	return filepath.Dir(c.path)
+}
+
+var profileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (c *Config) validate() error {
+	var errs []error
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("config %s: log_level %q: use debug, info, warn or error", c.path, c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "", "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("config %s: log_format %q: use json or console", c.path, c.LogFormat))
+	}
+	if err := c.Timing.validate(); err != nil {
+		errs = append(errs, fmt.Errorf("config %s: %w", c.path, err))
+	}
+	for _, name := range c.profileNames() {
+		if err := c.validateProfile(name, c.Profiles[name]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) profileNames() []string {
+	names := make([]string, 0, len(c.Profiles))
+	for name := range c.Profiles {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (c *Config) validateProfile(name string, p *ProfileConfig) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config %s: profile %q: %s: %s", c.path, name, key, fmt.Sprintf(format, args...)))
+	}
+	if !profileName.MatchString(name) {
+		bad("name", "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	if p.ClientID == "" {
+		bad("client_id", "missing; set the client (application) id registered at the IdP")
+	}
+	switch {
+	case p.TokenURL == "" && p.Issuer == "":
+		bad("token_url", "missing; set token_url, or issuer to discover it")
+	case p.TokenURL != "" && p.Issuer != "":
+		bad("issuer", "set either token_url or issuer, not both")
+	case p.TokenURL != "":
+		if err := idp.CheckEndpointURL(p.TokenURL); err != nil {
+			bad("token_url", "%v", err)
+		}
+	default:
+		if err := idp.CheckEndpointURL(p.Issuer); err != nil {
+			bad("issuer", "%v", err)
+		}
+	}
+	hasKey := p.PrivateKey != "" || p.PKCS12 != ""
+	switch p.auth() {
+	case idp.AuthClientSecretBasic, idp.AuthClientSecretPost:
+		if p.ClientSecret == "" {
+			bad("client_secret", "missing for auth = %q; set it to env:NAME, file:PATH or systemd-credential:NAME", p.auth())
+		}
+		if hasKey {
+			bad("auth", "%q does not use private_key or pkcs12; set auth = \"private_key_jwt\"", p.auth())
+		}
+	case idp.AuthPrivateKeyJWT:
+		switch {
+		case !hasKey:
+			bad("private_key", "private_key_jwt needs private_key (PEM) or pkcs12")
+		case p.PrivateKey != "" && p.PKCS12 != "":
+			bad("pkcs12", "set either private_key or pkcs12, not both")
+		}
+		if p.ClientSecret != "" {
+			bad("client_secret", "not used with private_key_jwt; remove it")
+		}
+		switch p.AssertionAlg {
+		case "", "RS256", "PS256", "ES256":
+		default:
+			bad("assertion_alg", "%q: use RS256, PS256 or ES256", p.AssertionAlg)
+		}
+		switch p.AssertionX5t {
+		case "", idp.ThumbprintNone, idp.ThumbprintSHA1, idp.ThumbprintSHA256:
+		default:
+			bad("assertion_x5t", "%q: use x5t, x5t#S256 or none", p.AssertionX5t)
+		}
+		if p.AssertionX5t != "" && p.AssertionX5t != idp.ThumbprintNone && p.PrivateKey != "" && p.Certificate == "" {
+			bad("certificate", "assertion_x5t = %q needs the certificate (or use pkcs12)", p.AssertionX5t)
+		}
+	default:
+		bad("auth", "%q: use client_secret_basic, client_secret_post or private_key_jwt", p.Auth)
+	}
+	for _, r := range p.Resource {
+		if err := checkResource(r); err != nil {
+			bad("resource", "%v", err)
+		}
+	}
+	for k := range p.Params {
+		switch k {
+		case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience", "resource":
+			bad("params", "%q is set by the agent; use the dedicated key", k)
+		}
+	}
+	if err := p.Timing.validate(); err != nil {
+		bad("timing", "%v", err)
+	}
+	if err := p.timing(c.Timing).validateCombined(); err != nil {
+		bad("timing", "%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// auth is the effective client authentication method.
+func (p *ProfileConfig) auth() string {
+	switch {
+	case p.Auth != "":
+		return p.Auth
+	case p.PrivateKey != "" || p.PKCS12 != "":
+		return idp.AuthPrivateKeyJWT
+	default:
+		return idp.AuthClientSecretBasic
+	}
+}
+
+// checkResource applies RFC 8707 §2: an absolute URI without a fragment.
+func checkResource(r string) error {
+	if !strings.Contains(r, ":") || strings.Contains(r, "#") {
+		return fmt.Errorf("%q must be an absolute URI without a fragment (RFC 8707)", r)
+	}
+	return nil
+}
+
+func (t Timing) validate() error {
+	var errs []error
+	if t.RefreshAt != 0 && (t.RefreshAt < 0.1 || t.RefreshAt > 0.95) {
+		errs = append(errs, fmt.Errorf("refresh_at = %v: use a fraction between 0.1 and 0.95", t.RefreshAt))
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"min_valid", t.MinValid}, {"idle_after", t.IdleAfter}, {"default_ttl", t.DefaultTTL}, {"max_ttl", t.MaxTTL},
+		{"permanent_backoff", t.PermanentBackoff}, {"max_backoff", t.MaxBackoff}, {"fetch_timeout", t.FetchTimeout},
+	} {
+		if d.v.Duration < 0 {
+			errs = append(errs, fmt.Errorf("%s = %v: must not be negative", d.key, d.v))
+		}
+	}
+	if t.FetchTimeout.Duration > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("fetch_timeout = %v: at most 5m", t.FetchTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// validateCombined checks a fully resolved Timing.
+func (t Timing) validateCombined() error {
+	if t.DefaultTTL.Duration > t.MaxTTL.Duration {
+		return fmt.Errorf("default_ttl (%v) is longer than max_ttl (%v)", t.DefaultTTL, t.MaxTTL)
+	}
+	if t.MinValid.Duration >= t.MaxTTL.Duration {
+		return fmt.Errorf("min_valid (%v) must be shorter than max_ttl (%v)", t.MinValid, t.MaxTTL)
+	}
+	return nil
+}
+
+// timing fills p's unset fields from defaults, then from DefaultTiming.
+func (t Timing) timing(defaults Timing) Timing {
+	merged := t
+	for _, src := range []Timing{defaults, DefaultTiming} {
+		if merged.RefreshAt == 0 {
+			merged.RefreshAt = src.RefreshAt
+		}
+		fill := func(dst *Duration, v Duration) {
+			if dst.Duration == 0 {
+				*dst = v
+			}
+		}
+		fill(&merged.MinValid, src.MinValid)
+		fill(&merged.IdleAfter, src.IdleAfter)
+		fill(&merged.DefaultTTL, src.DefaultTTL)
+		fill(&merged.MaxTTL, src.MaxTTL)
+		fill(&merged.PermanentBackoff, src.PermanentBackoff)
+		fill(&merged.MaxBackoff, src.MaxBackoff)
+		fill(&merged.FetchTimeout, src.FetchTimeout)
+	}
+	return merged
+}
+
+// checkLiteralSecrets refuses literal secrets in a file others can read.
+func (c *Config) checkLiteralSecrets() error {
+	if !c.othersCanRead {
+		return nil
+	}
+	var errs []error
+	for _, name := range c.profileNames() {
+		p := c.Profiles[name]
+		for key, v := range map[string]string{"client_secret": p.ClientSecret, "pkcs12_password": p.PKCS12Password} {
+			if v != "" && !isReference(v) {
+				errs = append(errs, fmt.Errorf("config %s: profile %q: %s is a literal secret in a file that group or others can read; "+
+					"use env:NAME, file:PATH or systemd-credential:NAME, or chmod 600 the file", c.path, name, key))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unknownKeyError names an undecoded key and, when it can find it, its line.
+func unknownKeyError(data []byte, name string, key toml.Key) error {
+	where := name
+	if line := keyLine(data, key); line > 0 {
+		where = fmt.Sprintf("%s:%d", name, line)
+	}
+	leaf := key[len(key)-1]
+	if len(key) == 1 {
+		return fmt.Errorf("config %s: unknown key %q", where, leaf)
+	}
+	return fmt.Errorf("config %s: unknown key %q in [%s]", where, leaf, key[:len(key)-1].String())
+}
+
+var (
+	tableLine = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$`)
+	keyValue  = regexp.MustCompile(`^\s*([A-Za-z0-9_\-."' ]+?)\s*=`)
+)
+
+// keyLine finds the line of a (possibly nested) key in a TOML document.
+// BurntSushi/toml reports positions only for syntax errors, so strict
+// decoding looks the key up itself. It returns 0 when not found.
+func keyLine(data []byte, key toml.Key) int {
+	want := key.String()
+	var table []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if m := tableLine.FindStringSubmatch(line); m != nil {
+			table = splitKey(m[1])
+			if strings.Join(table, ".") == want {
+				return n
+			}
+			continue
+		}
+		if m := keyValue.FindStringSubmatch(line); m != nil {
+			full := append(slices.Clone(table), splitKey(m[1])...)
+			if strings.Join(full, ".") == want {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func splitKey(s string) []string {
+	parts := strings.Split(s, ".")
+	for i, p := range parts {
+		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
+	}
+	return parts
+}

@@ -1,0 +1,146 @@
+package agent
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tokenagent/tokenagent/agent/idp"
+)
+
+// profile is a validated profile with its secrets read and its IdP client built.
+type profile struct {
+	name   string
+	timing Timing
+	client *idp.Client
+	// fingerprint identifies what the profile's tokens are for: endpoint,
+	// client id, auth method, scopes, audience and resources. A stored
+	// token is only ever served to a profile with the same fingerprint.
+	fingerprint string
+}
+
+// buildProfile reads the profile's secrets and keys and makes its client.
+// Errors name the profile and the key, never a secret.
+func (c *Config) buildProfile(name string, httpClient *http.Client, now func() time.Time) (*profile, error) {
+	p := c.Profiles[name]
+	fail := func(key, ref string, err error) error {
+		return fmt.Errorf("profile %q: %s %s: %w", name, key, ref, err)
+	}
+	cfg := idp.Config{
+		TokenURL:   p.TokenURL,
+		Issuer:     p.Issuer,
+		ClientID:   p.ClientID,
+		AuthMethod: p.auth(),
+		Scopes:     p.Scopes,
+		Audience:   p.Audience,
+		Resource:   p.Resource,
+		Params:     p.Params,
+		HTTPClient: httpClient,
+		Now:        now,
+	}
+	if p.ClientSecret != "" {
+		secret, err := readReference(p.ClientSecret, c.dir(), true)
+		if err != nil {
+			return nil, fail("client_secret", refName(p.ClientSecret), err)
+		}
+		cfg.ClientSecret = string(trimNewline(secret))
+	}
+	if cfg.AuthMethod == idp.AuthPrivateKeyJWT {
+		key, cert, err := c.loadKey(name, p)
+		if err != nil {
+			return nil, err
+		}
+		signer, err := idp.NewSigner(idp.SignerConfig{Key: key, Certificate: cert, Algorithm: p.AssertionAlg, Thumbprint: p.AssertionX5t})
+		if err != nil {
+			return nil, fmt.Errorf("profile %q: %w", name, err)
+		}
+		cfg.Signer = signer
+	}
+	client, err := idp.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: %w", name, err)
+	}
+	return &profile{
+		name:        name,
+		timing:      p.Timing.timing(c.Timing),
+		client:      client,
+		fingerprint: p.fingerprint(),
+	}, nil
+}
+
+func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Certificate, error) {
+	fail := func(key, ref string, err error) error {
+		return fmt.Errorf("profile %q: %s %s: %w", name, key, ref, err)
+	}
+	if p.PKCS12 != "" {
+		data, err := readReference(p.PKCS12, c.dir(), false)
+		if err != nil {
+			return nil, nil, fail("pkcs12", p.PKCS12, err)
+		}
+		if strings.HasPrefix(p.PKCS12, refEnv) {
+			if data, err = decodeBase64Binary(data); err != nil {
+				return nil, nil, fail("pkcs12", p.PKCS12, fmt.Errorf("an env: bundle must be base64: %w", err))
+			}
+		}
+		var password []byte
+		if p.PKCS12Password != "" {
+			if password, err = readReference(p.PKCS12Password, c.dir(), true); err != nil {
+				return nil, nil, fail("pkcs12_password", refName(p.PKCS12Password), err)
+			}
+		}
+		key, cert, err := idp.ParsePKCS12(data, string(trimNewline(password)))
+		if err != nil {
+			return nil, nil, fail("pkcs12", p.PKCS12, err)
+		}
+		return key, cert, nil
+	}
+	data, err := readReference(p.PrivateKey, c.dir(), false)
+	if err != nil {
+		return nil, nil, fail("private_key", p.PrivateKey, err)
+	}
+	key, err := idp.ParsePEMKey(data)
+	if err != nil {
+		return nil, nil, fail("private_key", p.PrivateKey, err)
+	}
+	var cert *x509.Certificate
+	if p.Certificate != "" {
+		data, err := readReference(p.Certificate, c.dir(), false)
+		if err != nil {
+			return nil, nil, fail("certificate", p.Certificate, err)
+		}
+		if cert, err = idp.ParsePEMCertificate(data); err != nil {
+			return nil, nil, fail("certificate", p.Certificate, err)
+		}
+	}
+	return key, cert, nil
+}
+
+// refName is how a secret setting is named in errors: the reference, or
+// "(literal)" for a literal secret, which must never be shown.
+func refName(v string) string {
+	if isReference(v) {
+		return v
+	}
+	return "(literal value)"
+}
+
+// fingerprint hashes the settings that decide what a token grants.
+func (p *ProfileConfig) fingerprint() string {
+	h := sha256.New()
+	for _, part := range []string{p.TokenURL, p.Issuer, p.ClientID, p.auth(), strings.Join(p.Scopes, " "), p.Audience, strings.Join(p.Resource, " ")} {
+		fmt.Fprintf(h, "%d:%s;", len(part), part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Fingerprint is how tokens and secrets appear in logs: the first 12 hex
+// digits of their SHA-256, enough to correlate, useless to an attacker.
+func Fingerprint(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:6])
+}

@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Secret references: where a secret lives, never the secret itself.
+const (
+	refEnv        = "env:"
+	refFile       = "file:"
+	refCredential = "systemd-credential:"
+)
+
+func isReference(v string) bool {
+	return strings.HasPrefix(v, refEnv) || strings.HasPrefix(v, refFile) || strings.HasPrefix(v, refCredential)
+}
+
+// readReference returns the bytes a reference points at. A value without a
+// known prefix is returned as a literal when literalOK, else refused.
+// Errors name the reference, never its content.
+func readReference(ref, baseDir string, literalOK bool) ([]byte, error) {
+	switch {
+	case strings.HasPrefix(ref, refEnv):
+		name := strings.TrimPrefix(ref, refEnv)
+		v, ok := os.LookupEnv(name)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%s: environment variable %s is not set", ref, name)
+		}
+		return []byte(v), nil
+	case strings.HasPrefix(ref, refFile):
+		path := strings.TrimPrefix(ref, refFile)
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(baseDir, path)
+		}
+		return readSecretFile(path)
+	case strings.HasPrefix(ref, refCredential):
+		name := strings.TrimPrefix(ref, refCredential)
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return nil, fmt.Errorf("%s: $CREDENTIALS_DIRECTORY is not set; add LoadCredential=%s:PATH (or SetCredentialEncrypted=) to the service unit", ref, name)
+		}
+		if name == "" || strings.ContainsRune(name, '/') {
+			return nil, fmt.Errorf("%s: a credential name has no '/'", ref)
+		}
+		return readSecretFile(filepath.Join(dir, name))
+	case literalOK:
+		return []byte(ref), nil
+	default:
+		return nil, errors.New("use file:PATH, env:NAME or systemd-credential:NAME")
+	}
+}
+
+// readSecretFile reads a file holding a secret, refusing one that any user
+// on the host can read.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("file:%s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("file:%s: %w", path, err)
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return nil, fmt.Errorf("file:%s has mode %04o, readable by every user; chmod o-r it (0600 or 0640)", path, fi.Mode().Perm())
+	}
+	const maxSecretFile = 1 << 20
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("file:%s: %w", path, err)
+	}
+	if len(data) > maxSecretFile {
+		return nil, fmt.Errorf("file:%s is larger than 1 MiB; is it the right file?", path)
+	}
+	return data, nil
+}
+
+// trimNewline drops one trailing newline, which editors and `echo` add.
+func trimNewline(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+// decodeBase64Binary accepts standard base64 with surrounding whitespace.
+func decodeBase64Binary(b []byte) ([]byte, error) {
+	return base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
+}

@@ -1,0 +1,326 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokenagent/tokenagent/agent/idp"
+)
+
+// Backoff after transient failures: full jitter (a uniformly random wait up
+// to a ceiling that doubles per consecutive failure, from initialBackoff to
+// max_backoff), never less than minBackoff. A Retry-After from the IdP
+// lengthens the wait (capped at max_backoff), never shortens it.
+const (
+	initialBackoff = 2 * time.Second
+	minBackoff     = time.Second
+)
+
+// lateTimer is how far past its due time a refresh timer may be before a
+// caller re-arms it: timers run on the monotonic clock, which stands still
+// while the machine sleeps.
+const lateTimer = 5 * time.Second
+
+const fetchKey = "fetch"
+
+// Token is an access token as handed out. It is shared between callers:
+// do not modify it.
+type Token struct {
+	AccessToken string
+	TokenType   string
+	Scope       string
+	// ExpiresAt is when the token stops being valid (wall clock).
+	ExpiresAt time.Time
+	// ObtainedAt is when the request that returned it was sent.
+	ObtainedAt time.Time
+}
+
+// cached is a token with what the source needs to manage it.
+type cached struct {
+	Token
+	refreshAt time.Time
+	sum       [32]byte // SHA-256 of AccessToken, for rejected-token reports
+}
+
+// source keeps one profile's token: it serves it, fetches it once per
+// burst, refreshes it before expiry and backs off when the IdP fails.
+type source struct {
+	agent *Agent
+	prof  *profile
+	log   zerolog.Logger
+
+	cur      atomic.Pointer[cached]
+	lastUsed atomic.Int64 // wall clock, Unix ns
+	timerDue atomic.Int64 // wall clock, Unix ns; 0 when no timer is armed
+	sf       singleflight.Group
+
+	mu          sync.Mutex
+	stopTimer   func() bool
+	failures    int       // consecutive transient failures
+	nextAttempt time.Time // no upstream request before this, after a failure
+	lastErr     error     // most recent fetch error; nil after a success
+	rejected    [32]byte  // the token most recently reported rejected
+	requests    int       // upstream requests made
+	lastRefresh time.Time
+	idle        bool
+	closed      bool
+}
+
+func newSource(a *Agent, p *profile) *source {
+	s := &source{agent: a, prof: p, log: a.log.With().Str("profile", p.name).Logger()}
+	s.lastUsed.Store(a.clock.Now().UnixNano())
+	return s
+}
+
+// token returns a token valid for at least minValid.
+func (s *source) token(ctx context.Context, minValid time.Duration) (*Token, error) {
+	now := s.agent.clock.Now()
+	s.lastUsed.Store(now.UnixNano())
+	if c := s.cur.Load(); c != nil && c.ExpiresAt.Sub(now) >= minValid {
+		if due := s.timerDue.Load(); due == 0 || now.UnixNano() > due+int64(lateTimer) {
+			s.wake()
+		}
+		return &c.Token, nil
+	}
+	return s.fetchWait(ctx, minValid)
+}
+
+// fetchWait joins or starts the one fetch in flight and waits for it, or
+// for ctx. The fetch itself runs on the agent's context: a caller that
+// gives up does not cancel it for the others.
+func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token, error) {
+	s.mu.Lock()
+	now := s.agent.clock.Now()
+	c := s.cur.Load()
+	if c != nil {
+		if c.ExpiresAt.Sub(now) >= minValid {
+			s.mu.Unlock()
+			return &c.Token, nil
+		}
+		if life := c.ExpiresAt.Sub(c.ObtainedAt); life < minValid {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: the IdP issues tokens valid for %v; asked for %v", ErrMinValid, life.Round(time.Second), minValid)
+		}
+	}
+	if s.lastErr != nil && now.Before(s.nextAttempt) {
+		err := fmt.Errorf("not asking the IdP again for %v after: %w", s.nextAttempt.Sub(now).Round(time.Second), s.lastErr)
+		s.mu.Unlock()
+		return nil, err
+	}
+	ch := s.sf.DoChan(fetchKey, s.fetch)
+	s.mu.Unlock()
+
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		c := r.Val.(*cached)
+		if left := c.ExpiresAt.Sub(s.agent.clock.Now()); left < minValid {
+			return nil, fmt.Errorf("%w: the IdP issued a token valid for %v; asked for %v", ErrMinValid, left.Round(time.Second), minValid)
+		}
+		return &c.Token, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetch asks the IdP for a token; singleflight runs at most one at a time.
+func (s *source) fetch() (any, error) {
+	t := s.prof.timing
+	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
+	defer cancel()
+	sent := s.agent.clock.Now().Round(0)
+	start := time.Now()
+	resp, err := s.prof.client.Fetch(ctx)
+	latency := time.Since(start)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	if s.closed {
+		return nil, ErrClosed
+	}
+	now := s.agent.clock.Now()
+	if err != nil {
+		s.failedLocked(now, err, latency)
+		return nil, err
+	}
+	ttl, why := lifetime(resp, sent, t)
+	c := &cached{
+		Token: Token{
+			AccessToken: resp.AccessToken,
+			TokenType:   resp.TokenType,
+			Scope:       resp.Scope,
+			ExpiresAt:   sent.Add(ttl),
+			ObtainedAt:  sent,
+		},
+		refreshAt: refreshTime(sent, ttl, t, s.agent.rand()),
+		sum:       sha256.Sum256([]byte(resp.AccessToken)),
+	}
+	s.cur.Store(c)
+	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
+	s.armLocked(now, c.refreshAt)
+	s.log.Info().
+		Str("token_sha256", Fingerprint(resp.AccessToken)).
+		Dur("ttl", ttl).Str("ttl_from", why).
+		Time("expires_at", c.ExpiresAt).Time("refresh_at", c.refreshAt).
+		Dur("latency", latency).
+		Msg("token fetched")
+	return c, nil
+}
+
+// failedLocked records a failed fetch and schedules the next attempt.
+func (s *source) failedLocked(now time.Time, err error, latency time.Duration) {
+	t := s.prof.timing
+	var ie *idp.Error
+	isIdP := errors.As(err, &ie)
+	var wait time.Duration
+	if isIdP && !ie.Transient {
+		wait = t.PermanentBackoff.Duration
+	} else {
+		s.failures++
+		ceiling := initialBackoff << min(s.failures-1, 20)
+		ceiling = min(ceiling, t.MaxBackoff.Duration)
+		wait = max(time.Duration(s.agent.rand()*float64(ceiling)), minBackoff)
+		if isIdP && ie.RetryAfter > wait {
+			wait = min(ie.RetryAfter, t.MaxBackoff.Duration)
+		}
+	}
+	s.lastErr = err
+	s.nextAttempt = now.Add(wait)
+	s.armLocked(now, s.nextAttempt)
+
+	ev := s.log.Warn().Err(err).Dur("retry_in", wait).Dur("latency", latency).Int("failures", s.failures)
+	if isIdP {
+		ev = ev.Int("status", ie.StatusCode).Str("idp_error", ie.Code).Bool("transient", ie.Transient)
+	}
+	if c := s.cur.Load(); c != nil && c.ExpiresAt.After(now) {
+		ev = ev.Time("serving_until", c.ExpiresAt)
+	}
+	ev.Msg("token fetch failed")
+}
+
+// armLocked (re)starts the refresh timer for at.
+func (s *source) armLocked(now, at time.Time) {
+	if s.stopTimer != nil {
+		s.stopTimer()
+	}
+	s.idle = false
+	s.stopTimer = s.agent.clock.AfterFunc(max(at.Sub(now), 0), s.onTimer)
+	s.timerDue.Store(at.UnixNano())
+}
+
+// wake re-arms a timer that idling stopped or that a sleeping machine
+// delayed; a caller's request found it so.
+func (s *source) wake() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	now := s.agent.clock.Now()
+	due := s.timerDue.Load()
+	if due != 0 && now.UnixNano() <= due+int64(lateTimer) {
+		return // another caller did it
+	}
+	at := s.nextAttempt
+	if c := s.cur.Load(); c != nil && c.refreshAt.After(at) {
+		at = c.refreshAt
+	}
+	if s.idle {
+		s.log.Info().Msg("profile in use again; background refresh resumed")
+	}
+	s.armLocked(now, at)
+}
+
+// onTimer refreshes proactively, unless the profile went idle.
+func (s *source) onTimer() {
+	s.mu.Lock()
+	s.stopTimer = nil
+	s.timerDue.Store(0)
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	now := s.agent.clock.Now()
+	if unused := now.Sub(time.Unix(0, s.lastUsed.Load())); unused >= s.prof.timing.IdleAfter.Duration {
+		s.idle = true
+		s.log.Info().Dur("unused_for", unused.Round(time.Second)).Msg("profile idle; background refresh paused until the next request")
+		s.mu.Unlock()
+		return
+	}
+	if now.Before(s.nextAttempt) {
+		s.armLocked(now, s.nextAttempt)
+		s.mu.Unlock()
+		return
+	}
+	if c := s.cur.Load(); c != nil && now.Before(c.refreshAt) {
+		s.armLocked(now, c.refreshAt) // the wall clock went back
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.sf.Do(fetchKey, s.fetch)
+}
+
+// reject handles a report that the token with SHA-256 sum was refused by
+// an API: if it is still the current token, drop it and fetch a new one
+// (once, however many callers report it); otherwise hand out the current.
+func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duration) (*Token, error) {
+	s.mu.Lock()
+	c := s.cur.Load()
+	switch {
+	case c != nil && c.sum == sum:
+		s.cur.Store(nil)
+		s.rejected = sum
+		s.log.Info().Str("token_sha256", Fingerprint(c.AccessToken)).Msg("token reported rejected by an API; fetching a new one")
+	case c == nil && s.rejected == sum:
+		// Already dropped; join the fetch for its replacement.
+	default:
+		s.mu.Unlock()
+		return s.token(ctx, minValid)
+	}
+	s.mu.Unlock()
+	return s.fetchWait(ctx, minValid)
+}
+
+func (s *source) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.stopTimer != nil {
+		s.stopTimer()
+		s.stopTimer = nil
+	}
+	s.timerDue.Store(0)
+}
+
+// status reports the source's state.
+func (s *source) status() ProfileStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := ProfileStatus{
+		Name:             s.prof.name,
+		UpstreamRequests: s.requests,
+		LastRefresh:      s.lastRefresh,
+		Idle:             s.idle,
+	}
+	if c := s.cur.Load(); c != nil {
+		st.ExpiresAt = c.ExpiresAt
+		st.RefreshAt = c.refreshAt
+	}
+	if s.lastErr != nil {
+		st.LastError = s.lastErr.Error()
+		st.NextAttempt = s.nextAttempt
+	}
+	return st
+}
