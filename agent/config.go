@@ -162,6 +162,9 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
+			if pe.LastKey != "" {
+				return nil, fmt.Errorf("config %s:%d: %s: %s", name, pe.Position.Line, pe.LastKey, pe.Message)
+			}
 			return nil, fmt.Errorf("config %s:%d: %s", name, pe.Position.Line, pe.Message)
 		}
 		return nil, fmt.Errorf("config %s: %w", name, err)
@@ -448,4 +451,14 @@ func splitKey(s string) []string {
 		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
 	}
 	return parts
+}
+
+// ProfileTiming is the effective timing of a profile: its own settings,
+// then the top-level ones, then DefaultTiming.
+func (c *Config) ProfileTiming(name string) Timing {
+	p, ok := c.Profiles[name]
+	if !ok {
+		return c.Timing.timing(DefaultTiming)
+	}
+	return p.Timing.timing(c.Timing)
 }

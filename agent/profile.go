@@ -44,7 +44,7 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 		Now:        now,
 	}
 	if p.ClientSecret != "" {
-		secret, err := readReference(p.ClientSecret, c.dir(), true)
+		secret, err := readReference(p.ClientSecret, c.dir(), secretOrLiteral)
 		if err != nil {
 			return nil, fail("client_secret", refName(p.ClientSecret), err)
 		}
@@ -78,7 +78,7 @@ func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Ce
 		return fmt.Errorf("profile %q: %s %s: %w", name, key, ref, err)
 	}
 	if p.PKCS12 != "" {
-		data, err := readReference(p.PKCS12, c.dir(), false)
+		data, err := readReference(p.PKCS12, c.dir(), secretRef)
 		if err != nil {
 			return nil, nil, fail("pkcs12", p.PKCS12, err)
 		}
@@ -89,7 +89,7 @@ func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Ce
 		}
 		var password []byte
 		if p.PKCS12Password != "" {
-			if password, err = readReference(p.PKCS12Password, c.dir(), true); err != nil {
+			if password, err = readReference(p.PKCS12Password, c.dir(), secretOrLiteral); err != nil {
 				return nil, nil, fail("pkcs12_password", refName(p.PKCS12Password), err)
 			}
 		}
@@ -99,7 +99,7 @@ func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Ce
 		}
 		return key, cert, nil
 	}
-	data, err := readReference(p.PrivateKey, c.dir(), false)
+	data, err := readReference(p.PrivateKey, c.dir(), secretRef)
 	if err != nil {
 		return nil, nil, fail("private_key", p.PrivateKey, err)
 	}
@@ -109,7 +109,7 @@ func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Ce
 	}
 	var cert *x509.Certificate
 	if p.Certificate != "" {
-		data, err := readReference(p.Certificate, c.dir(), false)
+		data, err := readReference(p.Certificate, c.dir(), publicRef)
 		if err != nil {
 			return nil, nil, fail("certificate", p.Certificate, err)
 		}

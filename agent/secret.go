@@ -22,16 +22,24 @@ func isReference(v string) bool {
 	return strings.HasPrefix(v, refEnv) || strings.HasPrefix(v, refFile) || strings.HasPrefix(v, refCredential)
 }
 
-// readReference returns the bytes a reference points at. A value without a
-// known prefix is returned as a literal when literalOK, else refused.
-// Errors name the reference, never its content.
-func readReference(ref, baseDir string, literalOK bool) ([]byte, error) {
+// refKind says what a reference may be and how its file is checked.
+type refKind int
+
+const (
+	secretOrLiteral refKind = iota // a secret; a literal is allowed
+	secretRef                      // a secret (key material); must be a reference
+	publicRef                      // public material (a certificate); must be a reference
+)
+
+// readReference returns the bytes a reference points at. Errors name the
+// reference, never its content.
+func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
 	switch {
 	case strings.HasPrefix(ref, refEnv):
 		name := strings.TrimPrefix(ref, refEnv)
 		v, ok := os.LookupEnv(name)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("%s: environment variable %s is not set", ref, name)
+			return nil, fmt.Errorf("environment variable %s is not set", name)
 		}
 		return []byte(v), nil
 	case strings.HasPrefix(ref, refFile):
@@ -39,27 +47,27 @@ func readReference(ref, baseDir string, literalOK bool) ([]byte, error) {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(baseDir, path)
 		}
-		return readSecretFile(path)
+		return readFile(path, kind)
 	case strings.HasPrefix(ref, refCredential):
 		name := strings.TrimPrefix(ref, refCredential)
 		dir := os.Getenv("CREDENTIALS_DIRECTORY")
 		if dir == "" {
-			return nil, fmt.Errorf("%s: $CREDENTIALS_DIRECTORY is not set; add LoadCredential=%s:PATH (or SetCredentialEncrypted=) to the service unit", ref, name)
+			return nil, fmt.Errorf("$CREDENTIALS_DIRECTORY is not set; add LoadCredential=%s:PATH (or SetCredentialEncrypted=) to the service unit", name)
 		}
 		if name == "" || strings.ContainsRune(name, '/') {
-			return nil, fmt.Errorf("%s: a credential name has no '/'", ref)
+			return nil, errors.New("a credential name has no '/'")
 		}
-		return readSecretFile(filepath.Join(dir, name))
-	case literalOK:
+		return readFile(filepath.Join(dir, name), kind)
+	case kind == secretOrLiteral:
 		return []byte(ref), nil
 	default:
 		return nil, errors.New("use file:PATH, env:NAME or systemd-credential:NAME")
 	}
 }
 
-// readSecretFile reads a file holding a secret, refusing one that any user
-// on the host can read.
-func readSecretFile(path string) ([]byte, error) {
+// readFile reads a referenced file, refusing a secret that any user on the
+// host can read.
+func readFile(path string, kind refKind) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("file:%s: %w", path, errors.Unwrap(err))
@@ -69,7 +77,7 @@ func readSecretFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file:%s: %w", path, err)
 	}
-	if fi.Mode().Perm()&0o004 != 0 {
+	if kind != publicRef && fi.Mode().Perm()&0o004 != 0 {
 		return nil, fmt.Errorf("file:%s has mode %04o, readable by every user; chmod o-r it (0600 or 0640)", path, fi.Mode().Perm())
 	}
 	const maxSecretFile = 1 << 20

@@ -1,0 +1,332 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+)
+
+func TestConfigErrors(t *testing.T) {
+	const ok = "token_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\n"
+	tests := []struct {
+		name, toml string
+		want       []string // all must appear in the error
+	}{
+		{"unknown profile key", "[profiles.p]\n" + ok + "clent_id = \"x\"\n", []string{"test.toml:5", `unknown key "clent_id"`, "[profiles.p]"}},
+		{"unknown top-level key", "lg_level = \"info\"\n", []string{"test.toml:1", `"lg_level"`}},
+		{"unknown table", "[profiles.p]\n" + ok + "[profiles.p.extra]\na = 1\n", []string{"test.toml:5", `"extra"`}},
+		{"bad duration", "[profiles.p]\n" + ok + "min_valid = \"30 secs\"\n", []string{"test.toml:5", "min_valid", `"30 secs"`}},
+		{"integer duration", "[profiles.p]\n" + ok + "min_valid = 30\n", []string{"min_valid"}},
+		{"syntax error", "log_level = \"info\"\nlog_format = = 2\n", []string{"test.toml:2"}},
+		{"missing client_id", "[profiles.zeebe]\ntoken_url = \"https://idp.example/token\"\nclient_secret = \"env:S\"\n", []string{`profile "zeebe"`, "client_id: missing"}},
+		{"http to non-loopback", "[profiles.p]\ntoken_url = \"http://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\n", []string{`profile "p"`, "token_url", "http://", "https://"}},
+		{"no endpoint", "[profiles.p]\nclient_id = \"c\"\nclient_secret = \"env:S\"\n", []string{`profile "p"`, "token_url: missing"}},
+		{"both endpoints", "[profiles.p]\n" + ok + "issuer = \"https://idp.example\"\n", []string{`profile "p"`, "issuer", "not both"}},
+		{"no secret", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\n", []string{`profile "p"`, "client_secret: missing"}},
+		{"jwt without key", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nauth = \"private_key_jwt\"\n", []string{`profile "p"`, "private_key"}},
+		{"bad alg", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nprivate_key = \"file:k.pem\"\nassertion_alg = \"HS256\"\n", []string{`profile "p"`, "assertion_alg", "HS256"}},
+		{"bad auth", "[profiles.p]\n" + ok + "auth = \"magic\"\n", []string{`profile "p"`, "auth", "magic"}},
+		{"reserved param", "[profiles.p]\n" + ok + "params = { grant_type = \"password\" }\n", []string{`profile "p"`, "params", "grant_type"}},
+		{"resource with fragment", "[profiles.p]\n" + ok + "resource = [\"https://api.example#x\"]\n", []string{`profile "p"`, "resource", "fragment"}},
+		{"refresh_at out of range", "[profiles.p]\n" + ok + "refresh_at = 1.5\n", []string{`profile "p"`, "refresh_at"}},
+		{"negative duration", "idle_after = \"-1m\"\n", []string{"idle_after", "negative"}},
+		{"default_ttl over max_ttl", "[profiles.p]\n" + ok + "default_ttl = \"2h\"\nmax_ttl = \"1h\"\n", []string{`profile "p"`, "default_ttl", "max_ttl"}},
+		{"bad profile name", "[profiles.\"a b\"]\n" + ok, []string{`profile "a b"`, "name"}},
+		{"bad log level", "log_level = \"loud\"\n", []string{"log_level", "loud"}},
+		{"all problems at once", "[profiles.a]\nclient_secret = \"env:S\"\ntoken_url = \"https://x/t\"\n[profiles.b]\nclient_secret = \"env:S\"\ntoken_url = \"https://x/t\"\n",
+			[]string{`profile "a": client_id`, `profile "b": client_id`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := agent.ParseConfig([]byte(tt.toml), "test.toml")
+			if err == nil {
+				t.Fatalf("ParseConfig() = nil error, want one mentioning %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("ParseConfig() error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigDefaultsAndOverrides(t *testing.T) {
+	cfg, err := agent.ParseConfig([]byte(`
+min_valid = "45s"
+[profiles.a]
+token_url = "https://idp.example/token"
+client_id = "a"
+client_secret = "env:S"
+[profiles.b]
+token_url = "https://idp.example/token"
+client_id = "b"
+client_secret = "env:S"
+min_valid = "1m"
+refresh_at = 0.5
+`), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.ProfileTiming("a"), cfg.ProfileTiming("b")
+	if a.MinValid.Duration != 45*time.Second || a.RefreshAt != 0.75 || a.FetchTimeout.Duration != 10*time.Second {
+		t.Errorf("profile a timing = %+v, want top-level min_valid 45s and built-in defaults", a)
+	}
+	if b.MinValid.Duration != time.Minute || b.RefreshAt != 0.5 {
+		t.Errorf("profile b timing = %+v, want its own min_valid and refresh_at", b)
+	}
+}
+
+type pki struct {
+	rsa     *rsa.PrivateKey
+	rsaCert *x509.Certificate
+	ec      *ecdsa.PrivateKey
+}
+
+func makePKI(t *testing.T) pki {
+	t.Helper()
+	r, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "agent test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, r.Public(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return pki{rsa: r, rsaCert: cert, ec: e}
+}
+
+func writeFile(t *testing.T, path string, data []byte, mode os.FileMode) string {
+	t.Helper()
+	if err := os.WriteFile(path, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestAuthMethodsFromConfig wires every auth method and secret reference
+// from a real config file on disk to a token from idptest.
+func TestAuthMethodsFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	keys := makePKI(t)
+	srv := idptest.New()
+	defer srv.Close()
+	suiteLog.server(srv)
+
+	const p12Password = "p12-Pa55word!"
+	const fileSecret = "file-secret-9f8e7d"
+	const credSecret = "credential-secret-1a2b3c"
+	suiteLog.secret(testSecret, p12Password, fileSecret, credSecret)
+
+	rsaPKCS8, _ := x509.MarshalPKCS8PrivateKey(keys.rsa)
+	ecSEC1, _ := x509.MarshalECPrivateKey(keys.ec)
+	p12, err := pkcs12.Modern2023.Encode(keys.rsa, keys.rsaCert, nil, p12Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "rsa.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: rsaPKCS8}), 0o600)
+	writeFile(t, filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: keys.rsaCert.Raw}), 0o644)
+	writeFile(t, filepath.Join(dir, "ec.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecSEC1}), 0o600)
+	writeFile(t, filepath.Join(dir, "entra.p12"), p12, 0o640)
+	writeFile(t, filepath.Join(dir, "secret.txt"), []byte(fileSecret+"\n"), 0o600)
+	credDir := t.TempDir()
+	writeFile(t, filepath.Join(credDir, "idp-secret"), []byte(credSecret), 0o400)
+	t.Setenv("CREDENTIALS_DIRECTORY", credDir)
+	t.Setenv("TEST_BASIC_SECRET", testSecret)
+	t.Setenv("TEST_P12_PASSWORD", p12Password)
+	t.Setenv("TEST_P12_B64", base64.StdEncoding.EncodeToString(p12))
+
+	srv.AddClient(idptest.Client{ID: "basic", Secret: testSecret, Method: "client_secret_basic"})
+	srv.AddClient(idptest.Client{ID: "post-file", Secret: fileSecret, Method: "client_secret_post"})
+	srv.AddClient(idptest.Client{ID: "post-cred", Secret: credSecret, Method: "client_secret_post"})
+	srv.AddClient(idptest.Client{ID: "rsa-pem", Method: "private_key_jwt", PublicKey: keys.rsa.Public()})
+	srv.AddClient(idptest.Client{ID: "ec-pem", Method: "private_key_jwt", PublicKey: keys.ec.Public()})
+	srv.AddClient(idptest.Client{ID: "p12", Method: "private_key_jwt", PublicKey: keys.rsa.Public()})
+	srv.AddClient(idptest.Client{ID: "p12-env", Method: "private_key_jwt", PublicKey: keys.rsa.Public()})
+
+	config := fmt.Sprintf(`
+[profiles.basic]
+token_url = %[1]q
+client_id = "basic"
+client_secret = "env:TEST_BASIC_SECRET"
+
+[profiles.post-file]
+issuer = %[2]q
+client_id = "post-file"
+client_secret = "file:secret.txt"
+auth = "client_secret_post"
+
+[profiles.post-cred]
+token_url = %[1]q
+client_id = "post-cred"
+client_secret = "systemd-credential:idp-secret"
+auth = "client_secret_post"
+
+[profiles.rsa-pem]
+token_url = %[1]q
+client_id = "rsa-pem"
+private_key = "file:rsa.pem"
+certificate = "file:cert.pem"
+assertion_alg = "PS256"
+assertion_x5t = "x5t#S256"
+
+[profiles.ec-pem]
+token_url = %[1]q
+client_id = "ec-pem"
+private_key = "file:%[3]s"
+
+[profiles.p12]
+token_url = %[1]q
+client_id = "p12"
+pkcs12 = "file:entra.p12"
+pkcs12_password = "env:TEST_P12_PASSWORD"
+assertion_x5t = "x5t"
+
+[profiles.p12-env]
+token_url = %[1]q
+client_id = "p12-env"
+pkcs12 = "env:TEST_P12_B64"
+pkcs12_password = "env:TEST_P12_PASSWORD"
+`, srv.TokenURL, srv.URL, filepath.Join(dir, "ec.pem"))
+	path := writeFile(t, filepath.Join(dir, "agent.toml"), []byte(config), 0o644)
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	a, err := agent.New(cfg, agent.Options{})
+	if err != nil {
+		t.Fatalf("agent.New: %v", err)
+	}
+	defer a.Close()
+	for _, name := range []string{"basic", "post-file", "post-cred", "rsa-pem", "ec-pem", "p12", "p12-env"} {
+		tok, err := a.Token(context.Background(), name, 0)
+		suiteLog.err(err)
+		if err != nil {
+			t.Errorf("Token(%q): %v", name, err)
+			continue
+		}
+		claims, err := srv.VerifyToken(tok.AccessToken)
+		if err != nil || claims["client_id"] != name {
+			t.Errorf("Token(%q) claims = %v, %v; want client_id %q", name, claims, err, name)
+		}
+	}
+}
+
+func TestKeyAndSecretErrors(t *testing.T) {
+	dir := t.TempDir()
+	keys := makePKI(t)
+	const password = "Right-Pa55"
+	const wrong = "Wr0ng-Pa55"
+	suiteLog.secret(password, wrong)
+	p12, _ := pkcs12.Modern2023.Encode(keys.rsa, keys.rsaCert, nil, password)
+	p12Path := writeFile(t, filepath.Join(dir, "bundle.p12"), p12, 0o600)
+	writeFile(t, filepath.Join(dir, "open.txt"), []byte("world-readable-secret"), 0o644)
+	suiteLog.secret("world-readable-secret")
+	t.Setenv("WRONG_PASSWORD", wrong)
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+
+	const head = "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\n"
+	tests := []struct {
+		name, toml string
+		want       []string
+	}{
+		{"wrong PKCS#12 password", head + "pkcs12 = \"file:" + p12Path + "\"\npkcs12_password = \"env:WRONG_PASSWORD\"\n",
+			[]string{`profile "p"`, "pkcs12", p12Path, "wrong PKCS#12 password"}},
+		{"missing env var", head + "client_secret = \"env:NO_SUCH_VAR_X\"\n", []string{`profile "p"`, "client_secret", "NO_SUCH_VAR_X", "not set"}},
+		{"world-readable secret file", head + "client_secret = \"file:" + filepath.Join(dir, "open.txt") + "\"\n", []string{`profile "p"`, "open.txt", "0644", "chmod"}},
+		{"missing key file", head + "private_key = \"file:" + filepath.Join(dir, "nope.pem") + "\"\n", []string{`profile "p"`, "private_key", "nope.pem", "no such file"}},
+		{"credential without systemd", head + "client_secret = \"systemd-credential:idp\"\n", []string{`profile "p"`, "CREDENTIALS_DIRECTORY", "LoadCredential"}},
+		{"key path without prefix", head + "private_key = \"/etc/key.pem\"\n", []string{`profile "p"`, "private_key", "file:PATH"}},
+		{"not a key", head + "private_key = \"file:" + filepath.Join(dir, "bundle.p12") + "\"\n", []string{`profile "p"`, "private_key", "no PRIVATE KEY"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := agent.ParseConfig([]byte(tt.toml), filepath.Join(dir, "agent.toml"))
+			if err != nil {
+				t.Fatalf("ParseConfig: %v", err)
+			}
+			_, err = agent.New(cfg, agent.Options{})
+			suiteLog.err(err)
+			if err == nil {
+				t.Fatal("agent.New() = nil error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("agent.New() error %q does not mention %q", err, w)
+				}
+			}
+			for _, secret := range []string{password, wrong, "world-readable-secret"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("agent.New() error contains a secret: %q", err)
+				}
+			}
+		})
+	}
+}
+
+func TestLiteralSecretNeedsPrivateFile(t *testing.T) {
+	dir := t.TempDir()
+	const literal = "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"literal-Secret-123\"\n"
+	suiteLog.secret("literal-Secret-123")
+	shared := writeFile(t, filepath.Join(dir, "shared.toml"), []byte(literal), 0o644)
+	_, err := agent.LoadConfig(shared)
+	suiteLog.err(err)
+	if err == nil || !strings.Contains(err.Error(), "literal secret") || !strings.Contains(err.Error(), "client_secret") {
+		t.Errorf("LoadConfig(0644 file with literal secret) = %v, want refusal naming client_secret", err)
+	}
+	private := writeFile(t, filepath.Join(dir, "private.toml"), []byte(literal), 0o600)
+	if _, err := agent.LoadConfig(private); err != nil {
+		t.Errorf("LoadConfig(0600 file with literal secret) = %v, want ok", err)
+	}
+	ref := writeFile(t, filepath.Join(dir, "ref.toml"), []byte(strings.Replace(literal, "literal-Secret-123", "env:X", 1)), 0o644)
+	if _, err := agent.LoadConfig(ref); err != nil {
+		t.Errorf("LoadConfig(0644 file with env: reference) = %v, want ok", err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	if _, err := agent.LoadConfig("../agent.toml.example"); err != nil {
+		t.Errorf("agent.toml.example: %v", err)
+	}
+}
+
+// FuzzParseConfig: any input gives a config or an error, never a panic.
+func FuzzParseConfig(f *testing.F) {
+	if data, err := os.ReadFile("../agent.toml.example"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("[profiles.p]\ntoken_url = \"https://x/t\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\nmin_valid = \"1s\"\n"))
+	f.Add([]byte("[profiles.\"\"]\n"))
+	f.Add([]byte("refresh_at = nan\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := agent.ParseConfig(data, "fuzz.toml")
+		if (cfg == nil) == (err == nil) {
+			t.Fatalf("ParseConfig = %v, %v; want exactly one", cfg, err)
+		}
+	})
+}
