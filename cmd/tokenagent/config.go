@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"github.com/tokenagent/tokenagent/agent"
+)
+
+// version is set at build time: -ldflags "-X main.version=1.2.3".
+var version = ""
+
+func versionString() string {
+	v := version
+	if v == "" {
+		v = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+	}
+	return "tokenagent " + v
+}
+
+// defaultConfigPath is /etc/tokenagent/agent.toml for root, else
+// $XDG_CONFIG_HOME/tokenagent/agent.toml (~/.config/… when unset).
+func defaultConfigPath() string {
+	if os.Geteuid() == 0 {
+		return "/etc/tokenagent/agent.toml"
+	}
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "tokenagent", "agent.toml")
+}
+
+// loadConfig reads path, or the default path when path is empty.
+func loadConfig(path string) (*agent.Config, error) {
+	if path == "" {
+		path = defaultConfigPath()
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), or try `tokenagent run --dev`", path)
+		}
+	}
+	return agent.LoadConfig(path)
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check-config", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usageError{"check-config takes at most one FILE"}
+	}
+	cfg, err := loadConfig(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	// Building the agent reads every secret and key, so a missing env var
+	// or a wrong PKCS#12 password shows up here, not at 3 a.m.
+	a, err := agent.New(cfg, agent.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	var names []string
+	for _, st := range a.Status() {
+		names = append(names, st.Name)
+	}
+	fmt.Fprintf(stdout, "%s: ok, %d profile(s): %s\n", cfg.Path(), len(names), strings.Join(names, ", "))
+	return nil
+}

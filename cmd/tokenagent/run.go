@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+)
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("run", stderr)
+	configPath := fs.String("config", "", "configuration `file` (default: /etc/tokenagent/agent.toml as root, else $XDG_CONFIG_HOME/tokenagent/agent.toml)")
+	dev := fs.Bool("dev", false, "run with a built-in demo identity provider and a \"demo\" profile")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("run takes no arguments, got %q", fs.Args())}
+	}
+	if *dev && *configPath != "" {
+		return usageError{"--dev and --config are exclusive"}
+	}
+
+	var cfg *agent.Config
+	if *dev {
+		demo, demoCfg, err := startDemoIdP()
+		if err != nil {
+			return err
+		}
+		defer demo.Close()
+		cfg = demoCfg
+	} else {
+		var err error
+		if cfg, err = loadConfig(*configPath); err != nil {
+			return err
+		}
+	}
+	log := newLogger(cfg, stderr)
+	a, err := agent.New(cfg, agent.Options{Logger: &log})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	var names []string
+	for _, st := range a.Status() {
+		names = append(names, st.Name)
+	}
+	log.Info().Str("config", cfg.Path()).Strs("profiles", names).Str("version", versionString()).Msg("agent started")
+
+	if *dev {
+		tok, err := a.Token(ctx, "demo", 0)
+		if err != nil {
+			return fmt.Errorf("demo profile: %w", err)
+		}
+		log.Info().Str("profile", "demo").Str("token_sha256", agent.Fingerprint(tok.AccessToken)).
+			Time("expires_at", tok.ExpiresAt).
+			Msg("demo token ready; the agent refreshes it in the background before it expires (Ctrl-C to stop)")
+	}
+	<-ctx.Done()
+	log.Info().Msg("shutting down")
+	return nil
+}
+
+// startDemoIdP starts the in-process IdP with one client and returns a
+// configuration with a "demo" profile for it. Tokens live two minutes so
+// that background refresh is visible in the log.
+func startDemoIdP() (*idptest.Server, *agent.Config, error) {
+	var b [18]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, nil, err
+	}
+	secret := hex.EncodeToString(b[:])
+	srv := idptest.New()
+	srv.AddClient(idptest.Client{ID: "demo", Secret: secret, Method: "client_secret_basic"})
+	srv.SetTTL(2 * time.Minute)
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf(`
+idle_after = "24h"
+[profiles.demo]
+token_url = %q
+client_id = "demo"
+client_secret = %q
+scopes = ["demo.read"]
+`, srv.TokenURL, secret)), "(built-in --dev configuration)")
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	return srv, cfg, nil
+}
+
+// newLogger logs to w: console format on a terminal, JSON otherwise,
+// unless the configuration says which.
+func newLogger(cfg *agent.Config, w io.Writer) zerolog.Logger {
+	format := cfg.LogFormat
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "console"
+			}
+		}
+	}
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	// Durations in seconds: "ttl":120 reads better at 3 a.m. than 120000.
+	zerolog.DurationFieldUnit = time.Second
+	zerolog.DurationFieldInteger = false
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil || cfg.LogLevel == "" {
+		level = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
