@@ -43,6 +43,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -123,7 +124,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	sources := make(map[string]*source, len(cfg.Profiles))
 	var errs []error
-	for _, name := range cfg.profileNames() {
+	for _, name := range cfg.ProfileNames() {
 		p, err := cfg.buildProfile(name, opts.HTTPClient, a.clock.Now)
 		if err != nil {
 			errs = append(errs, err)
@@ -191,15 +192,7 @@ func (a *Agent) Status() []ProfileStatus {
 	for _, s := range sources {
 		out = append(out, s.status())
 	}
-	slices.SortFunc(out, func(x, y ProfileStatus) int {
-		switch {
-		case x.Name < y.Name:
-			return -1
-		case x.Name > y.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(x, y ProfileStatus) int { return strings.Compare(x.Name, y.Name) })
 	return out
 }
 

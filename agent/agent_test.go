@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -55,6 +56,7 @@ func TestSteadyDemandRefreshesAtThreeQuarters(t *testing.T) {
 		h.clock.Advance(time.Second)
 	}
 	// 3600 s / (60 s × 0.75) = 80.
+	t.Logf("IdP requests in one simulated hour: %d", h.requests())
 	if got := h.requests(); got < 77 || got > 83 {
 		t.Errorf("IdP requests in one simulated hour = %d, want 80 ± 3", got)
 	}
@@ -81,6 +83,7 @@ func TestServesValidTokenWhileIdPFails(t *testing.T) {
 		h.clock.Advance(time.Second)
 	}
 	attempts := h.requests() - before + 1 // +1: the attempt at outageStart
+	t.Logf("IdP attempts during the 5-minute outage: %d", attempts)
 	if attempts > 15 || attempts < 4 {
 		t.Errorf("IdP attempts during a 5-minute outage = %d, want backoff (4..15)", attempts)
 	}
@@ -223,10 +226,7 @@ func TestRejectedTokenReports(t *testing.T) {
 }
 
 func TestLifetimeRules(t *testing.T) {
-	huge := make([]byte, 10<<20)
-	for i := range huge {
-		huge[i] = 'a'
-	}
+	huge := bytes.Repeat([]byte("a"), 10<<20)
 	tests := []struct {
 		name    string
 		fault   idptest.Fault

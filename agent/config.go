@@ -210,7 +210,7 @@ func (c *Config) validate() error {
 	if err := c.Timing.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("config %s: %w", c.path, err))
 	}
-	for _, name := range c.profileNames() {
+	for _, name := range c.ProfileNames() {
 		if err := c.validateProfile(name, c.Profiles[name]); err != nil {
 			errs = append(errs, err)
 		}
@@ -218,7 +218,8 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) profileNames() []string {
+// ProfileNames lists the configured profiles, sorted.
+func (c *Config) ProfileNames() []string {
 	names := make([]string, 0, len(c.Profiles))
 	for name := range c.Profiles {
 		names = append(names, name)
@@ -389,7 +390,7 @@ func (c *Config) checkLiteralSecrets() error {
 		return nil
 	}
 	var errs []error
-	for _, name := range c.profileNames() {
+	for _, name := range c.ProfileNames() {
 		p := c.Profiles[name]
 		for key, v := range map[string]string{"client_secret": p.ClientSecret, "pkcs12_password": p.PKCS12Password} {
 			if v != "" && !isReference(v) {

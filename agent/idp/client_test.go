@@ -1,6 +1,7 @@
 package idp_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -120,10 +121,7 @@ func TestResponses(t *testing.T) {
 	srv := newServer(t)
 	srv.AddClient(idptest.Client{ID: "c", Secret: "s", Method: idp.AuthClientSecretBasic})
 	cfg := idp.Config{TokenURL: srv.TokenURL, ClientID: "c", ClientSecret: "s"}
-	huge := make([]byte, 10<<20)
-	for i := range huge {
-		huge[i] = 'x'
-	}
+	huge := bytes.Repeat([]byte("x"), 10<<20)
 	tests := []struct {
 		name          string
 		fault         idptest.Fault

@@ -73,10 +73,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	var names []string
-	for _, st := range a.Status() {
-		names = append(names, st.Name)
-	}
+	names := cfg.ProfileNames()
 	fmt.Fprintf(stdout, "%s: ok, %d profile(s): %s\n", cfg.Path(), len(names), strings.Join(names, ", "))
 	return nil
 }

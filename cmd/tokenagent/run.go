@@ -49,11 +49,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	var names []string
-	for _, st := range a.Status() {
-		names = append(names, st.Name)
-	}
-	log.Info().Str("config", cfg.Path()).Strs("profiles", names).Str("version", versionString()).Msg("agent started")
+	log.Info().Str("config", cfg.Path()).Strs("profiles", cfg.ProfileNames()).Str("version", versionString()).Msg("agent started")
 
 	if *dev {
 		tok, err := a.Token(ctx, "demo", 0)
