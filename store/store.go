@@ -1,0 +1,526 @@
+// Package store keeps access tokens on disk between agent restarts, sealed
+// so that the file alone is worth nothing: a bbolt database whose records
+// are each encrypted with AES-256-GCM under a key that lives elsewhere.
+//
+// # Basics
+//
+// Open a file with a [Key] (and any previous keys still in use), Put a
+// record after each fetch, LoadAll at start-up, Delete records of profiles
+// that left the configuration. Each record's additional authenticated data
+// binds the format version, the key id, the profile name and the profile's
+// fingerprint, so a record copied under another profile's name fails
+// authentication. The fingerprint is also kept in clear so the caller can
+// tell a record written for other settings (stale) from a damaged one.
+//
+// # Caveats
+//
+// The store is a cache: losing it costs one token request per profile.
+// Open therefore moves a file that is not a readable database aside
+// (<name>.corrupt-<time>) and starts empty; Recovered says when it did.
+// It refuses, instead, a file whose records were sealed with a key it was
+// not given: that is a configuration mistake, not damage, and starting
+// fresh would hide it. A file locked by another process is refused after
+// LockTimeout.
+package store
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// formatVersion is the record and schema format this package writes.
+const formatVersion = 1
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketTokens = []byte("tokens")
+	keyFormat    = []byte("format")
+)
+
+// Errors callers branch on.
+var (
+	// ErrLocked: another process holds the database.
+	ErrLocked = errors.New("store: locked by another process")
+	// ErrNewerFormat: the file was written by a newer tokenagent.
+	ErrNewerFormat = errors.New("store: written by a newer tokenagent")
+	// ErrCorruptRecord: the record is damaged, tampered with or moved.
+	ErrCorruptRecord = errors.New("store: record failed authentication")
+)
+
+// WrongKeyError says the file holds records sealed with keys the store was
+// not given.
+type WrongKeyError struct {
+	Path string
+	// KeyIDs are the unknown key ids found in the file.
+	KeyIDs []string
+	// Records is how many records they sealed.
+	Records int
+}
+
+func (e *WrongKeyError) Error() string {
+	return fmt.Sprintf("store %s: %d record(s) are sealed with key id %s, which is not the current key or a previous one",
+		e.Path, e.Records, strings.Join(e.KeyIDs, ", "))
+}
+
+// Key is an AES-256-GCM key with its id.
+type Key struct {
+	id   [8]byte
+	aead cipher.AEAD
+}
+
+// KeySize is the key length in bytes.
+const KeySize = 32
+
+// ParseKey reads a key in standard base64 (what `openssl rand -base64 32`
+// prints); surrounding whitespace and a trailing newline are allowed. The
+// error never contains the key.
+func ParseKey(text []byte) (*Key, error) {
+	raw, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(text)))
+	if err != nil {
+		return nil, errors.New("not standard base64 (create one with: openssl rand -base64 32)")
+	}
+	if len(raw) != KeySize {
+		return nil, fmt.Errorf("decodes to %d bytes, want %d (create one with: openssl rand -base64 32)", len(raw), KeySize)
+	}
+	block, err := aes.NewCipher(raw)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	k := &Key{aead: aead}
+	sum := sha256.Sum256(append([]byte("tokenagent store key id\x00"), raw...))
+	copy(k.id[:], sum[:])
+	return k, nil
+}
+
+// NewKeyText returns a fresh random key as base64 text with a newline.
+func NewKeyText() ([]byte, error) {
+	raw := make([]byte, KeySize)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	return []byte(base64.StdEncoding.EncodeToString(raw) + "\n"), nil
+}
+
+// ID is a short public identifier of the key, safe to log.
+func (k *Key) ID() string { return hex.EncodeToString(k.id[:]) }
+
+// Record is one profile's token.
+type Record struct {
+	// Profile is the profile name; the record's database key.
+	Profile string
+	// Fingerprint identifies the profile settings the token was issued
+	// for (at most 255 bytes).
+	Fingerprint string
+	AccessToken string
+	TokenType   string
+	Scope       string
+	ExpiresAt   time.Time
+	ObtainedAt  time.Time
+}
+
+// Options configure Open. The zero value of every field but Key is a default.
+type Options struct {
+	// Key seals every write. Required.
+	Key *Key
+	// PreviousKeys may open existing records; those are re-sealed with
+	// Key when the store is opened.
+	PreviousKeys []*Key
+	// LockTimeout is how long to wait for another process's lock; default 1s.
+	LockTimeout time.Duration
+	// Now names moved-aside files; default time.Now.
+	Now func() time.Time
+}
+
+// Store is an open token database. It is safe for concurrent use.
+type Store struct {
+	db           *bolt.DB
+	path         string
+	key          *Key
+	keys         map[[8]byte]*Key
+	recovered    string
+	recoverCause error
+	resealed     int
+}
+
+// Open opens or creates the database at path (mode 0600; its directory is
+// created 0700 if missing), verifies it and re-seals records written with a
+// previous key.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Key == nil {
+		return nil, fmt.Errorf("store %s: no key", path)
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{path: path, key: opts.Key, keys: map[[8]byte]*Key{opts.Key.id: opts.Key}}
+	for _, k := range opts.PreviousKeys {
+		if _, dup := s.keys[k.id]; !dup {
+			s.keys[k.id] = k
+		}
+	}
+	if err := checkDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	db, err := s.openVerified(opts.LockTimeout)
+	var corrupt *corruptError
+	if errors.As(err, &corrupt) {
+		aside := fmt.Sprintf("%s.corrupt-%s", path, opts.Now().UTC().Format("20060102T150405Z"))
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("store %s is damaged (%v) and could not be moved aside: %w", path, corrupt.err, rerr)
+		}
+		s.recovered, s.recoverCause = aside, corrupt.err
+		db, err = s.openVerified(opts.LockTimeout)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	return s, nil
+}
+
+// checkDir creates dir 0700 if needed and proves it writable by creating a
+// file in it: permission bits alone say nothing for root or a read-only
+// mount.
+func checkDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("store directory %s: %w; create it writable for the agent, or set store = \"memory\" to run without a disk cache", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-test-*")
+	if err != nil {
+		return fmt.Errorf("store directory %s is not writable: %w; fix its permissions or mount, or set store = \"memory\" to run without a disk cache", dir, unwrapPath(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// corruptError marks a file that is not a usable database.
+type corruptError struct{ err error }
+
+func (e *corruptError) Error() string { return e.err.Error() }
+
+// openVerified opens the file and checks it page by page. bbolt can panic
+// or fault on a damaged file; both become a corruptError.
+func (s *Store) openVerified(lockTimeout time.Duration) (db *bolt.DB, err error) {
+	if fi, statErr := os.Stat(s.path); statErr == nil && fi.Size() == 0 {
+		return nil, &corruptError{errors.New("file is empty")}
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+				db = nil
+			}
+			err = &corruptError{fmt.Errorf("database unreadable: %v", r)}
+		}
+	}()
+	db, err = bolt.Open(s.path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s is held by another process (is another tokenagent running?); stop it or give this agent its own store", ErrLocked, s.path)
+	case err != nil && os.IsPermission(err):
+		return nil, fmt.Errorf("store %s: %w", s.path, unwrapPath(err))
+	case err != nil:
+		return nil, &corruptError{err}
+	}
+	os.Chmod(s.path, 0o600) // an old file may have looser bits
+	if err := s.prepare(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// prepare creates the buckets, checks the format and the keys, and
+// re-seals records written with previous keys.
+func (s *Store) prepare(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		// Drain the whole channel: Check reads pages in a goroutine that
+		// must finish before the transaction ends.
+		var checkErr error
+		for err := range tx.Check() {
+			if checkErr == nil {
+				checkErr = err
+			}
+		}
+		if checkErr != nil {
+			return &corruptError{fmt.Errorf("consistency check: %w", checkErr)}
+		}
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", s.path, err)
+		}
+		if v := meta.Get(keyFormat); v != nil {
+			if string(v) != fmt.Sprint(formatVersion) {
+				return fmt.Errorf("%w: %s has format %q, this agent reads %d; upgrade tokenagent or delete the file", ErrNewerFormat, s.path, v, formatVersion)
+			}
+		} else if err := meta.Put(keyFormat, []byte(fmt.Sprint(formatVersion))); err != nil {
+			return fmt.Errorf("store %s: %w", s.path, err)
+		}
+		tokens, err := tx.CreateBucketIfNotExists(bucketTokens)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", s.path, err)
+		}
+		unknown := map[string]bool{}
+		var unknownRecords int
+		type reseal struct {
+			name []byte
+			rec  *Record
+		}
+		var reseals []reseal
+		err = tokens.ForEach(func(k, v []byte) error {
+			h, ok := parseHeader(v)
+			if !ok {
+				return nil // LoadAll reports and drops it
+			}
+			key := s.keys[h.keyID]
+			switch {
+			case key == nil:
+				unknown[hex.EncodeToString(h.keyID[:])] = true
+				unknownRecords++
+			case key != s.key:
+				if rec, err := open(key, string(k), v); err == nil {
+					reseals = append(reseals, reseal{bytes.Clone(k), rec})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(unknown) > 0 {
+			ids := make([]string, 0, len(unknown))
+			for id := range unknown {
+				ids = append(ids, id)
+			}
+			return &WrongKeyError{Path: s.path, KeyIDs: ids, Records: unknownRecords}
+		}
+		for _, r := range reseals {
+			sealed, err := seal(s.key, r.rec)
+			if err != nil {
+				return err
+			}
+			if err := tokens.Put(r.name, sealed); err != nil {
+				return fmt.Errorf("store %s: %w", s.path, err)
+			}
+		}
+		s.resealed = len(reseals)
+		return nil
+	})
+}
+
+// Recovered reports whether Open found the file damaged, where it moved it
+// and why. The caller should log it loudly.
+func (s *Store) Recovered() (movedTo string, cause error) { return s.recovered, s.recoverCause }
+
+// Resealed is how many records Open re-sealed with the current key.
+func (s *Store) Resealed() int { return s.resealed }
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// KeyID is the current key's id.
+func (s *Store) KeyID() string { return s.key.ID() }
+
+// Put seals and writes r, replacing the profile's previous record.
+func (s *Store) Put(r Record) error {
+	sealed, err := seal(s.key, &r)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).Put([]byte(r.Profile), sealed)
+	})
+	if err != nil {
+		return fmt.Errorf("store %s: write %q: %w", s.path, r.Profile, err)
+	}
+	return nil
+}
+
+// Delete removes the records of profiles.
+func (s *Store) Delete(profiles ...string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		for _, p := range profiles {
+			if err := b.Delete([]byte(p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store %s: delete: %w", s.path, err)
+	}
+	return nil
+}
+
+// Problem is a record LoadAll could not use.
+type Problem struct {
+	Profile string
+	Err     error
+}
+
+// LoadAll returns every record that opens with a known key. Records that
+// fail authentication are returned as problems (and should be deleted);
+// bytes are copied out of the transaction.
+func (s *Store) LoadAll() ([]Record, []Problem, error) {
+	var recs []Record
+	var problems []Problem
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			name := string(k)
+			h, ok := parseHeader(v)
+			if !ok {
+				problems = append(problems, Problem{name, fmt.Errorf("%w: malformed header", ErrCorruptRecord)})
+				return nil
+			}
+			key := s.keys[h.keyID]
+			if key == nil {
+				problems = append(problems, Problem{name, fmt.Errorf("%w: unknown key id %x", ErrCorruptRecord, h.keyID)})
+				return nil
+			}
+			rec, err := open(key, name, v)
+			if err != nil {
+				problems = append(problems, Problem{name, err})
+				return nil
+			}
+			recs = append(recs, *rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store %s: read: %w", s.path, err)
+	}
+	return recs, problems, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// header is the clear-text start of a sealed record.
+type header struct {
+	version     byte
+	keyID       [8]byte
+	fingerprint string
+	body        []byte // nonce ‖ ciphertext
+}
+
+// Record layout: version(1) ‖ key id(8) ‖ len(fp)(1) ‖ fp ‖ nonce(12) ‖
+// ciphertext+tag.
+func parseHeader(v []byte) (header, bool) {
+	var h header
+	if len(v) < 10 || v[0] != formatVersion {
+		return h, false
+	}
+	h.version = v[0]
+	copy(h.keyID[:], v[1:9])
+	n := int(v[9])
+	if len(v) < 10+n {
+		return h, false
+	}
+	h.fingerprint = string(v[10 : 10+n])
+	h.body = v[10+n:]
+	return h, true
+}
+
+func aad(version byte, keyID [8]byte, profile, fingerprint string) []byte {
+	var b bytes.Buffer
+	b.WriteString("tokenagent store\x00")
+	b.WriteByte(version)
+	b.Write(keyID[:])
+	binary.Write(&b, binary.BigEndian, uint16(len(profile)))
+	b.WriteString(profile)
+	b.WriteByte(byte(len(fingerprint)))
+	b.WriteString(fingerprint)
+	return b.Bytes()
+}
+
+type payload struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type,omitempty"`
+	Scope       string `json:"scope,omitempty"`
+	ExpiresAt   int64  `json:"expires_at"`
+	ObtainedAt  int64  `json:"obtained_at"`
+}
+
+func seal(k *Key, r *Record) ([]byte, error) {
+	if len(r.Fingerprint) > 255 || len(r.Profile) > 65535 || r.Profile == "" {
+		return nil, fmt.Errorf("store: record for %q: profile name or fingerprint too long or empty", r.Profile)
+	}
+	plain, err := json.Marshal(payload{
+		AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope,
+		ExpiresAt: r.ExpiresAt.UnixNano(), ObtainedAt: r.ObtainedAt.UnixNano(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 10+len(r.Fingerprint)+k.aead.NonceSize()+len(plain)+k.aead.Overhead())
+	out = append(out, formatVersion)
+	out = append(out, k.id[:]...)
+	out = append(out, byte(len(r.Fingerprint)))
+	out = append(out, r.Fingerprint...)
+	nonce := make([]byte, k.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	out = append(out, nonce...)
+	return k.aead.Seal(out, nonce, plain, aad(formatVersion, k.id, r.Profile, r.Fingerprint)), nil
+}
+
+// open authenticates and decrypts a sealed record stored under profile.
+func open(k *Key, profile string, sealed []byte) (*Record, error) {
+	h, ok := parseHeader(sealed)
+	if !ok {
+		return nil, fmt.Errorf("%w: malformed header", ErrCorruptRecord)
+	}
+	ns := k.aead.NonceSize()
+	if len(h.body) < ns+k.aead.Overhead() {
+		return nil, fmt.Errorf("%w: %d bytes, shorter than nonce and tag", ErrCorruptRecord, len(sealed))
+	}
+	plain, err := k.aead.Open(nil, h.body[:ns], h.body[ns:], aad(h.version, h.keyID, profile, h.fingerprint))
+	if err != nil {
+		return nil, fmt.Errorf("%w (damaged, tampered with, or copied from another profile)", ErrCorruptRecord)
+	}
+	var p payload
+	if err := json.Unmarshal(plain, &p); err != nil || p.AccessToken == "" {
+		return nil, fmt.Errorf("%w: authenticated but unreadable payload", ErrCorruptRecord)
+	}
+	return &Record{
+		Profile: profile, Fingerprint: h.fingerprint,
+		AccessToken: p.AccessToken, TokenType: p.TokenType, Scope: p.Scope,
+		ExpiresAt: time.Unix(0, p.ExpiresAt), ObtainedAt: time.Unix(0, p.ObtainedAt),
+	}, nil
+}
