@@ -44,10 +44,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tokenagent/tokenagent/store"
 )
 
 // Errors callers branch on.
@@ -76,6 +79,9 @@ type Options struct {
 	// Rand returns uniform numbers in [0, 1) for jitter; nil means
 	// math/rand/v2. It must be safe for concurrent use.
 	Rand func() float64
+	// Store persists tokens across restarts (see OpenStore); nil keeps
+	// them in memory only. The caller closes it after the agent.
+	Store *store.Store
 }
 
 // Agent serves tokens for the profiles of one configuration.
@@ -87,6 +93,16 @@ type Agent struct {
 	rand   func() float64
 
 	sources atomic.Pointer[map[string]*source]
+
+	// fetching is held shared by every fetch in flight; Close takes it
+	// exclusively so that it returns only when no fetch can still write
+	// to the store.
+	fetching sync.RWMutex
+	closed   bool // guarded by fetching
+
+	store        *store.Store
+	storeMu      sync.Mutex
+	storeFailing bool // the last write failed; logged once per change
 }
 
 // ProfileStatus is what the agent knows about a profile, for status
@@ -112,7 +128,7 @@ type ProfileStatus struct {
 // and fails, naming the profile and key, if any cannot be used. It makes
 // no network requests; tokens are fetched on first demand.
 func New(cfg *Config, opts Options) (*Agent, error) {
-	a := &Agent{clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop()}
+	a := &Agent{clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), store: opts.Store}
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}
@@ -137,7 +153,77 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.sources.Store(&sources)
+	if a.store != nil {
+		a.loadStore(sources)
+	}
 	return a, nil
+}
+
+// loadStore seeds sources with the stored tokens that are still usable and
+// deletes the rest: records of profiles no longer configured, written for
+// other settings, expired, or failing authentication.
+func (a *Agent) loadStore(sources map[string]*source) {
+	log := a.log.With().Str("store", a.store.Path()).Logger()
+	if moved, cause := a.store.Recovered(); moved != "" {
+		log.Error().Str("moved_to", moved).AnErr("cause", cause).
+			Msg("token store was damaged; moved it aside and started empty (tokens will be fetched again)")
+	}
+	if n := a.store.Resealed(); n > 0 {
+		log.Info().Int("records", n).Str("key_id", a.store.KeyID()).Msg("re-sealed stored tokens with the current store key; store_key_previous can be removed")
+	}
+	recs, problems, err := a.store.LoadAll()
+	if err != nil {
+		log.Error().Err(err).Msg("cannot read the token store; starting without stored tokens")
+		return
+	}
+	var drop []string
+	for _, p := range problems {
+		log.Error().Str("profile", p.Profile).Err(p.Err).Msg("dropping a stored token that failed authentication")
+		drop = append(drop, p.Profile)
+	}
+	now := a.clock.Now()
+	loaded := 0
+	for _, r := range recs {
+		s := sources[r.Profile]
+		switch {
+		case s == nil:
+			log.Info().Str("profile", r.Profile).Msg("dropping the stored token of a profile no longer configured")
+		case r.Fingerprint != s.prof.fingerprint:
+			log.Info().Str("profile", r.Profile).Msg("profile settings changed (endpoint, client, auth, scopes, audience or resource); stored token ignored")
+		case r.ExpiresAt.Sub(now) < s.prof.timing.MinValid.Duration:
+			log.Debug().Str("profile", r.Profile).Time("expires_at", r.ExpiresAt).Msg("dropping an expired stored token")
+		default:
+			s.seed(r)
+			loaded++
+			continue
+		}
+		drop = append(drop, r.Profile)
+	}
+	if len(drop) > 0 {
+		a.storeResult(a.store.Delete(drop...))
+	}
+	log.Info().Int("loaded", loaded).Int("dropped", len(drop)).Msg("token store opened")
+}
+
+// persist writes a fresh token; failures are logged once per state change
+// and never stop the token being served.
+func (a *Agent) persist(r store.Record) {
+	if a.store != nil {
+		a.storeResult(a.store.Put(r))
+	}
+}
+
+func (a *Agent) storeResult(err error) {
+	a.storeMu.Lock()
+	defer a.storeMu.Unlock()
+	switch {
+	case err != nil && !a.storeFailing:
+		a.storeFailing = true
+		a.log.Error().Err(err).Str("store", a.store.Path()).Msg("token store writes are failing; tokens are still served from memory but will not survive a restart")
+	case err == nil && a.storeFailing:
+		a.storeFailing = false
+		a.log.Info().Str("store", a.store.Path()).Msg("token store writes work again")
+	}
 }
 
 // Token returns a token for profile with at least minValid left (never
@@ -196,14 +282,30 @@ func (a *Agent) Status() []ProfileStatus {
 	return out
 }
 
-// Close stops refresh timers and cancels fetches in flight.
+// Close stops refresh timers, cancels fetches in flight and waits for them
+// to end. The store (Options.Store) may be closed after Close returns.
 func (a *Agent) Close() error {
 	a.cancel()
 	for _, s := range *a.sources.Load() {
 		s.close()
 	}
+	a.fetching.Lock()
+	a.closed = true
+	a.fetching.Unlock()
 	return nil
 }
+
+// beginFetch registers a fetch in flight; false once the agent is closed.
+func (a *Agent) beginFetch() bool {
+	a.fetching.RLock()
+	if a.closed {
+		a.fetching.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (a *Agent) endFetch() { a.fetching.RUnlock() }
 
 func (a *Agent) source(profile string) (*source, error) {
 	if s := (*a.sources.Load())[profile]; s != nil {

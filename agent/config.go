@@ -25,6 +25,17 @@ type Config struct {
 	// LogFormat is json or console; default json when stderr is not a
 	// terminal, console when it is.
 	LogFormat string `toml:"log_format"`
+	// Store is the token database file, or "memory" to keep tokens in
+	// memory only; default /var/lib/tokenagent/tokens.db (root) or
+	// $XDG_STATE_HOME/tokenagent/tokens.db.
+	Store string `toml:"store"`
+	// StoreKey is a reference to the store's key (32 random bytes, base64);
+	// default $CREDENTIALS_DIRECTORY/store-key if present, else store.key
+	// beside this file, created on first start.
+	StoreKey string `toml:"store_key"`
+	// StoreKeyPrevious are references to older keys that may still open
+	// records; those are re-sealed with the current key at start.
+	StoreKeyPrevious []string `toml:"store_key_previous"`
 	// Timing holds the defaults for every profile.
 	Timing
 	// Profiles maps a profile name to its settings.
@@ -209,6 +220,14 @@ func (c *Config) validate() error {
 	}
 	if err := c.Timing.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("config %s: %w", c.path, err))
+	}
+	if c.Store != "" && c.Store != StoreMemory && !filepath.IsAbs(c.Store) {
+		errs = append(errs, fmt.Errorf("config %s: store %q: use an absolute path or \"memory\"", c.path, c.Store))
+	}
+	for _, ref := range append([]string{c.StoreKey}, c.StoreKeyPrevious...) {
+		if ref != "" && !isReference(ref) {
+			errs = append(errs, fmt.Errorf("config %s: store_key %s: use file:PATH, env:NAME or systemd-credential:NAME, never the key itself", c.path, refName(ref)))
+		}
 	}
 	for _, name := range c.ProfileNames() {
 		if err := c.validateProfile(name, c.Profiles[name]); err != nil {

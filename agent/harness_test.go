@@ -54,6 +54,29 @@ func (l *leakCheck) err(err error) {
 	}
 }
 
+// text is everything logged so far.
+func (l *leakCheck) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// textFor is what t's loggers wrote.
+func (l *leakCheck) textFor(t *testing.T) string {
+	var out []string
+	for _, line := range strings.Split(l.text(), "\n") {
+		if strings.Contains(line, `"test":"`+t.Name()+`"`) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// newTestLogger logs into the suite log, tagged with the test's name.
+func newTestLogger(t *testing.T) zerolog.Logger {
+	return zerolog.New(suiteLog).With().Str("test", t.Name()).Logger()
+}
+
 // leaks returns what leaked, or "" when nothing did.
 func (l *leakCheck) leaks() string {
 	l.mu.Lock()
@@ -137,7 +160,7 @@ func (h *harness) newAgent(toml string) *agent.Agent {
 	if err != nil {
 		h.t.Fatalf("ParseConfig: %v", err)
 	}
-	logger := zerolog.New(suiteLog).With().Str("test", h.t.Name()).Logger()
+	logger := newTestLogger(h.t)
 	// Seeded jitter: the backoff and refresh figures asserted below are
 	// deterministic, not merely likely.
 	var mu sync.Mutex

@@ -70,7 +70,7 @@ func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
 func readFile(path string, kind refKind) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("file:%s: %w", path, errors.Unwrap(err))
+		return nil, fmt.Errorf("file:%s: %w", path, unwrapPathError(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/store"
 )
 
 // Backoff after transient failures: full jitter (a uniformly random wait up
@@ -135,6 +136,10 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 
 // fetch asks the IdP for a token; singleflight runs at most one at a time.
 func (s *source) fetch() (any, error) {
+	if !s.agent.beginFetch() {
+		return nil, ErrClosed
+	}
+	defer s.agent.endFetch()
 	t := s.prof.timing
 	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
 	defer cancel()
@@ -144,14 +149,15 @@ func (s *source) fetch() (any, error) {
 	latency := time.Since(start)
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.requests++
 	if s.closed {
+		s.mu.Unlock()
 		return nil, ErrClosed
 	}
 	now := s.agent.clock.Now()
 	if err != nil {
 		s.failedLocked(now, err, latency)
+		s.mu.Unlock()
 		return nil, err
 	}
 	ttl, why := lifetime(resp, sent, t)
@@ -169,6 +175,14 @@ func (s *source) fetch() (any, error) {
 	s.cur.Store(c)
 	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
 	s.armLocked(now, c.refreshAt)
+	s.mu.Unlock()
+	// Written before the waiters are released, outside the lock: fetches
+	// are one at a time, so writes stay in order.
+	s.agent.persist(store.Record{
+		Profile: s.prof.name, Fingerprint: s.prof.fingerprint,
+		AccessToken: c.AccessToken, TokenType: c.TokenType, Scope: c.Scope,
+		ExpiresAt: c.ExpiresAt, ObtainedAt: c.ObtainedAt,
+	})
 	s.log.Info().
 		Str("token_sha256", Fingerprint(resp.AccessToken)).
 		Dur("ttl", ttl).Str("ttl_from", why).
@@ -176,6 +190,22 @@ func (s *source) fetch() (any, error) {
 		Dur("latency", latency).
 		Msg("token fetched")
 	return c, nil
+}
+
+// seed installs a token loaded from the store. No timer is armed: the
+// first request arms it (see token), so profiles nobody uses after a
+// restart cost no IdP requests.
+func (s *source) seed(r store.Record) {
+	ttl := r.ExpiresAt.Sub(r.ObtainedAt)
+	c := &cached{
+		Token: Token{
+			AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope,
+			ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0),
+		},
+		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
+		sum:       sha256.Sum256([]byte(r.AccessToken)),
+	}
+	s.cur.Store(c)
 }
 
 // failedLocked records a failed fetch and schedules the next attempt.

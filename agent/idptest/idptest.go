@@ -73,6 +73,9 @@ type Fault struct {
 	OmitExpiresIn bool
 	// Opaque issues a random non-JWT access token.
 	Opaque bool
+	// TokenPadding adds a claim of this many bytes to issued JWTs, for
+	// IdPs that issue large tokens (Entra with many group claims).
+	TokenPadding int
 }
 
 // Server is the in-process IdP. Create it with New; Close it when done.
@@ -440,6 +443,9 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *Client, scope 
 		}
 		if scope != "" {
 			claims["scope"] = scope
+		}
+		if f != nil && f.TokenPadding > 0 {
+			claims["pad"] = strings.Repeat("p", f.TokenPadding)
 		}
 		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 		tok.Header["kid"] = s.kid

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 
@@ -26,27 +25,10 @@ func versionString() string {
 	return "tokenagent " + v
 }
 
-// defaultConfigPath is /etc/tokenagent/agent.toml for root, else
-// $XDG_CONFIG_HOME/tokenagent/agent.toml (~/.config/… when unset).
-func defaultConfigPath() string {
-	if os.Geteuid() == 0 {
-		return "/etc/tokenagent/agent.toml"
-	}
-	dir := os.Getenv("XDG_CONFIG_HOME")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
-		dir = filepath.Join(home, ".config")
-	}
-	return filepath.Join(dir, "tokenagent", "agent.toml")
-}
-
 // loadConfig reads path, or the default path when path is empty.
 func loadConfig(path string) (*agent.Config, error) {
 	if path == "" {
-		path = defaultConfigPath()
+		path = agent.DefaultConfigPath()
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), or try `tokenagent run --dev`", path)
 		}

@@ -44,12 +44,23 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	log := newLogger(cfg, stderr)
-	a, err := agent.New(cfg, agent.Options{Logger: &log})
+	st, err := agent.OpenStore(cfg)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		defer st.Close() // after the agent's Close: no fetch writes any more
+	}
+	a, err := agent.New(cfg, agent.Options{Logger: &log, Store: st})
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	log.Info().Str("config", cfg.Path()).Strs("profiles", cfg.ProfileNames()).Str("version", versionString()).Msg("agent started")
+	storeDesc := "memory"
+	if st != nil {
+		storeDesc = st.Path()
+	}
+	log.Info().Str("config", cfg.Path()).Str("store", storeDesc).Strs("profiles", cfg.ProfileNames()).Str("version", versionString()).Msg("agent started")
 
 	if *dev {
 		tok, err := a.Token(ctx, "demo", 0)
@@ -78,6 +89,7 @@ func startDemoIdP() (*idptest.Server, *agent.Config, error) {
 	srv.AddClient(idptest.Client{ID: "demo", Secret: secret, Method: "client_secret_basic"})
 	srv.SetTTL(2 * time.Minute)
 	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf(`
+store = "memory"
 idle_after = "24h"
 [profiles.demo]
 token_url = %q

@@ -1,0 +1,384 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/store"
+)
+
+// storeEnv is a config directory with a key, a store path and an IdP.
+type storeEnv struct {
+	*harness
+	dir     string
+	dbPath  string
+	keyPath string
+}
+
+func newStoreEnv(t *testing.T) *storeEnv {
+	t.Helper()
+	h := newHarness(t, "")
+	h.srv.AddClient(idptest.Client{ID: "c2", Secret: testSecret, Method: "client_secret_basic"})
+	dir := t.TempDir()
+	return &storeEnv{harness: h, dir: dir, dbPath: filepath.Join(dir, "state", "tokens.db"), keyPath: filepath.Join(dir, "store.key")}
+}
+
+// profiles is a config with profiles p, q and r on the harness IdP; edit
+// rewrites parts of it.
+func (e *storeEnv) config(extra string, edit ...string) string {
+	cfg := fmt.Sprintf(`store = %q
+%s
+[profiles.p]
+token_url = %q
+client_id = "c"
+client_secret = %q
+scopes = ["read"]
+audience = "api"
+
+[profiles.q]
+token_url = %q
+client_id = "c"
+client_secret = %q
+
+[profiles.r]
+token_url = %q
+client_id = "c"
+client_secret = %q
+`, e.dbPath, extra, e.srv.TokenURL, testSecret, e.srv.TokenURL, testSecret, e.srv.TokenURL, testSecret)
+	for i := 0; i+1 < len(edit); i += 2 {
+		cfg = strings.Replace(cfg, edit[i], edit[i+1], 1)
+	}
+	return cfg
+}
+
+// start opens the store and an agent from a config written in e.dir.
+func (e *storeEnv) start(toml string) (*agent.Agent, *store.Store, error) {
+	e.t.Helper()
+	path := writeFile(e.t, filepath.Join(e.dir, "agent.toml"), []byte(toml), 0o600)
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		e.t.Fatalf("LoadConfig: %v", err)
+	}
+	st, err := agent.OpenStore(cfg)
+	suiteLog.err(err)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := e.agentFor(cfg, st)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return a, st, nil
+}
+
+func (e *storeEnv) agentFor(cfg *agent.Config, st *store.Store) (*agent.Agent, error) {
+	logger := newTestLogger(e.t)
+	return agent.New(cfg, agent.Options{Clock: e.clock, Logger: &logger, Store: st})
+}
+
+func (e *storeEnv) mustStart(toml string) (*agent.Agent, func()) {
+	e.t.Helper()
+	a, st, err := e.start(toml)
+	if err != nil {
+		e.t.Fatalf("start: %v", err)
+	}
+	stop := func() { a.Close(); st.Close() }
+	e.t.Cleanup(stop)
+	return a, stop
+}
+
+func tokenOf(t *testing.T, a *agent.Agent, profile string) string {
+	t.Helper()
+	tok, err := a.Token(context.Background(), profile, 0)
+	suiteLog.err(err)
+	if err != nil {
+		t.Fatalf("Token(%q): %v", profile, err)
+	}
+	return tok.AccessToken
+}
+
+func TestRestartServesStoredTokens(t *testing.T) {
+	e := newStoreEnv(t)
+	a, stop := e.mustStart(e.config(""))
+	before := map[string]string{}
+	for _, p := range []string{"p", "q", "r"} {
+		before[p] = tokenOf(t, a, p)
+	}
+	stop()
+	if got := e.requests(); got != 3 {
+		t.Fatalf("IdP requests before restart = %d, want 3", got)
+	}
+	e.clock.Advance(10 * time.Minute) // tokens live an hour
+
+	a, _ = e.mustStart(e.config(""))
+	for p, tok := range before {
+		if got := tokenOf(t, a, p); got != tok {
+			t.Errorf("after restart, profile %s served a different token", p)
+		}
+	}
+	if got := e.requests(); got != 3 {
+		t.Errorf("IdP requests after restart = %d, want 3 (0 new)", got)
+	}
+
+	// The raw file holds neither token, secret nor key.
+	raw, err := os.ReadFile(e.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyText, _ := os.ReadFile(e.keyPath)
+	for name, secret := range map[string]string{"access token": before["p"], "client secret": testSecret, "store key": strings.TrimSpace(string(keyText))} {
+		if secret == "" || bytes.Contains(raw, []byte(secret)) || leaked(string(raw), secret) {
+			t.Errorf("database file contains the %s in plaintext (or it is empty)", name)
+		}
+	}
+}
+
+func TestChangedSettingsIgnoreStoredToken(t *testing.T) {
+	tests := []struct {
+		name     string
+		from, to string
+	}{
+		{"client id", `client_id = "c"` + "\nclient_secret = \"" + testSecret + "\"\nscopes", `client_id = "c2"` + "\nclient_secret = \"" + testSecret + "\"\nscopes"},
+		{"scopes", `scopes = ["read"]`, `scopes = ["read", "write"]`},
+		{"audience", `audience = "api"`, `audience = "other-api"`},
+		{"token url", "/token\"\nclient_id = \"c\"\nclient_secret = \"" + testSecret + "\"\nscopes", "/token?tenant=2\"\nclient_id = \"c\"\nclient_secret = \"" + testSecret + "\"\nscopes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newStoreEnv(t)
+			a, stop := e.mustStart(e.config(""))
+			old := tokenOf(t, a, "p")
+			stop()
+			changed := e.config("", tt.from, tt.to)
+			if changed == e.config("") {
+				t.Fatal("edit did not apply")
+			}
+			before := e.srv.TotalRequests()
+			a, _ = e.mustStart(changed)
+			if tokenOf(t, a, "p") == old {
+				t.Error("served the stored token after its profile's settings changed")
+			}
+			if got := e.srv.TotalRequests() - before; got != 1 {
+				t.Errorf("IdP requests after the change = %d, want 1", got)
+			}
+		})
+	}
+}
+
+func TestRecordCopiedToAnotherProfileIsDropped(t *testing.T) {
+	e := newStoreEnv(t)
+	a, stop := e.mustStart(e.config(""))
+	pTok := tokenOf(t, a, "p")
+	tokenOf(t, a, "q")
+	stop()
+	db, err := bolt.Open(e.dbPath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("tokens"))
+		return b.Put([]byte("q"), bytes.Clone(b.Get([]byte("p"))))
+	})
+	db.Close()
+
+	before := e.requests()
+	a, _ = e.mustStart(e.config(""))
+	if tokenOf(t, a, "q") == pTok {
+		t.Fatal("profile q was served profile p's token")
+	}
+	if tokenOf(t, a, "p") != pTok {
+		t.Error("profile p lost its stored token")
+	}
+	if got := e.requests() - before; got != 1 {
+		t.Errorf("IdP requests after the copy = %d, want 1 (q only)", got)
+	}
+}
+
+func TestWrongStoreKey(t *testing.T) {
+	e := newStoreEnv(t)
+	oldKey, _ := store.NewKeyText()
+	writeFile(t, filepath.Join(e.dir, "old.key"), oldKey, 0o600)
+	a, stop := e.mustStart(e.config(`store_key = "file:old.key"`))
+	tok := tokenOf(t, a, "p")
+	stop()
+
+	_, _, err := e.start(e.config(""))
+	for _, want := range []string{e.dbPath, "file:" + e.keyPath, "store_key_previous", "delete"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("start with another key = %v, want an error mentioning %q", err, want)
+		}
+	}
+
+	a, stop = e.mustStart(e.config(`store_key_previous = ["file:old.key"]`))
+	if tokenOf(t, a, "p") != tok {
+		t.Error("with the previous key listed, the stored token was not served")
+	}
+	stop()
+	a, _ = e.mustStart(e.config(""))
+	if tokenOf(t, a, "p") != tok {
+		t.Error("after re-sealing, the current key alone did not open the record")
+	}
+}
+
+func TestSecondAgentOnSameStore(t *testing.T) {
+	e := newStoreEnv(t)
+	e.mustStart(e.config(""))
+	start := time.Now()
+	_, _, err := e.start(e.config(""))
+	elapsed := time.Since(start)
+	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), e.dbPath) || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("second agent = %v, want ErrLocked naming %s", err, e.dbPath)
+	}
+	t.Logf("second agent refused after %v", elapsed.Round(time.Millisecond))
+}
+
+func TestCorruptStoreStartsFresh(t *testing.T) {
+	e := newStoreEnv(t)
+	os.MkdirAll(filepath.Dir(e.dbPath), 0o700)
+	os.WriteFile(e.dbPath, bytes.Repeat([]byte("garbage!"), 2048), 0o600)
+	a, _ := e.mustStart(e.config(""))
+	tokenOf(t, a, "p")
+	matches, _ := filepath.Glob(e.dbPath + ".corrupt-*")
+	if len(matches) != 1 {
+		t.Errorf("moved-aside files = %v, want one", matches)
+	}
+	if logs := suiteLog.text(); !strings.Contains(logs, "token store was damaged") || !strings.Contains(logs, `"level":"error"`) {
+		t.Error("no error logged for the damaged store")
+	}
+}
+
+func TestStoreKeySources(t *testing.T) {
+	t.Run("named key file missing", func(t *testing.T) {
+		e := newStoreEnv(t)
+		_, _, err := e.start(e.config(`store_key = "file:missing.key"`))
+		if err == nil || !strings.Contains(err.Error(), "missing.key") || !strings.Contains(err.Error(), "openssl rand -base64 32") {
+			t.Errorf("start with a missing store_key file = %v, want an error saying how to create it", err)
+		}
+	})
+	t.Run("default key file created 0600", func(t *testing.T) {
+		e := newStoreEnv(t)
+		e.mustStart(e.config(""))
+		fi, err := os.Stat(e.keyPath)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("store.key = %v, %v; want a 0600 file beside the config", fi, err)
+		}
+		text, _ := os.ReadFile(e.keyPath)
+		if _, err := store.ParseKey(text); err != nil {
+			t.Errorf("created key does not parse: %v", err)
+		}
+	})
+	t.Run("key file readable by others refused", func(t *testing.T) {
+		e := newStoreEnv(t)
+		text, _ := store.NewKeyText()
+		writeFile(t, e.keyPath, text, 0o644)
+		_, _, err := e.start(e.config(""))
+		if err == nil || !strings.Contains(err.Error(), e.keyPath) || !strings.Contains(err.Error(), "chmod 600") {
+			t.Errorf("start with a 0644 key file = %v, want refusal naming it", err)
+		}
+	})
+	t.Run("systemd credential used when present", func(t *testing.T) {
+		e := newStoreEnv(t)
+		credDir := t.TempDir()
+		text, _ := store.NewKeyText()
+		writeFile(t, filepath.Join(credDir, "store-key"), text, 0o400)
+		t.Setenv("CREDENTIALS_DIRECTORY", credDir)
+		a, stop := e.mustStart(e.config(""))
+		tokenOf(t, a, "p")
+		stop()
+		if _, err := os.Stat(e.keyPath); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("store.key was created although $CREDENTIALS_DIRECTORY/store-key exists")
+		}
+		// The record is sealed with the credential's key.
+		key, _ := store.ParseKey(text)
+		st, err := store.Open(e.dbPath, store.Options{Key: key})
+		if err != nil {
+			t.Fatalf("open the store with the credential key: %v", err)
+		}
+		defer st.Close()
+		if recs, _, _ := st.LoadAll(); len(recs) != 1 {
+			t.Errorf("records sealed with the credential key = %d, want 1", len(recs))
+		}
+	})
+	t.Run("env key", func(t *testing.T) {
+		e := newStoreEnv(t)
+		text, _ := store.NewKeyText()
+		t.Setenv("TEST_STORE_KEY", string(text))
+		suiteLog.secret(strings.TrimSpace(string(text)))
+		e.mustStart(e.config(`store_key = "env:TEST_STORE_KEY"`))
+	})
+	t.Run("literal key refused", func(t *testing.T) {
+		e := newStoreEnv(t)
+		path := writeFile(t, filepath.Join(e.dir, "agent.toml"), []byte(e.config(`store_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="`)), 0o600)
+		_, err := agent.LoadConfig(path)
+		if err == nil || strings.Contains(err.Error(), "MDEyMzQ1") || !strings.Contains(err.Error(), "store_key") {
+			t.Errorf("LoadConfig(literal store_key) = %v, want refusal that does not echo the key", err)
+		}
+	})
+	t.Run("memory", func(t *testing.T) {
+		e := newStoreEnv(t)
+		cfg, _ := agent.ParseConfig([]byte(`store = "memory"`), filepath.Join(e.dir, "agent.toml"))
+		if st, err := agent.OpenStore(cfg); st != nil || err != nil {
+			t.Errorf("OpenStore(memory) = %v, %v; want nil, nil", st, err)
+		}
+	})
+}
+
+func TestStoreFullAtRunTime(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	e := newStoreEnv(t)
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	e.dbPath = filepath.Join(mnt, "tokens.db")
+	a, _ := e.mustStart(e.config(""))
+	tokenOf(t, a, "p")
+
+	// Fill the file system; large tokens then need pages the file cannot get.
+	filler := filepath.Join(mnt, "filler")
+	f, _ := os.Create(filler)
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	e.srv.SetFault(idptest.Fault{TokenPadding: 256 << 10})
+	for i := range 3 {
+		old := tokenOf(t, a, "p")
+		tok, err := a.ReportRejected(context.Background(), "p", agent.TokenSHA256(old), 0)
+		suiteLog.err(err)
+		if err != nil || tok.AccessToken == old {
+			t.Fatalf("round %d: with the disk full, no new token was served: %v", i, err)
+		}
+	}
+	logs := suiteLog.textFor(t)
+	if n := strings.Count(logs, "token store writes are failing"); n != 1 {
+		t.Errorf("logged the write failure %d times over 3 failed writes, want once", n)
+	}
+	os.Remove(filler)
+	old := tokenOf(t, a, "p")
+	if _, err := a.ReportRejected(context.Background(), "p", agent.TokenSHA256(old), 0); err != nil {
+		t.Fatal(err)
+	}
+	if logs := suiteLog.textFor(t); !strings.Contains(logs, "token store writes work again") {
+		t.Error("recovery of store writes not logged")
+	}
+}
