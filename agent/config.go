@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // Config is the agent's configuration file (agent.toml). Every field's
@@ -25,6 +27,19 @@ type Config struct {
 	// LogFormat is json or console; default json when stderr is not a
 	// terminal, console when it is.
 	LogFormat string `toml:"log_format"`
+	// Socket is the Unix socket path; default /run/tokenagent/agent.sock
+	// (root) or $XDG_RUNTIME_DIR/tokenagent/agent.sock. --socket and
+	// $TOKENAGENT_SOCKET override it.
+	Socket string `toml:"socket"`
+	// SocketMode is the socket's permission bits in octal; default "0600",
+	// or "0660" as root when socket_group exists. Callers' peer
+	// credentials are checked whatever the mode.
+	SocketMode string `toml:"socket_mode"`
+	// SocketGroup is the socket's group; default "tokenagent" as root when
+	// that group exists.
+	SocketGroup string `toml:"socket_group"`
+	// MaxConnections caps open socket connections; default 2048.
+	MaxConnections int `toml:"max_connections"`
 	// Store is the token database file, or "memory" to keep tokens in
 	// memory only; default /var/lib/tokenagent/tokens.db (root) or
 	// $XDG_STATE_HOME/tokenagent/tokens.db.
@@ -122,8 +137,17 @@ type ProfileConfig struct {
 	Resource []string `toml:"resource"`
 	// Params are extra form parameters.
 	Params map[string]string `toml:"params"`
+	// AllowUIDs, AllowGIDs, AllowUsers and AllowGroups say who besides
+	// root and the agent's own user may use this profile over the socket.
+	// A caller matches by uid, or by primary or supplementary group.
+	AllowUIDs   []uint32 `toml:"allow_uids"`
+	AllowGIDs   []uint32 `toml:"allow_gids"`
+	AllowUsers  []string `toml:"allow_users"`
+	AllowGroups []string `toml:"allow_groups"`
 	// Timing overrides the top-level defaults for this profile.
 	Timing
+
+	access access // resolved at validation
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
@@ -204,7 +228,8 @@ func (c *Config) dir() string {
 	return filepath.Dir(c.path)
 }
 
-var profileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+// profileName is the socket protocol's rule, so every profile is reachable.
+var profileName = ipc.ProfileNamePattern
 
 func (c *Config) validate() error {
 	var errs []error
@@ -220,6 +245,19 @@ func (c *Config) validate() error {
 	}
 	if err := c.Timing.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("config %s: %w", c.path, err))
+	}
+	if c.SocketMode != "" {
+		if _, err := c.socketMode(); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: socket_mode: %w", c.path, err))
+		}
+	}
+	if c.SocketGroup != "" {
+		if _, err := user.LookupGroup(c.SocketGroup); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: socket_group: no group %q on this host", c.path, c.SocketGroup))
+		}
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("config %s: max_connections must not be negative", c.path))
 	}
 	if c.Store != "" && c.Store != StoreMemory && !filepath.IsAbs(c.Store) {
 		errs = append(errs, fmt.Errorf("config %s: store %q: use an absolute path or \"memory\"", c.path, c.Store))
@@ -317,6 +355,11 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 		case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience", "resource":
 			bad("params", "%q is set by the agent; use the dedicated key", k)
 		}
+	}
+	var accessErrs []error
+	p.access, accessErrs = p.resolveAccess()
+	for _, err := range accessErrs {
+		errs = append(errs, fmt.Errorf("config %s: profile %q: %w", c.path, name, err))
 	}
 	if err := p.Timing.validate(); err != nil {
 		bad("timing", "%v", err)

@@ -17,6 +17,7 @@ import (
 type profile struct {
 	name   string
 	timing Timing
+	access access
 	client *idp.Client
 	// fingerprint identifies what the profile's tokens are for: endpoint,
 	// client id, auth method, scopes, audience and resources. A stored
@@ -68,6 +69,7 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 	return &profile{
 		name:        name,
 		timing:      p.Timing.timing(c.Timing),
+		access:      p.access,
 		client:      client,
 		fingerprint: p.fingerprint(),
 	}, nil

@@ -44,6 +44,19 @@ type Token struct {
 	ObtainedAt time.Time
 }
 
+// holdError is returned, without asking the IdP, while a source waits
+// out its backoff after a failure; it wraps that failure.
+type holdError struct {
+	wait time.Duration
+	err  error
+}
+
+func (e *holdError) Error() string {
+	return fmt.Sprintf("not asking the IdP again for %v after: %v", e.wait.Round(time.Second), e.err)
+}
+
+func (e *holdError) Unwrap() error { return e.err }
+
 // cached is a token with what the source needs to manage it.
 type cached struct {
 	Token
@@ -112,7 +125,7 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 		}
 	}
 	if s.lastErr != nil && now.Before(s.nextAttempt) {
-		err := fmt.Errorf("not asking the IdP again for %v after: %w", s.nextAttempt.Sub(now).Round(time.Second), s.lastErr)
+		err := &holdError{wait: s.nextAttempt.Sub(now), err: s.lastErr}
 		s.mu.Unlock()
 		return nil, err
 	}

@@ -7,18 +7,21 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("run", stderr)
 	configPath := fs.String("config", "", "configuration `file` (default: /etc/tokenagent/agent.toml as root, else $XDG_CONFIG_HOME/tokenagent/agent.toml)")
 	dev := fs.Bool("dev", false, "run with a built-in demo identity provider and a \"demo\" profile")
+	socketFlag := fs.String("socket", "", "socket `path` (default: $TOKENAGENT_SOCKET, the config's socket, then /run/tokenagent/agent.sock as root or $XDG_RUNTIME_DIR/tokenagent/agent.sock)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +40,15 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer demo.Close()
 		cfg = demoCfg
+		if *socketFlag == "" && os.Getenv(ipc.EnvSocket) == "" {
+			// A socket of its own, so --dev never collides with an installed agent.
+			dir, err := os.MkdirTemp("", "tokenagent-dev-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			*socketFlag = filepath.Join(dir, "agent.sock")
+		}
 	} else {
 		var err error
 		if cfg, err = loadConfig(*configPath); err != nil {
@@ -60,7 +72,16 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if st != nil {
 		storeDesc = st.Path()
 	}
-	log.Info().Str("config", cfg.Path()).Str("store", storeDesc).Strs("profiles", cfg.ProfileNames()).Str("version", versionString()).Msg("agent started")
+	socket := ipc.SocketPath(*socketFlag, cfg.Socket)
+	ln, err := cfg.Listen(socket)
+	if err != nil {
+		return err
+	}
+	srv := ipc.NewServer(ipc.ServerConfig{Backend: a.Backend(), Logger: &log, AgentUID: ipc.AgentUID()})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info().Str("config", cfg.Path()).Str("socket", socket).Str("store", storeDesc).
+		Strs("profiles", cfg.ProfileNames()).Str("version", versionString()).Msg("agent started")
 
 	if *dev {
 		tok, err := a.Token(ctx, "demo", 0)
@@ -70,9 +91,22 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info().Str("profile", "demo").Str("token_sha256", agent.Fingerprint(tok.AccessToken)).
 			Time("expires_at", tok.ExpiresAt).
 			Msg("demo token ready; the agent refreshes it in the background before it expires (Ctrl-C to stop)")
+		fmt.Fprintf(stderr, "\nTry, in another terminal:\n\n"+
+			"  curl --unix-socket %[1]s http://tokenagent/v1/tokens/demo\n"+
+			"  curl --unix-socket %[1]s -H 'Accept: text/plain' http://tokenagent/v1/tokens/demo\n"+
+			"  curl --unix-socket %[1]s http://tokenagent/v1/profiles\n\n", socket)
 	}
-	<-ctx.Done()
-	log.Info().Msg("shutting down")
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("socket %s: %w", socket, err)
+	}
+	log.Info().Msg("shutting down: finishing requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn().Err(err).Msg("requests still in flight at shutdown were cut off")
+	}
 	return nil
 }
 

@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// access is a profile's resolved allow list. Root and the agent's own
+// user may always use every profile: they can read the agent's secrets
+// anyway.
+type access struct {
+	uids []uint32
+	gids []uint32
+}
+
+// resolveAccess turns allow_users/allow_groups names into ids. Unknown
+// names are configuration errors: a typo must not silently lock users out,
+// or worse, keep a stale numeric id.
+func (p *ProfileConfig) resolveAccess() (access, []error) {
+	var a access
+	var errs []error
+	for _, id := range p.AllowUIDs {
+		a.uids = append(a.uids, id)
+	}
+	for _, id := range p.AllowGIDs {
+		a.gids = append(a.gids, id)
+	}
+	for _, name := range p.AllowUsers {
+		u, err := user.Lookup(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("allow_users: no user %q on this host", name))
+			continue
+		}
+		id, _ := strconv.ParseUint(u.Uid, 10, 32)
+		a.uids = append(a.uids, uint32(id))
+	}
+	for _, name := range p.AllowGroups {
+		g, err := user.LookupGroup(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("allow_groups: no group %q on this host", name))
+			continue
+		}
+		id, _ := strconv.ParseUint(g.Gid, 10, 32)
+		a.gids = append(a.gids, uint32(id))
+	}
+	return a, errs
+}
+
+// allows reports whether caller may use the profile.
+func (a access) allows(caller ipc.Caller) bool {
+	if caller.UID == 0 || caller.UID == uint32(os.Geteuid()) {
+		return true
+	}
+	if slices.Contains(a.uids, caller.UID) {
+		return true
+	}
+	for _, gid := range a.gids {
+		if caller.InGroup(gid) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,167 @@
+package ipc
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ListenConfig says how to create the socket.
+type ListenConfig struct {
+	// Mode is the socket file's permission bits (e.g. 0600, 0660, 0666).
+	// Peer credentials are checked on every request whatever the mode.
+	Mode fs.FileMode
+	// GID, when not -1, is the socket's group (and its directory's, when
+	// the agent creates it).
+	GID int
+	// MaxConnections caps open connections; beyond it a connection gets
+	// an immediate 503 and is closed. Default 2048.
+	MaxConnections int
+}
+
+// Listen creates the Unix socket at path. A socket that answers is never
+// removed (another agent is serving on it: that is an error); a socket
+// nobody listens on is stale and replaced; anything else at path is left
+// alone and reported. The directory is created if missing; the socket's
+// mode and group are set explicitly, never left to the umask.
+func Listen(path string, cfg ListenConfig) (net.Listener, error) {
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 2048
+	}
+	if err := prepareDir(filepath.Dir(path), cfg); err != nil {
+		return nil, err
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("ipc: listen on %s: %w", path, err)
+	}
+	// Between bind and chmod the socket has umask-derived bits; nothing is
+	// exposed meanwhile because every request's credentials are checked.
+	if err := os.Chmod(path, cfg.Mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("ipc: chmod %s: %w", path, err)
+	}
+	if cfg.GID >= 0 {
+		if err := os.Lchown(path, -1, cfg.GID); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("ipc: chgrp %s to gid %d: %w", path, cfg.GID, err)
+		}
+	}
+	return &listener{Listener: ln, slots: make(chan struct{}, cfg.MaxConnections)}, nil
+}
+
+// prepareDir creates the socket's directory with a mode that lets exactly
+// the socket's audience reach it: 0700 for an owner-only socket, 0750
+// (group set) for a group socket, 0755 when others may connect. An
+// existing directory's mode is left alone unless the agent created it.
+func prepareDir(dir string, cfg ListenConfig) error {
+	mode := fs.FileMode(0o700)
+	switch {
+	case cfg.Mode&0o007 != 0:
+		mode = 0o755
+	case cfg.Mode&0o070 != 0:
+		mode = 0o750
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return fmt.Errorf("ipc: socket directory %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return fmt.Errorf("ipc: chmod %s: %w", dir, err)
+	}
+	if cfg.GID >= 0 && mode&0o070 != 0 {
+		if err := os.Lchown(dir, -1, cfg.GID); err != nil {
+			return fmt.Errorf("ipc: chgrp %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// ErrInUse: another process is serving on the socket.
+var ErrInUse = errors.New("ipc: socket in use")
+
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ipc: %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("ipc: %s exists and is not a socket; remove it or choose another socket path", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%w: another agent is serving on %s; stop it (or use --socket to pick another path)", ErrInUse, path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("ipc: %s exists and cannot be probed (%v); remove it if no agent is running", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("ipc: remove stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// listener caps connections and reads peer credentials at accept.
+type listener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			pc := &peerConn{Conn: c, release: func() { <-l.slots }}
+			pc.caller, pc.credErr = readCaller(c)
+			return pc, nil
+		default:
+			go refuseOverloaded(c)
+		}
+	}
+}
+
+// overloaded is the whole answer to a connection beyond the cap.
+var overloaded = func() []byte {
+	body := `{"error":"` + CodeOverloaded + `","error_description":"the agent is at its connection cap; retry shortly"}`
+	return []byte(fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"+
+		"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+}()
+
+func refuseOverloaded(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Write(overloaded)
+	c.Close()
+}
+
+// peerConn is an accepted connection with its peer's credentials.
+type peerConn struct {
+	net.Conn
+	caller  Caller
+	credErr error
+	once    sync.Once
+	release func()
+}
+
+func (c *peerConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}

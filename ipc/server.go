@@ -1,0 +1,309 @@
+package ipc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// TokenRequest is what a caller asks of the Backend.
+type TokenRequest struct {
+	Profile string
+	// MinValid is the least remaining validity the caller accepts.
+	MinValid time.Duration
+	// Refresh marks POST …/refresh; RejectedSHA256 is its optional report.
+	Refresh        bool
+	RejectedSHA256 string
+}
+
+// Backend is what the server serves; package agent satisfies it. Access
+// control is the backend's: it knows which caller may use which profile.
+type Backend interface {
+	// Token returns a token for the caller, or an *Error.
+	Token(ctx context.Context, caller Caller, req TokenRequest) (*TokenResponse, error)
+	// Profiles lists what the caller may see.
+	Profiles(caller Caller) []ProfileInfo
+}
+
+// MetricsWriter is implemented by backends that add their own series to
+// /metrics (Prometheus text format).
+type MetricsWriter interface {
+	WriteMetrics(w io.Writer)
+}
+
+// Error is a failed request: an HTTP status and the wire error.
+type Error struct {
+	Status      int
+	Code        string
+	Description string
+	// RetryAfter, when set, is sent as Retry-After (503, 429).
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Description) }
+
+// ServerConfig tunes the server; zero values are defaults.
+type ServerConfig struct {
+	Backend Backend
+	// Logger receives one event per denial and per failed request; nil is silent.
+	Logger *zerolog.Logger
+	// AgentUID may read /metrics (root always may).
+	AgentUID uint32
+	// RequestTimeout bounds one request's wait for a token; default 30s.
+	RequestTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request's headers; default 5s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long; default 2m.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps request headers; larger gets 431. Default 16 KiB.
+	MaxHeaderBytes int
+}
+
+// Server serves the protocol on a listener from Listen.
+type Server struct {
+	cfg  ServerConfig
+	log  zerolog.Logger
+	http *http.Server
+
+	mu       sync.Mutex
+	requests map[[2]string]uint64 // {profile, outcome} → count
+}
+
+// NewServer returns a server; call Serve with a listener from Listen.
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = 5 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = 16 << 10
+	}
+	s := &Server{cfg: cfg, log: zerolog.Nop(), requests: map[[2]string]uint64{}}
+	if cfg.Logger != nil {
+		s.log = *cfg.Logger
+	}
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadHeaderTimeout + 5*time.Second,
+		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ci := &callerInfo{err: ErrNoCredentials}
+			if pc, ok := c.(*peerConn); ok {
+				ci = &callerInfo{caller: pc.caller, err: pc.credErr}
+			}
+			return context.WithValue(ctx, callerKey{}, ci)
+		},
+	}
+	return s
+}
+
+// Serve answers requests on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.http.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets requests in flight finish (until ctx
+// ends) and closes the listener, which removes the socket file.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+
+// ServeHTTP is the protocol.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	caller, err := CallerFrom(r.Context())
+	if err != nil {
+		s.log.Warn().Err(err).Str("path", r.URL.Path).Msg("request denied: peer credentials unreadable")
+		s.fail(w, "", &Error{Status: http.StatusForbidden, Code: CodeForbidden, Description: "the agent could not read this connection's peer credentials"})
+		return
+	}
+	// A browser page can be tricked into talking to a local socket through
+	// a proxy; browsers always send Origin or Referer, curl and Go do not.
+	host := r.Host
+	if h, _, hasPort := strings.Cut(host, ":"); hasPort {
+		host = h
+	}
+	if host != Host {
+		s.deny(w, r, caller, "", fmt.Sprintf("Host must be %q", Host))
+		return
+	}
+	if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
+		s.deny(w, r, caller, "", "requests with Origin or Referer are refused")
+		return
+	}
+	route, err := ParseRoute(r.Method, r.URL.Path, r.URL.RawQuery)
+	if err != nil {
+		var re *routeError
+		errors.As(err, &re)
+		s.fail(w, "", &Error{Status: re.status, Code: re.code, Description: re.msg})
+		return
+	}
+	switch route.Endpoint {
+	case EndpointHealth:
+		writeJSON(w, http.StatusOK, HealthResponse{Status: "ok"})
+	case EndpointProfiles:
+		profiles := s.cfg.Backend.Profiles(caller)
+		if profiles == nil {
+			profiles = []ProfileInfo{}
+		}
+		writeJSON(w, http.StatusOK, ProfilesResponse{Profiles: profiles})
+	case EndpointMetrics:
+		if caller.UID != 0 && caller.UID != s.cfg.AgentUID {
+			s.deny(w, r, caller, "", "/metrics is for root and the agent's user")
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		s.writeMetrics(w)
+	case EndpointToken, EndpointRefresh:
+		s.serveToken(w, r, caller, route)
+	}
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, caller Caller, route Route) {
+	req := TokenRequest{Profile: route.Profile, MinValid: route.MinValid, Refresh: route.Endpoint == EndpointRefresh}
+	if req.Refresh {
+		var body RefreshRequest
+		data, err := io.ReadAll(io.LimitReader(r.Body, 4<<10+1))
+		if err != nil || len(data) > 4<<10 {
+			s.fail(w, route.Profile, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: "refresh body unreadable or over 4 KiB"})
+			return
+		}
+		if len(strings.TrimSpace(string(data))) > 0 {
+			dec := json.NewDecoder(strings.NewReader(string(data)))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil {
+				s.fail(w, route.Profile, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: `refresh body must be {"rejected_sha256":"<hex>"} or empty`})
+				return
+			}
+		}
+		req.RejectedSHA256 = body.RejectedSHA256
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	tok, err := s.cfg.Backend.Token(ctx, caller, req)
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Description: "internal error"}
+			if errors.Is(err, context.DeadlineExceeded) {
+				e = &Error{Status: http.StatusGatewayTimeout, Code: CodeTimeout, Description: fmt.Sprintf("no token within %v", s.cfg.RequestTimeout)}
+			}
+		}
+		if e.Status == http.StatusForbidden {
+			s.deny(w, r, caller, route.Profile, e.Description)
+			return
+		}
+		profile := route.Profile
+		if e.Code == CodeUnknownProfile {
+			profile = "" // callers choose these names: no metric label per guess
+		}
+		s.fail(w, profile, e)
+		return
+	}
+	s.count(route.Profile, "ok")
+	if acceptsPlain(r.Header.Get("Accept")) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, tok.AccessToken+"\n")
+		return
+	}
+	writeJSON(w, http.StatusOK, tok)
+}
+
+// acceptsPlain reports whether the caller prefers text/plain over JSON.
+func acceptsPlain(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		switch strings.TrimSpace(mt) {
+		case "text/plain":
+			return true
+		case "application/json":
+			return false
+		}
+	}
+	return false
+}
+
+// deny answers 403 and logs who was refused.
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, caller Caller, profile, why string) {
+	s.log.Warn().
+		Uint32("uid", caller.UID).Uint32("gid", caller.GID).Int32("pid", caller.PID).
+		Str("exe", executable(caller.PID)).
+		Str("profile", profile).Str("path", r.URL.Path).Str("reason", why).
+		Msg("request denied")
+	s.fail(w, profile, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Description: why})
+}
+
+func (s *Server) fail(w http.ResponseWriter, profile string, e *Error) {
+	s.count(profile, e.Code)
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
+	writeJSON(w, e.Status, ErrorResponse{Error: e.Code, ErrorDescription: e.Description})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// count tallies a request. Outcomes include IdP error codes, so they are
+// reduced to [A-Za-z0-9_] before becoming label values.
+func (s *Server) count(profile, outcome string) {
+	if profile == "" {
+		profile = "-"
+	}
+	outcome = strings.Map(func(r rune) rune {
+		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, outcome)
+	s.mu.Lock()
+	s.requests[[2]string{profile, outcome}]++
+	s.mu.Unlock()
+}
+
+func (s *Server) writeMetrics(w io.Writer) {
+	s.mu.Lock()
+	keys := make([][2]string, 0, len(s.requests))
+	for k := range s.requests {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+"\x00"+keys[i][1] < keys[j][0]+"\x00"+keys[j][1] })
+	fmt.Fprintln(w, "# HELP tokenagent_requests_total Socket requests by profile and outcome.")
+	fmt.Fprintln(w, "# TYPE tokenagent_requests_total counter")
+	for _, k := range keys {
+		fmt.Fprintf(w, "tokenagent_requests_total{profile=%q,outcome=%q} %d\n", k[0], k[1], s.requests[k])
+	}
+	s.mu.Unlock()
+	if mw, ok := s.cfg.Backend.(MetricsWriter); ok {
+		mw.WriteMetrics(w)
+	}
+}
+
+// AgentUID is the uid of this process, for ServerConfig.AgentUID.
+func AgentUID() uint32 { return uint32(os.Geteuid()) }
