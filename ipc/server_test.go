@@ -1,0 +1,499 @@
+package ipc_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// TestMain doubles as the client run as another user (see runAs).
+func TestMain(m *testing.M) {
+	if sock := os.Getenv("TOKENAGENT_TEST_CLIENT_SOCKET"); sock != "" {
+		status, body, err := get(sock, os.Getenv("TOKENAGENT_TEST_CLIENT_PATH"), nil)
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Printf("%d\n%s", status, body)
+		os.Exit(0)
+	}
+	code := m.Run()
+	if clientBinDir != "" {
+		os.RemoveAll(clientBinDir)
+	}
+	os.Exit(code)
+}
+
+// clientBin is this test binary, copied once where any user can run it.
+var (
+	clientBinOnce sync.Once
+	clientBinDir  string
+	clientBin     string
+	clientBinErr  error
+)
+
+func clientBinary() (string, error) {
+	clientBinOnce.Do(func() {
+		self, err := os.Executable()
+		if err != nil {
+			clientBinErr = err
+			return
+		}
+		data, err := os.ReadFile(self)
+		if err != nil {
+			clientBinErr = err
+			return
+		}
+		if clientBinDir, clientBinErr = os.MkdirTemp("", "tokenagent-client-"); clientBinErr != nil {
+			return
+		}
+		os.Chmod(clientBinDir, 0o755)
+		clientBin = filepath.Join(clientBinDir, "client.test")
+		clientBinErr = os.WriteFile(clientBin, data, 0o755)
+	})
+	return clientBin, clientBinErr
+}
+
+const secret = "ipc-test-secret"
+
+type env struct {
+	t    *testing.T
+	idp  *idptest.Server
+	sock string
+	logs *strings.Builder
+}
+
+// start runs an agent with the given profiles (TOML after the header
+// lines) on a fresh socket in a temp dir, served by a real ipc.Server.
+func start(t *testing.T, top, profiles string, sc ipc.ServerConfig) *env {
+	t.Helper()
+	srv := idptest.New()
+	t.Cleanup(srv.Close)
+	srv.AddClient(idptest.Client{ID: "c", Secret: secret, Method: "client_secret_basic"})
+	e := &env{t: t, idp: srv, sock: filepath.Join(worldDir(t), "run", "agent.sock"), logs: &strings.Builder{}}
+	toml := strings.ReplaceAll(fmt.Sprintf("store = \"memory\"\n%s\n%s", top, profiles), "IDP", srv.TokenURL)
+	toml = strings.ReplaceAll(toml, "SECRET", secret)
+	cfg, err := agent.ParseConfig([]byte(toml), "test.toml")
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	log := zerolog.New(syncWriter{e.logs})
+	a, err := agent.New(cfg, agent.Options{Logger: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	ln, err := cfg.Listen(e.sock)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	sc.Backend, sc.Logger = a.Backend(), &log
+	server := ipc.NewServer(sc)
+	go server.Serve(ln)
+	t.Cleanup(func() { server.Shutdown(context.Background()) })
+	return e
+}
+
+type syncWriter struct{ b *strings.Builder }
+
+var logMu = make(chan struct{}, 1)
+
+func (w syncWriter) Write(p []byte) (int, error) {
+	logMu <- struct{}{}
+	defer func() { <-logMu }()
+	return w.b.Write(p)
+}
+
+// worldDir is a temp dir that every user can traverse, for sockets and
+// binaries that a child process of another uid must reach.
+func worldDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	return dir
+}
+
+func client(sock string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+}
+
+func get(sock, path string, header http.Header) (int, string, error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ipc.Host+path, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client(sock).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+func (e *env) get(path string, header http.Header) (int, string) {
+	e.t.Helper()
+	status, body, err := get(e.sock, path, header)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	return status, body
+}
+
+const profileP = `
+[profiles.p]
+token_url = "IDP"
+client_id = "c"
+client_secret = "SECRET"
+`
+
+func TestTokenOverSocket(t *testing.T) {
+	e := start(t, "", profileP, ipc.ServerConfig{})
+	status, body := e.get("/v1/tokens/p", nil)
+	var tok ipc.TokenResponse
+	if status != 200 || json.Unmarshal([]byte(body), &tok) != nil {
+		t.Fatalf("GET /v1/tokens/p = %d %s", status, body)
+	}
+	if _, err := e.idp.VerifyToken(tok.AccessToken); err != nil || tok.TokenType != "Bearer" || tok.ExpiresIn < 3500 {
+		t.Errorf("token response %+v does not hold a valid token (%v)", tok, err)
+	}
+	status, plain := e.get("/v1/tokens/p?min_valid=60s", http.Header{"Accept": {"text/plain"}})
+	if status != 200 || plain != tok.AccessToken+"\n" {
+		t.Errorf("text/plain answer = %d %q, want the bare token and a newline", status, plain)
+	}
+
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Log("curl not installed; the curl check is skipped (the Go client check above ran)")
+		return
+	}
+	out, err := exec.Command(curl, "-sS", "--fail-with-body", "--unix-socket", e.sock, "http://tokenagent/v1/tokens/p").Output()
+	if err != nil {
+		t.Fatalf("curl: %v: %s", err, out)
+	}
+	var viaCurl ipc.TokenResponse
+	if json.Unmarshal(out, &viaCurl) != nil || viaCurl.AccessToken != tok.AccessToken {
+		t.Errorf("curl got %s, want the same token", out)
+	}
+	if n := e.idp.Requests("c"); n != 1 {
+		t.Errorf("IdP requests = %d, want 1 for three socket requests", n)
+	}
+}
+
+// runAs runs this test binary as a client under uid/gid, copied where that
+// user can execute it, and returns the status and body it got.
+func runAs(t *testing.T, uid, gid uint32, sock, path string) (int, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a child process as another user")
+	}
+	bin, err := clientBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"TOKENAGENT_TEST_CLIENT_SOCKET=" + sock, "TOKENAGENT_TEST_CLIENT_PATH=" + path,
+		"GORACE=atexit_sleep_ms=0"} // a -race binary otherwise waits 1 s at exit
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client as uid %d: %v: %s", uid, err, out)
+	}
+	first, rest, _ := strings.Cut(string(out), "\n")
+	status, _ := strconv.Atoi(first)
+	return status, rest
+}
+
+func TestOtherUserAccess(t *testing.T) {
+	e := start(t, `socket_mode = "0666"`, profileP+`
+[profiles.for-nobody]
+token_url = "IDP"
+client_id = "c"
+client_secret = "SECRET"
+allow_users = ["nobody"]
+
+[profiles.for-nogroup]
+token_url = "IDP"
+client_id = "c"
+client_secret = "SECRET"
+scopes = ["x"]
+allow_gids = [65534]
+`, ipc.ServerConfig{})
+	// Warm p so there is a token that must not leak.
+	_, body := e.get("/v1/tokens/p", nil)
+	var held ipc.TokenResponse
+	json.Unmarshal([]byte(body), &held)
+
+	status, body := runAs(t, 65534, 65534, e.sock, "/v1/tokens/p")
+	if status != http.StatusForbidden {
+		t.Errorf("uid 65534 on unlisted profile p: status %d, want 403", status)
+	}
+	if strings.Contains(body, "access_token") || strings.Contains(body, held.AccessToken[:40]) {
+		t.Errorf("403 body leaks a token: %s", body)
+	}
+	for _, p := range []string{"for-nobody", "for-nogroup"} {
+		status, body = runAs(t, 65534, 65534, e.sock, "/v1/tokens/"+p)
+		var tok ipc.TokenResponse
+		if status != 200 || json.Unmarshal([]byte(body), &tok) != nil || tok.AccessToken == "" {
+			t.Errorf("uid 65534 on %s (which lists it): %d %s, want a token", p, status, body)
+		}
+	}
+	status, body = runAs(t, 65534, 65534, e.sock, "/v1/profiles")
+	var list ipc.ProfilesResponse
+	json.Unmarshal([]byte(body), &list)
+	var names []string
+	for _, p := range list.Profiles {
+		names = append(names, p.Name)
+	}
+	if status != 200 || strings.Join(names, ",") != "for-nobody,for-nogroup" {
+		t.Errorf("uid 65534 sees profiles %v, want only for-nobody and for-nogroup", names)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, `"message":"request denied"`) || !strings.Contains(logs, `"uid":65534`) || !strings.Contains(logs, `"exe":"`) || !strings.Contains(logs, `"pid":`) {
+		t.Errorf("denial not logged with uid, pid and executable:\n%s", logs)
+	}
+}
+
+func TestSocketModeAndGroupWhateverTheUmask(t *testing.T) {
+	daemon, err := user.LookupGroup("daemon")
+	if err != nil {
+		t.Skip("no daemon group on this host")
+	}
+	gid, _ := strconv.Atoi(daemon.Gid)
+	for _, umask := range []int{0, 0o077, 0o022} {
+		t.Run(fmt.Sprintf("umask %04o", umask), func(t *testing.T) {
+			old := syscall.Umask(umask)
+			defer syscall.Umask(old)
+			e := start(t, `socket_mode = "0660"`+"\nsocket_group = \"daemon\"", profileP, ipc.ServerConfig{})
+			fi, err := os.Stat(e.sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if fi.Mode().Perm() != 0o660 || int(st.Gid) != gid {
+				t.Errorf("socket mode %04o gid %d, want 0660 gid %d", fi.Mode().Perm(), st.Gid, gid)
+			}
+			di, _ := os.Stat(filepath.Dir(e.sock))
+			if di.Mode().Perm() != 0o750 || int(di.Sys().(*syscall.Stat_t).Gid) != gid {
+				t.Errorf("socket directory mode %04o, want 0750 with the socket's group", di.Mode().Perm())
+			}
+		})
+	}
+}
+
+func TestSecondAgentAndStaleSocket(t *testing.T) {
+	e := start(t, "", profileP, ipc.ServerConfig{})
+	_, err := ipc.Listen(e.sock, ipc.ListenConfig{Mode: 0o600, GID: -1})
+	if !errors.Is(err, ipc.ErrInUse) || !strings.Contains(err.Error(), e.sock) {
+		t.Errorf("second Listen on a live socket = %v, want ErrInUse naming it", err)
+	}
+	if status, _ := e.get("/v1/health", nil); status != 200 {
+		t.Errorf("first agent after the second's attempt: health %d, want 200", status)
+	}
+
+	stale := filepath.Join(t.TempDir(), "stale.sock")
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul.SetUnlinkOnClose(false)
+	ul.Close() // a crashed agent leaves this behind
+	ln, err := ipc.Listen(stale, ipc.ListenConfig{Mode: 0o600, GID: -1})
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	ln.Close()
+
+	notSocket := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notSocket, []byte("x"), 0o600)
+	if _, err := ipc.Listen(notSocket, ipc.ListenConfig{Mode: 0o600, GID: -1}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("Listen over a regular file = %v, want refusal", err)
+	}
+	if data, _ := os.ReadFile(notSocket); string(data) != "x" {
+		t.Error("the regular file was touched")
+	}
+}
+
+func TestIdleConnectionsAndSlowHeaders(t *testing.T) {
+	e := start(t, "", profileP, ipc.ServerConfig{ReadHeaderTimeout: 300 * time.Millisecond})
+	var idle []net.Conn
+	for range 1000 {
+		c, err := net.Dial("unix", e.sock)
+		if err != nil {
+			t.Fatalf("idle connection %d: %v", len(idle), err)
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	slow, err := net.Dial("unix", e.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	io.WriteString(slow, "GET /v1/health HTTP/1.1\r\nHost: tokenagent\r\n") // and never the blank line
+
+	for i := range 20 {
+		if status, _ := e.get("/v1/tokens/p", nil); status != 200 {
+			t.Fatalf("request %d beside 1,000 idle connections: status %d", i, status)
+		}
+	}
+	// The slow client is cut off at ReadHeaderTimeout, not left hanging.
+	slow.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.ReadAll(slow)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Error("slow-header connection was still open after 30 s")
+	}
+}
+
+func TestConnectionCap(t *testing.T) {
+	e := start(t, "max_connections = 20", profileP, ipc.ServerConfig{})
+	var conns []net.Conn
+	for range 20 {
+		c, err := net.Dial("unix", e.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// Each of these is accepted by the kernel; the agent answers at once.
+	c, err := net.Dial("unix", e.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("over the cap: %v, want an immediate 503", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 || !strings.Contains(string(body), ipc.CodeOverloaded) {
+		t.Errorf("over the cap: %d %s, want 503 %s", resp.StatusCode, body, ipc.CodeOverloaded)
+	}
+	conns[0].Close()
+}
+
+func TestStatuses(t *testing.T) {
+	// A port with nothing listening: the IdP is down.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	down := "http://" + l.Addr().String() + "/token"
+	l.Close()
+	e := start(t, "", profileP+`
+[profiles.bad-client]
+token_url = "IDP"
+client_id = "unknown-client"
+client_secret = "SECRET"
+
+[profiles.down]
+token_url = "`+down+`"
+client_id = "c"
+client_secret = "SECRET"
+`, ipc.ServerConfig{})
+	e.idp.SetTTL(60 * time.Second)
+	big := strings.Repeat("x", 20<<10)
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		header http.Header
+		body   string
+		status int
+		code   string
+		desc   string
+	}{
+		{name: "unknown profile", path: "/v1/tokens/nope", status: 404, code: ipc.CodeUnknownProfile},
+		{name: "no such endpoint", path: "/v2/tokens/p", status: 404, code: ipc.CodeNotFound},
+		{name: "bad profile name", path: "/v1/tokens/a%20b", status: 400, code: ipc.CodeInvalidRequest},
+		{name: "Origin", path: "/v1/tokens/p", header: http.Header{"Origin": {"http://evil.example"}}, status: 403, code: ipc.CodeForbidden},
+		{name: "Referer", path: "/v1/tokens/p", header: http.Header{"Referer": {"http://evil.example/"}}, status: 403, code: ipc.CodeForbidden},
+		{name: "other Host", path: "/v1/tokens/p", header: http.Header{"Host": {"localhost"}}, status: 403, code: ipc.CodeForbidden},
+		{name: "oversized header", path: "/v1/tokens/p", header: http.Header{"X-Big": {big}}, status: 431},
+		{name: "IdP invalid_client", path: "/v1/tokens/bad-client", status: 502, code: "invalid_client", desc: "client authentication failed"},
+		{name: "IdP down, no token", path: "/v1/tokens/down", status: 503, code: ipc.CodeIdPUnavailable, desc: "connection refused"},
+		{name: "min_valid beyond TTL", path: "/v1/tokens/p?min_valid=5m", status: 400, code: ipc.CodeMinValid, desc: "valid for 1m0s; asked for 5m0s"},
+		{name: "bad min_valid", path: "/v1/tokens/p?min_valid=soon", status: 400, code: ipc.CodeInvalidRequest, desc: "min_valid"},
+		{name: "unknown parameter", path: "/v1/tokens/p?scope=admin", status: 400, code: ipc.CodeInvalidRequest, desc: "scope"},
+		{name: "POST to token", method: "POST", path: "/v1/tokens/p", status: 405, code: ipc.CodeMethod},
+		{name: "bad refresh body", method: "POST", path: "/v1/tokens/p/refresh", body: `{"rejected":"x"}`, status: 400, code: ipc.CodeInvalidRequest},
+		{name: "bad rejected_sha256", method: "POST", path: "/v1/tokens/p/refresh", body: `{"rejected_sha256":"zz"}`, status: 400, code: ipc.CodeInvalidRequest},
+		{name: "refresh", method: "POST", path: "/v1/tokens/p/refresh", status: 200},
+		{name: "health", path: "/v1/health", status: 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			method := tt.method
+			if method == "" {
+				method = "GET"
+			}
+			req, _ := http.NewRequest(method, "http://tokenagent"+tt.path, strings.NewReader(tt.body))
+			for k, v := range tt.header {
+				if k == "Host" {
+					req.Host = v[0]
+					continue
+				}
+				req.Header[k] = v
+			}
+			resp, err := client(e.sock).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("%s %s = %d %s, want %d", method, tt.path, resp.StatusCode, body, tt.status)
+			}
+			if tt.code == "" {
+				return
+			}
+			var er ipc.ErrorResponse
+			if err := json.Unmarshal(body, &er); err != nil || er.Error != tt.code || !strings.Contains(er.ErrorDescription, tt.desc) {
+				t.Errorf("body = %s, want error %q with a description mentioning %q", body, tt.code, tt.desc)
+			}
+			if strings.Contains(string(body), secret) {
+				t.Errorf("body contains the client secret: %s", body)
+			}
+		})
+	}
+	// A 503 while the agent holds off the IdP says when to come back.
+	resp, err := client(e.sock).Get("http://tokenagent/v1/tokens/down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second request to a down IdP: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
