@@ -14,9 +14,11 @@ type Caller struct {
 	GID uint32
 	// Groups are the supplementary groups, when the platform reports them.
 	Groups []uint32
-	// PID is the peer's process id when known (0 otherwise). It is for
-	// logs only: pids are reused, so nothing is authorised by pid.
+	// PID is the peer's process id when known (0 otherwise), and Exe its
+	// executable when it could be read at accept. Both are for logs only:
+	// pids are reused, so nothing is authorised by them.
 	PID int32
+	Exe string
 }
 
 // InGroup reports whether gid is the caller's primary or a supplementary group.
@@ -64,5 +66,6 @@ func readCaller(c net.Conn) (Caller, error) {
 	if credErr != nil {
 		return Caller{}, fmt.Errorf("%w: %v", ErrNoCredentials, credErr)
 	}
+	caller.Exe = executable(caller.PID)
 	return caller, nil
 }

@@ -1,7 +1,10 @@
 package ipc
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // TokenRequest is what a caller asks of the Backend.
@@ -54,11 +55,27 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Description) }
 
+// RequestEvent describes one answered request, for logs and audits. It
+// never holds a token: TokenSHA256 is a short fingerprint.
+type RequestEvent struct {
+	Caller   Caller
+	Method   string
+	Path     string
+	Profile  string
+	Status   int
+	Code     string // the error code; "" on success
+	Reason   string // the error description; "" on success
+	Duration time.Duration
+	// TokenSHA256 is the first 12 hex digits of the served token's SHA-256.
+	TokenSHA256 string
+}
+
 // ServerConfig tunes the server; zero values are defaults.
 type ServerConfig struct {
 	Backend Backend
-	// Logger receives one event per denial and per failed request; nil is silent.
-	Logger *zerolog.Logger
+	// Observe, if set, is called once per answered request (denials
+	// included), after the answer is written.
+	Observe func(RequestEvent)
 	// AgentUID may read /metrics (root always may).
 	AgentUID uint32
 	// RequestTimeout bounds one request's wait for a token; default 30s.
@@ -74,7 +91,6 @@ type ServerConfig struct {
 // Server serves the protocol on a listener from Listen.
 type Server struct {
 	cfg  ServerConfig
-	log  zerolog.Logger
 	http *http.Server
 
 	mu       sync.Mutex
@@ -95,10 +111,7 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.MaxHeaderBytes == 0 {
 		cfg.MaxHeaderBytes = 16 << 10
 	}
-	s := &Server{cfg: cfg, log: zerolog.Nop(), requests: map[[2]string]uint64{}}
-	if cfg.Logger != nil {
-		s.log = *cfg.Logger
-	}
+	s := &Server{cfg: cfg, requests: map[[2]string]uint64{}}
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -132,11 +145,19 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ct
 
 // ServeHTTP is the protocol.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ev := RequestEvent{Method: r.Method, Path: r.URL.Path}
+	start := time.Now()
+	defer func() {
+		if s.cfg.Observe != nil {
+			ev.Duration = time.Since(start)
+			s.cfg.Observe(ev)
+		}
+	}()
 	w.Header().Set("Cache-Control", "no-store")
 	caller, err := CallerFrom(r.Context())
+	ev.Caller = caller
 	if err != nil {
-		s.log.Warn().Err(err).Str("path", r.URL.Path).Msg("request denied: peer credentials unreadable")
-		s.fail(w, "", &Error{Status: http.StatusForbidden, Code: CodeForbidden, Description: "the agent could not read this connection's peer credentials"})
+		s.fail(w, &ev, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Description: "the agent could not read this connection's peer credentials"})
 		return
 	}
 	// A browser page can be tricked into talking to a local socket through
@@ -146,55 +167,61 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		host = h
 	}
 	if host != Host {
-		s.deny(w, r, caller, "", fmt.Sprintf("Host must be %q", Host))
+		s.fail(w, &ev, forbidden(fmt.Sprintf("Host must be %q", Host)))
 		return
 	}
 	if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
-		s.deny(w, r, caller, "", "requests with Origin or Referer are refused")
+		s.fail(w, &ev, forbidden("requests with Origin or Referer are refused"))
 		return
 	}
 	route, err := ParseRoute(r.Method, r.URL.Path, r.URL.RawQuery)
 	if err != nil {
 		var re *routeError
 		errors.As(err, &re)
-		s.fail(w, "", &Error{Status: re.status, Code: re.code, Description: re.msg})
+		s.fail(w, &ev, &Error{Status: re.status, Code: re.code, Description: re.msg})
 		return
 	}
+	ev.Profile = route.Profile
 	switch route.Endpoint {
 	case EndpointHealth:
-		writeJSON(w, http.StatusOK, HealthResponse{Status: "ok"})
+		s.ok(w, &ev, HealthResponse{Status: "ok"})
 	case EndpointProfiles:
 		profiles := s.cfg.Backend.Profiles(caller)
 		if profiles == nil {
 			profiles = []ProfileInfo{}
 		}
-		writeJSON(w, http.StatusOK, ProfilesResponse{Profiles: profiles})
+		s.ok(w, &ev, ProfilesResponse{Profiles: profiles})
 	case EndpointMetrics:
 		if caller.UID != 0 && caller.UID != s.cfg.AgentUID {
-			s.deny(w, r, caller, "", "/metrics is for root and the agent's user")
+			s.fail(w, &ev, forbidden("/metrics is for root and the agent's user"))
 			return
 		}
+		ev.Status = http.StatusOK
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.writeMetrics(w)
 	case EndpointToken, EndpointRefresh:
-		s.serveToken(w, r, caller, route)
+		s.serveToken(w, r, &ev, route)
 	}
 }
 
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, caller Caller, route Route) {
+func forbidden(why string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Description: why}
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ev *RequestEvent, route Route) {
 	req := TokenRequest{Profile: route.Profile, MinValid: route.MinValid, Refresh: route.Endpoint == EndpointRefresh}
 	if req.Refresh {
 		var body RefreshRequest
 		data, err := io.ReadAll(io.LimitReader(r.Body, 4<<10+1))
 		if err != nil || len(data) > 4<<10 {
-			s.fail(w, route.Profile, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: "refresh body unreadable or over 4 KiB"})
+			s.fail(w, ev, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: "refresh body unreadable or over 4 KiB"})
 			return
 		}
-		if len(strings.TrimSpace(string(data))) > 0 {
-			dec := json.NewDecoder(strings.NewReader(string(data)))
+		if len(bytes.TrimSpace(data)) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(data))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&body); err != nil {
-				s.fail(w, route.Profile, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: `refresh body must be {"rejected_sha256":"<hex>"} or empty`})
+				s.fail(w, ev, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: `refresh body must be {"rejected_sha256":"<hex>"} or empty`})
 				return
 			}
 		}
@@ -202,7 +229,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, caller Calle
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	tok, err := s.cfg.Backend.Token(ctx, caller, req)
+	tok, err := s.cfg.Backend.Token(ctx, ev.Caller, req)
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
@@ -211,25 +238,23 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, caller Calle
 				e = &Error{Status: http.StatusGatewayTimeout, Code: CodeTimeout, Description: fmt.Sprintf("no token within %v", s.cfg.RequestTimeout)}
 			}
 		}
-		if e.Status == http.StatusForbidden {
-			s.deny(w, r, caller, route.Profile, e.Description)
-			return
-		}
-		profile := route.Profile
 		if e.Code == CodeUnknownProfile {
-			profile = "" // callers choose these names: no metric label per guess
+			ev.Profile = "" // callers choose these names: no metric label per guess
 		}
-		s.fail(w, profile, e)
+		s.fail(w, ev, e)
 		return
 	}
-	s.count(route.Profile, "ok")
+	sum := sha256.Sum256([]byte(tok.AccessToken))
+	ev.TokenSHA256 = hex.EncodeToString(sum[:6])
 	if acceptsPlain(r.Header.Get("Accept")) {
+		ev.Status = http.StatusOK
+		s.count(ev.Profile, "ok")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
 		io.WriteString(w, tok.AccessToken+"\n")
 		return
 	}
-	writeJSON(w, http.StatusOK, tok)
+	s.ok(w, ev, tok)
 }
 
 // acceptsPlain reports whether the caller prefers text/plain over JSON.
@@ -246,18 +271,17 @@ func acceptsPlain(accept string) bool {
 	return false
 }
 
-// deny answers 403 and logs who was refused.
-func (s *Server) deny(w http.ResponseWriter, r *http.Request, caller Caller, profile, why string) {
-	s.log.Warn().
-		Uint32("uid", caller.UID).Uint32("gid", caller.GID).Int32("pid", caller.PID).
-		Str("exe", executable(caller.PID)).
-		Str("profile", profile).Str("path", r.URL.Path).Str("reason", why).
-		Msg("request denied")
-	s.fail(w, profile, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Description: why})
+func (s *Server) ok(w http.ResponseWriter, ev *RequestEvent, v any) {
+	ev.Status = http.StatusOK
+	if ev.Profile != "" {
+		s.count(ev.Profile, "ok")
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *Server) fail(w http.ResponseWriter, profile string, e *Error) {
-	s.count(profile, e.Code)
+func (s *Server) fail(w http.ResponseWriter, ev *RequestEvent, e *Error) {
+	ev.Status, ev.Code, ev.Reason = e.Status, e.Code, e.Description
+	s.count(ev.Profile, e.Code)
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}

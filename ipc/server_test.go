@@ -20,8 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -81,7 +79,15 @@ type env struct {
 	t    *testing.T
 	idp  *idptest.Server
 	sock string
-	logs *strings.Builder
+
+	mu     sync.Mutex
+	events []ipc.RequestEvent
+}
+
+func (e *env) observed() []ipc.RequestEvent {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]ipc.RequestEvent(nil), e.events...)
 }
 
 // start runs an agent with the given profiles (TOML after the header
@@ -91,15 +97,14 @@ func start(t *testing.T, top, profiles string, sc ipc.ServerConfig) *env {
 	srv := idptest.New()
 	t.Cleanup(srv.Close)
 	srv.AddClient(idptest.Client{ID: "c", Secret: secret, Method: "client_secret_basic"})
-	e := &env{t: t, idp: srv, sock: filepath.Join(worldDir(t), "run", "agent.sock"), logs: &strings.Builder{}}
+	e := &env{t: t, idp: srv, sock: filepath.Join(worldDir(t), "run", "agent.sock")}
 	toml := strings.ReplaceAll(fmt.Sprintf("store = \"memory\"\n%s\n%s", top, profiles), "IDP", srv.TokenURL)
 	toml = strings.ReplaceAll(toml, "SECRET", secret)
 	cfg, err := agent.ParseConfig([]byte(toml), "test.toml")
 	if err != nil {
 		t.Fatalf("ParseConfig: %v", err)
 	}
-	log := zerolog.New(syncWriter{e.logs})
-	a, err := agent.New(cfg, agent.Options{Logger: &log})
+	a, err := agent.New(cfg, agent.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,21 +113,16 @@ func start(t *testing.T, top, profiles string, sc ipc.ServerConfig) *env {
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
-	sc.Backend, sc.Logger = a.Backend(), &log
+	sc.Backend = a.Backend()
+	sc.Observe = func(ev ipc.RequestEvent) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.events = append(e.events, ev)
+	}
 	server := ipc.NewServer(sc)
 	go server.Serve(ln)
 	t.Cleanup(func() { server.Shutdown(context.Background()) })
 	return e
-}
-
-type syncWriter struct{ b *strings.Builder }
-
-var logMu = make(chan struct{}, 1)
-
-func (w syncWriter) Write(p []byte) (int, error) {
-	logMu <- struct{}{}
-	defer func() { <-logMu }()
-	return w.b.Write(p)
 }
 
 // worldDir is a temp dir that every user can traverse, for sockets and
@@ -275,9 +275,14 @@ allow_gids = [65534]
 	if status != 200 || strings.Join(names, ",") != "for-nobody,for-nogroup" {
 		t.Errorf("uid 65534 sees profiles %v, want only for-nobody and for-nogroup", names)
 	}
-	logs := e.logs.String()
-	if !strings.Contains(logs, `"message":"request denied"`) || !strings.Contains(logs, `"uid":65534`) || !strings.Contains(logs, `"exe":"`) || !strings.Contains(logs, `"pid":`) {
-		t.Errorf("denial not logged with uid, pid and executable:\n%s", logs)
+	var denial *ipc.RequestEvent
+	for _, ev := range e.observed() {
+		if ev.Status == http.StatusForbidden && ev.Profile == "p" {
+			denial = &ev
+		}
+	}
+	if denial == nil || denial.Caller.UID != 65534 || denial.Caller.GID != 65534 || denial.Caller.PID <= 0 || !strings.HasSuffix(denial.Caller.Exe, "client.test") {
+		t.Errorf("denial event = %+v, want uid/gid 65534, the pid and the executable", denial)
 	}
 }
 

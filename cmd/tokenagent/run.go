@@ -77,7 +77,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := ipc.NewServer(ipc.ServerConfig{Backend: a.Backend(), Logger: &log, AgentUID: ipc.AgentUID()})
+	srv := ipc.NewServer(ipc.ServerConfig{Backend: a.Backend(), Observe: logRequests(log), AgentUID: ipc.AgentUID()})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info().Str("config", cfg.Path()).Str("socket", socket).Str("store", storeDesc).

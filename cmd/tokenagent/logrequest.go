@@ -1,0 +1,42 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// logRequests logs one event per socket request: who asked (uid, gid, pid,
+// executable), for what, the outcome and how long it took, and the served
+// token's fingerprint. Denials are warnings, other failures info.
+func logRequests(log zerolog.Logger) func(ipc.RequestEvent) {
+	return func(ev ipc.RequestEvent) {
+		var e *zerolog.Event
+		switch {
+		case ev.Status == http.StatusForbidden:
+			e = log.Warn()
+		case ev.Status >= 500 && ev.Status != http.StatusServiceUnavailable:
+			e = log.Error()
+		default:
+			e = log.Info()
+		}
+		e = e.Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Caller.Exe).
+			Str("method", ev.Method).Str("path", ev.Path).Int("status", ev.Status).Dur("duration", ev.Duration)
+		if ev.Profile != "" {
+			e = e.Str("profile", ev.Profile)
+		}
+		if ev.TokenSHA256 != "" {
+			e = e.Str("token_sha256", ev.TokenSHA256)
+		}
+		if ev.Code != "" {
+			e = e.Str("error", ev.Code).Str("reason", ev.Reason)
+		}
+		msg := "request"
+		if ev.Status == http.StatusForbidden {
+			msg = "request denied"
+		}
+		e.Msg(msg)
+	}
+}
