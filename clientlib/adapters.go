@@ -1,0 +1,97 @@
+package clientlib
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// TokenSource returns profile as an oauth2.TokenSource, for oauth2.NewClient
+// and libraries that take one. Each Token call may block for up to 30 s.
+func (c *Client) TokenSource(profile string, opts ...TokenOption) oauth2.TokenSource {
+	return tokenSource{c, profile, opts}
+}
+
+type tokenSource struct {
+	c       *Client
+	profile string
+	opts    []TokenOption
+}
+
+func (s tokenSource) Token() (*oauth2.Token, error) {
+	// oauth2.TokenSource has no context; bound the wait here.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok, err := s.c.Token(ctx, s.profile, s.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, Expiry: tok.ExpiresAt}, nil
+}
+
+// Transport returns a RoundTripper that sends each request through base
+// (http.DefaultTransport when nil) with "Authorization: Bearer <token>" for
+// profile. When the server answers 401, it reports the token as rejected
+// and retries once with the new token — only for requests whose body can
+// be sent again (no body, or GetBody set, as http.NewRequest does for
+// in-memory bodies).
+func (c *Client) Transport(profile string, base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{c: c, profile: profile, base: base}
+}
+
+type transport struct {
+	c       *Client
+	profile string
+	base    http.RoundTripper
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := t.c.Token(req.Context(), t.profile)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(withBearer(req, tok.AccessToken))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !replayable {
+		return resp, nil
+	}
+	fresh, err := t.c.Refresh(req.Context(), t.profile, tok.AccessToken)
+	if err != nil || fresh.AccessToken == tok.AccessToken {
+		return resp, nil // nothing better to offer: let the caller see the 401
+	}
+	retry := withBearer(req, fresh.AccessToken)
+	if req.GetBody != nil {
+		body, err := req.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		retry.Body = body
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return t.base.RoundTrip(retry)
+}
+
+// withBearer clones req with the Authorization header set (RoundTrippers
+// must not modify the caller's request).
+func withBearer(req *http.Request, token string) *http.Request {
+	r := req.Clone(req.Context())
+	r.Header.Set("Authorization", "Bearer "+token)
+	return r
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}

@@ -1,0 +1,154 @@
+package clientlib_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenagent/tokenagent/clientlib"
+)
+
+func TestTransportRetriesOnceAfterRejection(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	var bodies []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, r.Header.Get("Authorization"))
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+		if len(seen) == 1 {
+			w.WriteHeader(http.StatusUnauthorized) // the first token is refused
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer api.Close()
+
+	c := &clientlib.Client{}
+	before := testIdP.Requests("c")
+	// Warm the profile so the rejection is of a token the agent holds.
+	if _, err := c.Token(context.Background(), "api"); err != nil {
+		t.Fatal(err)
+	}
+	httpClient := &http.Client{Transport: c.Transport("api", nil)}
+	resp, err := httpClient.Post(api.URL, "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status after retry = %d, want 200", resp.StatusCode)
+	}
+	if len(seen) != 2 || seen[0] == seen[1] || !strings.HasPrefix(seen[1], "Bearer ") {
+		t.Errorf("API saw Authorization %q, want two different bearer tokens", seen)
+	}
+	if bodies[1] != "payload" {
+		t.Errorf("retried body = %q, want the original payload", bodies[1])
+	}
+	if got := testIdP.Requests("c") - before; got != 2 {
+		t.Errorf("IdP requests = %d, want 2 (the first token, then one refresh)", got)
+	}
+}
+
+func TestTransportDoesNotReplayUnreplayableBody(t *testing.T) {
+	calls := 0
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer api.Close()
+	c := &clientlib.Client{}
+	req, _ := http.NewRequest(http.MethodPost, api.URL, io.NopCloser(strings.NewReader("stream")))
+	req.GetBody = nil
+	resp, err := (&http.Client{Transport: c.Transport("zeebe", nil)}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || calls != 1 {
+		t.Errorf("unreplayable body: status %d after %d calls, want the 401 after 1", resp.StatusCode, calls)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	c := &clientlib.Client{}
+	ctx := context.Background()
+	if _, err := c.Token(ctx, "nope"); !errors.Is(err, clientlib.ErrUnknownProfile) {
+		t.Errorf("Token(nope) = %v, want ErrUnknownProfile", err)
+	}
+	_, err := c.Token(ctx, "broken")
+	var ie *clientlib.IdPError
+	if !errors.As(err, &ie) || ie.Code != "invalid_client" || ie.Status != 502 {
+		t.Errorf("Token(broken) = %v, want *IdPError invalid_client", err)
+	}
+	var ae *clientlib.Error
+	if _, err := c.Token(ctx, "zeebe", clientlib.WithMinValid(48*time.Hour)); !errors.As(err, &ae) || ae.Status != 400 {
+		t.Errorf("Token(min_valid 48h) = %v, want *Error 400", err)
+	}
+	down := &clientlib.Client{Socket: filepath.Join(t.TempDir(), "none.sock")}
+	_, err = down.Token(ctx, "zeebe")
+	if !errors.Is(err, clientlib.ErrAgentUnavailable) || !strings.Contains(err.Error(), "none.sock") || !strings.Contains(err.Error(), "tokenagent run") {
+		t.Errorf("Token on a missing socket = %v, want ErrAgentUnavailable naming it and how to start the agent", err)
+	}
+}
+
+func TestReuseAndRefresh(t *testing.T) {
+	c := &clientlib.Client{}
+	ctx := context.Background()
+	first, err := c.Token(ctx, "zeebe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := c.Token(ctx, "zeebe")
+	if again != first {
+		t.Error("a fresh token was not reused in-process")
+	}
+	before := testIdP.Requests("c")
+	fresh, err := c.Refresh(ctx, "zeebe", first.AccessToken)
+	if err != nil || fresh.AccessToken == first.AccessToken {
+		t.Fatalf("Refresh(rejected current) = %v, %v; want a new token", fresh, err)
+	}
+	if _, err := c.Refresh(ctx, "zeebe", first.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	if got := testIdP.Requests("c") - before; got != 1 {
+		t.Errorf("IdP requests for two reports of the same token = %d, want 1", got)
+	}
+	profiles, err := c.Profiles(ctx)
+	if err != nil || len(profiles) != 3 {
+		t.Errorf("Profiles() = %v, %v; want 3", profiles, err)
+	}
+}
+
+// TestDependencies keeps clientlib small: programs that embed it must not
+// inherit the agent's storage, logging or service dependencies.
+func TestDependencies(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not in PATH")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	if !strings.Contains(string(out), "github.com/tokenagent/tokenagent/ipc\n") {
+		t.Fatalf("go list -deps does not list ipc; the check below would mean nothing:\n%s", out)
+	}
+	for _, forbidden := range []string{"go.etcd.io/bbolt", "github.com/rs/zerolog", "github.com/kardianos/service", "github.com/tokenagent/tokenagent/agent", "github.com/BurntSushi/toml"} {
+		for _, dep := range strings.Fields(string(out)) {
+			if dep == forbidden || strings.HasPrefix(dep, forbidden+"/") {
+				t.Errorf("clientlib depends on %s", dep)
+			}
+		}
+	}
+}
