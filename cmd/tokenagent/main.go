@@ -15,9 +15,9 @@ import (
 
 // Exit codes (see DESIGN.md, Command line).
 const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
 )
 
 // usageError makes run exit with exitUsage.
@@ -26,10 +26,17 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
+	args := os.Args[1:]
+	ctx := context.Background()
+	// exec forwards signals to its command itself; everywhere else
+	// SIGINT/SIGTERM cancel the context (the daemon drains and exits).
+	if len(args) == 0 || args[0] != "exec" {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	code := exitCode(run(ctx, args, os.Stdout, os.Stderr), os.Stderr)
+	os.Exit(code)
 }
 
 func exitCode(err error, stderr io.Writer) int {
@@ -39,20 +46,38 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if msg := ee.Error(); msg != "" {
+			fmt.Fprintln(stderr, "tokenagent:", msg)
+		}
+		return ee.code
+	}
 	fmt.Fprintln(stderr, "tokenagent:", err)
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
-	return exitError
+	return exitFailure
 }
 
 const usage = `usage: tokenagent COMMAND [flags]
 
 commands:
-  run [--config FILE] [--dev]   run the agent in the foreground
-  check-config [FILE]           validate a configuration, secrets and keys included
-  version                       print the version
+  run [--config FILE] [--socket PATH] [--dev]    run the agent in the foreground
+  token PROFILE [--min-valid D] [--format plain|json|header|env|curl] [--env VAR]
+                                                 print a token
+  exec PROFILE [--env VAR] [--min-valid D] -- CMD [ARG...]
+                                                 run CMD with the token in $VAR (ACCESS_TOKEN)
+  refresh PROFILE                                make the agent fetch a new token
+  status [--json]                                the profiles you may use and their state
+  inspect PROFILE                                decode the token's JWT header and claims
+  check-config [FILE]                            validate a configuration, secrets and keys included
+  version                                        print the version
+
+Client commands take --socket PATH (default: $TOKENAGENT_SOCKET, then the
+default socket). Exit codes: 0 ok, 1 error, 2 usage, 3 agent not reachable,
+4 forbidden or unknown profile, 5 identity provider error.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -63,6 +88,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
 		return cmdRun(ctx, rest, stderr)
+	case "token":
+		return cmdToken(ctx, rest, stdout, stderr)
+	case "exec":
+		return cmdExec(ctx, rest, stderr)
+	case "refresh":
+		return cmdRefresh(ctx, rest, stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, rest, stdout, stderr)
+	case "inspect":
+		return cmdInspect(ctx, rest, stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(rest, stdout, stderr)
 	case "version":

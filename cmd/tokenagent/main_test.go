@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/tokenagent/tokenagent/ipc"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 )
 
 func TestRunDevServesDemoToken(t *testing.T) {
+	t.Setenv(ipc.EnvSocket, "") // --dev picks a socket of its own
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -62,8 +64,8 @@ func TestExitCodes(t *testing.T) {
 		{"bad flag", []string{"run", "--nope"}, exitUsage, "", "-nope"},
 		{"version", []string{"version"}, exitOK, "tokenagent ", ""},
 		{"check-config ok", []string{"check-config", good}, exitOK, "ok, 1 profile(s): p", ""},
-		{"check-config unknown key", []string{"check-config", bad}, exitError, "", "bad.toml:3: unknown key \"clientid\""},
-		{"check-config missing file", []string{"check-config", filepath.Join(dir, "nope.toml")}, exitError, "", "nope.toml"},
+		{"check-config unknown key", []string{"check-config", bad}, exitFailure, "", "bad.toml:3: unknown key \"clientid\""},
+		{"check-config missing file", []string{"check-config", filepath.Join(dir, "nope.toml")}, exitFailure, "", "nope.toml"},
 		{"check-config two files", []string{"check-config", good, bad}, exitUsage, "", "at most one"},
 	}
 	for _, tt := range tests {

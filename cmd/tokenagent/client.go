@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tokenagent/tokenagent/clientlib"
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// Exit codes of the client commands (DESIGN.md, Command line).
+const (
+	exitUnreachable = 3 // agent not reachable
+	exitDenied      = 4 // forbidden or unknown profile
+	exitIdP         = 5 // the identity provider refused or is unreachable
+)
+
+// exitError carries a specific exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// clientExit maps clientlib errors to exit codes with a message that says
+// what to do.
+func clientExit(err error) error {
+	var ie *clientlib.IdPError
+	switch {
+	case errors.Is(err, clientlib.ErrAgentUnavailable):
+		return &exitError{exitUnreachable, err}
+	case errors.Is(err, clientlib.ErrUnknownProfile), errors.Is(err, clientlib.ErrForbidden):
+		return &exitError{exitDenied, err}
+	case errors.As(err, &ie):
+		return &exitError{exitIdP, fmt.Errorf("identity provider error %s: %s", ie.Code, ie.Description)}
+	}
+	return err
+}
+
+// clientFlags are the flags every client command takes.
+func clientFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := newFlagSet(name, stderr)
+	socket := fs.String("socket", "", "the agent's socket `path` (default: $TOKENAGENT_SOCKET, then the default path)")
+	return fs, socket
+}
+
+// oneProfile parses flags that may come before or after the profile name.
+func oneProfile(fs *flag.FlagSet, args []string) (string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
+	}
+	name := strings.TrimPrefix(fs.Name(), "tokenagent ")
+	if fs.NArg() == 0 {
+		return "", usageError{name + ": name a profile"}
+	}
+	profile := fs.Arg(0)
+	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+		return "", err
+	}
+	if fs.NArg() > 0 {
+		return "", usageError{fmt.Sprintf("%s: unexpected arguments %q", name, fs.Args())}
+	}
+	return profile, nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, socket := clientFlags("token", stderr)
+	minValid := fs.Duration("min-valid", 0, "least remaining validity, e.g. 60s")
+	format := fs.String("format", "plain", "output: plain | json | header | env | curl")
+	envVar := fs.String("env", "ACCESS_TOKEN", "variable name for --format env")
+	profile, err := oneProfile(fs, args)
+	if err != nil {
+		return err
+	}
+	switch *format {
+	case "plain", "json", "header", "env", "curl":
+	default:
+		return usageError{fmt.Sprintf("token: unknown --format %q (plain, json, header, env, curl)", *format)}
+	}
+	if !envName.MatchString(*envVar) {
+		return usageError{fmt.Sprintf("token: --env %q is not a shell variable name", *envVar)}
+	}
+	c := &clientlib.Client{Socket: *socket}
+	tok, err := c.Token(ctx, profile, clientlib.WithMinValid(*minValid))
+	if err != nil {
+		return clientExit(err)
+	}
+	switch *format {
+	case "plain":
+		fmt.Fprintln(stdout, tok.AccessToken)
+	case "json":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ipc.TokenResponse{
+			AccessToken: tok.AccessToken, TokenType: tok.TokenType, Scope: tok.Scope,
+			ExpiresAt: tok.ExpiresAt, ExpiresIn: int64(time.Until(tok.ExpiresAt) / time.Second),
+		})
+	case "header":
+		fmt.Fprintf(stdout, "Authorization: Bearer %s\n", tok.AccessToken)
+	case "env":
+		fmt.Fprintf(stdout, "export %s=%s\n", *envVar, shellQuote(tok.AccessToken))
+	case "curl":
+		// A curl config line: curl -K <(tokenagent token NAME --format curl) URL
+		fmt.Fprintf(stdout, "header = \"Authorization: Bearer %s\"\n", tok.AccessToken)
+	}
+	return nil
+}
+
+// shellQuote quotes s for POSIX sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, socket := clientFlags("refresh", stderr)
+	profile, err := oneProfile(fs, args)
+	if err != nil {
+		return err
+	}
+	c := &clientlib.Client{Socket: *socket}
+	cur, err := c.Token(ctx, profile)
+	if err != nil {
+		return clientExit(err)
+	}
+	// Reporting the current token as rejected is what makes the agent
+	// fetch a new one; a concurrent report of the same token costs nothing more.
+	tok, err := c.Refresh(ctx, profile, cur.AccessToken)
+	if err != nil {
+		return clientExit(err)
+	}
+	fmt.Fprintf(stdout, "%s: new token, valid until %s\n", profile, tok.ExpiresAt.Local().Format(time.DateTime))
+	return nil
+}
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, socket := clientFlags("status", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"status takes no arguments"}
+	}
+	c := &clientlib.Client{Socket: *socket}
+	profiles, err := c.Profiles(ctx)
+	if err != nil {
+		return clientExit(err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ipc.ProfilesResponse{Profiles: profiles})
+	}
+	sort.Slice(profiles, func(i, j int) bool { return profiles[i].Name < profiles[j].Name })
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROFILE\tEXPIRES IN\tLAST REFRESH\tIDP REQUESTS\tLAST ERROR")
+	now := time.Now()
+	for _, p := range profiles {
+		expires := "no token"
+		if !p.ExpiresAt.IsZero() {
+			expires = p.ExpiresAt.Sub(now).Round(time.Second).String()
+			if p.ExpiresAt.Before(now) {
+				expires = "expired"
+			}
+		}
+		if p.Idle {
+			expires += " (idle)"
+		}
+		last := "never"
+		if !p.LastRefresh.IsZero() {
+			last = p.LastRefresh.Local().Format(time.DateTime)
+		}
+		lastErr := "-"
+		if p.LastError != "" {
+			lastErr = p.LastError
+			if !p.NextAttempt.IsZero() {
+				lastErr += fmt.Sprintf(" (retry in %v)", p.NextAttempt.Sub(now).Round(time.Second))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, expires, last, p.UpstreamRequests, lastErr)
+	}
+	return tw.Flush()
+}
+
+func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, socket := clientFlags("inspect", stderr)
+	profile, err := oneProfile(fs, args)
+	if err != nil {
+		return err
+	}
+	c := &clientlib.Client{Socket: *socket}
+	tok, err := c.Token(ctx, profile)
+	if err != nil {
+		return clientExit(err)
+	}
+	left := time.Until(tok.ExpiresAt).Round(time.Second)
+	header, claims, ok := decodeJWT(tok.AccessToken)
+	if !ok {
+		fmt.Fprintf(stdout, "%s: opaque token (not a JWT), %d characters; nothing to decode.\nexpires: %s (in %v, as the agent reckons)\n",
+			profile, len(tok.AccessToken), tok.ExpiresAt.Local().Format(time.RFC3339), left)
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s: JWT (signature not checked)\n", profile)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	fmt.Fprintln(stdout, "header:")
+	enc.Encode(header)
+	fmt.Fprintln(stdout, "claims:")
+	enc.Encode(claims)
+	for _, name := range []string{"iat", "nbf", "exp"} {
+		if v, ok := claims[name].(json.Number); ok {
+			if secs, err := v.Int64(); err == nil {
+				t := time.Unix(secs, 0)
+				fmt.Fprintf(stdout, "%s: %s (%s)\n", name, t.Local().Format(time.RFC3339), relative(time.Until(t)))
+			}
+		}
+	}
+	return nil
+}
+
+func relative(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < 0 {
+		return fmt.Sprintf("%v ago", -d)
+	}
+	return fmt.Sprintf("in %v", d)
+}
+
+// decodeJWT decodes a compact JWS's header and claims without verifying it.
+func decodeJWT(token string) (header, claims map[string]any, ok bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, nil, false
+	}
+	decode := func(seg string) (map[string]any, bool) {
+		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
+		if err != nil {
+			return nil, false
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.UseNumber()
+		var m map[string]any
+		if dec.Decode(&m) != nil {
+			return nil, false
+		}
+		return m, true
+	}
+	header, ok1 := decode(parts[0])
+	claims, ok2 := decode(parts[1])
+	return header, claims, ok1 && ok2
+}
+
+func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, socket := clientFlags("exec", stderr)
+	envVar := fs.String("env", "ACCESS_TOKEN", "environment variable that carries the token")
+	minValid := fs.Duration("min-valid", 0, "least remaining validity, e.g. 5m for a long job")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"exec: usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]"}
+	}
+	profile := fs.Arg(0)
+	// Flags may follow the profile; parsing stops at "--" or the command.
+	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+		return err
+	}
+	cmdArgs := fs.Args()
+	if len(cmdArgs) == 0 {
+		return usageError{"exec: no command; usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]"}
+	}
+	if !envName.MatchString(*envVar) {
+		return usageError{fmt.Sprintf("exec: --env %q is not a variable name", *envVar)}
+	}
+	c := &clientlib.Client{Socket: *socket}
+	tok, err := c.Token(ctx, profile, clientlib.WithMinValid(*minValid))
+	if err != nil {
+		return clientExit(err)
+	}
+	cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
+	cmd.Env = append(os.Environ(), *envVar+"="+tok.AccessToken)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Signals for us are for the command: forward them and wait for it.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code := ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		return &exitError{code: code, err: quietError{}}
+	}
+	return err
+}
+
+// quietError ends the program with a code but no message: the command
+// already said what it had to.
+type quietError struct{}
+
+func (quietError) Error() string { return "" }
