@@ -93,8 +93,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			Msg("demo token ready; the agent refreshes it in the background before it expires (Ctrl-C to stop)")
 		fmt.Fprintf(stderr, "\nTry, in another terminal:\n\n"+
 			"  curl --unix-socket %[1]s http://tokenagent/v1/tokens/demo\n"+
-			"  curl --unix-socket %[1]s -H 'Accept: text/plain' http://tokenagent/v1/tokens/demo\n"+
-			"  curl --unix-socket %[1]s http://tokenagent/v1/profiles\n\n", socket)
+			"  export TOKENAGENT_SOCKET=%[1]s\n"+
+			"  go run ./cmd/tokenagent token demo --format header\n"+
+			"  go run ./cmd/tokenagent status\n\n", socket)
 	}
 	select {
 	case <-ctx.Done():
