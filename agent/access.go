@@ -14,8 +14,8 @@ import (
 // user may always use every profile: they can read the agent's secrets
 // anyway.
 type access struct {
-	uids []uint32
-	gids []uint32
+	UIDs []uint32
+	GIDs []uint32
 }
 
 // resolveAccess turns allow_users/allow_groups names into ids. Unknown
@@ -25,10 +25,10 @@ func (p *ProfileConfig) resolveAccess() (access, []error) {
 	var a access
 	var errs []error
 	for _, id := range p.AllowUIDs {
-		a.uids = append(a.uids, id)
+		a.UIDs = append(a.UIDs, id)
 	}
 	for _, id := range p.AllowGIDs {
-		a.gids = append(a.gids, id)
+		a.GIDs = append(a.GIDs, id)
 	}
 	for _, name := range p.AllowUsers {
 		u, err := user.Lookup(name)
@@ -37,7 +37,7 @@ func (p *ProfileConfig) resolveAccess() (access, []error) {
 			continue
 		}
 		id, _ := strconv.ParseUint(u.Uid, 10, 32)
-		a.uids = append(a.uids, uint32(id))
+		a.UIDs = append(a.UIDs, uint32(id))
 	}
 	for _, name := range p.AllowGroups {
 		g, err := user.LookupGroup(name)
@@ -46,7 +46,7 @@ func (p *ProfileConfig) resolveAccess() (access, []error) {
 			continue
 		}
 		id, _ := strconv.ParseUint(g.Gid, 10, 32)
-		a.gids = append(a.gids, uint32(id))
+		a.GIDs = append(a.GIDs, uint32(id))
 	}
 	return a, errs
 }
@@ -56,10 +56,10 @@ func (a access) allows(caller ipc.Caller) bool {
 	if caller.UID == 0 || caller.UID == uint32(os.Geteuid()) {
 		return true
 	}
-	if slices.Contains(a.uids, caller.UID) {
+	if slices.Contains(a.UIDs, caller.UID) {
 		return true
 	}
-	for _, gid := range a.gids {
+	for _, gid := range a.GIDs {
 		if caller.InGroup(gid) {
 			return true
 		}

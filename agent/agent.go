@@ -92,7 +92,9 @@ type Agent struct {
 	log    zerolog.Logger
 	rand   func() float64
 
-	sources atomic.Pointer[map[string]*source]
+	sources    atomic.Pointer[map[string]*source]
+	reloadMu   sync.Mutex // one Reload at a time
+	httpClient *http.Client
 
 	// fetching is held shared by every fetch in flight; Close takes it
 	// exclusively so that it returns only when no fetch can still write
@@ -128,7 +130,7 @@ type ProfileStatus struct {
 // and fails, naming the profile and key, if any cannot be used. It makes
 // no network requests; tokens are fetched on first demand.
 func New(cfg *Config, opts Options) (*Agent, error) {
-	a := &Agent{clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), store: opts.Store}
+	a := &Agent{clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), store: opts.Store, httpClient: opts.HTTPClient}
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}
@@ -236,6 +238,13 @@ func (a *Agent) Token(ctx context.Context, profile string, minValid time.Duratio
 		return nil, err
 	}
 	tok, err := s.token(ctx, max(minValid, s.prof.timing.MinValid.Duration))
+	if errors.Is(err, ErrClosed) && a.ctx.Err() == nil {
+		// A reload replaced the source while we waited: ask its successor.
+		if s, err = a.source(profile); err != nil {
+			return nil, err
+		}
+		tok, err = s.token(ctx, max(minValid, s.prof.timing.MinValid.Duration))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", profile, err)
 	}
@@ -312,4 +321,75 @@ func (a *Agent) source(profile string) (*source, error) {
 		return s, nil
 	}
 	return nil, fmt.Errorf("profile %q: %w", profile, ErrUnknownProfile)
+}
+
+// Reload applies a new configuration. Profiles whose settings (secrets and
+// keys included) are unchanged keep their tokens and timers; changed ones
+// start afresh — with their current token when it was issued for the same
+// endpoint, client, scopes, audience and resource — and forget any held
+// IdP error; removed ones stop and their stored tokens are deleted. If any
+// profile cannot be built the agent keeps its old configuration entirely.
+// Store and socket settings are read only at start.
+func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
+	var sum ReloadSummary
+	built := make(map[string]*profile, len(cfg.Profiles))
+	var errs []error
+	for _, name := range cfg.ProfileNames() {
+		p, err := cfg.buildProfile(name, a.httpClient, a.clock.Now)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		built[name] = p
+	}
+	if err := errors.Join(errs...); err != nil {
+		return sum, fmt.Errorf("reload rejected, the running configuration stays: %w", err)
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	old := *a.sources.Load()
+	next := make(map[string]*source, len(built))
+	for name, p := range built {
+		prev := old[name]
+		switch {
+		case prev == nil:
+			next[name] = newSource(a, p)
+			sum.Added = append(sum.Added, name)
+		case prev.prof.settings == p.settings:
+			next[name] = prev
+			sum.Unchanged = append(sum.Unchanged, name)
+		default:
+			s := newSource(a, p)
+			if c := prev.cur.Load(); c != nil && prev.prof.fingerprint == p.fingerprint {
+				s.cur.Store(c)
+			}
+			next[name] = s
+			sum.Changed = append(sum.Changed, name)
+		}
+	}
+	var removed []string
+	for name, s := range old {
+		if next[name] != s {
+			s.close()
+		}
+		if _, ok := next[name]; !ok {
+			removed = append(removed, name)
+		}
+	}
+	a.sources.Store(&next)
+	sum.Removed = removed
+	if a.store != nil && len(removed) > 0 {
+		a.storeResult(a.store.Delete(removed...))
+	}
+	for _, list := range [][]string{sum.Added, sum.Changed, sum.Unchanged, sum.Removed} {
+		slices.Sort(list)
+	}
+	a.log.Info().Strs("added", sum.Added).Strs("changed", sum.Changed).Strs("removed", sum.Removed).
+		Int("unchanged", len(sum.Unchanged)).Msg("configuration reloaded")
+	return sum, nil
+}
+
+// ReloadSummary says what a reload did to each profile.
+type ReloadSummary struct {
+	Added, Changed, Unchanged, Removed []string
 }

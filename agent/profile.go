@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -23,6 +24,9 @@ type profile struct {
 	// client id, auth method, scopes, audience and resources. A stored
 	// token is only ever served to a profile with the same fingerprint.
 	fingerprint string
+	// settings hashes everything that makes up the profile, secrets and
+	// keys included: equal settings after a reload mean "unchanged".
+	settings [32]byte
 }
 
 // buildProfile reads the profile's secrets and keys and makes its client.
@@ -66,13 +70,26 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", name, err)
 	}
-	return &profile{
+	timing := p.Timing.timing(c.Timing)
+	settings := sha256.New()
+	json.NewEncoder(settings).Encode(struct {
+		P      *ProfileConfig
+		T      Timing
+		Secret string
+		Access access
+	}{p, timing, cfg.ClientSecret, p.access})
+	if cfg.Signer != nil {
+		settings.Write([]byte(cfg.Signer.KeyID()))
+	}
+	prof := &profile{
 		name:        name,
-		timing:      p.Timing.timing(c.Timing),
+		timing:      timing,
 		access:      p.access,
 		client:      client,
 		fingerprint: p.fingerprint(),
-	}, nil
+	}
+	settings.Sum(prof.settings[:0])
+	return prof, nil
 }
 
 func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Certificate, error) {

@@ -103,6 +103,16 @@ func NewSigner(cfg SignerConfig) (*Signer, error) {
 	return s, nil
 }
 
+// KeyID identifies the signing key and settings (a hash of the public
+// key, algorithm and headers), to tell whether a reload changed them.
+func (s *Signer) KeyID() string {
+	der, _ := x509.MarshalPKIXPublicKey(s.key.Public())
+	h := sha256.New()
+	h.Write(der)
+	fmt.Fprint(h, s.method.Alg(), s.header)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // Algorithm is the JWS algorithm the signer uses.
 func (s *Signer) Algorithm() string { return s.method.Alg() }
 

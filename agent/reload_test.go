@@ -1,0 +1,102 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+)
+
+func TestReload(t *testing.T) {
+	h := newHarness(t, "")
+	h.srv.AddClient(idptest.Client{ID: "other", Secret: testSecret, Method: "client_secret_basic"})
+	profile := func(name, client, extra string) string {
+		return fmt.Sprintf("[profiles.%s]\ntoken_url = %q\nclient_id = %q\nclient_secret = %q\n%s\n", name, h.srv.TokenURL, client, testSecret, extra)
+	}
+	a := h.newAgent(profile("keep", "c", "") + profile("change", "c", `scopes = ["a"]`) + profile("drop", "c", "") + profile("retime", "c", `min_valid = "40s"`))
+	tokens := map[string]string{}
+	for _, p := range []string{"keep", "change", "drop", "retime"} {
+		tok, err := a.Token(context.Background(), p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[p] = tok.AccessToken
+	}
+	before := h.srv.TotalRequests()
+
+	cfg, err := agent.ParseConfig([]byte(profile("keep", "c", "")+profile("change", "c", `scopes = ["b"]`)+profile("retime", "c", `min_valid = "50s"`)+profile("new", "other", "")), "reload.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := a.Reload(cfg)
+	if err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	want := agent.ReloadSummary{Added: []string{"new"}, Changed: []string{"change", "retime"}, Unchanged: []string{"keep"}, Removed: []string{"drop"}}
+	if fmt.Sprint(sum) != fmt.Sprint(want) {
+		t.Errorf("Reload() = %+v, want %+v", sum, want)
+	}
+	get := func(p string) (string, error) {
+		tok, err := a.Token(context.Background(), p, 0)
+		if err != nil {
+			return "", err
+		}
+		return tok.AccessToken, nil
+	}
+	if tok, _ := get("keep"); tok != tokens["keep"] {
+		t.Error("unchanged profile lost its token")
+	}
+	if tok, _ := get("retime"); tok != tokens["retime"] {
+		t.Error("a timing change re-fetched although the token's identity is the same")
+	}
+	if tok, _ := get("change"); tok == tokens["change"] {
+		t.Error("profile with new scopes still serves the old token")
+	}
+	if _, err := get("drop"); !errors.Is(err, agent.ErrUnknownProfile) {
+		t.Errorf("removed profile: %v, want ErrUnknownProfile", err)
+	}
+	if _, err := get("new"); err != nil {
+		t.Errorf("added profile: %v", err)
+	}
+	if got := h.srv.TotalRequests() - before; got != 2 {
+		t.Errorf("IdP requests after reload = %d, want 2 (change and new only)", got)
+	}
+
+	// A broken configuration changes nothing.
+	broken, err := agent.ParseConfig([]byte(profile("keep", "c", "")+`[profiles.bad]
+token_url = "https://idp.example/token"
+client_id = "x"
+client_secret = "env:TOKENAGENT_TEST_UNSET_VAR"
+`), "broken.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Reload(broken)
+	suiteLog.err(err)
+	if err == nil || !strings.Contains(err.Error(), "running configuration stays") || !strings.Contains(err.Error(), "TOKENAGENT_TEST_UNSET_VAR") {
+		t.Errorf("Reload(broken) = %v, want rejection naming the problem", err)
+	}
+	if _, err := get("new"); err != nil {
+		t.Errorf("after a rejected reload, profile new: %v", err)
+	}
+}
+
+func TestReloadClearsPermanentHold(t *testing.T) {
+	h := newHarness(t, "")
+	h.srv.SetFault(idptest.Fault{Status: 401, Error: "invalid_client"})
+	if _, err := h.token(0); err == nil {
+		t.Fatal("want invalid_client")
+	}
+	h.srv.ClearFault() // the operator fixed the secret at the IdP...
+	cfg, _ := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nscopes = [\"fixed\"]\n", h.srv.TokenURL, testSecret)), "fixed.toml")
+	if _, err := h.agent.Reload(cfg); err != nil { // ...and reloaded
+		t.Fatal(err)
+	}
+	if _, err := h.token(0); err != nil {
+		t.Errorf("after reload the permanent error is still held: %v", err)
+	}
+}
