@@ -42,6 +42,7 @@ func (b backend) Token(ctx context.Context, caller ipc.Caller, req ipc.TokenRequ
 	if err != nil {
 		return nil, protocolError(req.Profile, err)
 	}
+	s.served.Add(1)
 	return &ipc.TokenResponse{
 		AccessToken: tok.AccessToken,
 		TokenType:   tok.TokenType,
@@ -67,22 +68,7 @@ func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
 }
 
 // WriteMetrics adds the engine's series to /metrics.
-func (b backend) WriteMetrics(w io.Writer) {
-	now := b.a.clock.Now()
-	status := b.a.Status()
-	fmt.Fprintln(w, "# HELP tokenagent_upstream_requests_total Token requests sent to identity providers.")
-	fmt.Fprintln(w, "# TYPE tokenagent_upstream_requests_total counter")
-	for _, st := range status {
-		fmt.Fprintf(w, "tokenagent_upstream_requests_total{profile=%q} %d\n", st.Name, st.UpstreamRequests)
-	}
-	fmt.Fprintln(w, "# HELP tokenagent_token_expiry_seconds Seconds until the held token expires (absent when none is held).")
-	fmt.Fprintln(w, "# TYPE tokenagent_token_expiry_seconds gauge")
-	for _, st := range status {
-		if !st.ExpiresAt.IsZero() {
-			fmt.Fprintf(w, "tokenagent_token_expiry_seconds{profile=%q} %.0f\n", st.Name, st.ExpiresAt.Sub(now).Seconds())
-		}
-	}
-}
+func (b backend) WriteMetrics(w io.Writer) { b.a.writeMetrics(w) }
 
 // protocolError maps an engine error to a status: 404 unknown profile, 400
 // unsatisfiable min_valid or bad report, 502 the IdP refused (its code

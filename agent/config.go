@@ -40,6 +40,9 @@ type Config struct {
 	SocketGroup string `toml:"socket_group"`
 	// MaxConnections caps open socket connections; default 2048.
 	MaxConnections int `toml:"max_connections"`
+	// MetricsListen, if set, also serves /metrics over TCP at this
+	// address (e.g. "127.0.0.1:9464"), without access control.
+	MetricsListen string `toml:"metrics_listen"`
 	// Store is the token database file, or "memory" to keep tokens in
 	// memory only; default /var/lib/tokenagent/tokens.db (root) or
 	// $XDG_STATE_HOME/tokenagent/tokens.db.

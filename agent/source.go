@@ -72,17 +72,22 @@ type source struct {
 	log   zerolog.Logger
 
 	cur      atomic.Pointer[cached]
-	lastUsed atomic.Int64 // wall clock, Unix ns
-	timerDue atomic.Int64 // wall clock, Unix ns; 0 when no timer is armed
+	lastUsed atomic.Int64  // wall clock, Unix ns
+	timerDue atomic.Int64  // wall clock, Unix ns; 0 when no timer is armed
+	served   atomic.Uint64 // tokens handed out over the socket
 	sf       singleflight.Group
 
 	mu          sync.Mutex
 	stopTimer   func() bool
-	failures    int       // consecutive transient failures
-	nextAttempt time.Time // no upstream request before this, after a failure
-	lastErr     error     // most recent fetch error; nil after a success
-	rejected    [32]byte  // the token most recently reported rejected
-	requests    int       // upstream requests made
+	failures    int               // consecutive transient failures
+	nextAttempt time.Time         // no upstream request before this, after a failure
+	lastErr     error             // most recent fetch error; nil after a success
+	rejected    [32]byte          // the token most recently reported rejected
+	requests    int               // upstream requests made
+	results     map[string]uint64 // upstream requests by result ("ok" or an error class)
+	latency     histogram
+	minted      uint64 // successful fetches
+	coalesced   uint64 // callers who waited on a fetch another caller started
 	lastRefresh time.Time
 	idle        bool
 	closed      bool
@@ -134,6 +139,11 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 
 	select {
 	case r := <-ch:
+		if r.Shared {
+			s.mu.Lock()
+			s.coalesced++
+			s.mu.Unlock()
+		}
 		if r.Err != nil {
 			return nil, r.Err
 		}
@@ -163,6 +173,11 @@ func (s *source) fetch() (any, error) {
 
 	s.mu.Lock()
 	s.requests++
+	s.latency.observe(latency)
+	if s.results == nil {
+		s.results = map[string]uint64{}
+	}
+	s.results[resultClass(err)]++
 	if s.closed {
 		s.mu.Unlock()
 		return nil, ErrClosed
@@ -186,6 +201,7 @@ func (s *source) fetch() (any, error) {
 		sum:       sha256.Sum256([]byte(resp.AccessToken)),
 	}
 	s.cur.Store(c)
+	s.minted++
 	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
 	s.armLocked(now, c.refreshAt)
 	s.mu.Unlock()

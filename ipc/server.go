@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,6 +94,7 @@ type Server struct {
 	cfg  ServerConfig
 	http *http.Server
 
+	inFlight atomic.Int64
 	mu       sync.Mutex
 	requests map[[2]string]uint64 // {profile, outcome} → count
 }
@@ -145,6 +147,8 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ct
 
 // ServeHTTP is the protocol.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	ev := RequestEvent{Method: r.Method, Path: r.URL.Path}
 	start := time.Now()
 	defer func() {
@@ -300,12 +304,7 @@ func (s *Server) count(profile, outcome string) {
 	if profile == "" {
 		profile = "-"
 	}
-	outcome = strings.Map(func(r rune) rune {
-		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, outcome)
+	outcome = MetricLabel(outcome)
 	s.mu.Lock()
 	s.requests[[2]string{profile, outcome}]++
 	s.mu.Unlock()
@@ -324,9 +323,38 @@ func (s *Server) writeMetrics(w io.Writer) {
 		fmt.Fprintf(w, "tokenagent_requests_total{profile=%q,outcome=%q} %d\n", k[0], k[1], s.requests[k])
 	}
 	s.mu.Unlock()
+	fmt.Fprintln(w, "# HELP tokenagent_requests_in_flight Socket requests being answered now.")
+	fmt.Fprintln(w, "# TYPE tokenagent_requests_in_flight gauge")
+	fmt.Fprintf(w, "tokenagent_requests_in_flight %d\n", s.inFlight.Load())
 	if mw, ok := s.cfg.Backend.(MetricsWriter); ok {
 		mw.WriteMetrics(w)
 	}
+}
+
+// MetricLabel reduces a string that came from outside (an IdP's error
+// code) to [a-z0-9_], safe as a Prometheus label value.
+func MetricLabel(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '_'
+	}, s)
+}
+
+// MetricsHandler serves /metrics alone, for a separate TCP listener
+// (metrics_listen). It has no peer credentials to check: bind it to
+// loopback or protect it otherwise.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathMetrics, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		s.writeMetrics(w)
+	})
+	return mux
 }
 
 // AgentUID is the uid of this process, for ServerConfig.AgentUID.

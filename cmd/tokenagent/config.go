@@ -29,9 +29,9 @@ func versionString() string {
 func loadConfig(path string) (*agent.Config, error) {
 	if path == "" {
 		path = agent.DefaultConfigPath()
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), or try `tokenagent run --dev`", path)
-		}
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), or try `tokenagent run --dev`", path)
 	}
 	return agent.LoadConfig(path)
 }

@@ -6,8 +6,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -33,6 +37,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	var cfg *agent.Config
+	configFile := *configPath
 	if *dev {
 		demo, demoCfg, err := startDemoIdP()
 		if err != nil {
@@ -50,8 +55,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			*socketFlag = filepath.Join(dir, "agent.sock")
 		}
 	} else {
+		if configFile == "" {
+			configFile = agent.DefaultConfigPath()
+		}
 		var err error
-		if cfg, err = loadConfig(*configPath); err != nil {
+		if cfg, err = loadConfig(configFile); err != nil {
 			return err
 		}
 	}
@@ -78,8 +86,18 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv := ipc.NewServer(ipc.ServerConfig{Backend: a.Backend(), Observe: logRequests(log), AgentUID: ipc.AgentUID()})
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+		}
+		msrv := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { served <- msrv.Serve(mln) }()
+		defer msrv.Close()
+		log.Info().Str("metrics_listen", mln.Addr().String()).Msg("serving /metrics over TCP")
+	}
 	log.Info().Str("config", cfg.Path()).Str("socket", socket).Str("store", storeDesc).
 		Strs("profiles", cfg.ProfileNames()).Str("version", versionString()).Msg("agent started")
 
@@ -97,11 +115,23 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			"  go run ./cmd/tokenagent token demo --format header\n"+
 			"  go run ./cmd/tokenagent status\n\n", socket)
 	}
-	select {
-	case <-ctx.Done():
-	case err := <-served:
-		return fmt.Errorf("socket %s: %w", socket, err)
+	if err := sdNotify("READY=1"); err != nil {
+		log.Warn().Err(err).Msg("cannot notify systemd of readiness")
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case err := <-served:
+			return fmt.Errorf("serving: %w", err)
+		case <-hup:
+			reload(a, configFile, *dev, log)
+		}
+	}
+	sdNotify("STOPPING=1")
 	log.Info().Msg("shutting down: finishing requests in flight")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -109,6 +139,26 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn().Err(err).Msg("requests still in flight at shutdown were cut off")
 	}
 	return nil
+}
+
+// reload re-reads the configuration file on SIGHUP. A file that does not
+// load, or a profile that cannot be built, leaves the running
+// configuration in place; the log says why.
+func reload(a *agent.Agent, path string, dev bool, log zerolog.Logger) {
+	if dev {
+		log.Info().Msg("SIGHUP: --dev has no configuration file to reload")
+		return
+	}
+	sdNotify("RELOADING=1")
+	defer sdNotify("READY=1")
+	log.Info().Str("config", path).Msg("SIGHUP: reloading configuration")
+	cfg, err := agent.LoadConfig(path)
+	if err == nil {
+		_, err = a.Reload(cfg)
+	}
+	if err != nil {
+		log.Error().Err(err).Str("config", path).Msg("reload rejected; still running the previous configuration")
+	}
 }
 
 // startDemoIdP starts the in-process IdP with one client and returns a

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/clientlib"
+	"github.com/tokenagent/tokenagent/store"
+)
+
+// daemon is a real `tokenagent run` process.
+type daemon struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	socket string
+	mu     sync.Mutex
+	lines  []string
+	cond   *sync.Cond
+	done   chan struct{}
+}
+
+func startDaemon(t *testing.T, config string, env ...string) *daemon {
+	t.Helper()
+	bin := buildBinary(t)
+	dir := filepath.Dir(config)
+	d := &daemon{t: t, socket: filepath.Join(dir, "agent.sock"), done: make(chan struct{})}
+	d.cond = sync.NewCond(&d.mu)
+	d.cmd = exec.Command(bin, "run", "--config", config, "--socket", d.socket)
+	d.cmd.Env = append(os.Environ(), env...)
+	stderr, _ := d.cmd.StderrPipe()
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.lines = append(d.lines, sc.Text())
+			d.cond.Broadcast()
+			d.mu.Unlock()
+		}
+		d.mu.Lock()
+		close(d.done)
+		d.cond.Broadcast()
+		d.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		d.cmd.Wait()
+	})
+	d.waitLog(`"message":"agent started"`)
+	return d
+}
+
+// waitLog blocks until a log line contains s (counting from the first
+// line), or fails if the process ends first.
+func (d *daemon) waitLog(s string) string {
+	d.t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := 0; ; {
+		for ; i < len(d.lines); i++ {
+			if strings.Contains(d.lines[i], s) {
+				return d.lines[i]
+			}
+		}
+		select {
+		case <-d.done:
+			d.t.Fatalf("daemon exited before logging %q:\n%s", s, strings.Join(d.lines, "\n"))
+		default:
+		}
+		d.cond.Wait()
+	}
+}
+
+func (d *daemon) logCount(s string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, l := range d.lines {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
+}
+
+func writeConfig(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func profileTOML(name, tokenURL, client string) string {
+	return fmt.Sprintf("[profiles.%s]\ntoken_url = %q\nclient_id = %q\nclient_secret = \"daemon-secret\"\n\n", name, tokenURL, client)
+}
+
+func TestSIGHUPReload(t *testing.T) {
+	idp := idptest.New()
+	defer idp.Close()
+	for _, c := range []string{"keep", "drop", "new"} {
+		idp.AddClient(idptest.Client{ID: c, Secret: "daemon-secret", Method: "client_secret_basic"})
+	}
+	dir := t.TempDir()
+	config := filepath.Join(dir, "agent.toml")
+	head := fmt.Sprintf("store = %q\n", filepath.Join(dir, "tokens.db"))
+	writeConfig(t, config, head+profileTOML("keep", idp.TokenURL, "keep")+profileTOML("drop", idp.TokenURL, "drop"))
+	d := startDaemon(t, config)
+	c := &clientlib.Client{Socket: d.socket}
+	ctx := context.Background()
+	kept, err := c.Token(ctx, "keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Token(ctx, "drop"); err != nil {
+		t.Fatal(err)
+	}
+
+	writeConfig(t, config, head+profileTOML("keep", idp.TokenURL, "keep")+profileTOML("new", idp.TokenURL, "new"))
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.waitLog(`"message":"configuration reloaded"`)
+	profiles := names(t, c)
+	if !slices.Equal(profiles, []string{"keep", "new"}) {
+		t.Errorf("profiles after reload = %v, want [keep new]", profiles)
+	}
+	fresh := &clientlib.Client{Socket: d.socket} // no in-process reuse
+	if tok, err := fresh.Token(ctx, "keep"); err != nil || tok.AccessToken != kept.AccessToken {
+		t.Errorf("unchanged profile after reload: %v (same token: %v)", err, err == nil && tok.AccessToken == kept.AccessToken)
+	}
+	if n := idp.Requests("keep"); n != 1 {
+		t.Errorf("IdP requests for the unchanged profile = %d, want 1 (not re-fetched)", n)
+	}
+	if _, err := fresh.Token(ctx, "new"); err != nil {
+		t.Errorf("added profile: %v", err)
+	}
+	if _, err := fresh.Token(ctx, "drop"); err == nil {
+		t.Error("removed profile still served")
+	}
+
+	writeConfig(t, config, head+profileTOML("keep", idp.TokenURL, "keep")+"bogus_key = 1\n")
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	line := d.waitLog(`"message":"reload rejected`)
+	if !strings.Contains(line, "bogus_key") {
+		t.Errorf("rejection does not name the problem: %s", line)
+	}
+	if got := names(t, fresh); !slices.Equal(got, []string{"keep", "new"}) {
+		t.Errorf("profiles after a broken reload = %v, want the old [keep new]", got)
+	}
+	if _, err := fresh.Token(ctx, "new"); err != nil {
+		t.Errorf("after a broken reload: %v", err)
+	}
+}
+
+func names(t *testing.T, c *clientlib.Client) []string {
+	t.Helper()
+	profiles, err := c.Profiles(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range profiles {
+		out = append(out, p.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+var inFlightPattern = regexp.MustCompile(`(?m)^tokenagent_requests_in_flight (\d+)$`)
+
+func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "daemon-secret", Method: "client_secret_basic"})
+	hold := make(chan struct{})
+	idp.SetFault(idptest.Fault{Hold: hold})
+	dir := t.TempDir()
+	config := filepath.Join(dir, "agent.toml")
+	dbPath := filepath.Join(dir, "tokens.db")
+	writeConfig(t, config, fmt.Sprintf("store = %q\n", dbPath)+profileTOML("p", idp.TokenURL, "c"))
+	d := startDaemon(t, config)
+
+	const callers = 100
+	results := make(chan error, callers)
+	for range callers {
+		go func() {
+			c := &clientlib.Client{Socket: d.socket}
+			_, err := c.Token(context.Background(), "p")
+			results <- err
+		}()
+	}
+	// Wait until all 100 are inside the agent, waiting on the one fetch.
+	idp.WaitRequests(1)
+	for inFlight(t, d.socket) < callers {
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.waitLog("shutting down: finishing requests in flight")
+	close(hold) // the IdP answers; the drained requests complete
+	for range callers {
+		if err := <-results; err != nil {
+			t.Errorf("request in flight at SIGTERM: %v", err)
+		}
+	}
+	if err := d.cmd.Wait(); err != nil {
+		t.Errorf("agent exit after SIGTERM: %v, want 0", err)
+	}
+	// The store was closed cleanly: it reopens without recovery and holds the token.
+	keyText, err := os.ReadFile(filepath.Join(dir, "store.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := store.ParseKey(keyText)
+	st, err := store.Open(dbPath, store.Options{Key: key})
+	if err != nil {
+		t.Fatalf("store after SIGTERM: %v", err)
+	}
+	defer st.Close()
+	if moved, _ := st.Recovered(); moved != "" {
+		t.Error("store needed recovery after a clean SIGTERM")
+	}
+	if recs, _, _ := st.LoadAll(); len(recs) != 1 {
+		t.Errorf("stored records = %d, want 1", len(recs))
+	}
+}
+
+// inFlight reads tokenagent_requests_in_flight, not counting the metrics
+// request itself.
+func inFlight(t *testing.T, socket string) int {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	resp, err := hc.Get("http://tokenagent/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := inFlightPattern.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no in-flight gauge in /metrics:\n%s", out)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n - 1
+}

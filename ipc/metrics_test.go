@@ -1,0 +1,92 @@
+package ipc_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// TestMetricsParseAndCount: /metrics is valid Prometheus text and its
+// counters match the requests made.
+func TestMetricsParseAndCount(t *testing.T) {
+	e := start(t, "", profileP, ipc.ServerConfig{})
+	for range 3 {
+		if status, _ := e.get("/v1/tokens/p", nil); status != 200 {
+			t.Fatal("token request failed")
+		}
+	}
+	e.get("/v1/tokens/nope", nil)
+	e.get("/v1/tokens/p", http.Header{"Origin": {"http://x"}})
+
+	status, body := e.get("/metrics", nil)
+	if status != 200 {
+		t.Fatalf("/metrics: %d", status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v\n%s", err, body)
+	}
+	value := func(family string, labels map[string]string) float64 {
+		t.Helper()
+		f := families[family]
+		if f == nil {
+			t.Fatalf("no family %s in\n%s", family, body)
+		}
+	next:
+		for _, m := range f.Metric {
+			for k, v := range labels {
+				if labelValue(m, k) != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+		t.Fatalf("no %s%v in\n%s", family, labels, body)
+		return 0
+	}
+	checks := []struct {
+		family string
+		labels map[string]string
+		want   float64
+	}{
+		{"tokenagent_requests_total", map[string]string{"profile": "p", "outcome": "ok"}, 3},
+		{"tokenagent_requests_total", map[string]string{"profile": "-", "outcome": "unknown_profile"}, 1},
+		{"tokenagent_requests_total", map[string]string{"profile": "-", "outcome": "forbidden"}, 1},
+		{"tokenagent_upstream_requests_total", map[string]string{"profile": "p", "result": "ok"}, 1},
+		{"tokenagent_upstream_latency_seconds", map[string]string{"profile": "p"}, 1},
+		{"tokenagent_tokens_minted_total", map[string]string{"profile": "p"}, 1},
+		{"tokenagent_tokens_served_total", map[string]string{"profile": "p"}, 3},
+		{"tokenagent_coalesced_waiters_total", map[string]string{"profile": "p"}, 0},
+	}
+	for _, c := range checks {
+		if got := value(c.family, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.family, c.labels, got, c.want)
+		}
+	}
+	if v := value("tokenagent_token_expiry_seconds", map[string]string{"profile": "p"}); v < 3500 || v > 3600 {
+		t.Errorf("tokenagent_token_expiry_seconds = %v, want about 3600", v)
+	}
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.Label {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
