@@ -33,9 +33,7 @@ type profile struct {
 // Errors name the profile and the key, never a secret.
 func (c *Config) buildProfile(name string, httpClient *http.Client, now func() time.Time) (*profile, error) {
 	p := c.Profiles[name]
-	fail := func(key, ref string, err error) error {
-		return fmt.Errorf("profile %q: %s %s: %w", name, key, ref, err)
-	}
+	fail := func(key, ref string, err error) error { return refError(name, key, ref, err) }
 	cfg := idp.Config{
 		TokenURL:   p.TokenURL,
 		Issuer:     p.Issuer,
@@ -93,9 +91,7 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 }
 
 func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Certificate, error) {
-	fail := func(key, ref string, err error) error {
-		return fmt.Errorf("profile %q: %s %s: %w", name, key, ref, err)
-	}
+	fail := func(key, ref string, err error) error { return refError(name, key, ref, err) }
 	if p.PKCS12 != "" {
 		data, err := readReference(p.PKCS12, c.dir(), secretRef)
 		if err != nil {
@@ -137,6 +133,15 @@ func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Ce
 		}
 	}
 	return key, cert, nil
+}
+
+// refError names the profile, the setting and its reference, unless the
+// error already names the file.
+func refError(profile, key, ref string, err error) error {
+	if path, ok := strings.CutPrefix(ref, refFile); ok && strings.Contains(err.Error(), path) {
+		return fmt.Errorf("profile %q: %s: %w", profile, key, err)
+	}
+	return fmt.Errorf("profile %q: %s %s: %w", profile, key, ref, err)
 }
 
 // refName is how a secret setting is named in errors: the reference, or

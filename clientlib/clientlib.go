@@ -80,8 +80,9 @@ type Token struct {
 // safe for concurrent use and keeps its connections alive.
 type Client struct {
 	// Socket is the agent's socket; "" means $TOKENAGENT_SOCKET, then the
-	// default (/run/tokenagent/agent.sock for root,
-	// $XDG_RUNTIME_DIR/tokenagent/agent.sock otherwise).
+	// default: for root /run/tokenagent/agent.sock; for other users
+	// $XDG_RUNTIME_DIR/tokenagent/agent.sock if that exists, else the
+	// system agent's /run/tokenagent/agent.sock.
 	Socket string
 
 	once   sync.Once
@@ -107,7 +108,7 @@ const (
 
 func (c *Client) init() {
 	c.once.Do(func() {
-		c.socket = ipc.SocketPath(c.Socket, "")
+		c.socket = ipc.ClientSocketPath(c.Socket)
 		socket := c.socket
 		c.http = &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -62,12 +62,18 @@ func clientFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 
 // oneProfile parses flags that may come before or after the profile name.
 func oneProfile(fs *flag.FlagSet, args []string) (string, error) {
+	return oneArg(fs, args, "name a profile")
+}
+
+// oneArg parses flags that may come before or after a single argument;
+// missing says what to do when it is absent.
+func oneArg(fs *flag.FlagSet, args []string, missing string) (string, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return "", err
 	}
 	name := strings.TrimPrefix(fs.Name(), "tokenagent ")
 	if fs.NArg() == 0 {
-		return "", usageError{name + ": name a profile"}
+		return "", usageError{name + ": " + missing}
 	}
 	profile := fs.Arg(0)
 	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
@@ -298,7 +304,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// Signals for us are for the command: forward them and wait for it.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec: %w", err)

@@ -73,6 +73,8 @@ commands:
   status [--json]                                the profiles you may use and their state
   inspect PROFILE                                decode the token's JWT header and claims
   check-config [FILE]                            validate a configuration, secrets and keys included
+  service install|uninstall|start|stop|restart|status [--config FILE] [--user]
+                                                 manage the systemd/launchd/Windows service
   version                                        print the version
 
 Client commands take --socket PATH (default: $TOKENAGENT_SOCKET, then the
@@ -100,6 +102,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdInspect(ctx, rest, stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(rest, stdout, stderr)
+	case "service":
+		return cmdService(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+
+	"github.com/kardianos/service"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/packaging"
+	"github.com/tokenagent/tokenagent/store"
+)
+
+const serviceName = "tokenagent"
+
+// controlOnly satisfies service.Interface for control actions; the
+// service itself runs `tokenagent run`.
+type controlOnly struct{}
+
+func (controlOnly) Start(service.Service) error { return nil }
+func (controlOnly) Stop(service.Service) error  { return nil }
+
+func cmdService(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("service", stderr)
+	configPath := fs.String("config", "", "configuration `file` the service runs with (default: "+agent.DefaultConfigPath()+")")
+	userService := fs.Bool("user", false, "a per-user service (systemd --user, launchd agent) instead of a system one")
+	action, err := oneArg(fs, args, "usage: tokenagent service install|uninstall|start|stop|restart|status [--config FILE] [--user]")
+	if err != nil {
+		return err
+	}
+	cfgFile := *configPath
+	if cfgFile == "" {
+		cfgFile = agent.DefaultConfigPath()
+	}
+	cfgFile, _ = filepath.Abs(cfgFile)
+	svc, err := newService(cfgFile, *userService)
+	if err != nil {
+		return err
+	}
+	switch action {
+	case "status":
+		st, err := svc.Status()
+		switch {
+		case errors.Is(err, service.ErrNotInstalled), err != nil && notInstalledSysV():
+			fmt.Fprintf(stdout, "%s: not installed (%s)\n", serviceName, service.Platform())
+			return nil
+		case err != nil:
+			return fmt.Errorf("service status: %w", err)
+		}
+		names := map[service.Status]string{service.StatusRunning: "running", service.StatusStopped: "stopped"}
+		fmt.Fprintf(stdout, "%s: %s (%s)\n", serviceName, cmp(names[st], "unknown"), service.Platform())
+		return nil
+	case "install":
+		if err := prepareInstall(cfgFile, *userService); err != nil {
+			return err
+		}
+		if err := svc.Install(); err != nil {
+			return fmt.Errorf("service install (%s): %w", service.Platform(), err)
+		}
+		fmt.Fprintf(stdout, "%s: installed (%s), running `tokenagent run --config %s`; start it with: tokenagent service start\n", serviceName, service.Platform(), cfgFile)
+		return nil
+	case "uninstall", "start", "stop", "restart":
+		if err := service.Control(svc, action); err != nil {
+			return fmt.Errorf("service %s (%s): %w", action, service.Platform(), err)
+		}
+		fmt.Fprintf(stdout, "%s: %s done\n", serviceName, action)
+		return nil
+	default:
+		return usageError{fmt.Sprintf("service: unknown action %q (install, uninstall, start, stop, restart, status)", action)}
+	}
+}
+
+// notInstalledSysV: the SysV backend reports a missing script as a failed
+// `service … status`, not as ErrNotInstalled.
+func notInstalledSysV() bool {
+	if service.Platform() != "unix-systemv" {
+		return false
+	}
+	_, err := os.Stat("/etc/init.d/" + serviceName)
+	return errors.Is(err, os.ErrNotExist)
+}
+
+func cmp(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// newService describes the service: `tokenagent run --config FILE`, as
+// the dedicated user tokenagent where it exists, with the packaged
+// hardened unit on systemd.
+func newService(cfgFile string, userService bool) (service.Service, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cfg := &service.Config{
+		Name:        serviceName,
+		DisplayName: "tokenagent",
+		Description: "Shares OAuth 2.0 client-credentials tokens with local processes over a Unix socket.",
+		Executable:  exe,
+		Arguments:   []string{"run", "--config", cfgFile},
+		Option:      service.KeyValue{"UserService": userService},
+	}
+	if !userService && runtime.GOOS == "linux" {
+		cfg.Option["SystemdScript"] = packaging.SystemdUnitTemplate()
+	}
+	if !userService && runtime.GOOS != "linux" {
+		if _, err := user.Lookup("_tokenagent"); err == nil {
+			cfg.UserName = "_tokenagent"
+		}
+	}
+	return service.New(controlOnly{}, cfg)
+}
+
+// prepareInstall checks what the service will need before writing it: the
+// configuration, and for a systemd system service the tokenagent user and
+// the store key that LoadCredential= hands over.
+func prepareInstall(cfgFile string, userService bool) error {
+	if _, err := loadConfig(cfgFile); err != nil {
+		return fmt.Errorf("service install: %w", err)
+	}
+	if userService || runtime.GOOS != "linux" {
+		return nil
+	}
+	if _, err := user.Lookup("tokenagent"); err != nil {
+		return errors.New("service install: the unit runs as user tokenagent, which does not exist; " +
+			"create it with `systemd-sysusers` and packaging/systemd/sysusers.conf, or `useradd --system --user-group tokenagent`")
+	}
+	keyPath := "/etc/tokenagent/store.key"
+	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
+		text, err := store.NewKeyText()
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(keyPath), 0o755); err != nil {
+			return fmt.Errorf("service install: %w", err)
+		}
+		if err := os.WriteFile(keyPath, text, 0o600); err != nil {
+			return fmt.Errorf("service install: store key %s: %w", keyPath, err)
+		}
+	}
+	return nil
+}

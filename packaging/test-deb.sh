@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the .deb, checks its contents, installs it on this machine, and
+# checks the installed configuration and unit. Run by .ci/run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+VERSION=0.0.0~ci packaging/build.sh
+deb=$(ls dist/tokenagent_*.deb | head -1)
+[ -n "$deb" ] || fail "no .deb built"
+ls dist/tokenagent-*.rpm >/dev/null || fail "no .rpm built"
+
+contents=$(dpkg-deb --contents "$deb")
+echo "$contents"
+for path in ./usr/bin/tokenagent ./lib/systemd/system/tokenagent.service ./etc/tokenagent/agent.toml \
+            ./usr/share/doc/tokenagent/agent.toml.example ./usr/lib/sysusers.d/tokenagent.conf; do
+  grep -q " $path\$" <<<"$contents" || fail "$deb lacks $path"
+done
+
+dpkg -i "$deb"
+getent passwd tokenagent >/dev/null || fail "postinstall did not create the tokenagent user"
+[ "$(stat -c %a /etc/tokenagent/store.key)" = 600 ] || fail "store key is not mode 0600"
+out=$(tokenagent check-config /etc/tokenagent/agent.toml)
+echo "$out"
+grep -q "ok, 0 profile(s)" <<<"$out" || fail "check-config of the packaged config: $out"
+systemd-analyze verify /lib/systemd/system/tokenagent.service || fail "systemd-analyze verify"
+tokenagent version | grep -q "0.0.0~ci" || fail "installed binary has the wrong version"
+echo "PASS: .deb builds, installs, and its config and unit check out"
