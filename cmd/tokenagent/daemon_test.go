@@ -153,9 +153,23 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Error("removed profile still served")
 	}
 
+	// One log event per request: caller, outcome, fingerprint, never the token.
+	line := d.waitLog(`"message":"request"`)
+	for _, want := range []string{`"uid":0`, `"pid":`, `"exe":"`, `"profile":"keep"`, `"status":200`, `"token_sha256":"`, `"duration":`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("request log event lacks %s: %s", want, line)
+		}
+	}
+	d.mu.Lock()
+	all := strings.Join(d.lines, "\n")
+	d.mu.Unlock()
+	if strings.Contains(all, kept.AccessToken[len(kept.AccessToken)-40:]) {
+		t.Error("the daemon's log contains an access token")
+	}
+
 	writeConfig(t, config, head+profileTOML("keep", idp.TokenURL, "keep")+"bogus_key = 1\n")
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	line := d.waitLog(`"message":"reload rejected`)
+	line = d.waitLog(`"message":"reload rejected`)
 	if !strings.Contains(line, "bogus_key") {
 		t.Errorf("rejection does not name the problem: %s", line)
 	}
@@ -179,6 +193,32 @@ func names(t *testing.T, c *clientlib.Client) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func TestMetricsListen(t *testing.T) {
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "daemon-secret", Method: "client_secret_basic"})
+	dir := t.TempDir()
+	config := filepath.Join(dir, "agent.toml")
+	writeConfig(t, config, "store = \"memory\"\nmetrics_listen = \"127.0.0.1:0\"\n"+profileTOML("p", idp.TokenURL, "c"))
+	d := startDaemon(t, config)
+	if _, err := (&clientlib.Client{Socket: d.socket}).Token(context.Background(), "p"); err != nil {
+		t.Fatal(err)
+	}
+	addr := regexp.MustCompile(`"metrics_listen":"([^"]+)"`).FindStringSubmatch(d.waitLog("serving /metrics over TCP"))
+	resp, err := http.Get("http://" + addr[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `tokenagent_tokens_served_total{profile="p"} 1`) {
+		t.Errorf("metrics over TCP: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, err := http.Get("http://" + addr[1] + "/v1/tokens/p"); err == nil && resp.StatusCode == 200 {
+		t.Error("the TCP listener serves tokens; it must serve /metrics only")
+	}
 }
 
 var inFlightPattern = regexp.MustCompile(`(?m)^tokenagent_requests_in_flight (\d+)$`)
