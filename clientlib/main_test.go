@@ -1,13 +1,11 @@
 package clientlib_test
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -30,48 +28,29 @@ func TestMain(m *testing.M) {
 }
 
 func runWithAgent(m *testing.M) (int, error) {
-	testIdP = idptest.New()
-	defer testIdP.Close()
-	testIdP.AddClient(idptest.Client{ID: "c", Secret: "clientlib-secret", Method: "client_secret_basic"})
-	testIdP.AddClient(idptest.Client{ID: "nobody-may", Secret: "x", Method: "client_secret_basic"})
-	dir, err := os.MkdirTemp("", "clientlib-test-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	cfg, err := agent.ParseConfig(fmt.Appendf(nil, `store = "memory"
+	running, err := agenttest.Start(`
 [profiles.zeebe]
-token_url = %[1]q
+token_url = "IDP"
 client_id = "c"
 client_secret = "clientlib-secret"
 
 [profiles.api]
-token_url = %[1]q
+token_url = "IDP"
 client_id = "c"
 client_secret = "clientlib-secret"
 scopes = ["api"]
 
 [profiles.broken]
-token_url = %[1]q
+token_url = "IDP"
 client_id = "c"
 client_secret = "wrong-secret"
-`, testIdP.TokenURL), "clientlib.toml")
+`)
 	if err != nil {
 		return 0, err
 	}
-	a, err := agent.New(cfg, agent.Options{})
-	if err != nil {
-		return 0, err
-	}
-	defer a.Close()
-	testSocket = filepath.Join(dir, "agent.sock")
-	ln, err := cfg.Listen(testSocket)
-	if err != nil {
-		return 0, err
-	}
-	srv := ipc.NewServer(ipc.ServerConfig{Backend: a.Backend(), AgentUID: ipc.AgentUID()})
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
+	defer running.Close()
+	testIdP, testSocket = running.IdP, running.Socket
+	testIdP.AddClient(idptest.Client{ID: "c", Secret: "clientlib-secret", Method: "client_secret_basic"})
 	os.Setenv(ipc.EnvSocket, testSocket)
 	return m.Run(), nil
 }

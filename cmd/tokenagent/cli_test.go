@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -45,50 +45,30 @@ func TestMain(m *testing.M) {
 }
 
 func withAgent(m *testing.M) (int, error) {
-	cliIdP = idptest.New()
-	defer cliIdP.Close()
-	cliIdP.AddClient(idptest.Client{ID: "c", Secret: "cli-secret", Method: "client_secret_basic"})
-	var err error
-	if cliDir, err = os.MkdirTemp("", "tokenagent-cli-"); err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(cliDir)
-	os.Chmod(cliDir, 0o755)
-	cfg, err := agent.ParseConfig(fmt.Appendf(nil, `store = "memory"
-socket_mode = "0666"
+	running, err := agenttest.Start(`socket_mode = "0666"
 [profiles.demo]
-token_url = %[1]q
+token_url = "IDP"
 client_id = "c"
 client_secret = "cli-secret"
 scopes = ["read"]
 
 [profiles.opaque]
-token_url = %[1]q
+token_url = "IDP"
 client_id = "c"
 client_secret = "cli-secret"
 scopes = ["opaque"]
 
 [profiles.broken]
-token_url = %[1]q
+token_url = "IDP"
 client_id = "c"
 client_secret = "not-the-secret"
-`, cliIdP.TokenURL), "cli.toml")
+`)
 	if err != nil {
 		return 0, err
 	}
-	a, err := agent.New(cfg, agent.Options{})
-	if err != nil {
-		return 0, err
-	}
-	defer a.Close()
-	cliSocket = filepath.Join(cliDir, "run", "agent.sock")
-	ln, err := cfg.Listen(cliSocket)
-	if err != nil {
-		return 0, err
-	}
-	srv := ipc.NewServer(ipc.ServerConfig{Backend: a.Backend(), AgentUID: ipc.AgentUID()})
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
+	defer running.Close()
+	cliIdP, cliDir, cliSocket = running.IdP, running.Dir, running.Socket
+	cliIdP.AddClient(idptest.Client{ID: "c", Secret: "cli-secret", Method: "client_secret_basic"})
 	os.Setenv(ipc.EnvSocket, cliSocket)
 	return m.Run(), nil
 }
