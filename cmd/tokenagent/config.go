@@ -25,13 +25,18 @@ func versionString() string {
 	return "tokenagent " + v
 }
 
-// loadConfig reads path, or the default path when path is empty.
+// loadConfig reads path; with no path, the default file if it exists,
+// else the Zeebe/Camunda environment variables if any are set.
 func loadConfig(path string) (*agent.Config, error) {
-	if path == "" {
+	explicit := path != ""
+	if !explicit {
 		path = agent.DefaultConfigPath()
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), or try `tokenagent run --dev`", path)
+		if !explicit && agent.HasZeebeEnv(os.Getenv) {
+			return agent.ConfigFromEnv(os.Getenv)
+		}
+		return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), set the ZEEBE_* variables, or try `tokenagent run --dev`", path)
 	}
 	return agent.LoadConfig(path)
 }

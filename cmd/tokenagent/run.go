@@ -55,13 +55,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			*socketFlag = filepath.Join(dir, "agent.sock")
 		}
 	} else {
-		if configFile == "" {
-			configFile = agent.DefaultConfigPath()
-		}
 		var err error
 		if cfg, err = loadConfig(configFile); err != nil {
 			return err
 		}
+		configFile = cfg.Path()
 	}
 	log := newLogger(cfg, stderr)
 	st, err := agent.OpenStore(cfg)
@@ -145,8 +143,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 // load, or a profile that cannot be built, leaves the running
 // configuration in place; the log says why.
 func reload(a *agent.Agent, path string, dev bool, log zerolog.Logger) {
-	if dev {
-		log.Info().Msg("SIGHUP: --dev has no configuration file to reload")
+	if dev || !filepath.IsAbs(path) {
+		log.Info().Msg("SIGHUP: no configuration file to reload (--dev or environment variables)")
 		return
 	}
 	sdNotify("RELOADING=1")
