@@ -70,7 +70,11 @@ client_secret = "not-the-secret"
 	cliIdP, cliDir, cliSocket = running.IdP, running.Dir, running.Socket
 	cliIdP.AddClient(idptest.Client{ID: "c", Secret: "cli-secret", Method: "client_secret_basic"})
 	os.Setenv(ipc.EnvSocket, cliSocket)
-	return m.Run(), nil
+	code := m.Run()
+	if interopStop != nil {
+		interopStop()
+	}
+	return code, nil
 }
 
 // cli runs the command in-process and returns stdout, stderr and the exit code.
