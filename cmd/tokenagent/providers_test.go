@@ -1,0 +1,80 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"software.sslmate.com/src/go-pkcs12"
+)
+
+var (
+	tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
+	envRef    = regexp.MustCompile(`"env:([A-Za-z_][A-Za-z0-9_]*)"`)
+	fileRef   = regexp.MustCompile(`"file:([^"/]+)"`)
+)
+
+// TestProviderSnippets: every configuration snippet in docs/providers.md
+// passes check-config, with its env: variables set and its file:
+// references present (generated keys and certificates).
+func TestProviderSnippets(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/providers.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := tomlBlock.FindAllSubmatch(doc, -1)
+	if len(blocks) < 9 {
+		t.Fatalf("docs/providers.md has %d toml snippets, want one per provider and variant (9)", len(blocks))
+	}
+	const dummy = "dummy-secret-value"
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "snippet"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	cert, _ := x509.ParseCertificate(der)
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+
+	for i, b := range blocks {
+		snippet := string(b[1])
+		name := regexp.MustCompile(`\[profiles\.([^\]]+)\]`).FindStringSubmatch(snippet)
+		if name == nil {
+			t.Fatalf("snippet %d has no profile", i)
+		}
+		t.Run(name[1], func(t *testing.T) {
+			dir := t.TempDir()
+			for _, m := range envRef.FindAllStringSubmatch(snippet, -1) {
+				t.Setenv(m[1], dummy)
+			}
+			for _, m := range fileRef.FindAllStringSubmatch(snippet, -1) {
+				var data []byte
+				switch {
+				case strings.HasSuffix(m[1], ".p12"):
+					data, _ = pkcs12.Modern2023.Encode(key, cert, nil, dummy)
+				case strings.Contains(m[1], "cert"):
+					data = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+				default:
+					data = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+				}
+				os.WriteFile(filepath.Join(dir, m[1]), data, 0o600)
+			}
+			path := filepath.Join(dir, "agent.toml")
+			os.WriteFile(path, []byte(snippet), 0o600)
+			stdout, stderr, code := cli("check-config", path)
+			if code != 0 || !strings.Contains(stdout, "ok, 1 profile(s): "+name[1]) {
+				t.Errorf("check-config on the %s snippet: exit %d\n%s%s\n%s", name[1], code, stdout, stderr, snippet)
+			}
+		})
+	}
+}
