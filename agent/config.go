@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -231,9 +232,6 @@ func (c *Config) dir() string {
 	return filepath.Dir(c.path)
 }
 
-// profileName is the socket protocol's rule, so every profile is reachable.
-var profileName = ipc.ProfileNamePattern
-
 func (c *Config) validate() error {
 	var errs []error
 	switch c.LogLevel {
@@ -293,7 +291,7 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("config %s: profile %q: %s: %s", c.path, name, key, fmt.Sprintf(format, args...)))
 	}
-	if !profileName.MatchString(name) {
+	if !ipc.ValidProfileName(name) { // the socket protocol's rule: every profile is reachable
 		bad("name", "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
 	}
 	if p.ClientID == "" {
@@ -480,9 +478,10 @@ func unknownKeyError(data []byte, name string, key toml.Key) error {
 	return fmt.Errorf("config %s: unknown key %q in [%s]", where, leaf, key[:len(key)-1].String())
 }
 
+// Compiled on first use: only a config with an unknown key needs them.
 var (
-	tableLine = regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$`)
-	keyValue  = regexp.MustCompile(`^\s*([A-Za-z0-9_\-."' ]+?)\s*=`)
+	tableLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$`) })
+	keyValue  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*([A-Za-z0-9_\-."' ]+?)\s*=`) })
 )
 
 // keyLine finds the line of a (possibly nested) key in a TOML document.
@@ -494,14 +493,14 @@ func keyLine(data []byte, key toml.Key) int {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
-		if m := tableLine.FindStringSubmatch(line); m != nil {
+		if m := tableLine().FindStringSubmatch(line); m != nil {
 			table = splitKey(m[1])
 			if strings.Join(table, ".") == want {
 				return n
 			}
 			continue
 		}
-		if m := keyValue.FindStringSubmatch(line); m != nil {
+		if m := keyValue().FindStringSubmatch(line); m != nil {
 			full := append(slices.Clone(table), splitKey(m[1])...)
 			if strings.Join(full, ".") == want {
 				return n

@@ -139,16 +139,17 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// overloaded is the whole answer to a connection beyond the cap.
-var overloaded = func() []byte {
+// overloaded is the whole answer to a connection beyond the cap, made on
+// first use rather than at every program start.
+var overloaded = sync.OnceValue(func() []byte {
 	body := `{"error":"` + CodeOverloaded + `","error_description":"the agent is at its connection cap; retry shortly"}`
 	return []byte(fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"+
 		"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
-}()
+})
 
 func refuseOverloaded(c net.Conn) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Write(overloaded)
+	c.Write(overloaded())
 	c.Close()
 }
 

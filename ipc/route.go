@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -19,9 +18,25 @@ const (
 	EndpointMetrics  = "metrics"
 )
 
-// ProfileNamePattern is what a profile name may be; the agent's config
-// validation uses the same rule.
-var ProfileNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+// ValidProfileName reports whether name is a profile name: 1 to 64 ASCII
+// letters, digits, '.', '_' or '-', starting with a letter or digit. The
+// agent's config validation uses the same rule. (A function, not a
+// regexp: every CLI start would pay for compiling one.)
+func ValidProfileName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // MaxMinValid bounds the min_valid a caller may ask for.
 const MaxMinValid = 24 * time.Hour
@@ -65,7 +80,7 @@ func ParseRoute(method, path, rawQuery string) (Route, error) {
 		default:
 			return r, &routeError{http.StatusNotFound, CodeNotFound, fmt.Sprintf("no endpoint %s", path)}
 		}
-		if !ProfileNamePattern.MatchString(name) {
+		if !ValidProfileName(name) {
 			return r, &routeError{http.StatusBadRequest, CodeInvalidRequest, "profile names are 1-64 letters, digits, '.', '_' or '-'"}
 		}
 		r.Profile = name

@@ -42,6 +42,18 @@ func TestParseRoute(t *testing.T) {
 	}
 }
 
+func TestValidProfileName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"zeebe": true, "a": true, "A.b_c-9": true, strings.Repeat("x", 64): true,
+		"": false, ".x": false, "-x": false, "_x": false, strings.Repeat("x", 65): false,
+		"a b": false, "a/b": false, "ä": false, "a\x00": false,
+	} {
+		if got := ValidProfileName(name); got != want {
+			t.Errorf("ValidProfileName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
 // FuzzParseRoute: any request line is routed or refused with a status,
 // never a panic, and a routed profile name is always a valid one.
 func FuzzParseRoute(f *testing.F) {
@@ -58,7 +70,7 @@ func FuzzParseRoute(f *testing.F) {
 			}
 			return
 		}
-		if (r.Endpoint == EndpointToken || r.Endpoint == EndpointRefresh) && !ProfileNamePattern.MatchString(r.Profile) {
+		if (r.Endpoint == EndpointToken || r.Endpoint == EndpointRefresh) && !ValidProfileName(r.Profile) {
 			t.Fatalf("routed invalid profile name %q", r.Profile)
 		}
 		if r.MinValid < 0 || r.MinValid > MaxMinValid {

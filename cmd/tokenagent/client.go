@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -85,7 +84,15 @@ func oneArg(fs *flag.FlagSet, args []string, missing string) (string, error) {
 	return profile, nil
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// validEnvName reports whether s can be a shell variable name.
+func validEnvName(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
 
 func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("token", stderr)
@@ -101,7 +108,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return usageError{fmt.Sprintf("token: unknown --format %q (plain, json, header, env, curl)", *format)}
 	}
-	if !envName.MatchString(*envVar) {
+	if !validEnvName(*envVar) {
 		return usageError{fmt.Sprintf("token: --env %q is not a shell variable name", *envVar)}
 	}
 	c := &clientlib.Client{Socket: *socket}
@@ -291,7 +298,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(cmdArgs) == 0 {
 		return usageError{"exec: no command; usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]"}
 	}
-	if !envName.MatchString(*envVar) {
+	if !validEnvName(*envVar) {
 		return usageError{fmt.Sprintf("exec: --env %q is not a variable name", *envVar)}
 	}
 	c := &clientlib.Client{Socket: *socket}
