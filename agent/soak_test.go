@@ -1,0 +1,271 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// front is a TCP forwarder to the IdP that can refuse connections for
+// real: it closes its listening socket and later reopens the same port.
+type front struct {
+	addr     string
+	upstream string
+	mu       sync.Mutex
+	ln       net.Listener
+}
+
+func newFront(t *testing.T, upstream string) *front {
+	f := &front{upstream: upstream}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = ln.Addr().String()
+	f.serve(ln)
+	t.Cleanup(f.refuse)
+	return f
+}
+
+func (f *front) serve(ln net.Listener) {
+	f.mu.Lock()
+	f.ln = ln
+	f.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", f.upstream)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go io.Copy(u, c)
+				io.Copy(c, u)
+			}()
+		}
+	}()
+}
+
+func (f *front) refuse() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ln != nil {
+		f.ln.Close()
+		f.ln = nil
+	}
+}
+
+func (f *front) accept(t *testing.T) {
+	f.mu.Lock()
+	open := f.ln != nil
+	f.mu.Unlock()
+	if open {
+		return
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		t.Fatalf("reopen %s: %v", f.addr, err)
+	}
+	f.serve(ln)
+}
+
+func heapInuse() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+func rssBytes() int64 {
+	data, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// TestFaultSoak keeps the agent under load while the IdP cycles through
+// every kind of failure. Short by default (CI); TOKENAGENT_SOAK=10m runs
+// it longer.
+func TestFaultSoak(t *testing.T) {
+	duration := 30 * time.Second // each fault once
+	if v := os.Getenv("TOKENAGENT_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("TOKENAGENT_SOAK: %v", err)
+		}
+		duration = d
+	}
+	const (
+		ttl      = 4 * time.Second // refreshed every 2 s; 1.5 s of slack before min_valid
+		minValid = 500 * time.Millisecond
+	)
+	srv := idptest.New()
+	defer srv.Close()
+	suiteLog.server(srv)
+	srv.AddClient(idptest.Client{ID: "c", Secret: testSecret, Method: "client_secret_basic"})
+	srv.SetTTL(ttl)
+	f := newFront(t, strings.TrimPrefix(srv.URL, "http://"))
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf(`
+[profiles.p]
+token_url = "http://%s/token"
+client_id = "c"
+client_secret = %q
+min_valid = "500ms"
+refresh_at = 0.5
+fetch_timeout = "500ms"
+max_backoff = "2s"
+`, f.addr, testSecret)), "soak.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := newTestLogger(t)
+	a, err := agent.New(cfg, agent.Options{Logger: &logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+
+	phases := []struct {
+		name  string
+		apply func()
+	}{
+		{"ok", func() { srv.ClearFault(); f.accept(t) }},
+		{"500", func() { srv.SetFault(idptest.Fault{Status: http.StatusInternalServerError}) }},
+		{"ok", func() { srv.ClearFault() }},
+		{"429 Retry-After", func() { srv.SetFault(idptest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1"}) }},
+		{"ok", func() { srv.ClearFault() }},
+		{"slower than fetch_timeout", func() { srv.SetFault(idptest.Fault{Delay: 900 * time.Millisecond}) }},
+		{"ok", func() { srv.ClearFault() }},
+		{"garbage body", func() { srv.SetFault(idptest.Fault{Body: []byte("\x00\xffnot json")}) }},
+		{"ok", func() { srv.ClearFault() }},
+		{"dropped connection", func() { srv.SetFault(idptest.Fault{Drop: true}) }},
+		{"ok", func() { srv.ClearFault() }},
+		{"refused connection", func() { f.refuse() }},
+	}
+
+	var (
+		served, refused, violations atomic.Int64
+		lastGood                    atomic.Int64 // latest ExpiresAt seen, Unix ns
+		firstViolation              atomic.Value
+	)
+	violation := func(format string, args ...any) {
+		if violations.Add(1) == 1 {
+			firstViolation.Store(fmt.Sprintf(format, args...))
+		}
+	}
+	if _, err := a.Token(context.Background(), "p", 0); err != nil {
+		t.Fatalf("first token: %v", err)
+	}
+	runtime.GC()
+	startGoroutines, startRSS, startHeap := runtime.NumGoroutine(), rssBytes(), heapInuse()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			tick := time.NewTicker(time.Millisecond) // steady load, ~8,000 requests/s in all
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				tok, err := a.Token(ctx, "p", 0)
+				cancel()
+				now := time.Now()
+				if err != nil {
+					refused.Add(1)
+					// A caller may be refused only when no token had min_valid left.
+					if left := time.Unix(0, lastGood.Load()).Sub(now); left > minValid+200*time.Millisecond {
+						violation("refused (%v) while a token with %v left existed", err, left)
+					}
+					continue
+				}
+				served.Add(1)
+				if left := tok.ExpiresAt.Sub(now); left < minValid-50*time.Millisecond {
+					violation("served a token with %v left, min_valid %v", left, minValid)
+				}
+				for {
+					cur := lastGood.Load()
+					if tok.ExpiresAt.UnixNano() <= cur || lastGood.CompareAndSwap(cur, tok.ExpiresAt.UnixNano()) {
+						break
+					}
+				}
+			}
+		})
+	}
+	start := time.Now()
+	for i := 0; time.Since(start) < duration; i++ {
+		phases[i%len(phases)].apply()
+		<-time.After(2500 * time.Millisecond) // longer than a refresh interval: every fault meets attempts
+	}
+	srv.ClearFault()
+	f.accept(t)
+	close(stop)
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	st := a.Status()[0]
+	runtime.GC()
+	endGoroutines, endRSS, endHeap := runtime.NumGoroutine(), rssBytes(), heapInuse()
+	t.Logf("%v: %d tokens served, %d refusals, %d upstream attempts; goroutines %d → %d, RSS %.1f → %.1f MiB",
+		elapsed.Round(time.Second), served.Load(), refused.Load(), st.UpstreamRequests, startGoroutines, endGoroutines,
+		float64(startRSS)/(1<<20), float64(endRSS)/(1<<20))
+	if n := violations.Load(); n > 0 {
+		t.Errorf("%d violations; first: %v", n, firstViolation.Load())
+	}
+	// Budget: at most one attempt per second while failing (the backoff
+	// floor), one refresh per ~3 s while healthy.
+	if budget := int(elapsed.Seconds()) + 5; st.UpstreamRequests > budget {
+		t.Errorf("upstream attempts = %d over %v, budget %d", st.UpstreamRequests, elapsed.Round(time.Second), budget)
+	}
+	if served.Load() == 0 {
+		t.Error("no tokens served")
+	}
+	// The faults really reached the agent: its metrics count failed attempts by class.
+	var metrics strings.Builder
+	a.Backend().(ipc.MetricsWriter).WriteMetrics(&metrics)
+	classes := map[string]bool{}
+	for _, line := range strings.Split(metrics.String(), "\n") {
+		if strings.HasPrefix(line, "tokenagent_upstream_requests_total{") && !strings.Contains(line, `result="ok"`) {
+			classes[line[strings.Index(line, "result="):strings.Index(line, "}")]] = true
+		}
+	}
+	t.Logf("failure classes seen: %v", classes)
+	if len(classes) < 4 && duration >= 30*time.Second {
+		t.Errorf("only %d failure classes reached the agent (%v); the soak did not exercise the faults", len(classes), classes)
+	}
+	if endGoroutines > startGoroutines+5 {
+		t.Errorf("goroutines grew from %d to %d", startGoroutines, endGoroutines)
+	}
+	if endHeap > startHeap+16<<20 {
+		t.Errorf("heap in use grew from %.1f to %.1f MiB", float64(startHeap)/(1<<20), float64(endHeap)/(1<<20))
+	}
+	if !raceEnabled && endRSS > startRSS+32<<20 {
+		t.Errorf("RSS grew from %.1f to %.1f MiB", float64(startRSS)/(1<<20), float64(endRSS)/(1<<20))
+	}
+}
