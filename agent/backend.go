@@ -28,15 +28,12 @@ func (b backend) Token(ctx context.Context, caller ipc.Caller, req ipc.TokenRequ
 		return nil, &ipc.Error{Status: http.StatusForbidden, Code: ipc.CodeForbidden,
 			Description: fmt.Sprintf("uid %d may not use profile %q (see its allow_users, allow_groups, allow_uids, allow_gids)", caller.UID, req.Profile)}
 	}
+	// A refresh without a report is answered like a token request: only
+	// a report of the current token makes the agent fetch a new one.
 	var tok *Token
-	switch {
-	case req.Refresh && req.RejectedSHA256 != "":
+	if req.Refresh && req.RejectedSHA256 != "" {
 		tok, err = b.a.ReportRejected(ctx, req.Profile, req.RejectedSHA256, req.MinValid)
-	case req.Refresh:
-		// A refresh without a report still never costs more than the
-		// current token: only a token past its refresh point is replaced.
-		tok, err = b.a.Token(ctx, req.Profile, req.MinValid)
-	default:
+	} else {
 		tok, err = b.a.Token(ctx, req.Profile, req.MinValid)
 	}
 	if err != nil {

@@ -9,8 +9,9 @@ export VERSION="${VERSION:-0.0.0~dev}"
 export ARCH="${ARCH:-$(go env GOARCH)}"
 mkdir -p dist
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o dist/tokenagent ./cmd/tokenagent
+# go install pkg@version builds outside this module: go.mod and go.sum stay as they are.
+GOBIN="$PWD/dist/tools" GOFLAGS= go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@${NFPM_VERSION}"
 for packager in deb rpm; do
-  GOFLAGS=-mod=mod go run "github.com/goreleaser/nfpm/v2/cmd/nfpm@${NFPM_VERSION}" \
-    package --config packaging/nfpm.yaml --packager "$packager" --target dist/
+  dist/tools/nfpm package --config packaging/nfpm.yaml --packager "$packager" --target dist/
 done
 ls -l dist/

@@ -8,12 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"flag"
-	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -64,17 +62,7 @@ func testKeys(t testing.TB) keySet {
 }
 
 func selfSigned(key crypto.Signer) *x509.Certificate {
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "tokenagent test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		panic(err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := idptest.SelfSigned(key)
 	if err != nil {
 		panic(err)
 	}

@@ -10,9 +10,12 @@
 package idptest
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -318,24 +321,17 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 			ct = "text/html"
 		}
 		w.Header().Set("Content-Type", ct)
-		w.WriteHeader(cmp(f.Status, http.StatusOK))
+		w.WriteHeader(cmp.Or(f.Status, http.StatusOK))
 		w.Write(f.Body)
 		return true
 	case f.Error != "":
-		writeError(w, tokenError{cmp(f.Status, http.StatusBadRequest), f.Error, f.Description})
+		writeError(w, tokenError{cmp.Or(f.Status, http.StatusBadRequest), f.Error, f.Description})
 		return true
 	case f.Status != 0:
 		w.WriteHeader(f.Status)
 		return true
 	}
 	return false
-}
-
-func cmp(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func (s *Server) authenticate(r *http.Request) (*Client, *tokenError) {
@@ -503,6 +499,22 @@ func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 		"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
 		"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
 	}}})
+}
+
+// SelfSigned returns a self-signed certificate for key, valid from an hour
+// ago for a day: what a test needs for x5t headers and PKCS#12 bundles.
+func SelfSigned(key crypto.Signer) (*x509.Certificate, error) {
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "tokenagent test client"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("idptest: certificate: %w", err)
+	}
+	return x509.ParseCertificate(der)
 }
 
 // ErrNotIssued is returned by VerifyToken for a token the server did not issue.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/tokenagent/tokenagent/agent/idptest"
 	"software.sslmate.com/src/go-pkcs12"
 )
 
@@ -94,13 +94,10 @@ func startOIDC(node string) (*oidcServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "zeebe-worker"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, ksKey.Public(), ksKey)
+	cert, err := idptest.SelfSigned(ksKey)
 	if err != nil {
 		return nil, err
 	}
-	cert, _ := x509.ParseCertificate(der)
 	p12, err := pkcs12.Modern2023.Encode(ksKey, cert, nil, keystorePassword)
 	if err != nil {
 		return nil, err

@@ -4,16 +4,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/tokenagent/tokenagent/agent/idptest"
 	"software.sslmate.com/src/go-pkcs12"
 )
 
@@ -40,10 +38,10 @@ func TestProviderSnippets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "snippet"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	cert, _ := x509.ParseCertificate(der)
+	cert, err := idptest.SelfSigned(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
 
 	for i, b := range blocks {
@@ -63,7 +61,7 @@ func TestProviderSnippets(t *testing.T) {
 				case strings.HasSuffix(m[1], ".p12"):
 					data, _ = pkcs12.Modern2023.Encode(key, cert, nil, dummy)
 				case strings.Contains(m[1], "cert"):
-					data = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+					data = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 				default:
 					data = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +54,7 @@ func cmdService(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("service status: %w", err)
 		}
 		names := map[service.Status]string{service.StatusRunning: "running", service.StatusStopped: "stopped"}
-		fmt.Fprintf(stdout, "%s: %s (%s)\n", serviceName, cmp(names[st], "unknown"), service.Platform())
+		fmt.Fprintf(stdout, "%s: %s (%s)\n", serviceName, cmp.Or(names[st], "unknown"), service.Platform())
 		return nil
 	case "install":
 		if err := prepareInstall(cfgFile, *userService); err != nil {
@@ -83,13 +84,6 @@ func notInstalledSysV() bool {
 	}
 	_, err := os.Stat("/etc/init.d/" + serviceName)
 	return errors.Is(err, os.ErrNotExist)
-}
-
-func cmp(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // newService describes the service: `tokenagent run --config FILE`, as
