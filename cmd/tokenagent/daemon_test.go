@@ -132,9 +132,12 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	writeConfig(t, config, head+profileTOML("keep", idp.TokenURL, "keep")+profileTOML("new", idp.TokenURL, "new"))
+	writeConfig(t, config, head+"log_level = \"debug\"\n"+profileTOML("keep", idp.TokenURL, "keep")+profileTOML("new", idp.TokenURL, "new"))
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	d.waitLog(`"message":"configuration reloaded"`)
+	if line := d.waitLog(`"setting":"log_level"`); !strings.Contains(line, "restart the agent") {
+		t.Errorf("a start-only setting changed without a warning: %s", line)
+	}
 	profiles := names(t, c)
 	if !slices.Equal(profiles, []string{"keep", "new"}) {
 		t.Errorf("profiles after reload = %v, want [keep new]", profiles)
@@ -167,7 +170,7 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Error("the daemon's log contains an access token")
 	}
 
-	writeConfig(t, config, head+profileTOML("keep", idp.TokenURL, "keep")+"bogus_key = 1\n")
+	writeConfig(t, config, head+"log_level = \"debug\"\n"+profileTOML("keep", idp.TokenURL, "keep")+"bogus_key = 1\n")
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	line = d.waitLog(`"message":"reload rejected`)
 	if !strings.Contains(line, "bogus_key") {

@@ -126,7 +126,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		case err := <-served:
 			return fmt.Errorf("serving: %w", err)
 		case <-hup:
-			reload(a, configFile, *dev, log)
+			if next := reload(a, configFile, *dev, log); next != nil {
+				warnRestartOnly(cfg, next, log)
+				cfg = next
+			}
 		}
 	}
 	sdNotify("STOPPING=1")
@@ -139,13 +142,13 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// reload re-reads the configuration file on SIGHUP. A file that does not
-// load, or a profile that cannot be built, leaves the running
-// configuration in place; the log says why.
-func reload(a *agent.Agent, path string, dev bool, log zerolog.Logger) {
+// reload re-reads the configuration file on SIGHUP and returns it once
+// applied. A file that does not load, or a profile that cannot be built,
+// leaves the running configuration in place (nil); the log says why.
+func reload(a *agent.Agent, path string, dev bool, log zerolog.Logger) *agent.Config {
 	if dev || !filepath.IsAbs(path) {
 		log.Info().Msg("SIGHUP: no configuration file to reload (--dev or environment variables)")
-		return
+		return nil
 	}
 	sdNotify("RELOADING=1")
 	defer sdNotify("READY=1")
@@ -156,6 +159,31 @@ func reload(a *agent.Agent, path string, dev bool, log zerolog.Logger) {
 	}
 	if err != nil {
 		log.Error().Err(err).Str("config", path).Msg("reload rejected; still running the previous configuration")
+		return nil
+	}
+	return cfg
+}
+
+// warnRestartOnly says which changed settings a reload cannot apply.
+func warnRestartOnly(old, next *agent.Config, log zerolog.Logger) {
+	for _, s := range []struct {
+		key       string
+		was, then string
+	}{
+		{"socket", old.Socket, next.Socket},
+		{"socket_mode", old.SocketMode, next.SocketMode},
+		{"socket_group", old.SocketGroup, next.SocketGroup},
+		{"max_connections", fmt.Sprint(old.MaxConnections), fmt.Sprint(next.MaxConnections)},
+		{"metrics_listen", old.MetricsListen, next.MetricsListen},
+		{"store", old.Store, next.Store},
+		{"store_key", old.StoreKey, next.StoreKey},
+		{"store_key_previous", fmt.Sprint(old.StoreKeyPrevious), fmt.Sprint(next.StoreKeyPrevious)},
+		{"log_level", old.LogLevel, next.LogLevel},
+		{"log_format", old.LogFormat, next.LogFormat},
+	} {
+		if s.was != s.then {
+			log.Warn().Str("setting", s.key).Msg("changed in the file, but applies only at start: restart the agent to use it")
+		}
 	}
 }
 
