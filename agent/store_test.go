@@ -382,3 +382,35 @@ func TestStoreFullAtRunTime(t *testing.T) {
 		t.Error("recovery of store writes not logged")
 	}
 }
+
+func TestCheckStore(t *testing.T) {
+	e := newStoreEnv(t)
+	load := func(extra string) *agent.Config {
+		t.Helper()
+		cfg, err := agent.LoadConfig(writeFile(t, filepath.Join(e.dir, "agent.toml"), []byte(e.config(extra)), 0o600))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	where, err := load("").CheckStore()
+	if err != nil || !strings.Contains(where, "created on first start") {
+		t.Errorf("CheckStore() with no key yet = %q, %v", where, err)
+	}
+	if _, err := os.Stat(e.keyPath); !errors.Is(err, os.ErrNotExist) {
+		t.Error("CheckStore created the key file")
+	}
+	text, _ := store.NewKeyText()
+	writeFile(t, e.keyPath, text, 0o644)
+	if _, err := load("").CheckStore(); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("CheckStore() with a 0644 key = %v, want refusal", err)
+	}
+	os.Chmod(e.keyPath, 0o600)
+	key, _ := store.ParseKey(text)
+	if where, err := load("").CheckStore(); err != nil || !strings.Contains(where, key.ID()) || !strings.Contains(where, e.dbPath) {
+		t.Errorf("CheckStore() = %q, %v; want the path and key id %s", where, err, key.ID())
+	}
+	if _, err := load(`store_key_previous = ["file:missing.key"]`).CheckStore(); err == nil || !strings.Contains(err.Error(), "missing.key") {
+		t.Errorf("CheckStore() with a missing previous key = %v", err)
+	}
+}

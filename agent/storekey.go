@@ -34,7 +34,7 @@ func OpenStore(cfg *Config) (*store.Store, error) {
 	if path == "" {
 		return nil, nil
 	}
-	key, source, err := cfg.storeKey()
+	key, source, err := cfg.storeKey(true)
 	if err != nil {
 		return nil, err
 	}
@@ -56,11 +56,34 @@ func OpenStore(cfg *Config) (*store.Store, error) {
 	return s, err
 }
 
+// CheckStore reports where tokens will be kept and whether the store key
+// can be used, without creating or opening anything: for check-config.
+func (c *Config) CheckStore() (string, error) {
+	path := c.StorePath()
+	if path == "" {
+		return "in memory only (store = \"memory\")", nil
+	}
+	key, source, err := c.storeKey(false)
+	if err != nil {
+		return "", err
+	}
+	if key == nil {
+		return fmt.Sprintf("%s, key %s (created on first start)", path, source), nil
+	}
+	for i, ref := range c.StoreKeyPrevious {
+		if _, err := readStoreKey(ref, c.dir()); err != nil {
+			return "", fmt.Errorf("store_key_previous[%d] %s: %w", i, ref, err)
+		}
+	}
+	return fmt.Sprintf("%s, key %s (key id %s)", path, source, key.ID()), nil
+}
+
 // storeKey finds the store key: store_key from the configuration, else
 // $CREDENTIALS_DIRECTORY/store-key, else store.key beside the
-// configuration file (created on first start). It returns the key and a
+// configuration file, created on first start when create is set (else a
+// missing file is reported as a nil key). It returns the key and a
 // description of its source for messages.
-func (c *Config) storeKey() (*store.Key, string, error) {
+func (c *Config) storeKey(create bool) (*store.Key, string, error) {
 	if c.StoreKey != "" {
 		k, err := readStoreKey(c.StoreKey, c.dir())
 		if err != nil {
@@ -84,7 +107,11 @@ func (c *Config) storeKey() (*store.Key, string, error) {
 	}
 	path := filepath.Join(dir, "store.key")
 	ref := refFile + path
-	if err := createKeyFile(path); err != nil {
+	if !create {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, ref, nil
+		}
+	} else if err := createKeyFile(path); err != nil {
 		return nil, ref, fmt.Errorf("store key %s: %w", path, err)
 	}
 	k, err := readStoreKey(ref, dir)

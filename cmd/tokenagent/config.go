@@ -60,7 +60,11 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer a.Close()
+	where, err := cfg.CheckStore()
+	if err != nil {
+		return err
+	}
 	names := cfg.ProfileNames()
-	fmt.Fprintf(stdout, "%s: ok, %d profile(s): %s\n", cfg.Path(), len(names), strings.Join(names, ", "))
+	fmt.Fprintf(stdout, "%s: ok, %d profile(s): %s\ntokens: %s\n", cfg.Path(), len(names), strings.Join(names, ", "), where)
 	return nil
 }
