@@ -82,13 +82,6 @@ func (c *Clock) Jump(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// Pending is how many timers are scheduled.
-func (c *Clock) Pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.timers)
-}
-
 // nextDue removes and returns the earliest timer due by end; c.mu is held.
 func (c *Clock) nextDue(end time.Time) *timer {
 	best := -1

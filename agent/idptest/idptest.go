@@ -136,9 +136,6 @@ func New() *Server {
 // Close shuts the server down.
 func (s *Server) Close() { s.ts.Close() }
 
-// CloseClientConnections drops every open connection to the server.
-func (s *Server) CloseClientConnections() { s.ts.CloseClientConnections() }
-
 // AddClient registers c, replacing any client with the same ID.
 func (s *Server) AddClient(c Client) {
 	s.mu.Lock()
