@@ -24,12 +24,8 @@ type access struct {
 func (p *ProfileConfig) resolveAccess() (access, []error) {
 	var a access
 	var errs []error
-	for _, id := range p.AllowUIDs {
-		a.UIDs = append(a.UIDs, id)
-	}
-	for _, id := range p.AllowGIDs {
-		a.GIDs = append(a.GIDs, id)
-	}
+	a.UIDs = slices.Clone(p.AllowUIDs)
+	a.GIDs = slices.Clone(p.AllowGIDs)
 	for _, name := range p.AllowUsers {
 		u, err := user.Lookup(name)
 		if err != nil {
@@ -40,15 +36,27 @@ func (p *ProfileConfig) resolveAccess() (access, []error) {
 		a.UIDs = append(a.UIDs, uint32(id))
 	}
 	for _, name := range p.AllowGroups {
-		g, err := user.LookupGroup(name)
+		gid, err := lookupGID(name)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("allow_groups: no group %q on this host", name))
+			errs = append(errs, fmt.Errorf("allow_groups: %w", err))
 			continue
 		}
-		id, _ := strconv.ParseUint(g.Gid, 10, 32)
-		a.GIDs = append(a.GIDs, uint32(id))
+		a.GIDs = append(a.GIDs, gid)
 	}
 	return a, errs
+}
+
+// lookupGID resolves a group name on this host.
+func lookupGID(name string) (uint32, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("no group %q on this host", name)
+	}
+	id, err := strconv.ParseUint(g.Gid, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("group %q has gid %q, not a number", name, g.Gid)
+	}
+	return uint32(id), nil
 }
 
 // allows reports whether caller may use the profile.

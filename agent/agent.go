@@ -233,17 +233,26 @@ func (a *Agent) storeResult(err error) {
 // otherwise the caller joins the single fetch in flight. ctx bounds only
 // this caller's wait.
 func (a *Agent) Token(ctx context.Context, profile string, minValid time.Duration) (*Token, error) {
+	return a.onSource(profile, minValid, func(s *source, minValid time.Duration) (*Token, error) {
+		return s.token(ctx, minValid)
+	})
+}
+
+// onSource runs op on the profile's source with the effective min_valid
+// (never below the profile's), and names the profile in its error. When a
+// reload replaced the source while op waited, op runs once more on the
+// successor.
+func (a *Agent) onSource(profile string, minValid time.Duration, op func(*source, time.Duration) (*Token, error)) (*Token, error) {
 	s, err := a.source(profile)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := s.token(ctx, max(minValid, s.prof.timing.MinValid.Duration))
+	tok, err := op(s, max(minValid, s.prof.timing.MinValid.Duration))
 	if errors.Is(err, ErrClosed) && a.ctx.Err() == nil {
-		// A reload replaced the source while we waited: ask its successor.
 		if s, err = a.source(profile); err != nil {
 			return nil, err
 		}
-		tok, err = s.token(ctx, max(minValid, s.prof.timing.MinValid.Duration))
+		tok, err = op(s, max(minValid, s.prof.timing.MinValid.Duration))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", profile, err)
@@ -256,9 +265,8 @@ func (a *Agent) Token(ctx context.Context, profile string, minValid time.Duratio
 // is dropped and one new token is fetched, however many callers report it;
 // otherwise the current token is returned without asking the IdP.
 func (a *Agent) ReportRejected(ctx context.Context, profile, rejectedSHA256 string, minValid time.Duration) (*Token, error) {
-	s, err := a.source(profile)
-	if err != nil {
-		return nil, err
+	if _, err := a.source(profile); err != nil {
+		return nil, err // unknown profile first, as for Token
 	}
 	var sum [32]byte
 	if b, err := hex.DecodeString(rejectedSHA256); err != nil || len(b) != len(sum) {
@@ -266,11 +274,9 @@ func (a *Agent) ReportRejected(ctx context.Context, profile, rejectedSHA256 stri
 	} else {
 		copy(sum[:], b)
 	}
-	tok, err := s.reject(ctx, sum, max(minValid, s.prof.timing.MinValid.Duration))
-	if err != nil {
-		return nil, fmt.Errorf("profile %q: %w", profile, err)
-	}
-	return tok, nil
+	return a.onSource(profile, minValid, func(s *source, minValid time.Duration) (*Token, error) {
+		return s.reject(ctx, sum, minValid)
+	})
 }
 
 // TokenSHA256 is the hex SHA-256 of an access token, as ReportRejected

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -253,8 +252,8 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.SocketGroup != "" {
-		if _, err := user.LookupGroup(c.SocketGroup); err != nil {
-			errs = append(errs, fmt.Errorf("config %s: socket_group: no group %q on this host", c.path, c.SocketGroup))
+		if _, err := lookupGID(c.SocketGroup); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: socket_group: %w", c.path, err))
 		}
 	}
 	if c.MaxConnections < 0 {

@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/user"
 	"strconv"
 
 	"github.com/tokenagent/tokenagent/ipc"
@@ -33,18 +32,17 @@ func (c *Config) Listen(path string) (net.Listener, error) {
 	lc := ipc.ListenConfig{Mode: 0o600, GID: -1, MaxConnections: c.MaxConnections}
 	group := c.SocketGroup
 	if group == "" && os.Geteuid() == 0 {
-		if _, err := user.LookupGroup(DefaultSocketGroup); err == nil {
+		if _, err := lookupGID(DefaultSocketGroup); err == nil {
 			group = DefaultSocketGroup
 			lc.Mode = 0o660
 		}
 	}
 	if group != "" {
-		g, err := user.LookupGroup(group)
+		gid, err := lookupGID(group)
 		if err != nil {
-			return nil, fmt.Errorf("socket_group: no group %q on this host", group)
+			return nil, fmt.Errorf("socket_group: %w", err)
 		}
-		gid, _ := strconv.Atoi(g.Gid)
-		lc.GID = gid
+		lc.GID = int(gid)
 	}
 	if c.SocketMode != "" {
 		mode, err := c.socketMode()
