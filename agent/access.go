@@ -1,8 +1,8 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"os/user"
 	"slices"
 	"strconv"
@@ -12,7 +12,8 @@ import (
 
 // access is a profile's resolved allow list. Root and the agent's own
 // user may always use every profile: they can read the agent's secrets
-// anyway.
+// anyway. Names are resolved when the agent is built (New, Reload), not
+// when the configuration is parsed: parsing has no side effects.
 type access struct {
 	UIDs []uint32
 	GIDs []uint32
@@ -21,7 +22,7 @@ type access struct {
 // resolveAccess turns allow_users/allow_groups names into ids. Unknown
 // names are configuration errors: a typo must not silently lock users out,
 // or worse, keep a stale numeric id.
-func (p *ProfileConfig) resolveAccess() (access, []error) {
+func (p *ProfileConfig) resolveAccess() (access, error) {
 	var a access
 	var errs []error
 	a.UIDs = slices.Clone(p.AllowUIDs)
@@ -36,18 +37,18 @@ func (p *ProfileConfig) resolveAccess() (access, []error) {
 		a.UIDs = append(a.UIDs, uint32(id))
 	}
 	for _, name := range p.AllowGroups {
-		gid, err := lookupGID(name)
+		gid, err := LookupGID(name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("allow_groups: %w", err))
 			continue
 		}
 		a.GIDs = append(a.GIDs, gid)
 	}
-	return a, errs
+	return a, errors.Join(errs...)
 }
 
-// lookupGID resolves a group name on this host.
-func lookupGID(name string) (uint32, error) {
+// LookupGID resolves a group name on this host.
+func LookupGID(name string) (uint32, error) {
 	g, err := user.LookupGroup(name)
 	if err != nil {
 		return 0, fmt.Errorf("no group %q on this host", name)
@@ -59,9 +60,10 @@ func lookupGID(name string) (uint32, error) {
 	return uint32(id), nil
 }
 
-// allows reports whether caller may use the profile.
-func (a access) allows(caller ipc.Caller) bool {
-	if caller.UID == 0 || caller.UID == uint32(os.Geteuid()) {
+// allows reports whether caller may use the profile; agentUID is the
+// agent's own user.
+func (a access) allows(caller ipc.Caller, agentUID uint32) bool {
+	if caller.UID == 0 || caller.UID == agentUID {
 		return true
 	}
 	if slices.Contains(a.UIDs, caller.UID) {

@@ -35,13 +35,14 @@
 package agent
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -50,21 +51,15 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
 
-// Errors callers branch on.
-var (
-	// ErrUnknownProfile: no profile has that name.
-	ErrUnknownProfile = errors.New("unknown profile")
-	// ErrMinValid: the IdP's tokens do not live as long as the caller's
-	// min_valid asks; retrying cannot help.
-	ErrMinValid = errors.New("min_valid cannot be met")
-	// ErrClosed: the agent is shutting down.
-	ErrClosed = errors.New("agent is shutting down")
-	// ErrBadReport: a rejected-token report that is not a SHA-256 hex digest.
-	ErrBadReport = errors.New("rejected_sha256 must be 64 hex digits")
-)
+// errSourceClosed: the profile's source was closed while a caller used
+// it — by a reload that replaced it (the caller tries its successor) or
+// by Close.
+var errSourceClosed = errors.New("profile source closed")
 
 // Options are the agent's collaborators; the zero value is production.
 type Options struct {
@@ -86,6 +81,7 @@ type Options struct {
 
 // Agent serves tokens for the profiles of one configuration.
 type Agent struct {
+	uid    uint32 // the agent's own user, allowed every profile
 	ctx    context.Context
 	cancel context.CancelFunc
 	clock  Clock
@@ -124,13 +120,20 @@ type ProfileStatus struct {
 	UpstreamRequests int
 	// Idle is set while background refresh is paused for lack of demand.
 	Idle bool
+
+	// Counters since start (or since the profile last changed).
+	Results   map[string]uint64 // IdP requests by result: "ok", the IdP's code, "http_NNN", "timeout", "network"
+	Latency   Histogram         // of IdP requests
+	Minted    uint64            // tokens obtained from the IdP
+	Coalesced uint64            // callers that waited on a fetch another caller started
+	Served    uint64            // tokens handed to callers
 }
 
 // New builds an agent for cfg: it reads every profile's secrets and keys
 // and fails, naming the profile and key, if any cannot be used. It makes
 // no network requests; tokens are fetched on first demand.
 func New(cfg *Config, opts Options) (*Agent, error) {
-	a := &Agent{clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), store: opts.Store, httpClient: opts.HTTPClient}
+	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), store: opts.Store, httpClient: opts.HTTPClient}
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}
@@ -229,69 +232,125 @@ func (a *Agent) storeResult(err error) {
 }
 
 // Token returns a token for profile with at least minValid left (never
-// less than the profile's min_valid). A cached token is returned at once;
-// otherwise the caller joins the single fetch in flight. ctx bounds only
-// this caller's wait.
-func (a *Agent) Token(ctx context.Context, profile string, minValid time.Duration) (*Token, error) {
-	return a.onSource(profile, minValid, func(s *source, minValid time.Duration) (*Token, error) {
+// less than the profile's min_valid), if caller may use the profile. A
+// cached token is returned at once; otherwise the caller joins the single
+// fetch in flight. ctx bounds only this caller's wait.
+//
+// Every error is an *ipc.Error whose Kind is one of ipc's sentinels:
+// ErrUnknownProfile, ErrForbidden, ErrMinValid, ErrIdPRefused (with the
+// IdP's code and the *idp.Error as cause), ErrIdPUnavailable (with
+// RetryAfter), ErrShuttingDown or ErrTimeout.
+func (a *Agent) Token(ctx context.Context, caller ipc.Caller, profile string, minValid time.Duration) (*Token, error) {
+	return a.onSource(caller, profile, minValid, func(s *source, minValid time.Duration) (*Token, error) {
 		return s.token(ctx, minValid)
 	})
 }
 
-// onSource runs op on the profile's source with the effective min_valid
-// (never below the profile's), and names the profile in its error. When a
-// reload replaced the source while op waited, op runs once more on the
-// successor.
-func (a *Agent) onSource(profile string, minValid time.Duration, op func(*source, time.Duration) (*Token, error)) (*Token, error) {
-	s, err := a.source(profile)
+// ReportRejected tells the agent that an API refused the token whose
+// SHA-256 is rejectedSHA256 (hex, see ipc.TokenSHA256). If that is still
+// the current token, it is dropped and one new token is fetched, however
+// many callers report it; otherwise the current token is returned without
+// asking the IdP. Errors are as for Token, plus ErrBadRequest for a
+// report that is not a SHA-256.
+func (a *Agent) ReportRejected(ctx context.Context, caller ipc.Caller, profile, rejectedSHA256 string, minValid time.Duration) (*Token, error) {
+	var sum [32]byte
+	b, err := hex.DecodeString(rejectedSHA256)
+	if err == nil && len(b) == len(sum) {
+		copy(sum[:], b)
+	}
+	return a.onSource(caller, profile, minValid, func(s *source, minValid time.Duration) (*Token, error) {
+		if err != nil || len(b) != len(sum) {
+			return nil, ipc.Errorf(ipc.ErrBadRequest, "rejected_sha256 must be 64 hex digits")
+		}
+		return s.reject(ctx, sum, minValid)
+	})
+}
+
+// onSource looks the profile up for caller and runs op on its source with
+// the effective min_valid (never below the profile's). When a reload
+// replaced the source while op waited, op runs once more on the successor,
+// looked up — access included — afresh.
+func (a *Agent) onSource(caller ipc.Caller, profile string, minValid time.Duration, op func(*source, time.Duration) (*Token, error)) (*Token, error) {
+	s, err := a.lookup(caller, profile)
 	if err != nil {
 		return nil, err
 	}
 	tok, err := op(s, max(minValid, s.prof.timing.MinValid.Duration))
-	if errors.Is(err, ErrClosed) && a.ctx.Err() == nil {
-		if s, err = a.source(profile); err != nil {
+	if errors.Is(err, errSourceClosed) && a.ctx.Err() == nil {
+		if s, err = a.lookup(caller, profile); err != nil {
 			return nil, err
 		}
 		tok, err = op(s, max(minValid, s.prof.timing.MinValid.Duration))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("profile %q: %w", profile, err)
+		return nil, a.publicError(profile, err)
 	}
+	s.served.Add(1)
 	return tok, nil
 }
 
-// ReportRejected tells the agent that an API refused the token whose
-// SHA-256 is rejectedSHA256 (hex). If that is still the current token, it
-// is dropped and one new token is fetched, however many callers report it;
-// otherwise the current token is returned without asking the IdP.
-func (a *Agent) ReportRejected(ctx context.Context, profile, rejectedSHA256 string, minValid time.Duration) (*Token, error) {
-	if _, err := a.source(profile); err != nil {
-		return nil, err // unknown profile first, as for Token
+// lookup finds the profile and checks that caller may use it, in one step
+// on one snapshot of the profiles: a reload cannot slip in between.
+func (a *Agent) lookup(caller ipc.Caller, profile string) (*source, error) {
+	s := (*a.sources.Load())[profile]
+	switch {
+	case s == nil:
+		return nil, ipc.Errorf(ipc.ErrUnknownProfile, fmt.Sprintf("no profile %q is configured", profile))
+	case !s.prof.access.allows(caller, a.uid):
+		return nil, ipc.Errorf(ipc.ErrForbidden, fmt.Sprintf("uid %d may not use profile %q (see its allow_users, allow_groups, allow_uids, allow_gids)", caller.UID, profile))
 	}
-	var sum [32]byte
-	if b, err := hex.DecodeString(rejectedSHA256); err != nil || len(b) != len(sum) {
-		return nil, fmt.Errorf("profile %q: %w", profile, ErrBadReport)
-	} else {
-		copy(sum[:], b)
-	}
-	return a.onSource(profile, minValid, func(s *source, minValid time.Duration) (*Token, error) {
-		return s.reject(ctx, sum, minValid)
-	})
+	return s, nil
 }
 
-// TokenSHA256 is the hex SHA-256 of an access token, as ReportRejected
-// expects it.
-func TokenSHA256(accessToken string) string {
-	sum := sha256.Sum256([]byte(accessToken))
-	return hex.EncodeToString(sum[:])
+// publicError gives an engine error its kind from ipc's vocabulary and
+// names the profile: a held or fresh permanent IdP error is
+// ErrIdPRefused with the IdP's code, any other fetch failure
+// ErrIdPUnavailable with when the IdP is asked again.
+func (a *Agent) publicError(profile string, err error) error {
+	var e *ipc.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	msg := fmt.Sprintf("profile %q: %v", profile, err)
+	var ie *idp.Error
+	switch {
+	case errors.Is(err, errSourceClosed), a.ctx.Err() != nil:
+		return &ipc.Error{Kind: ipc.ErrShuttingDown, Description: "the agent is shutting down", Err: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return &ipc.Error{Kind: ipc.ErrTimeout, Description: fmt.Sprintf("profile %q: no token before the request's deadline", profile), Err: err}
+	case errors.As(err, &ie) && !ie.Transient:
+		return &ipc.Error{Kind: ipc.ErrIdPRefused, Code: cmp.Or(ie.Code, ipc.CodeIdPError), Description: msg, RetryAfter: retryIn(err), Err: err}
+	}
+	return &ipc.Error{Kind: ipc.ErrIdPUnavailable, Description: msg, RetryAfter: retryIn(err), Err: err}
+}
+
+// retryIn is how long the source holds off the IdP; 0 when it does not.
+func retryIn(err error) time.Duration {
+	var he *holdError
+	if errors.As(err, &he) {
+		return he.wait
+	}
+	return 0
 }
 
 // Status reports every profile, sorted by name.
 func (a *Agent) Status() []ProfileStatus {
+	return a.status(func(*source) bool { return true })
+}
+
+// Profiles reports the profiles caller may use, sorted by name.
+func (a *Agent) Profiles(caller ipc.Caller) []ProfileStatus {
+	return a.status(func(s *source) bool { return s.prof.access.allows(caller, a.uid) })
+}
+
+func (a *Agent) status(visible func(*source) bool) []ProfileStatus {
 	sources := *a.sources.Load()
+	now := a.clock.Now()
 	out := make([]ProfileStatus, 0, len(sources))
 	for _, s := range sources {
-		out = append(out, s.status())
+		if visible(s) {
+			out = append(out, s.status(now))
+		}
 	}
 	slices.SortFunc(out, func(x, y ProfileStatus) int { return strings.Compare(x.Name, y.Name) })
 	return out
@@ -321,13 +380,6 @@ func (a *Agent) beginFetch() bool {
 }
 
 func (a *Agent) endFetch() { a.fetching.RUnlock() }
-
-func (a *Agent) source(profile string) (*source, error) {
-	if s := (*a.sources.Load())[profile]; s != nil {
-		return s, nil
-	}
-	return nil, fmt.Errorf("profile %q: %w", profile, ErrUnknownProfile)
-}
 
 // Reload applies a new configuration. Profiles whose settings (secrets and
 // keys included) are unchanged keep their tokens and timers; changed ones

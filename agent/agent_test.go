@@ -13,6 +13,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idp"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 func TestColdBurstIsOneFetch(t *testing.T) {
@@ -172,7 +173,7 @@ func TestCallerCancelDoesNotCancelFetch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	quitter := make(chan error, 1)
 	go func() {
-		_, err := h.agent.Token(ctx, "p", 0)
+		_, err := h.agent.Token(ctx, self, "p", 0)
 		quitter <- err
 	}()
 	h.srv.WaitRequests(1) // the fetch is at the IdP
@@ -194,12 +195,12 @@ func TestCallerCancelDoesNotCancelFetch(t *testing.T) {
 func TestRejectedTokenReports(t *testing.T) {
 	h := newHarness(t, "")
 	old := h.mustToken(0)
-	oldSum := agent.TokenSHA256(old.AccessToken)
+	oldSum := ipc.TokenSHA256(old.AccessToken)
 	var wg sync.WaitGroup
 	got := make([]*agent.Token, 100)
 	for i := range got {
 		wg.Go(func() {
-			tok, err := h.agent.ReportRejected(context.Background(), "p", oldSum, 0)
+			tok, err := h.agent.ReportRejected(context.Background(), self, "p", oldSum, 0)
 			suiteLog.err(err)
 			got[i] = tok
 		})
@@ -214,13 +215,13 @@ func TestRejectedTokenReports(t *testing.T) {
 		}
 	}
 	// A late report of the old token costs nothing.
-	if _, err := h.agent.ReportRejected(context.Background(), "p", oldSum, 0); err != nil {
+	if _, err := h.agent.ReportRejected(context.Background(), self, "p", oldSum, 0); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.requests(); n != 2 {
 		t.Errorf("IdP requests after a report of an old token = %d, want 2", n)
 	}
-	if _, err := h.agent.ReportRejected(context.Background(), "p", "not-hex", 0); !errors.Is(err, agent.ErrBadReport) {
+	if _, err := h.agent.ReportRejected(context.Background(), self, "p", "not-hex", 0); !errors.Is(err, ipc.ErrBadRequest) {
 		t.Errorf("ReportRejected(not-hex) = %v, want ErrBadReport", err)
 	}
 }
@@ -273,7 +274,7 @@ func TestMinValidLongerThanTTLIsAnErrorNotALoop(t *testing.T) {
 	h.srv.SetTTL(60 * time.Second)
 	for range 50 {
 		_, err := h.token(2 * time.Minute)
-		if !errors.Is(err, agent.ErrMinValid) {
+		if !errors.Is(err, ipc.ErrMinValid) {
 			t.Fatalf("Token(min_valid 2m) with 60 s tokens = %v, want ErrMinValid", err)
 		}
 	}
@@ -333,7 +334,7 @@ func TestLogsCarryFingerprints(t *testing.T) {
 	suiteLog.mu.Lock()
 	logs := suiteLog.buf.String()
 	suiteLog.mu.Unlock()
-	for _, want := range []string{`"token_sha256":"` + agent.Fingerprint(tok.AccessToken) + `"`, `"message":"token fetch failed"`, `"idp_error":"invalid_client"`} {
+	for _, want := range []string{`"token_sha256":"` + ipc.Fingerprint(tok.AccessToken) + `"`, `"message":"token fetch failed"`, `"idp_error":"invalid_client"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("suite log lacks %s", want)
 		}
@@ -345,8 +346,8 @@ func TestLogsCarryFingerprints(t *testing.T) {
 
 func TestUnknownProfile(t *testing.T) {
 	h := newHarness(t, "")
-	_, err := h.agent.Token(context.Background(), "nope", 0)
-	if !errors.Is(err, agent.ErrUnknownProfile) {
+	_, err := h.agent.Token(context.Background(), self, "nope", 0)
+	if !errors.Is(err, ipc.ErrUnknownProfile) {
 		t.Errorf("Token(nope) = %v, want ErrUnknownProfile", err)
 	}
 }
@@ -365,12 +366,12 @@ func BenchmarkTokenCached(b *testing.B) {
 	}
 	defer a.Close()
 	ctx := context.Background()
-	if _, err := a.Token(ctx, "p", 0); err != nil {
+	if _, err := a.Token(ctx, self, "p", 0); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := a.Token(ctx, "p", 0); err != nil {
+		if _, err := a.Token(ctx, self, "p", 0); err != nil {
 			b.Fatal(err)
 		}
 	}

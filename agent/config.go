@@ -149,8 +149,6 @@ type ProfileConfig struct {
 	AllowGroups []string `toml:"allow_groups"`
 	// Timing overrides the top-level defaults for this profile.
 	Timing
-
-	access access // resolved at validation
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
@@ -247,13 +245,8 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("config %s: %w", c.path, err))
 	}
 	if c.SocketMode != "" {
-		if _, err := c.socketMode(); err != nil {
+		if _, err := c.SocketFileMode(); err != nil {
 			errs = append(errs, fmt.Errorf("config %s: socket_mode: %w", c.path, err))
-		}
-	}
-	if c.SocketGroup != "" {
-		if _, err := lookupGID(c.SocketGroup); err != nil {
-			errs = append(errs, fmt.Errorf("config %s: socket_group: %w", c.path, err))
 		}
 	}
 	if c.MaxConnections < 0 {
@@ -355,11 +348,6 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 		case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience", "resource":
 			bad("params", "%q is set by the agent; use the dedicated key", k)
 		}
-	}
-	var accessErrs []error
-	p.access, accessErrs = p.resolveAccess()
-	for _, err := range accessErrs {
-		errs = append(errs, fmt.Errorf("config %s: profile %q: %w", c.path, name, err))
 	}
 	if err := p.Timing.validate(); err != nil {
 		bad("timing", "%v", err)

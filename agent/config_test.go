@@ -219,7 +219,7 @@ pkcs12_password = "env:TEST_P12_PASSWORD"
 	}
 	defer a.Close()
 	for _, name := range []string{"basic", "post-file", "post-cred", "rsa-pem", "ec-pem", "p12", "p12-env"} {
-		tok, err := a.Token(context.Background(), name, 0)
+		tok, err := a.Token(context.Background(), self, name, 0)
 		suiteLog.err(err)
 		if err != nil {
 			t.Errorf("Token(%q): %v", name, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/clocktest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // suiteLog collects every log line and every error string the suite
@@ -90,7 +91,7 @@ func (l *leakCheck) leaks() string {
 	var out []string
 	for _, s := range secrets {
 		if leaked(logs, s) {
-			out = append(out, fmt.Sprintf("leaked into logs or errors: (part of) a value with fingerprint %s", agent.Fingerprint(s)))
+			out = append(out, fmt.Sprintf("leaked into logs or errors: (part of) a value with fingerprint %s", ipc.Fingerprint(s)))
 		}
 	}
 	return strings.Join(out, "\n")
@@ -182,7 +183,7 @@ func (h *harness) newAgent(toml string) *agent.Agent {
 func (h *harness) token(minValid time.Duration) (*agent.Token, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tok, err := h.agent.Token(ctx, "p", minValid)
+	tok, err := h.agent.Token(ctx, self, "p", minValid)
 	suiteLog.err(err)
 	return tok, err
 }
@@ -197,3 +198,7 @@ func (h *harness) mustToken(minValid time.Duration) *agent.Token {
 }
 
 func (h *harness) requests() int { return h.srv.Requests("c") }
+
+// self is the agent's own user, which may use every profile: the caller
+// of engine tests that are not about access.
+var self = ipc.Caller{UID: uint32(os.Geteuid())}

@@ -68,6 +68,10 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", name, err)
 	}
+	acc, err := p.resolveAccess()
+	if err != nil {
+		return nil, fmt.Errorf("config %s: profile %q: %w", c.path, name, err)
+	}
 	timing := p.Timing.timing(c.Timing)
 	settings := sha256.New()
 	json.NewEncoder(settings).Encode(struct {
@@ -75,14 +79,14 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 		T      Timing
 		Secret string
 		Access access
-	}{p, timing, cfg.ClientSecret, p.access})
+	}{p, timing, cfg.ClientSecret, acc})
 	if cfg.Signer != nil {
 		settings.Write([]byte(cfg.Signer.KeyID()))
 	}
 	prof := &profile{
 		name:        name,
 		timing:      timing,
-		access:      p.access,
+		access:      acc,
 		client:      client,
 		fingerprint: p.fingerprint(),
 	}
@@ -160,11 +164,4 @@ func (p *ProfileConfig) fingerprint() string {
 		fmt.Fprintf(h, "%d:%s;", len(part), part)
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// Fingerprint is how tokens and secrets appear in logs: the first 12 hex
-// digits of their SHA-256, enough to correlate, useless to an attacker.
-func Fingerprint(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:6])
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 func TestReload(t *testing.T) {
@@ -20,7 +21,7 @@ func TestReload(t *testing.T) {
 	a := h.newAgent(profile("keep", "c", "") + profile("change", "c", `scopes = ["a"]`) + profile("drop", "c", "") + profile("retime", "c", `min_valid = "40s"`))
 	tokens := map[string]string{}
 	for _, p := range []string{"keep", "change", "drop", "retime"} {
-		tok, err := a.Token(context.Background(), p, 0)
+		tok, err := a.Token(context.Background(), self, p, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +42,7 @@ func TestReload(t *testing.T) {
 		t.Errorf("Reload() = %+v, want %+v", sum, want)
 	}
 	get := func(p string) (string, error) {
-		tok, err := a.Token(context.Background(), p, 0)
+		tok, err := a.Token(context.Background(), self, p, 0)
 		if err != nil {
 			return "", err
 		}
@@ -56,7 +57,7 @@ func TestReload(t *testing.T) {
 	if tok, _ := get("change"); tok == tokens["change"] {
 		t.Error("profile with new scopes still serves the old token")
 	}
-	if _, err := get("drop"); !errors.Is(err, agent.ErrUnknownProfile) {
+	if _, err := get("drop"); !errors.Is(err, ipc.ErrUnknownProfile) {
 		t.Errorf("removed profile: %v, want ErrUnknownProfile", err)
 	}
 	if _, err := get("new"); err != nil {

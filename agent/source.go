@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
 
@@ -85,7 +87,7 @@ type source struct {
 	rejected    [32]byte          // the token most recently reported rejected
 	requests    int               // upstream requests made
 	results     map[string]uint64 // upstream requests by result ("ok" or an error class)
-	latency     histogram
+	latency     Histogram
 	minted      uint64 // successful fetches
 	coalesced   uint64 // callers who waited on a fetch another caller started
 	lastRefresh time.Time
@@ -126,7 +128,7 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 		}
 		if life := c.ExpiresAt.Sub(c.ObtainedAt); life < minValid {
 			s.mu.Unlock()
-			return nil, fmt.Errorf("%w: the IdP issues tokens valid for %v; asked for %v", ErrMinValid, life.Round(time.Second), minValid)
+			return nil, ipc.Errorf(ipc.ErrMinValid, fmt.Sprintf("profile %q: the IdP issues tokens valid for %v; asked for %v", s.prof.name, life.Round(time.Second), minValid))
 		}
 	}
 	if s.lastErr != nil && now.Before(s.nextAttempt) {
@@ -149,7 +151,7 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 		}
 		c := r.Val.(*cached)
 		if left := c.ExpiresAt.Sub(s.agent.clock.Now()); left < minValid {
-			return nil, fmt.Errorf("%w: the IdP issued a token valid for %v; asked for %v", ErrMinValid, left.Round(time.Second), minValid)
+			return nil, ipc.Errorf(ipc.ErrMinValid, fmt.Sprintf("profile %q: the IdP issued a token valid for %v; asked for %v", s.prof.name, left.Round(time.Second), minValid))
 		}
 		return &c.Token, nil
 	case <-ctx.Done():
@@ -160,7 +162,7 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 // fetch asks the IdP for a token; singleflight runs at most one at a time.
 func (s *source) fetch() (any, error) {
 	if !s.agent.beginFetch() {
-		return nil, ErrClosed
+		return nil, errSourceClosed
 	}
 	defer s.agent.endFetch()
 	t := s.prof.timing
@@ -180,7 +182,7 @@ func (s *source) fetch() (any, error) {
 	s.results[resultClass(err)]++
 	if s.closed {
 		s.mu.Unlock()
-		return nil, ErrClosed
+		return nil, errSourceClosed
 	}
 	now := s.agent.clock.Now()
 	if err != nil {
@@ -213,7 +215,7 @@ func (s *source) fetch() (any, error) {
 		ExpiresAt: c.ExpiresAt, ObtainedAt: c.ObtainedAt,
 	})
 	s.log.Info().
-		Str("token_sha256", Fingerprint(resp.AccessToken)).
+		Str("token_sha256", ipc.Fingerprint(resp.AccessToken)).
 		Dur("ttl", ttl).Str("ttl_from", why).
 		Time("expires_at", c.ExpiresAt).Time("refresh_at", c.refreshAt).
 		Dur("latency", latency).
@@ -341,7 +343,7 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 	case c != nil && c.sum == sum:
 		s.cur.Store(nil)
 		s.rejected = sum
-		s.log.Info().Str("token_sha256", Fingerprint(c.AccessToken)).Msg("token reported rejected by an API; fetching a new one")
+		s.log.Info().Str("token_sha256", ipc.Fingerprint(c.AccessToken)).Msg("token reported rejected by an API; fetching a new one")
 	case c == nil && s.rejected == sum:
 		// Already dropped; join the fetch for its replacement.
 	default:
@@ -363,8 +365,8 @@ func (s *source) close() {
 	s.timerDue.Store(0)
 }
 
-// status reports the source's state.
-func (s *source) status() ProfileStatus {
+// status reports the source's state and counters.
+func (s *source) status(now time.Time) ProfileStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := ProfileStatus{
@@ -372,6 +374,11 @@ func (s *source) status() ProfileStatus {
 		UpstreamRequests: s.requests,
 		LastRefresh:      s.lastRefresh,
 		Idle:             s.idle,
+		Results:          maps.Clone(s.results),
+		Latency:          s.latency,
+		Minted:           s.minted,
+		Coalesced:        s.coalesced,
+		Served:           s.served.Load(),
 	}
 	if c := s.cur.Load(); c != nil {
 		st.ExpiresAt = c.ExpiresAt

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
 
@@ -102,7 +103,7 @@ func (e *storeEnv) mustStart(toml string) (*agent.Agent, func()) {
 
 func tokenOf(t *testing.T, a *agent.Agent, profile string) string {
 	t.Helper()
-	tok, err := a.Token(context.Background(), profile, 0)
+	tok, err := a.Token(context.Background(), self, profile, 0)
 	suiteLog.err(err)
 	if err != nil {
 		t.Fatalf("Token(%q): %v", profile, err)
@@ -363,7 +364,7 @@ func TestStoreFullAtRunTime(t *testing.T) {
 	e.srv.SetFault(idptest.Fault{TokenPadding: 256 << 10})
 	for i := range 3 {
 		old := tokenOf(t, a, "p")
-		tok, err := a.ReportRejected(context.Background(), "p", agent.TokenSHA256(old), 0)
+		tok, err := a.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(old), 0)
 		suiteLog.err(err)
 		if err != nil || tok.AccessToken == old {
 			t.Fatalf("round %d: with the disk full, no new token was served: %v", i, err)
@@ -375,7 +376,7 @@ func TestStoreFullAtRunTime(t *testing.T) {
 	}
 	os.Remove(filler)
 	old := tokenOf(t, a, "p")
-	if _, err := a.ReportRejected(context.Background(), "p", agent.TokenSHA256(old), 0); err != nil {
+	if _, err := a.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(old), 0); err != nil {
 		t.Fatal(err)
 	}
 	if logs := suiteLog.textFor(t); !strings.Contains(logs, "token store writes work again") {

@@ -59,7 +59,7 @@ func TestConfigFromEnvWorks(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			tok, err := a.Token(context.Background(), agent.ZeebeProfile, 0)
+			tok, err := a.Token(context.Background(), self, agent.ZeebeProfile, 0)
 			suiteLog.err(err)
 			if err != nil {
 				t.Fatal(err)

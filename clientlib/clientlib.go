@@ -2,71 +2,65 @@
 // over its Unix socket. The zero Client works: it finds the socket from
 // $TOKENAGENT_SOCKET or the default path.
 //
-//	tok, err := new(clientlib.Client).Token(ctx, "zeebe")
+//	var c clientlib.Client
+//	defer c.Close()
+//	tok, err := c.Token(ctx, "zeebe")
 //
-// TokenSource adapts a profile to golang.org/x/oauth2, and Transport adds
-// the bearer header to an http.Client's requests, reporting a token an API
-// rejects and retrying once with a fresh one.
+// Package clientlib/bearer adapts a Client to net/http (a RoundTripper that
+// adds the bearer header and retries once after a 401) and to
+// golang.org/x/oauth2 (a TokenSource). This package itself links neither
+// net/http nor anything of the agent: it speaks the little HTTP/1.1 the
+// socket needs, so that a program that only wants a token — the tokenagent
+// CLI among them — starts as fast as Go allows.
 //
-// The package has no global state and never logs. Errors can be tested
-// with errors.Is against ErrAgentUnavailable, ErrUnknownProfile and
-// ErrForbidden, and with errors.As against *IdPError and *Error.
+// The package has no global state and never logs. Errors are the sentinel
+// errors of package ipc, re-exported here: test them with errors.Is
+// (ErrAgentUnavailable, ErrUnknownProfile, ErrForbidden, ErrIdPRefused, …)
+// and read their fields with errors.As against *Error.
 package clientlib
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/url"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
-// Errors callers branch on.
+// The errors a caller branches on; the same values the agent's engine
+// returns (package ipc), so errors.Is works on either side of the socket.
 var (
-	// ErrAgentUnavailable: nothing answers on the socket.
-	ErrAgentUnavailable = errors.New("clientlib: agent not reachable")
+	// ErrAgentUnavailable: nothing answers on the socket, or the agent is
+	// at its connection cap.
+	ErrAgentUnavailable = ipc.ErrAgentUnavailable
+	// ErrShuttingDown: the agent is stopping.
+	ErrShuttingDown = ipc.ErrShuttingDown
 	// ErrUnknownProfile: the agent has no such profile.
-	ErrUnknownProfile = errors.New("clientlib: unknown profile")
+	ErrUnknownProfile = ipc.ErrUnknownProfile
 	// ErrForbidden: this process's user may not use the profile.
-	ErrForbidden = errors.New("clientlib: forbidden")
+	ErrForbidden = ipc.ErrForbidden
+	// ErrMinValid: the IdP's tokens do not live as long as WithMinValid asks.
+	ErrMinValid = ipc.ErrMinValid
+	// ErrIdPRefused: the identity provider refused the agent; Error.Code
+	// is its RFC 6749 code (invalid_client, …).
+	ErrIdPRefused = ipc.ErrIdPRefused
+	// ErrIdPUnavailable: the identity provider is unreachable and the agent
+	// holds no valid token; Error.RetryAfter says when it asks again.
+	ErrIdPUnavailable = ipc.ErrIdPUnavailable
+	// ErrTimeout: the agent got no token before the request's deadline.
+	ErrTimeout = ipc.ErrTimeout
+	// ErrBadRequest: the agent did not understand the request.
+	ErrBadRequest = ipc.ErrBadRequest
 )
 
-// IdPError is the identity provider refusing (Status 502, Code is its RFC
-// 6749 error code such as "invalid_client") or being unreachable with no
-// valid token held (Status 503, Code "idp_unavailable").
-type IdPError struct {
-	Status      int
-	Code        string
-	Description string
-	// RetryAfter is when the agent will ask the IdP again, if it said.
-	RetryAfter time.Duration
-}
-
-func (e *IdPError) Error() string {
-	return fmt.Sprintf("clientlib: identity provider: %s: %s", e.Code, e.Description)
-}
-
-// Error is any other failed request (a bad min_valid, a timeout, …).
-type Error struct {
-	Status      int
-	Code        string
-	Description string
-}
-
-func (e *Error) Error() string {
-	return fmt.Sprintf("clientlib: agent answered %d %s: %s", e.Status, e.Code, e.Description)
-}
+// Error is every failure the agent reports: Kind is one of the sentinel
+// errors above, Code the wire code (the IdP's own with ErrIdPRefused),
+// Description what the agent said, RetryAfter when it asks the IdP again.
+type Error = ipc.Error
 
 // Token is an access token from the agent.
 type Token struct {
@@ -76,47 +70,55 @@ type Token struct {
 	ExpiresAt   time.Time
 }
 
+// ProfileStatus is what the agent tells this process's user about one of
+// the profiles it may use. It never holds a token.
+type ProfileStatus struct {
+	Name             string    `json:"name"`
+	ExpiresAt        time.Time `json:"expires_at,omitzero"`
+	LastRefresh      time.Time `json:"last_refresh,omitzero"`
+	LastError        string    `json:"last_error,omitempty"`
+	NextAttempt      time.Time `json:"next_attempt,omitzero"`
+	UpstreamRequests int       `json:"upstream_requests"`
+	Idle             bool      `json:"idle,omitempty"`
+}
+
 // Client talks to one agent. The zero value is ready to use; a Client is
-// safe for concurrent use and keeps its connections alive.
+// safe for concurrent use, keeps up to a few connections open for reuse,
+// and releases them on Close.
 type Client struct {
 	// Socket is the agent's socket; "" means $TOKENAGENT_SOCKET, then the
 	// default: for root /run/tokenagent/agent.sock; for other users
 	// $XDG_RUNTIME_DIR/tokenagent/agent.sock if that exists, else the
 	// system agent's /run/tokenagent/agent.sock.
 	Socket string
+	// Reuse, when positive, lets the client hand out a token it got from
+	// the agent for up to this long without asking again, while the token
+	// has at least a minute more than the caller's minimum left. Zero (the
+	// default) asks the agent every time: the agent stays the one place
+	// that decides refreshes, and a request costs one socket round trip.
+	Reuse time.Duration
 
 	once   sync.Once
-	http   *http.Client
 	socket string
+	pool   pool
 
 	mu    sync.Mutex
 	cache map[string]cachedToken
 }
 
 type cachedToken struct {
-	tok     *Token
+	tok     Token
 	fetched time.Time
 }
 
-// Reuse policy: a token from the agent is reused in-process for up to
-// reuseFor, and only while it has reuseMargin more than the caller's
-// minimum left; the agent stays the one place that decides refreshes.
-const (
-	reuseFor    = 30 * time.Second
-	reuseMargin = time.Minute
-)
+// reuseMargin is how much more than the caller's minimum a reused token
+// must have left.
+const reuseMargin = time.Minute
 
 func (c *Client) init() {
 	c.once.Do(func() {
 		c.socket = ipc.ClientSocketPath(c.Socket)
-		socket := c.socket
-		c.http = &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-			},
-			MaxIdleConnsPerHost: 16,
-			IdleConnTimeout:     90 * time.Second,
-		}}
+		c.pool.socket = c.socket
 	})
 }
 
@@ -124,6 +126,14 @@ func (c *Client) init() {
 func (c *Client) SocketPath() string {
 	c.init()
 	return c.socket
+}
+
+// Close closes the connections the client keeps open. The client remains
+// usable; it opens new connections as needed.
+func (c *Client) Close() error {
+	c.init()
+	c.pool.closeIdle()
+	return nil
 }
 
 // TokenOption adjusts a Token request.
@@ -137,25 +147,21 @@ func WithMinValid(d time.Duration) TokenOption {
 	return func(o *tokenOptions) { o.minValid = d }
 }
 
-// Token returns a token for profile.
+// Token returns a token for profile. Each call returns a copy the caller
+// may keep or change.
 func (c *Client) Token(ctx context.Context, profile string, opts ...TokenOption) (*Token, error) {
 	var o tokenOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if tok := c.reusable(profile, o.minValid); tok != nil {
-		return tok, nil
+	if tok, ok := c.reusable(profile, o.minValid); ok {
+		return &tok, nil
 	}
 	path := ipc.PathTokens + url.PathEscape(profile)
 	if o.minValid > 0 {
 		path += "?min_valid=" + url.QueryEscape(o.minValid.String())
 	}
-	tok, err := c.tokenRequest(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return nil, err
-	}
-	c.remember(profile, tok)
-	return tok, nil
+	return c.tokenRequest(ctx, "GET", profile, path, nil)
 }
 
 // Refresh tells the agent that an API rejected rejected (the token itself;
@@ -163,113 +169,106 @@ func (c *Client) Token(ctx context.Context, profile string, opts ...TokenOption)
 // rejected was current, without a new IdP request otherwise.
 func (c *Client) Refresh(ctx context.Context, profile, rejected string) (*Token, error) {
 	c.forget(profile)
-	var body io.Reader
+	var body []byte
 	if rejected != "" {
-		sum := sha256.Sum256([]byte(rejected))
-		data, _ := json.Marshal(ipc.RefreshRequest{RejectedSHA256: hex.EncodeToString(sum[:])})
-		body = bytes.NewReader(data)
+		body, _ = json.Marshal(ipc.RefreshRequest{RejectedSHA256: ipc.TokenSHA256(rejected)})
 	}
-	tok, err := c.tokenRequest(ctx, http.MethodPost, ipc.PathTokens+url.PathEscape(profile)+"/refresh", body)
-	if err != nil {
-		return nil, err
-	}
-	c.remember(profile, tok)
-	return tok, nil
+	return c.tokenRequest(ctx, "POST", profile, ipc.PathTokens+url.PathEscape(profile)+"/refresh", body)
 }
 
 // Profiles lists the profiles this process's user may use.
-func (c *Client) Profiles(ctx context.Context) ([]ipc.ProfileInfo, error) {
-	var out ipc.ProfilesResponse
-	if err := c.do(ctx, http.MethodGet, ipc.PathProfiles, nil, &out); err != nil {
+func (c *Client) Profiles(ctx context.Context) ([]ProfileStatus, error) {
+	var out struct {
+		Profiles []ProfileStatus `json:"profiles"`
+	}
+	if err := c.do(ctx, "GET", ipc.PathProfiles, nil, &out); err != nil {
 		return nil, err
 	}
 	return out.Profiles, nil
 }
 
-func (c *Client) tokenRequest(ctx context.Context, method, path string, body io.Reader) (*Token, error) {
+func (c *Client) tokenRequest(ctx context.Context, method, profile, path string, body []byte) (*Token, error) {
 	var tr ipc.TokenResponse
 	if err := c.do(ctx, method, path, body, &tr); err != nil {
 		return nil, err
 	}
-	return &Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, Scope: tr.Scope, ExpiresAt: tr.ExpiresAt}, nil
+	if !validToken(tr.AccessToken) {
+		return nil, fmt.Errorf("clientlib: the agent at %s answered without a usable access token", c.socket)
+	}
+	tok := Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, Scope: tr.Scope, ExpiresAt: tr.ExpiresAt}
+	c.remember(profile, tok)
+	return &tok, nil
 }
 
 // do sends a request and decodes a 200 into out, or turns the answer into
-// one of the package's errors.
-func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
+// an *Error whose Kind is the sentinel the status and code stand for.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	c.init()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+ipc.Host+path, body)
-	if err != nil {
-		return fmt.Errorf("clientlib: %w", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.pool.roundTrip(ctx, method, path, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("clientlib: %w", ctx.Err())
 		}
-		return fmt.Errorf("%w at %s (%v); start it with `tokenagent run` (or its service), or point TOKENAGENT_SOCKET at its socket",
-			ErrAgentUnavailable, c.socket, unwrapOpError(err))
+		return fmt.Errorf("clientlib: %w", &Error{Kind: ErrAgentUnavailable,
+			Description: fmt.Sprintf("nothing answers at %s (%v); start it with `tokenagentd` (or its service), or point TOKENAGENT_SOCKET at its socket", c.socket, err)})
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("%w at %s: reading answer: %v", ErrAgentUnavailable, c.socket, err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("clientlib: unreadable answer from the agent: %w", err)
+	if resp.status == 200 {
+		var err error
+		if tr, ok := out.(*ipc.TokenResponse); ok {
+			*tr, err = decodeToken(resp.body)
+		} else {
+			err = json.Unmarshal(resp.body, out)
+		}
+		if err != nil {
+			return fmt.Errorf("clientlib: unreadable answer from the agent at %s: %w", c.socket, err)
 		}
 		return nil
 	}
 	var er ipc.ErrorResponse
-	json.Unmarshal(data, &er)
-	switch resp.StatusCode {
-	case http.StatusNotFound:
-		if er.Error == ipc.CodeUnknownProfile {
-			return fmt.Errorf("%w: %s", ErrUnknownProfile, er.ErrorDescription)
-		}
-	case http.StatusForbidden:
-		return fmt.Errorf("%w: %s", ErrForbidden, er.ErrorDescription)
-	case http.StatusBadGateway:
-		return &IdPError{Status: resp.StatusCode, Code: er.Error, Description: er.ErrorDescription}
-	case http.StatusServiceUnavailable:
-		switch er.Error {
-		case ipc.CodeIdPUnavailable:
-			secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-			return &IdPError{Status: resp.StatusCode, Code: er.Error, Description: er.ErrorDescription, RetryAfter: time.Duration(secs) * time.Second}
-		case ipc.CodeShuttingDown, ipc.CodeOverloaded:
-			return fmt.Errorf("%w at %s: %s", ErrAgentUnavailable, c.socket, er.ErrorDescription)
-		}
-	}
-	if er.Error == "" {
-		er.Error = http.StatusText(resp.StatusCode)
-	}
-	return &Error{Status: resp.StatusCode, Code: er.Error, Description: er.ErrorDescription}
+	json.Unmarshal(resp.body, &er)
+	return fmt.Errorf("clientlib: %w", &Error{Kind: kindOf(resp.status, er.Error), Code: er.Error,
+		Description: er.ErrorDescription, RetryAfter: resp.retryAfter})
 }
 
-func unwrapOpError(err error) error {
-	var op *net.OpError
-	if errors.As(err, &op) {
-		return op.Err
+// kindOf maps an answer back to the sentinel the server mapped to it: by
+// the agent's own code, else by status (the IdP's codes come with 502).
+func kindOf(status int, code string) error {
+	if kind := ipc.KindOf(code); kind != nil && kind != ErrIdPRefused {
+		return kind
 	}
-	return err
+	switch status {
+	case 502:
+		return ErrIdPRefused
+	case 503:
+		return ErrIdPUnavailable
+	case 504:
+		return ErrTimeout
+	case 400, 404, 405, 431:
+		return ErrBadRequest
+	case 403:
+		return ErrForbidden
+	}
+	return nil
 }
 
-func (c *Client) reusable(profile string, minValid time.Duration) *Token {
+func (c *Client) reusable(profile string, minValid time.Duration) (Token, bool) {
+	if c.Reuse <= 0 {
+		return Token{}, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ct, ok := c.cache[profile]
 	now := time.Now()
-	if !ok || now.Sub(ct.fetched) > reuseFor || ct.tok.ExpiresAt.Sub(now) < minValid+reuseMargin {
-		return nil
+	if !ok || now.Sub(ct.fetched) > c.Reuse || ct.tok.ExpiresAt.Sub(now) < minValid+reuseMargin {
+		return Token{}, false
 	}
-	return ct.tok
+	return ct.tok, true
 }
 
-func (c *Client) remember(profile string, tok *Token) {
+func (c *Client) remember(profile string, tok Token) {
+	if c.Reuse <= 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cache == nil {
@@ -282,4 +281,23 @@ func (c *Client) forget(profile string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.cache, profile)
+}
+
+// validToken reports whether s can go into an Authorization header, a
+// shell line or a curl config as it is: an RFC 6750 b64token.
+func validToken(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/clientlib"
+	"github.com/tokenagent/tokenagent/clientlib/bearer"
 )
 
 func TestTransportRetriesOnceAfterRejection(t *testing.T) {
@@ -40,7 +41,7 @@ func TestTransportRetriesOnceAfterRejection(t *testing.T) {
 	if _, err := c.Token(context.Background(), "api"); err != nil {
 		t.Fatal(err)
 	}
-	httpClient := &http.Client{Transport: c.Transport("api", nil)}
+	httpClient := &http.Client{Transport: bearer.Transport(c, "api", nil)}
 	resp, err := httpClient.Post(api.URL, "text/plain", strings.NewReader("payload"))
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func TestTransportDoesNotReplayUnreplayableBody(t *testing.T) {
 	c := &clientlib.Client{}
 	req, _ := http.NewRequest(http.MethodPost, api.URL, io.NopCloser(strings.NewReader("stream")))
 	req.GetBody = nil
-	resp, err := (&http.Client{Transport: c.Transport("zeebe", nil)}).Do(req)
+	resp, err := (&http.Client{Transport: bearer.Transport(c, "zeebe", nil)}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,31 +88,35 @@ func TestErrors(t *testing.T) {
 		t.Errorf("Token(nope) = %v, want ErrUnknownProfile", err)
 	}
 	_, err := c.Token(ctx, "broken")
-	var ie *clientlib.IdPError
-	if !errors.As(err, &ie) || ie.Code != "invalid_client" || ie.Status != 502 {
-		t.Errorf("Token(broken) = %v, want *IdPError invalid_client", err)
+	var ie *clientlib.Error
+	if !errors.Is(err, clientlib.ErrIdPRefused) || !errors.As(err, &ie) || ie.Code != "invalid_client" {
+		t.Errorf("Token(broken) = %v, want ErrIdPRefused with code invalid_client", err)
 	}
-	var ae *clientlib.Error
-	if _, err := c.Token(ctx, "zeebe", clientlib.WithMinValid(48*time.Hour)); !errors.As(err, &ae) || ae.Status != 400 {
-		t.Errorf("Token(min_valid 48h) = %v, want *Error 400", err)
+	if _, err := c.Token(ctx, "zeebe", clientlib.WithMinValid(48*time.Hour)); !errors.Is(err, clientlib.ErrBadRequest) {
+		t.Errorf("Token(min_valid 48h) = %v, want ErrBadRequest", err)
 	}
 	down := &clientlib.Client{Socket: filepath.Join(t.TempDir(), "none.sock")}
 	_, err = down.Token(ctx, "zeebe")
-	if !errors.Is(err, clientlib.ErrAgentUnavailable) || !strings.Contains(err.Error(), "none.sock") || !strings.Contains(err.Error(), "tokenagent run") {
+	if !errors.Is(err, clientlib.ErrAgentUnavailable) || !strings.Contains(err.Error(), "none.sock") || !strings.Contains(err.Error(), "tokenagentd") {
 		t.Errorf("Token on a missing socket = %v, want ErrAgentUnavailable naming it and how to start the agent", err)
 	}
 }
 
 func TestReuseAndRefresh(t *testing.T) {
-	c := &clientlib.Client{}
+	c := &clientlib.Client{Reuse: time.Minute}
+	defer c.Close()
 	ctx := context.Background()
 	first, err := c.Token(ctx, "zeebe")
 	if err != nil {
 		t.Fatal(err)
 	}
+	served := servedCount(t, "zeebe")
 	again, _ := c.Token(ctx, "zeebe")
-	if again != first {
-		t.Error("a fresh token was not reused in-process")
+	if again == first || *again != *first {
+		t.Errorf("Token again = %p %+v; want an equal copy of %p", again, again, first)
+	}
+	if n := servedCount(t, "zeebe"); n != served {
+		t.Errorf("with Reuse, the agent served %d more tokens; want the token reused in-process", n-served)
 	}
 	before := testIdP.Requests("c")
 	fresh, err := c.Refresh(ctx, "zeebe", first.AccessToken)
@@ -144,11 +149,69 @@ func TestDependencies(t *testing.T) {
 	if !strings.Contains(string(out), "github.com/tokenagent/tokenagent/ipc\n") {
 		t.Fatalf("go list -deps does not list ipc; the check below would mean nothing:\n%s", out)
 	}
-	for _, forbidden := range []string{"go.etcd.io/bbolt", "github.com/rs/zerolog", "github.com/kardianos/service", "github.com/tokenagent/tokenagent/agent", "github.com/BurntSushi/toml"} {
+	// net/http too: its start-up cost is what the CLI, built on this
+	// package, cannot afford (clientlib/bearer holds the net/http adapters).
+	for _, forbidden := range []string{"go.etcd.io/bbolt", "github.com/rs/zerolog", "github.com/kardianos/service", "github.com/tokenagent/tokenagent/agent",
+		"github.com/BurntSushi/toml", "net/http", "golang.org/x/oauth2", "github.com/tokenagent/tokenagent/ipc/localapi"} {
 		for _, dep := range strings.Fields(string(out)) {
 			if dep == forbidden || strings.HasPrefix(dep, forbidden+"/") {
 				t.Errorf("clientlib depends on %s", dep)
 			}
 		}
 	}
+}
+
+// TestNoHiddenCache: the zero Client asks the agent every time.
+func TestNoHiddenCache(t *testing.T) {
+	var c clientlib.Client
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Token(ctx, "zeebe"); err != nil {
+		t.Fatal(err)
+	}
+	before := servedCount(t, "zeebe")
+	for range 3 {
+		if _, err := c.Token(ctx, "zeebe"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := servedCount(t, "zeebe") - before; got != 3 {
+		t.Errorf("the agent served %d tokens for 3 calls of the zero Client; want 3 (no in-process cache)", got)
+	}
+}
+
+// TestConnectionsKeptAndClosed: requests reuse a connection, Close
+// releases it, and a connection the agent dropped is replaced unnoticed.
+func TestConnectionsKeptAndClosed(t *testing.T) {
+	var c clientlib.Client
+	ctx := context.Background()
+	before := conns.count()
+	for range 5 {
+		if _, err := c.Token(ctx, "zeebe"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := conns.count() - before; got != 1 {
+		t.Errorf("5 sequential requests opened %d connections; want 1, kept alive", got)
+	}
+	c.Close()
+	if _, err := c.Token(ctx, "zeebe"); err != nil {
+		t.Fatalf("Token after Close: %v", err)
+	}
+	if got := conns.count() - before; got != 2 {
+		t.Errorf("after Close, %d connections in all; want a second one", got)
+	}
+	c.Close()
+}
+
+// servedCount is the agent's tokens-served counter for profile.
+func servedCount(t *testing.T, profile string) uint64 {
+	t.Helper()
+	for _, st := range testRunning.Agent.Status() {
+		if st.Name == profile {
+			return st.Served
+		}
+	}
+	t.Fatalf("no profile %q", profile)
+	return 0
 }

@@ -1,17 +1,42 @@
-// Package ipc is tokenagent's socket protocol: the wire types both sides
-// share, where the socket lives, and the server side — a listener that
-// sets the socket's mode and group explicitly, never unlinks a live
-// socket, reads each connection's peer credentials, and an HTTP/1.1
-// handler over the small Backend interface that package agent satisfies.
+// Package ipc is what both ends of tokenagent's socket share: the wire
+// types, the error codes and the sentinel errors they stand for, where
+// the socket lives, who a caller is, and the token fingerprint that logs
+// carry instead of tokens.
 //
-// The protocol is plain HTTP over a Unix socket, so that
+// The protocol is plain HTTP/1.1 over a Unix socket, so that
 //
 //	curl --unix-socket /run/tokenagent/agent.sock http://tokenagent/v1/tokens/NAME
 //
-// works. Package clientlib is the Go client; it imports only this package.
+// works. The server is package ipc/localapi; the Go client is package
+// clientlib. This package is deliberately small (no net/http, no
+// third-party imports): the CLI links it, and every CLI start pays for
+// what it links.
 package ipc
 
 import "time"
+
+// ValidProfileName reports whether name is a profile name: 1 to 64 ASCII
+// letters, digits, '.', '_' or '-', starting with a letter or digit. The
+// configuration and the server apply the same rule. (A function, not a
+// regexp: every CLI start would pay for compiling one.)
+func ValidProfileName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// MaxMinValid bounds the min_valid a caller may ask for.
+const MaxMinValid = 24 * time.Hour
 
 // Host is the only Host header the server accepts.
 const Host = "tokenagent"

@@ -14,7 +14,7 @@ import (
 var systemdUnit string
 
 // packagedExecStart is the unit's ExecStart for the packaged binary.
-const packagedExecStart = "ExecStart=/usr/bin/tokenagent run --config /etc/tokenagent/agent.toml"
+const packagedExecStart = "ExecStart=/usr/bin/tokenagentd --config /etc/tokenagent/agent.toml"
 
 // SystemdUnitTemplate is the unit as a kardianos/service template: the
 // ExecStart line takes the installed binary and arguments.

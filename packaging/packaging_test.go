@@ -111,7 +111,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmpl := packaging.SystemdUnitTemplate()
-	if !strings.Contains(tmpl, "ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}") || strings.Contains(tmpl, "/usr/bin/tokenagent run") {
+	if !strings.Contains(tmpl, "ExecStart={{Path | cmdEscape}}{{range Arguments}} {{. | cmd}}{{end}}") || strings.Contains(tmpl, "/usr/bin/tokenagentd --config") {
 		t.Fatalf("template's ExecStart was not replaced:\n%s", tmpl)
 	}
 	for _, line := range strings.Split(string(packaged), "\n") {

@@ -12,7 +12,7 @@ ls dist/tokenagent-*.rpm >/dev/null || fail "no .rpm built"
 
 contents=$(dpkg-deb --contents "$deb")
 echo "$contents"
-for path in ./usr/bin/tokenagent ./lib/systemd/system/tokenagent.service ./etc/tokenagent/agent.toml \
+for path in ./usr/bin/tokenagentd ./usr/bin/tokenagent ./lib/systemd/system/tokenagent.service ./etc/tokenagent/agent.toml \
             ./usr/share/doc/tokenagent/agent.toml.example ./usr/lib/sysusers.d/tokenagent.conf; do
   grep -q " $path\$" <<<"$contents" || fail "$deb lacks $path"
 done
@@ -20,9 +20,10 @@ done
 dpkg -i "$deb"
 getent passwd tokenagent >/dev/null || fail "postinstall did not create the tokenagent user"
 [ "$(stat -c %a /etc/tokenagent/store.key)" = 600 ] || fail "store key is not mode 0600"
-out=$(tokenagent check-config /etc/tokenagent/agent.toml)
+out=$(tokenagentd check-config /etc/tokenagent/agent.toml)
 echo "$out"
 grep -q "ok, 0 profile(s)" <<<"$out" || fail "check-config of the packaged config: $out"
 systemd-analyze verify /lib/systemd/system/tokenagent.service || fail "systemd-analyze verify"
-tokenagent version | grep -q "0.0.0~ci" || fail "installed binary has the wrong version"
+tokenagentd version | grep -q "0.0.0~ci" || fail "installed daemon has the wrong version"
+tokenagent version | grep -q "0.0.0~ci" || fail "installed CLI has the wrong version"
 echo "PASS: .deb builds, installs, and its config and unit check out"

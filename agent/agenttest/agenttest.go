@@ -1,37 +1,58 @@
 // Package agenttest runs a complete agent for tests and benchmarks: an
-// in-process identity provider (idptest), the engine, and the socket
-// server on a socket in a fresh temporary directory. Nothing is mocked.
+// in-process identity provider (idptest) and the daemon — the same wiring
+// tokenagentd runs — on a socket in a fresh temporary directory. Nothing
+// is mocked.
 package agenttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
-	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/localapi"
 )
 
 // Running is a started agent.
 type Running struct {
 	IdP    *idptest.Server
+	Daemon *daemon.Daemon
 	Agent  *agent.Agent
 	Socket string
 	// Dir holds the socket; every user may traverse it, so that child
 	// processes of other uids can reach a socket with a permissive mode.
 	Dir string
 
-	server *ipc.Server
+	stop context.CancelFunc
+	done chan error
+}
+
+// Options adjust Start; the zero value is fine.
+type Options struct {
+	// Log receives the daemon's log; nil discards it.
+	Log io.Writer
+	// Observe and ReadHeaderTimeout are passed to the daemon.
+	Observe           func(localapi.RequestEvent)
+	ReadHeaderTimeout time.Duration
 }
 
 // Start runs an agent for config, a TOML document in which IDP stands for
 // the in-process IdP's token URL. The IdP has no clients yet: add them
 // before the first request. It uses store = "memory" unless the config
 // names a store.
-func Start(config string) (*Running, error) {
+func Start(config string) (*Running, error) { return StartWith(config, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(config string, opts Options) (*Running, error) {
 	r := &Running{IdP: idptest.New()}
 	ok := false
 	defer func() {
@@ -48,31 +69,59 @@ func Start(config string) (*Running, error) {
 	if !strings.Contains(config, "store =") {
 		config = "store = \"memory\"\n" + config
 	}
-	cfg, err := agent.ParseConfig([]byte(config), filepath.Join(r.Dir, "agent.toml"))
+	path := filepath.Join(r.Dir, "agent.toml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	cfg, err := agent.LoadConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	if r.Agent, err = agent.New(cfg, agent.Options{}); err != nil {
-		return nil, err
+	log := zerolog.Nop()
+	if opts.Log != nil {
+		log = zerolog.New(opts.Log).With().Timestamp().Logger()
 	}
 	r.Socket = filepath.Join(r.Dir, "run", "agent.sock")
-	ln, err := cfg.Listen(r.Socket)
+	r.Daemon, err = daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Socket: r.Socket, Logger: &log, NoSignals: true,
+		Observe: opts.Observe, ReadHeaderTimeout: opts.ReadHeaderTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("agenttest: %w", err)
+		return nil, err
 	}
-	r.server = ipc.NewServer(ipc.ServerConfig{Backend: r.Agent.Backend(), AgentUID: ipc.AgentUID()})
-	go r.server.Serve(ln)
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop, r.done = stop, make(chan error, 1)
+	go func() { r.done <- r.Daemon.Run(ctx) }()
+	select {
+	case <-r.Daemon.Ready():
+	case err := <-r.done:
+		r.done <- err
+	}
+	if r.Agent = r.Daemon.Agent(); r.Agent == nil {
+		return nil, fmt.Errorf("agenttest: %w", r.wait())
+	}
 	ok = true
 	return r, nil
 }
 
+// wait stops the daemon and returns what Run returned.
+func (r *Running) wait() error {
+	if r.stop == nil {
+		return nil
+	}
+	r.stop()
+	err := <-r.done
+	r.done <- err // Close may wait again
+	if err == nil {
+		return errors.New("daemon stopped")
+	}
+	return err
+}
+
 // Close stops everything and removes the directory.
 func (r *Running) Close() {
-	if r.server != nil {
-		r.server.Shutdown(context.Background())
-	}
-	if r.Agent != nil {
-		r.Agent.Close()
+	if r.stop != nil {
+		r.stop()
+		<-r.done
+		r.stop = nil
 	}
 	r.IdP.Close()
 	if r.Dir != "" {

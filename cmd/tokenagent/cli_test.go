@@ -70,11 +70,7 @@ client_secret = "not-the-secret"
 	cliIdP, cliDir, cliSocket = running.IdP, running.Dir, running.Socket
 	cliIdP.AddClient(idptest.Client{ID: "c", Secret: "cli-secret", Method: "client_secret_basic"})
 	os.Setenv(ipc.EnvSocket, cliSocket)
-	code := m.Run()
-	if interopStop != nil {
-		interopStop()
-	}
-	return code, nil
+	return m.Run(), nil
 }
 
 // cli runs the command in-process and returns stdout, stderr and the exit code.
@@ -229,7 +225,7 @@ func TestInspectOpaque(t *testing.T) {
 }
 
 // buildBinary builds the real tokenagent once, for tests that need a
-// separate process (signals).
+// separate process (exec, signals).
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	if cliBinary != "" {
@@ -287,4 +283,36 @@ func TestExec(t *testing.T) {
 			t.Errorf("exec with the agent down = %v, want exit %d", err, exitUnreachable)
 		}
 	})
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     string
+		stderrWant string
+	}{
+		{"no command", nil, exitUsage, "", "no command"},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
+		{"daemon command", []string{"run"}, exitUsage, "", "use `tokenagentd run`"},
+		{"daemon check-config", []string{"check-config", "x.toml"}, exitUsage, "", "use `tokenagentd check-config`"},
+		{"version", []string{"version"}, exitOK, "tokenagent ", ""},
+		{"--version", []string{"--version"}, exitOK, "tokenagent ", ""},
+		{"help", []string{"help"}, exitOK, "usage: tokenagent", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := cli(tt.args...)
+			if code != tt.code {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.code, stderr)
+			}
+			if !strings.Contains(stdout, tt.stdout) {
+				t.Errorf("stdout = %q, want it to contain %q", stdout, tt.stdout)
+			}
+			if !strings.Contains(stderr, tt.stderrWant) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr, tt.stderrWant)
+			}
+		})
+	}
 }

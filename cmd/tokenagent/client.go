@@ -40,14 +40,14 @@ func (e *exitError) Unwrap() error { return e.err }
 // clientExit maps clientlib errors to exit codes with a message that says
 // what to do.
 func clientExit(err error) error {
-	var ie *clientlib.IdPError
+	var e *clientlib.Error
 	switch {
-	case errors.Is(err, clientlib.ErrAgentUnavailable):
+	case errors.Is(err, clientlib.ErrAgentUnavailable), errors.Is(err, clientlib.ErrShuttingDown):
 		return &exitError{exitUnreachable, err}
 	case errors.Is(err, clientlib.ErrUnknownProfile), errors.Is(err, clientlib.ErrForbidden):
 		return &exitError{exitDenied, err}
-	case errors.As(err, &ie):
-		return &exitError{exitIdP, fmt.Errorf("identity provider error %s: %s", ie.Code, ie.Description)}
+	case (errors.Is(err, clientlib.ErrIdPRefused) || errors.Is(err, clientlib.ErrIdPUnavailable)) && errors.As(err, &e):
+		return &exitError{exitIdP, fmt.Errorf("identity provider error %s: %s", e.WireCode(), e.Description)}
 	}
 	return err
 }
@@ -112,6 +112,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{fmt.Sprintf("token: --env %q is not a shell variable name", *envVar)}
 	}
 	c := &clientlib.Client{Socket: *socket}
+	defer c.Close()
 	tok, err := c.Token(ctx, profile, clientlib.WithMinValid(*minValid))
 	if err != nil {
 		return clientExit(err)
@@ -147,6 +148,7 @@ func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	c := &clientlib.Client{Socket: *socket}
+	defer c.Close()
 	cur, err := c.Token(ctx, profile)
 	if err != nil {
 		return clientExit(err)
@@ -171,6 +173,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{"status takes no arguments"}
 	}
 	c := &clientlib.Client{Socket: *socket}
+	defer c.Close()
 	profiles, err := c.Profiles(ctx)
 	if err != nil {
 		return clientExit(err)
@@ -178,7 +181,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(ipc.ProfilesResponse{Profiles: profiles})
+		return enc.Encode(struct {
+			Profiles []clientlib.ProfileStatus `json:"profiles"`
+		}{profiles})
 	}
 	sort.Slice(profiles, func(i, j int) bool { return profiles[i].Name < profiles[j].Name })
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -218,6 +223,7 @@ func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	c := &clientlib.Client{Socket: *socket}
+	defer c.Close()
 	tok, err := c.Token(ctx, profile)
 	if err != nil {
 		return clientExit(err)
@@ -302,10 +308,12 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{fmt.Sprintf("exec: --env %q is not a variable name", *envVar)}
 	}
 	c := &clientlib.Client{Socket: *socket}
+	defer c.Close()
 	tok, err := c.Token(ctx, profile, clientlib.WithMinValid(*minValid))
 	if err != nil {
 		return clientExit(err)
 	}
+	c.Close() // the command may run for hours: keep no connection open
 	cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
 	cmd.Env = append(os.Environ(), *envVar+"="+tok.AccessToken)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr

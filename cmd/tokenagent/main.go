@@ -1,5 +1,8 @@
-// Command tokenagent is the token agent: the daemon (run), and the tools
-// operators use beside it (check-config, version).
+// Command tokenagent is the token agent's client: it asks the local agent
+// (tokenagentd) for tokens over its socket and prints them, runs commands
+// with them, and shows what the agent holds. It is deliberately small — it
+// links clientlib and the ipc wire package, nothing of the daemon — so
+// that a script calling it many times pays little for each start.
 package main
 
 import (
@@ -9,8 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
+	"runtime/debug"
 )
 
 // Exit codes (see DESIGN.md, Command line).
@@ -26,16 +28,9 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func main() {
-	args := os.Args[1:]
-	ctx := context.Background()
-	// exec forwards signals to its command itself; everywhere else
-	// SIGINT/SIGTERM cancel the context (the daemon drains and exits).
-	if len(args) == 0 || args[0] != "exec" {
-		var stop context.CancelFunc
-		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-	}
-	code := exitCode(run(ctx, args, os.Stdout, os.Stderr), os.Stderr)
+	// exec forwards signals to its command; the other commands are short
+	// and end with the default signal behaviour.
+	code := exitCode(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
 	os.Exit(code)
 }
 
@@ -64,7 +59,6 @@ func exitCode(err error, stderr io.Writer) int {
 const usage = `usage: tokenagent COMMAND [flags]
 
 commands:
-  run [--config FILE] [--socket PATH] [--dev]    run the agent in the foreground
   token PROFILE [--min-valid D] [--format plain|json|header|env|curl] [--env VAR]
                                                  print a token
   exec PROFILE [--env VAR] [--min-valid D] -- CMD [ARG...]
@@ -72,14 +66,13 @@ commands:
   refresh PROFILE                                make the agent fetch a new token
   status [--json]                                the profiles you may use and their state
   inspect PROFILE                                decode the token's JWT header and claims
-  check-config [FILE]                            validate a configuration, secrets and keys included
-  service install|uninstall|start|stop|restart|status [--config FILE] [--user]
-                                                 manage the systemd/launchd/Windows service
   version                                        print the version
 
 Client commands take --socket PATH (default: $TOKENAGENT_SOCKET, then the
 default socket). Exit codes: 0 ok, 1 error, 2 usage, 3 agent not reachable,
 4 forbidden or unknown profile, 5 identity provider error.
+
+The agent itself is tokenagentd (run, check-config, service).
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,8 +81,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{"no command given"}
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
-	case "run":
-		return cmdRun(ctx, rest, stderr)
 	case "token":
 		return cmdToken(ctx, rest, stdout, stderr)
 	case "exec":
@@ -100,11 +91,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdStatus(ctx, rest, stdout, stderr)
 	case "inspect":
 		return cmdInspect(ctx, rest, stdout, stderr)
-	case "check-config":
-		return cmdCheckConfig(rest, stdout, stderr)
-	case "service":
-		return cmdService(rest, stdout, stderr)
-	case "version":
+	case "run", "check-config", "service":
+		return usageError{fmt.Sprintf("%q is the daemon's: use `tokenagentd %s`", cmd, cmd)}
+	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
 	case "help", "-h", "--help":
@@ -132,4 +121,18 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return usageError{err.Error()}
 	}
 	return nil
+}
+
+// version is set at build time: -ldflags "-X main.version=1.2.3".
+var version = ""
+
+func versionString() string {
+	v := version
+	if v == "" {
+		v = "(devel)"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+	}
+	return "tokenagent " + v
 }

@@ -20,7 +20,7 @@ import (
 const serviceName = "tokenagent"
 
 // controlOnly satisfies service.Interface for control actions; the
-// service itself runs `tokenagent run`.
+// service itself runs `tokenagentd`.
 type controlOnly struct{}
 
 func (controlOnly) Start(service.Service) error { return nil }
@@ -30,7 +30,7 @@ func cmdService(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("service", stderr)
 	configPath := fs.String("config", "", "configuration `file` the service runs with (default: "+agent.DefaultConfigPath()+")")
 	userService := fs.Bool("user", false, "a per-user service (systemd --user, launchd agent) instead of a system one")
-	action, err := oneArg(fs, args, "usage: tokenagent service install|uninstall|start|stop|restart|status [--config FILE] [--user]")
+	action, err := oneArg(fs, args, "usage: tokenagentd service install|uninstall|start|stop|restart|status [--config FILE] [--user]")
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func cmdService(args []string, stdout, stderr io.Writer) error {
 		if err := svc.Install(); err != nil {
 			return fmt.Errorf("service install (%s): %w", service.Platform(), err)
 		}
-		fmt.Fprintf(stdout, "%s: installed (%s), running `tokenagent run --config %s`; start it with: tokenagent service start\n", serviceName, service.Platform(), cfgFile)
+		fmt.Fprintf(stdout, "%s: installed (%s), running `tokenagentd --config %s`; start it with: tokenagentd service start\n", serviceName, service.Platform(), cfgFile)
 		return nil
 	case "uninstall", "start", "stop", "restart":
 		if err := service.Control(svc, action); err != nil {
@@ -86,7 +86,7 @@ func notInstalledSysV() bool {
 	return errors.Is(err, os.ErrNotExist)
 }
 
-// newService describes the service: `tokenagent run --config FILE`, as
+// newService describes the service: `tokenagentd --config FILE`, as
 // the dedicated user tokenagent where it exists, with the packaged
 // hardened unit on systemd.
 func newService(cfgFile string, userService bool) (service.Service, error) {
@@ -99,7 +99,7 @@ func newService(cfgFile string, userService bool) (service.Service, error) {
 		DisplayName: "tokenagent",
 		Description: "Shares OAuth 2.0 client-credentials tokens with local processes over a Unix socket.",
 		Executable:  exe,
-		Arguments:   []string{"run", "--config", cfgFile},
+		Arguments:   []string{"--config", cfgFile},
 		Option:      service.KeyValue{"UserService": userService},
 	}
 	if !userService && runtime.GOOS == "linux" {

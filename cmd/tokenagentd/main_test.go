@@ -4,13 +4,77 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"github.com/tokenagent/tokenagent/ipc"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/tokenagent/tokenagent/ipc"
 )
+
+// testDir is world-traversable: sockets and built binaries that child
+// processes (some under another uid) must reach.
+var testDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tokenagentd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Chmod(dir, 0o755)
+	testDir = dir
+	code := m.Run()
+	if interopStop != nil {
+		interopStop()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cli runs tokenagentd's command line in process and returns stdout,
+// stderr and the exit code.
+func cli(args ...string) (string, string, int) {
+	var stdout, stderr bytes.Buffer
+	code := exitCode(run(context.Background(), args, &stdout, &stderr), &stderr)
+	return stdout.String(), stderr.String(), code
+}
+
+var builds sync.Map // package dir → *buildResult
+
+type buildResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildBinary builds the daemon once per test run, for tests that need a
+// separate process (signals, other uids).
+func buildBinary(t *testing.T) string { return build(t, ".", "tokenagentd") }
+
+// buildCLI builds the client, tokenagent, once per test run.
+func buildCLI(t *testing.T) string { return build(t, "../tokenagent", "tokenagent") }
+
+func build(t *testing.T, pkg, name string) string {
+	t.Helper()
+	v, _ := builds.LoadOrStore(pkg, &buildResult{})
+	b := v.(*buildResult)
+	b.once.Do(func() {
+		b.path = filepath.Join(testDir, name)
+		out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
 
 func TestRunDevServesDemoToken(t *testing.T) {
 	t.Setenv(ipc.EnvSocket, "") // --dev picks a socket of its own
@@ -19,7 +83,7 @@ func TestRunDevServesDemoToken(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"run", "--dev"}, io.Discard, pw)
+		done <- run(ctx, []string{"--dev"}, io.Discard, pw)
 		pw.Close()
 	}()
 	sc := bufio.NewScanner(pr)
@@ -59,10 +123,14 @@ func TestExitCodes(t *testing.T) {
 		stdout     string
 		stderrWant string
 	}{
-		{"no command", nil, exitUsage, "", "no command"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
-		{"bad flag", []string{"run", "--nope"}, exitUsage, "", "-nope"},
-		{"version", []string{"version"}, exitOK, "tokenagent ", ""},
+		{"client command", []string{"token", "p"}, exitUsage, "", "use `tokenagent token`"},
+		{"bad flag", []string{"--nope"}, exitUsage, "", "-nope"},
+		{"bad flag after run", []string{"run", "--nope"}, exitUsage, "", "-nope"},
+		{"arguments", []string{"--config", good, "extra"}, exitUsage, "", "unexpected arguments"},
+		{"dev and config", []string{"--dev", "--config", good}, exitUsage, "", "exclusive"},
+		{"version", []string{"version"}, exitOK, "tokenagentd ", ""},
+		{"help", []string{"help"}, exitOK, "usage: tokenagentd", ""},
 		{"check-config ok", []string{"check-config", good}, exitOK, "ok, 1 profile(s): p", ""},
 		{"check-config unknown key", []string{"check-config", bad}, exitFailure, "", "bad.toml:3: unknown key \"clientid\""},
 		{"check-config missing file", []string{"check-config", filepath.Join(dir, "nope.toml")}, exitFailure, "", "nope.toml"},

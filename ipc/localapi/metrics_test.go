@@ -1,4 +1,4 @@
-package ipc_test
+package localapi_test
 
 import (
 	"net/http"
@@ -8,14 +8,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // TestMetricsParseAndCount: /metrics is valid Prometheus text and its
 // counters match the requests made.
 func TestMetricsParseAndCount(t *testing.T) {
-	e := start(t, "", profileP, ipc.ServerConfig{})
+	e := start(t, "", profileP, serverOptions{})
 	for range 3 {
 		if status, _ := e.get("/v1/tokens/p", nil); status != 200 {
 			t.Fatal("token request failed")

@@ -23,8 +23,8 @@ import (
 	"github.com/tokenagent/tokenagent/store"
 )
 
-// daemon is a real `tokenagent run` process.
-type daemon struct {
+// agentProc is a real tokenagentd process.
+type agentProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	socket string
@@ -34,13 +34,13 @@ type daemon struct {
 	done   chan struct{}
 }
 
-func startDaemon(t *testing.T, config string, env ...string) *daemon {
+func startDaemon(t *testing.T, config string, env ...string) *agentProc {
 	t.Helper()
 	bin := buildBinary(t)
 	dir := filepath.Dir(config)
-	d := &daemon{t: t, socket: filepath.Join(dir, "agent.sock"), done: make(chan struct{})}
+	d := &agentProc{t: t, socket: filepath.Join(dir, "agent.sock"), done: make(chan struct{})}
 	d.cond = sync.NewCond(&d.mu)
-	d.cmd = exec.Command(bin, "run", "--config", config, "--socket", d.socket)
+	d.cmd = exec.Command(bin, "--config", config, "--socket", d.socket)
 	d.cmd.Env = append(os.Environ(), env...)
 	stderr, _ := d.cmd.StderrPipe()
 	if err := d.cmd.Start(); err != nil {
@@ -69,7 +69,7 @@ func startDaemon(t *testing.T, config string, env ...string) *daemon {
 
 // waitLog blocks until a log line contains s (counting from the first
 // line), or fails if the process ends first.
-func (d *daemon) waitLog(s string) string {
+func (d *agentProc) waitLog(s string) string {
 	d.t.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -88,7 +88,7 @@ func (d *daemon) waitLog(s string) string {
 	}
 }
 
-func (d *daemon) logCount(s string) int {
+func (d *agentProc) logCount(s string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0

@@ -1,4 +1,4 @@
-package ipc
+package localapi
 
 import (
 	"errors"
@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // ListenConfig says how to create the socket.
@@ -42,18 +45,18 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("ipc: listen on %s: %w", path, err)
+		return nil, fmt.Errorf("localapi: listen on %s: %w", path, err)
 	}
 	// Between bind and chmod the socket has umask-derived bits; nothing is
 	// exposed meanwhile because every request's credentials are checked.
 	if err := os.Chmod(path, cfg.Mode); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("ipc: chmod %s: %w", path, err)
+		return nil, fmt.Errorf("localapi: chmod %s: %w", path, err)
 	}
 	if cfg.GID >= 0 {
 		if err := os.Lchown(path, -1, cfg.GID); err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("ipc: chgrp %s to gid %d: %w", path, cfg.GID, err)
+			return nil, fmt.Errorf("localapi: chgrp %s to gid %d: %w", path, cfg.GID, err)
 		}
 	}
 	return &listener{Listener: ln, slots: make(chan struct{}, cfg.MaxConnections)}, nil
@@ -75,21 +78,21 @@ func prepareDir(dir string, cfg ListenConfig) error {
 		return nil
 	}
 	if err := os.MkdirAll(dir, mode); err != nil {
-		return fmt.Errorf("ipc: socket directory %s: %w", dir, err)
+		return fmt.Errorf("localapi: socket directory %s: %w", dir, err)
 	}
 	if err := os.Chmod(dir, mode); err != nil {
-		return fmt.Errorf("ipc: chmod %s: %w", dir, err)
+		return fmt.Errorf("localapi: chmod %s: %w", dir, err)
 	}
 	if cfg.GID >= 0 && mode&0o070 != 0 {
 		if err := os.Lchown(dir, -1, cfg.GID); err != nil {
-			return fmt.Errorf("ipc: chgrp %s: %w", dir, err)
+			return fmt.Errorf("localapi: chgrp %s: %w", dir, err)
 		}
 	}
 	return nil
 }
 
 // ErrInUse: another process is serving on the socket.
-var ErrInUse = errors.New("ipc: socket in use")
+var ErrInUse = errors.New("localapi: socket in use")
 
 func removeStale(path string) error {
 	fi, err := os.Lstat(path)
@@ -97,10 +100,10 @@ func removeStale(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("ipc: %s: %w", path, err)
+		return fmt.Errorf("localapi: %s: %w", path, err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("ipc: %s exists and is not a socket; remove it or choose another socket path", path)
+		return fmt.Errorf("localapi: %s exists and is not a socket; remove it or choose another socket path", path)
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
@@ -108,10 +111,10 @@ func removeStale(path string) error {
 		return fmt.Errorf("%w: another agent is serving on %s; stop it (or use --socket to pick another path)", ErrInUse, path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("ipc: %s exists and cannot be probed (%v); remove it if no agent is running", path, err)
+		return fmt.Errorf("localapi: %s exists and cannot be probed (%v); remove it if no agent is running", path, err)
 	}
 	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("ipc: remove stale socket %s: %w", path, err)
+		return fmt.Errorf("localapi: remove stale socket %s: %w", path, err)
 	}
 	return nil
 }
@@ -119,7 +122,8 @@ func removeStale(path string) error {
 // listener caps connections and reads peer credentials at accept.
 type listener struct {
 	net.Listener
-	slots chan struct{}
+	slots    chan struct{}
+	accepted atomic.Uint64
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -130,7 +134,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		select {
 		case l.slots <- struct{}{}:
-			pc := &peerConn{Conn: c, release: func() { <-l.slots }}
+			pc := &peerConn{Conn: c, id: l.accepted.Add(1), release: func() { <-l.slots }}
 			pc.caller, pc.credErr = readCaller(c)
 			return pc, nil
 		default:
@@ -142,7 +146,7 @@ func (l *listener) Accept() (net.Conn, error) {
 // overloaded is the whole answer to a connection beyond the cap, made on
 // first use rather than at every program start.
 var overloaded = sync.OnceValue(func() []byte {
-	body := `{"error":"` + CodeOverloaded + `","error_description":"the agent is at its connection cap; retry shortly"}`
+	body := `{"error":"` + ipc.CodeOverloaded + `","error_description":"the agent is at its connection cap; retry shortly"}`
 	return []byte(fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"+
 		"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
 })
@@ -156,7 +160,8 @@ func refuseOverloaded(c net.Conn) {
 // peerConn is an accepted connection with its peer's credentials.
 type peerConn struct {
 	net.Conn
-	caller  Caller
+	id      uint64 // 1 for the listener's first connection, and so on
+	caller  ipc.Caller
 	credErr error
 	once    sync.Once
 	release func()

@@ -1,18 +1,20 @@
-package ipc
+package localapi
 
 import (
 	"fmt"
+
+	"github.com/tokenagent/tokenagent/ipc"
 
 	"golang.org/x/sys/unix"
 )
 
 // peerCredentials reads LOCAL_PEERCRED (uid and groups) and LOCAL_PEERPID.
-func peerCredentials(fd int) (Caller, error) {
+func peerCredentials(fd int) (ipc.Caller, error) {
 	xu, err := unix.GetsockoptXucred(fd, unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
 	if err != nil {
-		return Caller{}, fmt.Errorf("LOCAL_PEERCRED: %w", err)
+		return ipc.Caller{}, fmt.Errorf("LOCAL_PEERCRED: %w", err)
 	}
-	c := Caller{UID: xu.Uid}
+	c := ipc.Caller{UID: xu.Uid}
 	if xu.Ngroups > 0 {
 		c.GID = xu.Groups[0]
 		c.Groups = append([]uint32(nil), xu.Groups[1:xu.Ngroups]...)

@@ -22,7 +22,7 @@ func versionString() string {
 			v = bi.Main.Version
 		}
 	}
-	return "tokenagent " + v
+	return "tokenagentd " + v
 }
 
 // loadConfig reads path; with no path, the default file if it exists,
@@ -36,7 +36,7 @@ func loadConfig(path string) (*agent.Config, error) {
 		if !explicit && agent.HasZeebeEnv(os.Getenv) {
 			return agent.ConfigFromEnv(os.Getenv)
 		}
-		return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), set the ZEEBE_* variables, or try `tokenagent run --dev`", path)
+		return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), set the ZEEBE_* variables, or try `tokenagentd --dev`", path)
 	}
 	return agent.LoadConfig(path)
 }
@@ -49,7 +49,11 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 1 {
 		return usageError{"check-config takes at most one FILE"}
 	}
-	cfg, err := loadConfig(fs.Arg(0))
+	path, err := absPath(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
 	}

@@ -102,7 +102,7 @@ func startOIDC(node string) (*oidcServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.keystore = filepath.Join(cliDir, "keystore.p12")
+	s.keystore = filepath.Join(testDir, "keystore.p12")
 	if err := os.WriteFile(s.keystore, p12, 0o600); err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func startOIDC(node string) (*oidcServer, error) {
 		client("zeebe-worker", "private_key_jwt", map[string]any{"jwks": map[string]any{"keys": []any{rsaJWK(&ksKey.PublicKey)}}}),
 	}
 	data, _ := json.Marshal(clients)
-	clientsFile := filepath.Join(cliDir, "clients.json")
+	clientsFile := filepath.Join(testDir, "clients.json")
 	if err := os.WriteFile(clientsFile, data, 0o600); err != nil {
 		return nil, err
 	}
@@ -214,7 +214,7 @@ func getJSON(t *testing.T, url string, v any) {
 // tokenViaCLI runs the real `tokenagent token` as its own process.
 func tokenViaCLI(t *testing.T, socket, profile string) string {
 	t.Helper()
-	out, err := exec.Command(buildBinary(t), "token", profile, "--socket", socket).Output()
+	out, err := exec.Command(buildCLI(t), "token", profile, "--socket", socket).Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -262,7 +262,7 @@ func TestInteropColdBurstIsOneRequest(t *testing.T) {
 	writeConfig(t, filepath.Join(dir, "agent.toml"), fmt.Sprintf("store = \"memory\"\n[profiles.cold]\ntoken_url = %q\nclient_id = \"basic-client\"\nclient_secret = %q\nscopes = [\"api:write\"]\n",
 		s.Issuer+"/token", interopSecret))
 	d := startDaemon(t, filepath.Join(dir, "agent.toml"))
-	bin := buildBinary(t)
+	bin := buildCLI(t)
 	before := s.tokenRequests(t)
 	const processes = 200
 	tokens := make([]string, processes)
@@ -294,11 +294,11 @@ func TestInteropZeebeEnvironment(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the agent as another user")
 	}
-	home := filepath.Join(cliDir, "zeebe-home")
+	home := filepath.Join(testDir, "zeebe-home")
 	os.MkdirAll(home, 0o700)
 	os.Chown(home, 65534, 65534)
 	socket := filepath.Join(home, "agent.sock")
-	cmd := exec.Command(buildBinary(t), "run", "--socket", socket)
+	cmd := exec.Command(buildBinary(t), "--socket", socket)
 	cmd.Env = []string{
 		"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, "config"), "XDG_STATE_HOME=" + filepath.Join(home, "state"),
 		"ZEEBE_CLIENT_ID=zeebe-worker",

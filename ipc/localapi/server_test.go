@@ -1,4 +1,4 @@
-package ipc_test
+package localapi_test
 
 import (
 	"bufio"
@@ -20,9 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/localapi"
 )
 
 // TestMain doubles as the client run as another user (see runAs).
@@ -81,47 +82,41 @@ type env struct {
 	sock string
 
 	mu     sync.Mutex
-	events []ipc.RequestEvent
+	events []localapi.RequestEvent
 }
 
-func (e *env) observed() []ipc.RequestEvent {
+func (e *env) observed() []localapi.RequestEvent {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]ipc.RequestEvent(nil), e.events...)
+	return append([]localapi.RequestEvent(nil), e.events...)
 }
 
-// start runs an agent with the given profiles (TOML after the header
-// lines) on a fresh socket in a temp dir, served by a real ipc.Server.
-func start(t *testing.T, top, profiles string, sc ipc.ServerConfig) *env {
+// serverOptions are the server settings a test may change.
+type serverOptions struct {
+	ReadHeaderTimeout time.Duration
+}
+
+// start runs a real agent (agenttest: the daemon's own wiring) with the
+// given profiles (TOML after the header lines) on a fresh socket, and
+// records the server's request events.
+func start(t *testing.T, top, profiles string, so serverOptions) *env {
 	t.Helper()
-	srv := idptest.New()
-	t.Cleanup(srv.Close)
-	srv.AddClient(idptest.Client{ID: "c", Secret: secret, Method: "client_secret_basic"})
-	e := &env{t: t, idp: srv, sock: filepath.Join(worldDir(t), "run", "agent.sock")}
-	toml := strings.ReplaceAll(fmt.Sprintf("store = \"memory\"\n%s\n%s", top, profiles), "IDP", srv.TokenURL)
-	toml = strings.ReplaceAll(toml, "SECRET", secret)
-	cfg, err := agent.ParseConfig([]byte(toml), "test.toml")
+	e := &env{t: t}
+	toml := strings.ReplaceAll(fmt.Sprintf("%s\n%s", top, profiles), "SECRET", secret)
+	r, err := agenttest.StartWith(toml, agenttest.Options{
+		ReadHeaderTimeout: so.ReadHeaderTimeout,
+		Observe: func(ev localapi.RequestEvent) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.events = append(e.events, ev)
+		},
+	})
 	if err != nil {
-		t.Fatalf("ParseConfig: %v", err)
+		t.Fatalf("agenttest.Start: %v", err)
 	}
-	a, err := agent.New(cfg, agent.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	ln, err := cfg.Listen(e.sock)
-	if err != nil {
-		t.Fatalf("Listen: %v", err)
-	}
-	sc.Backend = a.Backend()
-	sc.Observe = func(ev ipc.RequestEvent) {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		e.events = append(e.events, ev)
-	}
-	server := ipc.NewServer(sc)
-	go server.Serve(ln)
-	t.Cleanup(func() { server.Shutdown(context.Background()) })
+	t.Cleanup(r.Close)
+	r.IdP.AddClient(idptest.Client{ID: "c", Secret: secret, Method: "client_secret_basic"})
+	e.idp, e.sock = r.IdP, r.Socket
 	return e
 }
 
@@ -175,7 +170,7 @@ client_secret = "SECRET"
 `
 
 func TestTokenOverSocket(t *testing.T) {
-	e := start(t, "", profileP, ipc.ServerConfig{})
+	e := start(t, "", profileP, serverOptions{})
 	status, body := e.get("/v1/tokens/p", nil)
 	var tok ipc.TokenResponse
 	if status != 200 || json.Unmarshal([]byte(body), &tok) != nil {
@@ -245,7 +240,7 @@ client_id = "c"
 client_secret = "SECRET"
 scopes = ["x"]
 allow_gids = [65534]
-`, ipc.ServerConfig{})
+`, serverOptions{})
 	// Warm p so there is a token that must not leak.
 	_, body := e.get("/v1/tokens/p", nil)
 	var held ipc.TokenResponse
@@ -275,7 +270,7 @@ allow_gids = [65534]
 	if status != 200 || strings.Join(names, ",") != "for-nobody,for-nogroup" {
 		t.Errorf("uid 65534 sees profiles %v, want only for-nobody and for-nogroup", names)
 	}
-	var denial *ipc.RequestEvent
+	var denial *localapi.RequestEvent
 	for _, ev := range e.observed() {
 		if ev.Status == http.StatusForbidden && ev.Profile == "p" {
 			denial = &ev
@@ -299,7 +294,7 @@ func TestSocketModeAndGroupWhateverTheUmask(t *testing.T) {
 		t.Run(fmt.Sprintf("umask %04o", umask), func(t *testing.T) {
 			old := syscall.Umask(umask)
 			defer syscall.Umask(old)
-			e := start(t, `socket_mode = "0660"`+"\nsocket_group = \"daemon\"", profileP, ipc.ServerConfig{})
+			e := start(t, `socket_mode = "0660"`+"\nsocket_group = \"daemon\"", profileP, serverOptions{})
 			fi, err := os.Stat(e.sock)
 			if err != nil {
 				t.Fatal(err)
@@ -317,9 +312,9 @@ func TestSocketModeAndGroupWhateverTheUmask(t *testing.T) {
 }
 
 func TestSecondAgentAndStaleSocket(t *testing.T) {
-	e := start(t, "", profileP, ipc.ServerConfig{})
-	_, err := ipc.Listen(e.sock, ipc.ListenConfig{Mode: 0o600, GID: -1})
-	if !errors.Is(err, ipc.ErrInUse) || !strings.Contains(err.Error(), e.sock) {
+	e := start(t, "", profileP, serverOptions{})
+	_, err := localapi.Listen(e.sock, localapi.ListenConfig{Mode: 0o600, GID: -1})
+	if !errors.Is(err, localapi.ErrInUse) || !strings.Contains(err.Error(), e.sock) {
 		t.Errorf("second Listen on a live socket = %v, want ErrInUse naming it", err)
 	}
 	if status, _ := e.get("/v1/health", nil); status != 200 {
@@ -333,7 +328,7 @@ func TestSecondAgentAndStaleSocket(t *testing.T) {
 	}
 	ul.SetUnlinkOnClose(false)
 	ul.Close() // a crashed agent leaves this behind
-	ln, err := ipc.Listen(stale, ipc.ListenConfig{Mode: 0o600, GID: -1})
+	ln, err := localapi.Listen(stale, localapi.ListenConfig{Mode: 0o600, GID: -1})
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -341,7 +336,7 @@ func TestSecondAgentAndStaleSocket(t *testing.T) {
 
 	notSocket := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notSocket, []byte("x"), 0o600)
-	if _, err := ipc.Listen(notSocket, ipc.ListenConfig{Mode: 0o600, GID: -1}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := localapi.Listen(notSocket, localapi.ListenConfig{Mode: 0o600, GID: -1}); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Listen over a regular file = %v, want refusal", err)
 	}
 	if data, _ := os.ReadFile(notSocket); string(data) != "x" {
@@ -350,7 +345,7 @@ func TestSecondAgentAndStaleSocket(t *testing.T) {
 }
 
 func TestIdleConnectionsAndSlowHeaders(t *testing.T) {
-	e := start(t, "", profileP, ipc.ServerConfig{ReadHeaderTimeout: 300 * time.Millisecond})
+	e := start(t, "", profileP, serverOptions{ReadHeaderTimeout: 300 * time.Millisecond})
 	var idle []net.Conn
 	for range 1000 {
 		c, err := net.Dial("unix", e.sock)
@@ -386,7 +381,7 @@ func TestIdleConnectionsAndSlowHeaders(t *testing.T) {
 }
 
 func TestConnectionCap(t *testing.T) {
-	e := start(t, "max_connections = 20", profileP, ipc.ServerConfig{})
+	e := start(t, "max_connections = 20", profileP, serverOptions{})
 	var conns []net.Conn
 	for range 20 {
 		c, err := net.Dial("unix", e.sock)
@@ -429,7 +424,7 @@ client_secret = "SECRET"
 token_url = "`+down+`"
 client_id = "c"
 client_secret = "SECRET"
-`, ipc.ServerConfig{})
+`, serverOptions{})
 	e.idp.SetTTL(60 * time.Second)
 	big := strings.Repeat("x", 20<<10)
 	tests := []struct {

@@ -1,4 +1,10 @@
-package clientlib
+// Package bearer connects a clientlib.Client to Go's HTTP clients: a
+// RoundTripper that sends each request with the agent's token for a
+// profile (and after a 401 reports the token and retries once with a new
+// one), and an oauth2.TokenSource for libraries that take one. It is apart
+// from clientlib so that programs that only want a token do not link
+// net/http.
+package bearer
 
 import (
 	"context"
@@ -6,19 +12,21 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tokenagent/tokenagent/clientlib"
 	"golang.org/x/oauth2"
 )
 
-// TokenSource returns profile as an oauth2.TokenSource, for oauth2.NewClient
-// and libraries that take one. Each Token call may block for up to 30 s.
-func (c *Client) TokenSource(profile string, opts ...TokenOption) oauth2.TokenSource {
+// TokenSource returns c's tokens for profile as an oauth2.TokenSource, for
+// oauth2.NewClient and libraries that take one. Each Token call may block
+// for up to 30 s.
+func TokenSource(c *clientlib.Client, profile string, opts ...clientlib.TokenOption) oauth2.TokenSource {
 	return tokenSource{c, profile, opts}
 }
 
 type tokenSource struct {
-	c       *Client
+	c       *clientlib.Client
 	profile string
-	opts    []TokenOption
+	opts    []clientlib.TokenOption
 }
 
 func (s tokenSource) Token() (*oauth2.Token, error) {
@@ -33,12 +41,12 @@ func (s tokenSource) Token() (*oauth2.Token, error) {
 }
 
 // Transport returns a RoundTripper that sends each request through base
-// (http.DefaultTransport when nil) with "Authorization: Bearer <token>" for
-// profile. When the server answers 401, it reports the token as rejected
+// (http.DefaultTransport when nil) with "Authorization: Bearer <token>",
+// the token being c's for profile. When the server answers 401, it reports the token as rejected
 // and retries once with the new token — only for requests whose body can
 // be sent again (no body, or GetBody set, as http.NewRequest does for
 // in-memory bodies).
-func (c *Client) Transport(profile string, base http.RoundTripper) http.RoundTripper {
+func Transport(c *clientlib.Client, profile string, base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
@@ -46,7 +54,7 @@ func (c *Client) Transport(profile string, base http.RoundTripper) http.RoundTri
 }
 
 type transport struct {
-	c       *Client
+	c       *clientlib.Client
 	profile string
 	base    http.RoundTripper
 }

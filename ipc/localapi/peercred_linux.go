@@ -1,21 +1,23 @@
-package ipc
+package localapi
 
 import (
 	"fmt"
 	"os"
 	"unsafe"
 
+	"github.com/tokenagent/tokenagent/ipc"
+
 	"golang.org/x/sys/unix"
 )
 
 // peerCredentials reads SO_PEERCRED and, where the kernel has it (4.13+),
 // SO_PEERGROUPS.
-func peerCredentials(fd int) (Caller, error) {
+func peerCredentials(fd int) (ipc.Caller, error) {
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
-		return Caller{}, fmt.Errorf("SO_PEERCRED: %w", err)
+		return ipc.Caller{}, fmt.Errorf("SO_PEERCRED: %w", err)
 	}
-	c := Caller{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}
+	c := ipc.Caller{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}
 	c.Groups = peerGroups(fd)
 	return c, nil
 }

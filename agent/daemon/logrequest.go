@@ -1,18 +1,18 @@
-package main
+package daemon
 
 import (
 	"net/http"
 
 	"github.com/rs/zerolog"
 
-	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/localapi"
 )
 
 // logRequests logs one event per socket request: who asked (uid, gid, pid,
 // executable), for what, the outcome and how long it took, and the served
 // token's fingerprint. Denials are warnings, other failures info.
-func logRequests(log zerolog.Logger) func(ipc.RequestEvent) {
-	return func(ev ipc.RequestEvent) {
+func logRequests(log zerolog.Logger) func(localapi.RequestEvent) {
+	return func(ev localapi.RequestEvent) {
 		var e *zerolog.Event
 		switch {
 		case ev.Status == http.StatusForbidden:
@@ -22,7 +22,7 @@ func logRequests(log zerolog.Logger) func(ipc.RequestEvent) {
 		default:
 			e = log.Info()
 		}
-		e = e.Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Caller.Exe).
+		e = e.Uint64("conn", ev.Conn).Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Caller.Exe).
 			Str("method", ev.Method).Str("path", ev.Path).Int("status", ev.Status).Dur("duration", ev.Duration)
 		if ev.Profile != "" {
 			e = e.Str("profile", ev.Profile)

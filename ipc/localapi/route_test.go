@@ -1,9 +1,11 @@
-package ipc
+package localapi
 
 import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 func TestParseRoute(t *testing.T) {
@@ -42,18 +44,6 @@ func TestParseRoute(t *testing.T) {
 	}
 }
 
-func TestValidProfileName(t *testing.T) {
-	for name, want := range map[string]bool{
-		"zeebe": true, "a": true, "A.b_c-9": true, strings.Repeat("x", 64): true,
-		"": false, ".x": false, "-x": false, "_x": false, strings.Repeat("x", 65): false,
-		"a b": false, "a/b": false, "ä": false, "a\x00": false,
-	} {
-		if got := ValidProfileName(name); got != want {
-			t.Errorf("ValidProfileName(%q) = %v, want %v", name, got, want)
-		}
-	}
-}
-
 // FuzzParseRoute: any request line is routed or refused with a status,
 // never a panic, and a routed profile name is always a valid one.
 func FuzzParseRoute(f *testing.F) {
@@ -64,16 +54,16 @@ func FuzzParseRoute(f *testing.F) {
 	f.Fuzz(func(t *testing.T, method, path, query string) {
 		r, err := ParseRoute(method, path, query)
 		if err != nil {
-			re, ok := err.(*routeError)
-			if !ok || re.status < 400 || re.status > 499 || re.code == "" {
+			re, ok := err.(*ipc.Error)
+			if !ok || re.Kind != ipc.ErrBadRequest || statusOf(re) < 400 || statusOf(re) > 499 || re.WireCode() == "" {
 				t.Fatalf("error %#v is not a 4xx route error", err)
 			}
 			return
 		}
-		if (r.Endpoint == EndpointToken || r.Endpoint == EndpointRefresh) && !ValidProfileName(r.Profile) {
+		if (r.Endpoint == EndpointToken || r.Endpoint == EndpointRefresh) && !ipc.ValidProfileName(r.Profile) {
 			t.Fatalf("routed invalid profile name %q", r.Profile)
 		}
-		if r.MinValid < 0 || r.MinValid > MaxMinValid {
+		if r.MinValid < 0 || r.MinValid > ipc.MaxMinValid {
 			t.Fatalf("min_valid %v out of range", r.MinValid)
 		}
 	})

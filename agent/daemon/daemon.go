@@ -1,0 +1,345 @@
+// Package daemon is the agent's wiring: configuration → store → engine →
+// socket server → metrics listener → signals → shutdown, in one type that
+// tokenagentd, the test harness (agent/agenttest) and the bench tool all
+// run. Run is the only way in and cancelling its context the only way
+// out; every server it starts is stopped before it returns, whichever
+// step failed.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/localapi"
+)
+
+// Options say what to run. Config and Socket are required; the zero value
+// of every other field is the production default.
+type Options struct {
+	// Config is the configuration to start with.
+	Config *agent.Config
+	// ConfigPath is the absolute path SIGHUP reloads; "" when the
+	// configuration came from elsewhere (--dev, environment variables).
+	ConfigPath string
+	// Socket is the socket path, already resolved (ipc.SocketPath).
+	Socket string
+	// Logger receives the daemon's and the engine's events; nil means
+	// NewLogger(Config, os.Stderr).
+	Logger *zerolog.Logger
+	// Version goes into the start-up event.
+	Version string
+	// ShutdownGrace bounds the wait for requests in flight when ctx ends;
+	// default 30s.
+	ShutdownGrace time.Duration
+	// NoSignals leaves SIGHUP alone (tests that run several daemons in one
+	// process); Reload still works.
+	NoSignals bool
+	// Observe, if set, sees every answered socket request after it is
+	// logged (audits, tests).
+	Observe func(localapi.RequestEvent)
+	// ReadHeaderTimeout bounds reading a request's headers; default 5s.
+	ReadHeaderTimeout time.Duration
+}
+
+// Daemon is one running agent. Create it with New, run it with Run.
+type Daemon struct {
+	opts Options
+	log  zerolog.Logger
+
+	ready     chan struct{} // closed once serving (or once Run has failed)
+	hup       chan struct{} // Reload requests
+	mu        sync.Mutex
+	cfg       *agent.Config
+	agent     *agent.Agent
+	metricsLn net.Addr
+}
+
+// New checks opts and returns a daemon ready to Run. It starts nothing.
+func New(opts Options) (*Daemon, error) {
+	if opts.Config == nil {
+		return nil, errors.New("daemon: no configuration")
+	}
+	if opts.Socket == "" {
+		return nil, errors.New("daemon: no socket path")
+	}
+	if opts.ConfigPath != "" && !filepath.IsAbs(opts.ConfigPath) {
+		return nil, fmt.Errorf("daemon: configuration path %q is not absolute; resolve it once, at start", opts.ConfigPath)
+	}
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 30 * time.Second
+	}
+	d := &Daemon{opts: opts, cfg: opts.Config, ready: make(chan struct{}), hup: make(chan struct{}, 1)}
+	if opts.Logger != nil {
+		d.log = *opts.Logger
+	} else {
+		d.log = NewLogger(opts.Config, os.Stderr)
+	}
+	return d, nil
+}
+
+// Ready is closed once the daemon serves on its socket, or once Run has
+// returned without getting there.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// Agent is the running engine; nil before Ready.
+func (d *Daemon) Agent() *agent.Agent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.agent
+}
+
+// MetricsAddr is the address metrics_listen is bound to; nil when off or
+// before Ready.
+func (d *Daemon) MetricsAddr() net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.metricsLn
+}
+
+// Socket is the socket path the daemon serves on.
+func (d *Daemon) Socket() string { return d.opts.Socket }
+
+// Reload asks the running daemon to re-read its configuration file, as
+// SIGHUP does.
+func (d *Daemon) Reload() {
+	select {
+	case d.hup <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Run serves until ctx ends, then drains requests in flight (up to
+// ShutdownGrace) and stops everything it started. It returns nil after a
+// clean shutdown, or the error that stopped it.
+func (d *Daemon) Run(ctx context.Context) (err error) {
+	readyOnce := sync.OnceFunc(func() { close(d.ready) })
+	defer readyOnce()
+	cfg := d.opts.Config
+
+	st, err := agent.OpenStore(cfg)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		defer st.Close() // after the engine's Close: no fetch writes any more
+	}
+	a, err := agent.New(cfg, agent.Options{Logger: &d.log, Store: st})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	ln, err := listen(cfg, d.opts.Socket)
+	if err != nil {
+		return err
+	}
+	observe := logRequests(d.log)
+	if extra := d.opts.Observe; extra != nil {
+		logged := observe
+		observe = func(ev localapi.RequestEvent) { logged(ev); extra(ev) }
+	}
+	srv := localapi.New(localapi.Config{Backend: backend{a}, Observe: observe, AgentUID: uint32(os.Geteuid()),
+		ReadHeaderTimeout: d.opts.ReadHeaderTimeout})
+	served := make(chan error, 2)
+	go func() { served <- srv.Serve(ln) }()
+	defer d.shutdown(srv)
+
+	var metricsAddr net.Addr
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("config %s: metrics_listen %s: %w", cfg.Path(), cfg.MetricsListen, err)
+		}
+		msrv := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { served <- msrv.Serve(mln) }()
+		defer msrv.Close()
+		metricsAddr = mln.Addr()
+		d.log.Info().Str("metrics_listen", metricsAddr.String()).Msg("serving /metrics over TCP")
+	}
+
+	d.mu.Lock()
+	d.agent, d.metricsLn = a, metricsAddr
+	d.mu.Unlock()
+	storeDesc := "memory"
+	if st != nil {
+		storeDesc = st.Path()
+	}
+	d.log.Info().Str("config", cfg.Path()).Str("socket", d.opts.Socket).Str("store", storeDesc).
+		Strs("profiles", cfg.ProfileNames()).Str("version", d.opts.Version).Msg("agent started")
+	if err := sdNotify("READY=1"); err != nil {
+		d.log.Warn().Err(err).Msg("cannot notify systemd of readiness")
+	}
+	readyOnce()
+
+	var hup chan os.Signal
+	if !d.opts.NoSignals {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-served:
+			return fmt.Errorf("serving: %w", err)
+		case <-hup:
+			d.reload(a)
+		case <-d.hup:
+			d.reload(a)
+		}
+	}
+}
+
+// shutdown lets requests in flight finish, then closes the socket.
+func (d *Daemon) shutdown(srv *localapi.Server) {
+	sdNotify("STOPPING=1")
+	d.log.Info().Msg("shutting down: finishing requests in flight")
+	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		d.log.Warn().Err(err).Msg("requests still in flight at shutdown were cut off")
+		srv.Close()
+	}
+}
+
+// reload re-reads the configuration file. A file that does not load, or a
+// profile that cannot be built, leaves the running configuration in place;
+// the log says why.
+func (d *Daemon) reload(a *agent.Agent) {
+	path := d.opts.ConfigPath
+	if path == "" {
+		d.log.Info().Msg("SIGHUP: no configuration file to reload (--dev or environment variables)")
+		return
+	}
+	sdNotify("RELOADING=1")
+	defer sdNotify("READY=1")
+	d.log.Info().Str("config", path).Msg("SIGHUP: reloading configuration")
+	next, err := agent.LoadConfig(path)
+	if err == nil {
+		_, err = a.Reload(next)
+	}
+	if err != nil {
+		d.log.Error().Err(err).Str("config", path).Msg("reload rejected; still running the previous configuration")
+		return
+	}
+	d.mu.Lock()
+	prev := d.cfg
+	d.cfg = next
+	d.mu.Unlock()
+	warnRestartOnly(prev, next, d.log)
+}
+
+// warnRestartOnly says which changed settings a reload cannot apply.
+func warnRestartOnly(old, next *agent.Config, log zerolog.Logger) {
+	for _, s := range []struct {
+		key       string
+		was, then string
+	}{
+		{"socket", old.Socket, next.Socket},
+		{"socket_mode", old.SocketMode, next.SocketMode},
+		{"socket_group", old.SocketGroup, next.SocketGroup},
+		{"max_connections", fmt.Sprint(old.MaxConnections), fmt.Sprint(next.MaxConnections)},
+		{"metrics_listen", old.MetricsListen, next.MetricsListen},
+		{"store", old.Store, next.Store},
+		{"store_key", old.StoreKey, next.StoreKey},
+		{"store_key_previous", fmt.Sprint(old.StoreKeyPrevious), fmt.Sprint(next.StoreKeyPrevious)},
+		{"log_level", old.LogLevel, next.LogLevel},
+		{"log_format", old.LogFormat, next.LogFormat},
+	} {
+		if s.was != s.then {
+			log.Warn().Str("setting", s.key).Msg("changed in the file, but applies only at start: restart the agent to use it")
+		}
+	}
+}
+
+// NewLogger logs to w: console format on a terminal, JSON otherwise,
+// unless the configuration says which.
+func NewLogger(cfg *agent.Config, w io.Writer) zerolog.Logger {
+	format := cfg.LogFormat
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "console"
+			}
+		}
+	}
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	// Durations in seconds: "ttl":120 reads better at 3 a.m. than 120000.
+	zerolog.DurationFieldUnit = time.Second
+	zerolog.DurationFieldInteger = false
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil || cfg.LogLevel == "" {
+		level = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// backend serves the engine over the socket: it turns the engine's tokens
+// and status into the wire types.
+type backend struct{ a *agent.Agent }
+
+func (b backend) Token(ctx context.Context, caller ipc.Caller, req localapi.TokenRequest) (*ipc.TokenResponse, error) {
+	var tok *agent.Token
+	var err error
+	// A refresh without a report is answered like a token request: only a
+	// report of the current token makes the agent fetch a new one.
+	if req.Refresh && req.RejectedSHA256 != "" {
+		tok, err = b.a.ReportRejected(ctx, caller, req.Profile, req.RejectedSHA256, req.MinValid)
+	} else {
+		tok, err = b.a.Token(ctx, caller, req.Profile, req.MinValid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &ipc.TokenResponse{
+		AccessToken: tok.AccessToken,
+		TokenType:   tok.TokenType,
+		ExpiresAt:   tok.ExpiresAt.UTC(),
+		ExpiresIn:   int64(time.Until(tok.ExpiresAt) / time.Second),
+		Scope:       tok.Scope,
+	}, nil
+}
+
+func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
+	var out []ipc.ProfileInfo
+	for _, st := range b.a.Profiles(caller) {
+		out = append(out, ipc.ProfileInfo{
+			Name: st.Name, ExpiresAt: st.ExpiresAt.UTC(), LastRefresh: st.LastRefresh.UTC(),
+			LastError: st.LastError, NextAttempt: st.NextAttempt.UTC(), UpstreamRequests: st.UpstreamRequests, Idle: st.Idle,
+		})
+	}
+	return out
+}
+
+func (b backend) Stats() []localapi.ProfileStats {
+	now := time.Now()
+	all := b.a.Status()
+	out := make([]localapi.ProfileStats, 0, len(all))
+	for _, st := range all {
+		out = append(out, localapi.ProfileStats{
+			Profile: st.Name, Results: st.Results,
+			LatencyBuckets: agent.LatencyBuckets(), LatencyCounts: st.Latency.Counts[:], LatencySum: st.Latency.Sum,
+			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
+			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(),
+		})
+	}
+	return out
+}

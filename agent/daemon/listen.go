@@ -1,0 +1,43 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/ipc/localapi"
+)
+
+// DefaultSocketGroup is the socket's group in system mode when it exists.
+const DefaultSocketGroup = "tokenagent"
+
+// listen creates the agent's socket at path as the configuration says:
+// socket_mode and socket_group, or the defaults for the mode (0600 for a
+// user agent; 0660 and group tokenagent for root when that group exists).
+// The group is looked up here, at start, not when the file is parsed.
+func listen(cfg *agent.Config, path string) (net.Listener, error) {
+	lc := localapi.ListenConfig{Mode: 0o600, GID: -1, MaxConnections: cfg.MaxConnections}
+	group := cfg.SocketGroup
+	if group == "" && os.Geteuid() == 0 {
+		if _, err := agent.LookupGID(DefaultSocketGroup); err == nil {
+			group = DefaultSocketGroup
+			lc.Mode = 0o660
+		}
+	}
+	if group != "" {
+		gid, err := agent.LookupGID(group)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: socket_group: %w", cfg.Path(), err)
+		}
+		lc.GID = int(gid)
+	}
+	mode, err := cfg.SocketFileMode()
+	if err != nil {
+		return nil, fmt.Errorf("config %s: socket_mode: %w", cfg.Path(), err)
+	}
+	if mode != 0 {
+		lc.Mode = mode
+	}
+	return localapi.Listen(path, lc)
+}

@@ -1,0 +1,209 @@
+package clientlib
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// The socket protocol is HTTP/1.1, but a client needs little of it: one
+// request at a time per connection, a status, two headers and a body of
+// known length. Speaking that much directly keeps net/http (and its
+// start-up cost) out of every program that links this package.
+
+// maxIdle is how many open connections a Client keeps for reuse.
+const maxIdle = 4
+
+// maxBody caps an answer; the agent's are a few KiB at most.
+const maxBody = 1 << 20
+
+// pool dials the socket and keeps idle connections.
+type pool struct {
+	socket string
+	mu     sync.Mutex
+	idle   []*conn
+}
+
+type conn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+type response struct {
+	status     int
+	retryAfter time.Duration
+	body       []byte
+}
+
+// roundTrip sends one request and reads its answer. A request on a kept
+// connection that the agent closed meanwhile (it drops idle connections
+// after two minutes) is sent once more on a new connection: every request
+// of the protocol may be repeated.
+func (p *pool) roundTrip(ctx context.Context, method, path string, body []byte) (*response, error) {
+	if c := p.get(); c != nil {
+		resp, reusable, err := exchange(ctx, c, method, path, body)
+		if err == nil {
+			p.put(c, reusable)
+			return resp, nil
+		}
+		c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", p.socket)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return nil, op.Err
+		}
+		return nil, err
+	}
+	c := &conn{Conn: nc, r: bufio.NewReaderSize(nc, 4096)}
+	resp, reusable, err := exchange(ctx, c, method, path, body)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	p.put(c, reusable)
+	return resp, nil
+}
+
+func (p *pool) get() *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		return c
+	}
+	return nil
+}
+
+func (p *pool) put(c *conn, reusable bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !reusable || len(p.idle) >= maxIdle {
+		c.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+}
+
+func (p *pool) closeIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// exchange writes the request and reads the answer, within ctx: its
+// deadline becomes the connection's, and its cancellation interrupts
+// blocked reads and writes.
+func exchange(ctx context.Context, c *conn, method, path string, body []byte) (*response, bool, error) {
+	deadline, _ := ctx.Deadline()
+	c.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tokenagent-clientlib\r\nAccept: application/json\r\n", method, path, ipc.Host)
+	if body != nil {
+		fmt.Fprintf(&req, "Content-Type: application/json\r\nContent-Length: %d\r\n", len(body))
+	} else if method == "POST" {
+		req.WriteString("Content-Length: 0\r\n")
+	}
+	req.WriteString("\r\n")
+	req.Write(body)
+	if _, err := c.Write(req.Bytes()); err != nil {
+		return nil, false, err
+	}
+	return readResponse(c.r)
+}
+
+// readResponse reads one HTTP/1.1 answer; reusable reports whether the
+// connection may carry another request.
+func readResponse(r *bufio.Reader) (resp *response, reusable bool, err error) {
+	tp := textproto.NewReader(r)
+	line, err := tp.ReadLine()
+	if err != nil {
+		return nil, false, err
+	}
+	proto, rest, _ := strings.Cut(line, " ")
+	code, _, _ := strings.Cut(rest, " ")
+	status, err := strconv.Atoi(code)
+	if !strings.HasPrefix(proto, "HTTP/1.") || err != nil || status < 100 || status > 999 {
+		return nil, false, fmt.Errorf("not an HTTP answer: %.40q", line)
+	}
+	header, err := tp.ReadMIMEHeader()
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the answer's header: %w", err)
+	}
+	resp = &response{status: status}
+	if secs, err := strconv.Atoi(header.Get("Retry-After")); err == nil && secs > 0 {
+		resp.retryAfter = time.Duration(secs) * time.Second
+	}
+	reusable = proto == "HTTP/1.1" && !strings.EqualFold(header.Get("Connection"), "close")
+	switch {
+	case strings.EqualFold(header.Get("Transfer-Encoding"), "chunked"):
+		resp.body, err = readChunked(r)
+	case header.Get("Content-Length") != "":
+		n, perr := strconv.ParseInt(header.Get("Content-Length"), 10, 64)
+		if perr != nil || n < 0 || n > maxBody {
+			return nil, false, fmt.Errorf("answer with Content-Length %q", header.Get("Content-Length"))
+		}
+		resp.body = make([]byte, n)
+		_, err = io.ReadFull(r, resp.body)
+	default: // the body ends with the connection
+		reusable = false
+		resp.body, err = io.ReadAll(io.LimitReader(r, maxBody))
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the answer: %w", err)
+	}
+	return resp, reusable, nil
+}
+
+// readChunked decodes a chunked body (RFC 9112 §7.1), trailers ignored.
+func readChunked(r *bufio.Reader) ([]byte, error) {
+	tp := textproto.NewReader(r)
+	var body []byte
+	for {
+		line, err := tp.ReadLine()
+		if err != nil {
+			return nil, err
+		}
+		size, _, _ := strings.Cut(line, ";")
+		n, err := strconv.ParseInt(strings.TrimSpace(size), 16, 64)
+		if err != nil || n < 0 || int64(len(body))+n > maxBody {
+			return nil, fmt.Errorf("bad chunk size %.20q", line)
+		}
+		if n == 0 {
+			_, err := tp.ReadMIMEHeader() // trailers and the final CRLF
+			return body, err
+		}
+		start := len(body)
+		body = append(body, make([]byte, n)...)
+		if _, err := io.ReadFull(r, body[start:]); err != nil {
+			return nil, err
+		}
+		if crlf, err := tp.ReadLine(); err != nil || crlf != "" {
+			return nil, errors.New("chunk not followed by CRLF")
+		}
+	}
+}

@@ -1,0 +1,25 @@
+package ipc
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Caller is who is on the other end of a connection, as the kernel says.
+// The engine authorises by it; nothing else about a request is trusted.
+type Caller struct {
+	UID uint32
+	GID uint32
+	// Groups are the supplementary groups, when the platform reports them.
+	Groups []uint32
+	// PID is the peer's process id when known (0 otherwise), and Exe its
+	// executable when it could be read at accept. Both are for logs only:
+	// pids are reused, so nothing is authorised by them.
+	PID int32
+	Exe string
+}
+
+// InGroup reports whether gid is the caller's primary or a supplementary group.
+func (c Caller) InGroup(gid uint32) bool { return c.GID == gid || slices.Contains(c.Groups, gid) }
+
+func (c Caller) String() string { return fmt.Sprintf("uid=%d gid=%d pid=%d", c.UID, c.GID, c.PID) }

@@ -1,0 +1,142 @@
+package localapi
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// ProfileStats are one profile's counters, as the engine keeps them.
+type ProfileStats struct {
+	Profile string
+	// Results counts requests to the IdP by result: "ok", the IdP's error
+	// code, "http_NNN", "timeout" or "network".
+	Results map[string]uint64
+	// LatencyBuckets are the histogram's upper bounds in seconds;
+	// LatencyCounts has one count per bucket and one more for +Inf;
+	// LatencySum is in seconds.
+	LatencyBuckets []float64
+	LatencyCounts  []uint64
+	LatencySum     float64
+	Minted         uint64 // tokens obtained from the IdP
+	Coalesced      uint64 // callers that waited on a fetch another caller started
+	Served         uint64 // tokens handed to callers
+	// ExpiresIn is the held token's remaining validity in seconds, when
+	// HasToken.
+	ExpiresIn float64
+	HasToken  bool
+}
+
+// MetricsHandler serves /metrics alone, for a separate TCP listener
+// (metrics_listen). It has no peer credentials to check: bind it to
+// loopback or protect it otherwise.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		s.writeMetrics(w)
+	})
+	return mux
+}
+
+// count tallies a request by profile and outcome ("ok" or an error code).
+func (s *Server) count(profile, outcome string) {
+	if profile == "" {
+		profile = "-"
+	}
+	s.mu.Lock()
+	s.requests[[2]string{profile, metricLabel(outcome)}]++
+	s.mu.Unlock()
+}
+
+// writeMetrics writes every series in the Prometheus text format: the
+// server's own, then the engine's.
+func (s *Server) writeMetrics(w io.Writer) {
+	s.mu.Lock()
+	keys := make([][2]string, 0, len(s.requests))
+	for k := range s.requests {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int { return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
+	family(w, "tokenagent_requests_total", "counter", "Socket requests by profile and outcome.")
+	for _, k := range keys {
+		fmt.Fprintf(w, "tokenagent_requests_total{profile=%q,outcome=%q} %d\n", k[0], k[1], s.requests[k])
+	}
+	s.mu.Unlock()
+	family(w, "tokenagent_requests_in_flight", "gauge", "Socket requests being answered now.")
+	fmt.Fprintf(w, "tokenagent_requests_in_flight %d\n", s.inFlight.Load())
+	if s.cfg.Backend != nil {
+		writeStats(w, s.cfg.Backend.Stats())
+	}
+}
+
+func family(w io.Writer, name, typ, help string) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+}
+
+// writeStats writes the engine's series, one family at a time.
+func writeStats(w io.Writer, all []ProfileStats) {
+	each := func(name, typ, help string, f func(m ProfileStats)) {
+		family(w, name, typ, help)
+		for _, m := range all {
+			f(m)
+		}
+	}
+	each("tokenagent_upstream_requests_total", "counter", "Token requests sent to identity providers, by result.", func(m ProfileStats) {
+		byLabel := map[string]uint64{}
+		for r, n := range m.Results {
+			byLabel[metricLabel(r)] += n
+		}
+		results := make([]string, 0, len(byLabel))
+		for r := range byLabel {
+			results = append(results, r)
+		}
+		slices.Sort(results)
+		for _, r := range results {
+			fmt.Fprintf(w, "tokenagent_upstream_requests_total{profile=%q,result=%q} %d\n", m.Profile, r, byLabel[r])
+		}
+	})
+	each("tokenagent_upstream_latency_seconds", "histogram", "Latency of token requests to identity providers.", func(m ProfileStats) {
+		var cum uint64
+		for i, le := range m.LatencyBuckets {
+			cum += m.LatencyCounts[i]
+			fmt.Fprintf(w, "tokenagent_upstream_latency_seconds_bucket{profile=%q,le=\"%g\"} %d\n", m.Profile, le, cum)
+		}
+		if n := len(m.LatencyBuckets); n < len(m.LatencyCounts) {
+			cum += m.LatencyCounts[n]
+		}
+		fmt.Fprintf(w, "tokenagent_upstream_latency_seconds_bucket{profile=%q,le=\"+Inf\"} %d\n", m.Profile, cum)
+		fmt.Fprintf(w, "tokenagent_upstream_latency_seconds_sum{profile=%q} %g\n", m.Profile, m.LatencySum)
+		fmt.Fprintf(w, "tokenagent_upstream_latency_seconds_count{profile=%q} %d\n", m.Profile, cum)
+	})
+	each("tokenagent_token_expiry_seconds", "gauge", "Seconds until the held token expires (absent when none is held).", func(m ProfileStats) {
+		if m.HasToken {
+			fmt.Fprintf(w, "tokenagent_token_expiry_seconds{profile=%q} %.0f\n", m.Profile, m.ExpiresIn)
+		}
+	})
+	each("tokenagent_coalesced_waiters_total", "counter", "Callers that waited on a fetch another caller had started.", func(m ProfileStats) {
+		fmt.Fprintf(w, "tokenagent_coalesced_waiters_total{profile=%q} %d\n", m.Profile, m.Coalesced)
+	})
+	each("tokenagent_tokens_minted_total", "counter", "Tokens obtained from identity providers.", func(m ProfileStats) {
+		fmt.Fprintf(w, "tokenagent_tokens_minted_total{profile=%q} %d\n", m.Profile, m.Minted)
+	})
+	each("tokenagent_tokens_served_total", "counter", "Tokens handed to callers.", func(m ProfileStats) {
+		fmt.Fprintf(w, "tokenagent_tokens_served_total{profile=%q} %d\n", m.Profile, m.Served)
+	})
+}
+
+// metricLabel reduces a string that came from outside (an IdP's error
+// code) to [a-z0-9_], safe and of bounded variety as a label value.
+func metricLabel(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '_'
+	}, s)
+}

@@ -1,0 +1,106 @@
+package localapi
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// Endpoints.
+const (
+	EndpointToken    = "token"
+	EndpointRefresh  = "refresh"
+	EndpointProfiles = "profiles"
+	EndpointHealth   = "health"
+	EndpointMetrics  = "metrics"
+)
+
+// Route is a parsed request line.
+type Route struct {
+	Endpoint string
+	Profile  string
+	MinValid time.Duration
+}
+
+// badRequest is a request that does not fit the protocol; code says how
+// (CodeInvalidRequest, CodeNotFound, CodeMethod), and statusOf maps it.
+func badRequest(code, description string) *ipc.Error {
+	return &ipc.Error{Kind: ipc.ErrBadRequest, Code: code, Description: description}
+}
+
+// ParseRoute maps a method, an (unescaped) path and a raw query to an
+// endpoint. It is the whole of the server's input parsing before the
+// body, and is fuzzed.
+func ParseRoute(method, path, rawQuery string) (Route, error) {
+	var r Route
+	switch {
+	case path == ipc.PathHealth:
+		r.Endpoint = EndpointHealth
+	case path == ipc.PathProfiles:
+		r.Endpoint = EndpointProfiles
+	case path == ipc.PathMetrics:
+		r.Endpoint = EndpointMetrics
+	case strings.HasPrefix(path, ipc.PathTokens):
+		rest := strings.TrimPrefix(path, ipc.PathTokens)
+		name, action, hasAction := strings.Cut(rest, "/")
+		switch {
+		case !hasAction:
+			r.Endpoint = EndpointToken
+		case action == "refresh":
+			r.Endpoint = EndpointRefresh
+		default:
+			return r, badRequest(ipc.CodeNotFound, fmt.Sprintf("no endpoint %s", path))
+		}
+		if !ipc.ValidProfileName(name) {
+			return r, badRequest(ipc.CodeInvalidRequest, "profile names are 1-64 letters, digits, '.', '_' or '-'")
+		}
+		r.Profile = name
+	default:
+		return r, badRequest(ipc.CodeNotFound, fmt.Sprintf("no endpoint %s; see /v1/tokens/{profile}, /v1/profiles, /v1/health, /metrics", path))
+	}
+	want := http.MethodGet
+	if r.Endpoint == EndpointRefresh {
+		want = http.MethodPost
+	}
+	if method != want && !(method == http.MethodHead && want == http.MethodGet) {
+		return r, badRequest(ipc.CodeMethod, fmt.Sprintf("%s %s: use %s", method, path, want))
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return r, badRequest(ipc.CodeInvalidRequest, "malformed query string")
+	}
+	for k := range q {
+		if k != "min_valid" || (r.Endpoint != EndpointToken && r.Endpoint != EndpointRefresh) {
+			return r, badRequest(ipc.CodeInvalidRequest, fmt.Sprintf("unknown query parameter %q", k))
+		}
+	}
+	if v := q.Get("min_valid"); v != "" {
+		d, err := parseMinValid(v)
+		if err != nil {
+			return r, badRequest(ipc.CodeInvalidRequest, err.Error())
+		}
+		r.MinValid = d
+	}
+	return r, nil
+}
+
+// parseMinValid accepts a Go duration ("90s", "2m") or whole seconds ("90").
+func parseMinValid(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, serr := strconv.ParseUint(v, 10, 32)
+		if serr != nil {
+			return 0, fmt.Errorf("min_valid %q: use a duration such as 60s or 5m", v)
+		}
+		d = time.Duration(secs) * time.Second
+	}
+	if d < 0 || d > ipc.MaxMinValid {
+		return 0, fmt.Errorf("min_valid %q: must be between 0 and %v", v, ipc.MaxMinValid)
+	}
+	return d, nil
+}
