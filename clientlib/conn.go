@@ -2,13 +2,11 @@ package clientlib
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,7 +69,7 @@ func (p *pool) roundTrip(ctx context.Context, method, path string, body []byte) 
 		}
 		return nil, err
 	}
-	c := &conn{Conn: nc, r: bufio.NewReaderSize(nc, 4096)}
+	c := &conn{Conn: nc, r: bufio.NewReaderSize(nc, 2048)}
 	resp, reusable, err := exchange(ctx, c, method, path, body)
 	if err != nil {
 		c.Close()
@@ -118,19 +116,28 @@ func (p *pool) closeIdle() {
 func exchange(ctx context.Context, c *conn, method, path string, body []byte) (*response, bool, error) {
 	deadline, _ := ctx.Deadline()
 	c.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tokenagent-clientlib\r\nAccept: application/json\r\n", method, path, ipc.Host)
-	if body != nil {
-		fmt.Fprintf(&req, "Content-Type: application/json\r\nContent-Length: %d\r\n", len(body))
-	} else if method == "POST" {
-		req.WriteString("Content-Length: 0\r\n")
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
 	}
-	req.WriteString("\r\n")
-	req.Write(body)
-	if _, err := c.Write(req.Bytes()); err != nil {
+
+	// Built by hand, not with fmt: this runs once in every CLI process.
+	req := make([]byte, 0, 256+len(body))
+	req = append(req, method...)
+	req = append(req, ' ')
+	req = append(req, path...)
+	req = append(req, " HTTP/1.1\r\nHost: "+ipc.Host+"\r\nUser-Agent: tokenagent-clientlib\r\nAccept: application/json\r\n"...)
+	if body != nil || method == "POST" {
+		if body != nil {
+			req = append(req, "Content-Type: application/json\r\n"...)
+		}
+		req = append(req, "Content-Length: "...)
+		req = strconv.AppendInt(req, int64(len(body)), 10)
+		req = append(req, "\r\n"...)
+	}
+	req = append(req, "\r\n"...)
+	req = append(req, body...)
+	if _, err := c.Write(req); err != nil {
 		return nil, false, err
 	}
 	return readResponse(c.r)
@@ -139,8 +146,7 @@ func exchange(ctx context.Context, c *conn, method, path string, body []byte) (*
 // readResponse reads one HTTP/1.1 answer; reusable reports whether the
 // connection may carry another request.
 func readResponse(r *bufio.Reader) (resp *response, reusable bool, err error) {
-	tp := textproto.NewReader(r)
-	line, err := tp.ReadLine()
+	line, err := readLine(r)
 	if err != nil {
 		return nil, false, err
 	}
@@ -150,22 +156,44 @@ func readResponse(r *bufio.Reader) (resp *response, reusable bool, err error) {
 	if !strings.HasPrefix(proto, "HTTP/1.") || err != nil || status < 100 || status > 999 {
 		return nil, false, fmt.Errorf("not an HTTP answer: %.40q", line)
 	}
-	header, err := tp.ReadMIMEHeader()
-	if err != nil {
-		return nil, false, fmt.Errorf("reading the answer's header: %w", err)
-	}
 	resp = &response{status: status}
-	if secs, err := strconv.Atoi(header.Get("Retry-After")); err == nil && secs > 0 {
-		resp.retryAfter = time.Duration(secs) * time.Second
+	reusable = proto == "HTTP/1.1"
+	var contentLength, transferEncoding string
+	for n := 0; ; n++ {
+		line, err := readLine(r)
+		if err != nil {
+			return nil, false, fmt.Errorf("reading the answer's header: %w", err)
+		}
+		if line == "" {
+			break
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || n > 100 {
+			return nil, false, fmt.Errorf("malformed header line %.40q", line)
+		}
+		value = strings.TrimSpace(value)
+		switch {
+		case strings.EqualFold(name, "Content-Length"):
+			contentLength = value
+		case strings.EqualFold(name, "Transfer-Encoding"):
+			transferEncoding = value
+		case strings.EqualFold(name, "Connection"):
+			if strings.EqualFold(value, "close") {
+				reusable = false
+			}
+		case strings.EqualFold(name, "Retry-After"):
+			if secs, err := strconv.Atoi(value); err == nil && secs > 0 {
+				resp.retryAfter = time.Duration(secs) * time.Second
+			}
+		}
 	}
-	reusable = proto == "HTTP/1.1" && !strings.EqualFold(header.Get("Connection"), "close")
 	switch {
-	case strings.EqualFold(header.Get("Transfer-Encoding"), "chunked"):
+	case strings.EqualFold(transferEncoding, "chunked"):
 		resp.body, err = readChunked(r)
-	case header.Get("Content-Length") != "":
-		n, perr := strconv.ParseInt(header.Get("Content-Length"), 10, 64)
+	case contentLength != "":
+		n, perr := strconv.ParseInt(contentLength, 10, 64)
 		if perr != nil || n < 0 || n > maxBody {
-			return nil, false, fmt.Errorf("answer with Content-Length %q", header.Get("Content-Length"))
+			return nil, false, fmt.Errorf("answer with Content-Length %q", contentLength)
 		}
 		resp.body = make([]byte, n)
 		_, err = io.ReadFull(r, resp.body)
@@ -179,12 +207,23 @@ func readResponse(r *bufio.Reader) (resp *response, reusable bool, err error) {
 	return resp, reusable, nil
 }
 
+// readLine reads a CRLF- (or LF-) terminated line of at most 2 KiB.
+func readLine(r *bufio.Reader) (string, error) {
+	line, err := r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return "", errors.New("header line over 2 KiB")
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(line), "\r\n"), nil
+}
+
 // readChunked decodes a chunked body (RFC 9112 §7.1), trailers ignored.
 func readChunked(r *bufio.Reader) ([]byte, error) {
-	tp := textproto.NewReader(r)
 	var body []byte
 	for {
-		line, err := tp.ReadLine()
+		line, err := readLine(r)
 		if err != nil {
 			return nil, err
 		}
@@ -193,16 +232,20 @@ func readChunked(r *bufio.Reader) ([]byte, error) {
 		if err != nil || n < 0 || int64(len(body))+n > maxBody {
 			return nil, fmt.Errorf("bad chunk size %.20q", line)
 		}
-		if n == 0 {
-			_, err := tp.ReadMIMEHeader() // trailers and the final CRLF
-			return body, err
+		if n == 0 { // trailers, then an empty line
+			for {
+				line, err := readLine(r)
+				if err != nil || line == "" {
+					return body, err
+				}
+			}
 		}
 		start := len(body)
 		body = append(body, make([]byte, n)...)
 		if _, err := io.ReadFull(r, body[start:]); err != nil {
 			return nil, err
 		}
-		if crlf, err := tp.ReadLine(); err != nil || crlf != "" {
+		if crlf, err := readLine(r); err != nil || crlf != "" {
 			return nil, errors.New("chunk not followed by CRLF")
 		}
 	}

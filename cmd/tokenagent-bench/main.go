@@ -43,7 +43,8 @@ func main() {
 var (
 	requests = flag.Int("requests", 20000, "requests per cache-hit measurement")
 	steady   = flag.Duration("steady", time.Minute, "duration of the steady-state run")
-	coldRuns = flag.Int("cold-runs", 40, "process starts per cold-CLI measurement")
+	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory (default all)")
+	coldRuns = flag.Int("cold-runs", 200, "interleaved rounds of the cold-CLI measurement")
 )
 
 func run() error {
@@ -57,20 +58,23 @@ func run() error {
 	}
 	defer os.RemoveAll(work)
 
-	if err := cacheHits(); err != nil {
-		return fmt.Errorf("cache hits: %w", err)
+	sections := []struct {
+		name string
+		run  func() error
+	}{
+		{"cache", cacheHits},
+		{"cold", func() error { return coldCLI(work) }},
+		{"herd", herd},
+		{"steady", steadyState},
+		{"memory", func() error { return memory(work) }},
 	}
-	if err := coldCLI(work); err != nil {
-		return fmt.Errorf("cold CLI: %w", err)
-	}
-	if err := herd(); err != nil {
-		return fmt.Errorf("herd: %w", err)
-	}
-	if err := steadyState(); err != nil {
-		return fmt.Errorf("steady state: %w", err)
-	}
-	if err := memory(work); err != nil {
-		return fmt.Errorf("memory: %w", err)
+	for _, sec := range sections {
+		if *only != "" && !slices.Contains(strings.Split(*only, ","), sec.name) {
+			continue
+		}
+		if err := sec.run(); err != nil {
+			return fmt.Errorf("%s: %w", sec.name, err)
+		}
 	}
 	return nil
 }
@@ -256,34 +260,42 @@ func coldCLI(work string) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("build floor client: %v\n%s", err, out)
 	}
-	median := func(args ...string) (time.Duration, error) {
-		var walls []time.Duration
-		for range *coldRuns {
-			t0 := time.Now()
-			out, err := exec.Command(args[0], args[1:]...).Output()
-			if err != nil || !strings.HasPrefix(string(out), "eyJ") && !strings.Contains(string(out), "eyJ") {
-				return 0, fmt.Errorf("%s: %v %q", args[0], err, out)
-			}
-			walls = append(walls, time.Since(t0))
+	// Interleaved: each round runs the CLI and the floor once, so that
+	// whatever else the machine does weighs on both alike.
+	cliArgs := []string{cli, "token", "bench", "--socket", r.Socket}
+	floorArgs := []string{floorBin, r.Socket, "bench"}
+	runOnce := func(args []string) (time.Duration, error) {
+		t0 := time.Now()
+		out, err := exec.Command(args[0], args[1:]...).Output()
+		if err != nil || !strings.Contains(string(out), "eyJ") {
+			return 0, fmt.Errorf("%s: %v %q", args[0], err, out)
 		}
-		slices.Sort(walls)
-		return walls[len(walls)/2], nil
+		return time.Since(t0), nil
 	}
-	median(cli, "token", "bench", "--socket", r.Socket) // warm the page cache
-	agentWall, err := median(cli, "token", "bench", "--socket", r.Socket)
-	if err != nil {
-		return err
+	for range 5 { // warm the page cache
+		runOnce(cliArgs)
+		runOnce(floorArgs)
 	}
-	floorWall, err := median(floorBin, r.Socket, "bench")
-	if err != nil {
-		return err
+	var cliWalls, floorWalls, ratios []float64
+	for range *coldRuns {
+		c, err := runOnce(cliArgs)
+		if err != nil {
+			return err
+		}
+		f, err := runOnce(floorArgs)
+		if err != nil {
+			return err
+		}
+		cliWalls, floorWalls, ratios = append(cliWalls, float64(c)), append(floorWalls, float64(f)), append(ratios, float64(c)/float64(f))
 	}
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	agentWall, floorWall := time.Duration(med(cliWalls)), time.Duration(med(floorWalls))
 	fmt.Println("## Cold CLI process")
 	fmt.Println()
-	fmt.Printf("Median wall time of %d runs, process start to exit, token on stdout.\n\n", *coldRuns)
+	fmt.Printf("%d interleaved rounds, each running `tokenagent token bench` then the floor once; wall time from process start to exit, token on stdout.\n\n", *coldRuns)
 	fmt.Println("| program | median wall | ratio |")
 	fmt.Println("|---|---|---|")
-	fmt.Printf("| `tokenagent token bench` | %v | %.2f |\n", ms(agentWall), float64(agentWall)/float64(floorWall))
+	fmt.Printf("| `tokenagent token bench` | %v | %.2f (median of per-round ratios) |\n", ms(agentWall), med(ratios))
 	fmt.Printf("| minimal static Go client (floor) | %v | 1.00 |\n\n", ms(floorWall))
 	return nil
 }

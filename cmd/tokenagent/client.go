@@ -119,7 +119,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch *format {
 	case "plain":
-		fmt.Fprintln(stdout, tok.AccessToken)
+		io.WriteString(stdout, tok.AccessToken+"\n")
 	case "json":
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
