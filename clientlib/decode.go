@@ -3,6 +3,7 @@ package clientlib
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/tokenagent/tokenagent/ipc"
@@ -16,6 +17,13 @@ import (
 func decodeToken(data []byte) (ipc.TokenResponse, error) {
 	var tr ipc.TokenResponse
 	fields, ok := flatObject(data)
+	for k := range fields {
+		for _, name := range [...]string{"access_token", "token_type", "expires_at", "expires_in", "scope"} {
+			if k != name && strings.EqualFold(k, name) {
+				ok = false // encoding/json matches keys without regard to case
+			}
+		}
+	}
 	if !ok {
 		err := json.Unmarshal(data, &tr)
 		return tr, err
@@ -35,10 +43,12 @@ func decodeToken(data []byte) (ipc.TokenResponse, error) {
 // flatObject parses {"k":"v","n":123,…} with no escapes, nesting or
 // duplicate keys; ok is false for anything else.
 func flatObject(data []byte) (map[string]string, bool) {
-	if bytes.IndexByte(data, '\\') >= 0 {
-		return nil, false
+	for _, b := range data {
+		if b == '\\' || b >= 0x80 { // escapes and non-ASCII: encoding/json
+			return nil, false
+		}
 	}
-	s := string(bytes.TrimSpace(data))
+	s := strings.Trim(string(data), " \t\n\r")
 	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
 		return nil, false
 	}
@@ -72,8 +82,8 @@ func flatObject(data []byte) (map[string]string, bool) {
 				}
 				j++
 			}
-			value = string(bytes.TrimSpace([]byte(rest[i:j])))
-			if value == "" {
+			value = strings.TrimRight(rest[i:j], " \t\n\r")
+			if !jsonLiteral(value) {
 				return nil, false
 			}
 			i = j
@@ -117,4 +127,45 @@ func skipSpace(s string, i int) int {
 		i++
 	}
 	return i
+}
+
+// jsonLiteral reports whether v is true, false, null or a JSON number.
+func jsonLiteral(v string) bool {
+	switch v {
+	case "true", "false", "null":
+		return true
+	}
+	i := 0
+	digits := func() int {
+		n := 0
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(v) && v[i] == '-' {
+		i++
+	}
+	if i < len(v) && v[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return false
+	}
+	if i < len(v) && v[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		i++
+		if i < len(v) && (v[i] == '+' || v[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(v)
 }

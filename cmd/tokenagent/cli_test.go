@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -315,4 +316,42 @@ func TestCommandLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestThinCLI keeps the CLI thin: it links clientlib and the ipc wire
+// package, never the daemon's packages or their dependencies, and not
+// net/http either — every CLI start pays for what the binary links
+// (docs/benchmarks.md, "Cold CLI process").
+func TestThinCLI(t *testing.T) {
+	deps := goListDeps(t, ".")
+	if !slices.Contains(deps, "github.com/tokenagent/tokenagent/clientlib") {
+		t.Fatalf("go list -deps does not list clientlib; the check below would mean nothing:\n%s", strings.Join(deps, "\n"))
+	}
+	forbidden := []string{
+		"go.etcd.io/bbolt", "github.com/rs/zerolog", "github.com/kardianos/service", "github.com/BurntSushi/toml",
+		"github.com/golang-jwt/jwt", "net/http", "net/http/httptest", "golang.org/x/oauth2",
+		"github.com/tokenagent/tokenagent/agent", "github.com/tokenagent/tokenagent/store",
+		"github.com/tokenagent/tokenagent/ipc/localapi",
+	}
+	for _, dep := range deps {
+		for _, f := range forbidden {
+			if dep == f || strings.HasPrefix(dep, f+"/") {
+				t.Errorf("cmd/tokenagent links %s", dep)
+			}
+		}
+	}
+}
+
+// goListDeps lists the packages pkg links, as `go list -deps` does.
+func goListDeps(t *testing.T, pkg string) []string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not in PATH")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -150,5 +151,27 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.stderrWant)
 			}
 		})
+	}
+}
+
+// TestDaemonLinksNoTestFixtures: the production daemon's --dev runs
+// agent/demoidp, never the test IdP or net/http/httptest.
+func TestDaemonLinksNoTestFixtures(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not in PATH")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/tokenagent/tokenagent/agent/demoidp") {
+		t.Fatalf("go list -deps does not list agent/demoidp; the check below would mean nothing:\n%s", out)
+	}
+	for _, fixture := range []string{"net/http/httptest", "github.com/tokenagent/tokenagent/agent/idptest", "github.com/tokenagent/tokenagent/agent/agenttest", "testing"} {
+		if slices.Contains(deps, fixture) {
+			t.Errorf("tokenagentd links %s", fixture)
+		}
 	}
 }
