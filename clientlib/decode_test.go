@@ -34,8 +34,8 @@ func FuzzDecodeToken(f *testing.F) {
 	f.Add(`{"access_token":"eyJ.a.b","token_type":"Bearer","expires_at":"2026-11-25T10:00:00Z","expires_in":3599}`)
 	f.Add(`{"a":1,"b":"x"}`)
 	f.Add(`{}`)
-	f.Add("{\"\xe3\":0}")                                  // invalid UTF-8: encoding/json substitutes U+FFFD
-	f.Add("{}\f")                                           // \f is not JSON white space
+	f.Add("{\"\xe3\":0}")                                 // invalid UTF-8: encoding/json substitutes U+FFFD
+	f.Add("{}\f")                                         // \f is not JSON white space
 	f.Add(`{"eXpires_At":"2026-11-25T10:00:00Z","a":01}`) // keys match without case; 01 is no number
 	f.Fuzz(func(t *testing.T, body string) {
 		fields, ok := flatObject([]byte(body))
