@@ -93,8 +93,11 @@ type Timing struct {
 	FetchTimeout Duration `toml:"fetch_timeout"`
 }
 
-// DefaultTiming is what an unset Timing field means.
-var DefaultTiming = Timing{
+// DefaultTiming returns what an unset Timing field means (a fresh copy:
+// the defaults cannot be changed from outside).
+func DefaultTiming() Timing { return defaultTiming }
+
+var defaultTiming = Timing{
 	RefreshAt:        0.75,
 	MinValid:         Duration{30 * time.Second},
 	IdleAfter:        Duration{time.Hour},
@@ -344,8 +347,7 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 		}
 	}
 	for k := range p.Params {
-		switch k {
-		case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience", "resource":
+		if idp.ReservedParam(k) {
 			bad("params", "%q is set by the agent; use the dedicated key", k)
 		}
 	}
@@ -411,10 +413,10 @@ func (t Timing) validateCombined() error {
 	return nil
 }
 
-// timing fills p's unset fields from defaults, then from DefaultTiming.
+// timing fills p's unset fields from defaults, then from defaultTiming.
 func (t Timing) timing(defaults Timing) Timing {
 	merged := t
-	for _, src := range []Timing{defaults, DefaultTiming} {
+	for _, src := range []Timing{defaults, defaultTiming} {
 		if merged.RefreshAt == 0 {
 			merged.RefreshAt = src.RefreshAt
 		}
@@ -506,11 +508,11 @@ func splitKey(s string) []string {
 }
 
 // ProfileTiming is the effective timing of a profile: its own settings,
-// then the top-level ones, then DefaultTiming.
+// then the top-level ones, then DefaultTiming().
 func (c *Config) ProfileTiming(name string) Timing {
 	p, ok := c.Profiles[name]
 	if !ok {
-		return c.Timing.timing(DefaultTiming)
+		return c.Timing.timing(defaultTiming)
 	}
 	return p.Timing.timing(c.Timing)
 }

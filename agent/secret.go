@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/tokenagent/tokenagent/store"
 )
 
 // Secret references: where a secret lives, never the secret itself.
@@ -70,7 +72,7 @@ func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
 func readFile(path string, kind refKind) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("file:%s: %w", path, unwrapPathError(err))
+		return nil, fmt.Errorf("file:%s: %w", path, store.PathCause(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()

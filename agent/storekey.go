@@ -136,7 +136,7 @@ func createKeyFile(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("cannot create it (%w); create one with: openssl rand -base64 32 > %s && chmod 600 %s", unwrapPathError(err), path, path)
+		return fmt.Errorf("cannot create it (%w); create one with: openssl rand -base64 32 > %s && chmod 600 %s", store.PathCause(err), path, path)
 	}
 	if _, err := f.Write(text); err != nil {
 		f.Close()
@@ -159,7 +159,7 @@ func readStoreKey(ref, baseDir string) (*store.Key, error) {
 			return nil, fmt.Errorf("%s does not exist; create it with: (umask 077; openssl rand -base64 32 > %s)", path, path)
 		}
 		if err != nil {
-			return nil, unwrapPathError(err)
+			return nil, store.PathCause(err)
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("%s has mode %04o; a store key must be readable by its owner only: chmod 600 %s", path, fi.Mode().Perm(), path)
@@ -170,12 +170,4 @@ func readStoreKey(ref, baseDir string) (*store.Key, error) {
 		return nil, err
 	}
 	return store.ParseKey(text)
-}
-
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -211,14 +211,17 @@ func checkDir(dir string) error {
 	}
 	f, err := os.CreateTemp(dir, ".write-test-*")
 	if err != nil {
-		return fmt.Errorf("store directory %s is not writable: %w; fix its permissions or mount, or set store = \"memory\" to run without a disk cache", dir, unwrapPath(err))
+		return fmt.Errorf("store directory %s is not writable: %w; fix its permissions or mount, or set store = \"memory\" to run without a disk cache", dir, PathCause(err))
 	}
 	f.Close()
 	os.Remove(f.Name())
 	return nil
 }
 
-func unwrapPath(err error) error {
+// PathCause is the cause of a file-system error without the operation
+// and path, for messages that name the file themselves ("store key
+// /etc/x: permission denied", not "…: open /etc/x: permission denied").
+func PathCause(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
@@ -252,7 +255,7 @@ func (s *Store) openVerified(lockTimeout time.Duration) (db *bolt.DB, err error)
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s is held by another process (is another tokenagent running?); stop it or give this agent its own store", ErrLocked, s.path)
 	case err != nil && os.IsPermission(err):
-		return nil, fmt.Errorf("store %s: %w", s.path, unwrapPath(err))
+		return nil, fmt.Errorf("store %s: %w", s.path, PathCause(err))
 	case err != nil:
 		return nil, &corruptError{err}
 	}

@@ -116,7 +116,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("idp: unknown auth method %q", cfg.AuthMethod)
 	}
 	for k := range cfg.Params {
-		if reservedParams[k] {
+		if ReservedParam(k) {
 			return nil, fmt.Errorf("idp: extra parameter %q is set by the client itself; use the dedicated setting", k)
 		}
 	}
@@ -130,10 +130,15 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// reservedParams are form parameters the client sets itself.
-var reservedParams = map[string]bool{
-	"grant_type": true, "client_id": true, "client_secret": true, "client_assertion": true,
-	"client_assertion_type": true, "scope": true, "audience": true, "resource": true,
+// ReservedParam reports whether name is a form parameter the client sets
+// itself, which Config.Params may not set (the configuration's check and
+// New's use this one list).
+func ReservedParam(name string) bool {
+	switch name {
+	case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience", "resource":
+		return true
+	}
+	return false
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

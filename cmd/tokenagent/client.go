@@ -59,29 +59,40 @@ func clientFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	return fs, socket
 }
 
-// oneProfile parses flags that may come before or after the profile name.
-func oneProfile(fs *flag.FlagSet, args []string) (string, error) {
-	return oneArg(fs, args, "name a profile")
+// parseCommand parses a subcommand's arguments: flags may come before and
+// after its positional arguments (tokenagent token --format json demo,
+// tokenagent token demo --format json). It takes want positional
+// arguments (missing says what to do when one is absent) and returns
+// them and whatever follows them unparsed — for exec, the command after
+// "--"; for the others, nothing is allowed there.
+func parseCommand(fs *flag.FlagSet, args []string, want int, missing string) (positional, rest []string, err error) {
+	name := strings.TrimPrefix(fs.Name(), "tokenagent ")
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, nil, err
+		}
+		args = fs.Args()
+		if len(positional) == want || len(args) == 0 {
+			break
+		}
+		positional, args = append(positional, args[0]), args[1:]
+	}
+	if len(positional) < want {
+		return nil, nil, usageError{name + ": " + missing}
+	}
+	return positional, args, nil
 }
 
-// oneArg parses flags that may come before or after a single argument;
-// missing says what to do when it is absent.
-func oneArg(fs *flag.FlagSet, args []string, missing string) (string, error) {
-	if err := parseFlags(fs, args); err != nil {
+// oneProfile parses a command that takes one PROFILE and nothing after it.
+func oneProfile(fs *flag.FlagSet, args []string) (string, error) {
+	pos, rest, err := parseCommand(fs, args, 1, "name a profile")
+	if err != nil {
 		return "", err
 	}
-	name := strings.TrimPrefix(fs.Name(), "tokenagent ")
-	if fs.NArg() == 0 {
-		return "", usageError{name + ": " + missing}
+	if len(rest) > 0 {
+		return "", usageError{fmt.Sprintf("%s: unexpected arguments %q", strings.TrimPrefix(fs.Name(), "tokenagent "), rest)}
 	}
-	profile := fs.Arg(0)
-	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
-		return "", err
-	}
-	if fs.NArg() > 0 {
-		return "", usageError{fmt.Sprintf("%s: unexpected arguments %q", name, fs.Args())}
-	}
-	return profile, nil
+	return pos[0], nil
 }
 
 // validEnvName reports whether s can be a shell variable name.
@@ -166,10 +177,9 @@ func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("status", stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if _, rest, err := parseCommand(fs, args, 0, ""); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
+	} else if len(rest) > 0 {
 		return usageError{"status takes no arguments"}
 	}
 	c := &clientlib.Client{Socket: *socket}
@@ -289,18 +299,12 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, socket := clientFlags("exec", stderr)
 	envVar := fs.String("env", "ACCESS_TOKEN", "environment variable that carries the token")
 	minValid := fs.Duration("min-valid", 0, "least remaining validity, e.g. 5m for a long job")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		return usageError{"exec: usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]"}
-	}
-	profile := fs.Arg(0)
 	// Flags may follow the profile; parsing stops at "--" or the command.
-	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+	pos, cmdArgs, err := parseCommand(fs, args, 1, "usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]")
+	if err != nil {
 		return err
 	}
-	cmdArgs := fs.Args()
+	profile := pos[0]
 	if len(cmdArgs) == 0 {
 		return usageError{"exec: no command; usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]"}
 	}
