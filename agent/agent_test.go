@@ -201,7 +201,7 @@ func TestRejectedTokenReports(t *testing.T) {
 	for i := range got {
 		wg.Go(func() {
 			tok, err := h.agent.ReportRejected(context.Background(), self, "p", oldSum, 0)
-			suiteLog.err(err)
+			suiteLog.err(t, err)
 			got[i] = tok
 		})
 	}
@@ -323,17 +323,15 @@ func TestWallClockJumpNeverServesExpired(t *testing.T) {
 	}
 }
 
-// TestLogsCarryFingerprints is the positive control for the suite-wide
-// leak check in TestMain: fetches and failures are logged, with the
+// TestLogsCarryFingerprints is the positive control for the per-test
+// leak check (harness_test.go): fetches and failures are logged, with the
 // token's fingerprint, into the log the check greps.
 func TestLogsCarryFingerprints(t *testing.T) {
 	h := newHarness(t, "")
 	tok := h.mustToken(0)
 	h.srv.SetFault(idptest.Fault{Status: http.StatusUnauthorized, Error: "invalid_client"})
 	h.refreshDue()
-	suiteLog.mu.Lock()
-	logs := suiteLog.buf.String()
-	suiteLog.mu.Unlock()
+	logs := suiteLog.textFor(t)
 	for _, want := range []string{`"token_sha256":"` + ipc.Fingerprint(tok.AccessToken) + `"`, `"message":"token fetch failed"`, `"idp_error":"invalid_client"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("suite log lacks %s", want)
@@ -373,6 +371,27 @@ func BenchmarkTokenCached(b *testing.B) {
 	for b.Loop() {
 		if _, err := a.Token(ctx, self, "p", 0); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestLeakCheckCatchesAPlantedLeak: the leak check finds a secret, or 20
+// characters of a token, in a log, and not a fingerprint.
+func TestLeakCheckCatchesAPlantedLeak(t *testing.T) {
+	check := &leakCheck{logs: map[string]*testLog{}}
+	const planted = "planted-secret-value"
+	token := strings.Repeat("eyJhbGciOiJSUzI1NiJ9", 5)
+	check.secret(planted, token)
+	for _, tc := range []struct {
+		log  string
+		leak bool
+	}{
+		{`{"message":"fetch","token_sha256":"` + ipc.Fingerprint(token) + `"}`, false},
+		{`error: idp said planted-secret-value was wrong`, true},
+		{`{"body":"...` + token[33:60] + `..."}`, true},
+	} {
+		if got := check.leaksIn(tc.log) != ""; got != tc.leak {
+			t.Errorf("leaksIn(%q) found a leak: %v, want %v", tc.log, got, tc.leak)
 		}
 	}
 }

@@ -220,7 +220,7 @@ pkcs12_password = "env:TEST_P12_PASSWORD"
 	defer a.Close()
 	for _, name := range []string{"basic", "post-file", "post-cred", "rsa-pem", "ec-pem", "p12", "p12-env"} {
 		tok, err := a.Token(context.Background(), self, name, 0)
-		suiteLog.err(err)
+		suiteLog.err(t, err)
 		if err != nil {
 			t.Errorf("Token(%q): %v", name, err)
 			continue
@@ -266,7 +266,7 @@ func TestKeyAndSecretErrors(t *testing.T) {
 				t.Fatalf("ParseConfig: %v", err)
 			}
 			_, err = agent.New(cfg, agent.Options{})
-			suiteLog.err(err)
+			suiteLog.err(t, err)
 			if err == nil {
 				t.Fatal("agent.New() = nil error")
 			}
@@ -290,7 +290,7 @@ func TestLiteralSecretNeedsPrivateFile(t *testing.T) {
 	suiteLog.secret("literal-Secret-123")
 	shared := writeFile(t, filepath.Join(dir, "shared.toml"), []byte(literal), 0o644)
 	_, err := agent.LoadConfig(shared)
-	suiteLog.err(err)
+	suiteLog.err(t, err)
 	if err == nil || !strings.Contains(err.Error(), "literal secret") || !strings.Contains(err.Error(), "client_secret") {
 		t.Errorf("LoadConfig(0644 file with literal secret) = %v, want refusal naming client_secret", err)
 	}

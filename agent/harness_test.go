@@ -19,22 +19,52 @@ import (
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
-// suiteLog collects every log line and every error string the suite
-// produces; TestMain fails the run if any secret, assertion or token
-// issued during the suite appears in it.
-var suiteLog = &leakCheck{}
+// suiteLog knows every secret, assertion and token of the suite, and
+// keeps each test's log apart. When a test ends, its own log lines and
+// error strings are searched for every secret known by then; a hit fails
+// that test, and only that test.
+var suiteLog = &leakCheck{logs: map[string]*testLog{}}
 
 type leakCheck struct {
 	mu      sync.Mutex
-	buf     bytes.Buffer
 	secrets []string
 	servers []*idptest.Server
+	logs    map[string]*testLog // by test name
 }
 
-func (l *leakCheck) Write(p []byte) (int, error) {
+// testLog is one test's log: what its loggers wrote, and its errors.
+type testLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.Write(p)
+}
+
+func (l *testLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// logFor returns t's log, created (with its leak check) on first use.
+func (l *leakCheck) logFor(t *testing.T) *testLog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	tl := l.logs[t.Name()]
+	if tl == nil {
+		tl = &testLog{}
+		l.logs[t.Name()] = tl
+		t.Cleanup(func() {
+			if leaks := l.leaksIn(tl.String()); leaks != "" {
+				t.Errorf("secret leak check:\n%s", leaks)
+			}
+		})
+	}
+	return tl
 }
 
 func (l *leakCheck) secret(s ...string) {
@@ -49,41 +79,26 @@ func (l *leakCheck) server(s *idptest.Server) {
 	l.servers = append(l.servers, s)
 }
 
-func (l *leakCheck) err(err error) {
+// err records an error string of t's, for the leak check.
+func (l *leakCheck) err(t *testing.T, err error) {
 	if err != nil {
-		fmt.Fprintf(l, "error: %s\n", err)
+		fmt.Fprintf(l.logFor(t), "error: %s\n", err)
 	}
 }
 
-// text is everything logged so far.
-func (l *leakCheck) text() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// textFor is what t's loggers and errors wrote.
+func (l *leakCheck) textFor(t *testing.T) string { return l.logFor(t).String() }
 
-// textFor is what t's loggers wrote.
-func (l *leakCheck) textFor(t *testing.T) string {
-	var out []string
-	for _, line := range strings.Split(l.text(), "\n") {
-		if strings.Contains(line, `"test":"`+t.Name()+`"`) {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-// newTestLogger logs into the suite log, tagged with the test's name.
+// newTestLogger logs into t's own log, tagged with the test's name.
 func newTestLogger(t *testing.T) zerolog.Logger {
-	return zerolog.New(suiteLog).With().Str("test", t.Name()).Logger()
+	return zerolog.New(suiteLog.logFor(t)).With().Str("test", t.Name()).Logger()
 }
 
-// leaks returns what leaked, or "" when nothing did.
-func (l *leakCheck) leaks() string {
+// leaksIn returns what of the known secrets appears in logs, or "".
+func (l *leakCheck) leaksIn(logs string) string {
 	l.mu.Lock()
 	secrets := append([]string(nil), l.secrets...)
 	servers := append([]*idptest.Server(nil), l.servers...)
-	logs := l.buf.String()
 	l.mu.Unlock()
 	for _, s := range servers {
 		secrets = append(secrets, s.Issued()...)
@@ -98,7 +113,7 @@ func (l *leakCheck) leaks() string {
 }
 
 // leaked reports whether logs contain secret, or for a long secret (a
-// token, an assertion) any 30 consecutive characters of it.
+// token, an assertion) any 20 consecutive characters of it.
 func leaked(logs, secret string) bool {
 	const window, step = 20, 10
 	if len(secret) <= window {
@@ -110,17 +125,6 @@ func leaked(logs, secret string) bool {
 		}
 	}
 	return false
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaks := suiteLog.leaks(); leaks != "" {
-			fmt.Fprintln(os.Stderr, "FAIL: secret leak check:\n"+leaks)
-			code = 1
-		}
-	}
-	os.Exit(code)
 }
 
 // start is a fixed, whole-second instant for the fake clock.
@@ -184,7 +188,7 @@ func (h *harness) token(minValid time.Duration) (*agent.Token, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tok, err := h.agent.Token(ctx, self, "p", minValid)
-	suiteLog.err(err)
+	suiteLog.err(h.t, err)
 	return tok, err
 }
 

@@ -77,7 +77,7 @@ client_secret = "env:TOKENAGENT_TEST_UNSET_VAR"
 		t.Fatal(err)
 	}
 	_, err = a.Reload(broken)
-	suiteLog.err(err)
+	suiteLog.err(t, err)
 	if err == nil || !strings.Contains(err.Error(), "running configuration stays") || !strings.Contains(err.Error(), "TOKENAGENT_TEST_UNSET_VAR") {
 		t.Errorf("Reload(broken) = %v, want rejection naming the problem", err)
 	}

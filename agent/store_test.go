@@ -73,7 +73,7 @@ func (e *storeEnv) start(toml string) (*agent.Agent, *store.Store, error) {
 		e.t.Fatalf("LoadConfig: %v", err)
 	}
 	st, err := agent.OpenStore(cfg)
-	suiteLog.err(err)
+	suiteLog.err(e.t, err)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -104,7 +104,7 @@ func (e *storeEnv) mustStart(toml string) (*agent.Agent, func()) {
 func tokenOf(t *testing.T, a *agent.Agent, profile string) string {
 	t.Helper()
 	tok, err := a.Token(context.Background(), self, profile, 0)
-	suiteLog.err(err)
+	suiteLog.err(t, err)
 	if err != nil {
 		t.Fatalf("Token(%q): %v", profile, err)
 	}
@@ -256,7 +256,7 @@ func TestCorruptStoreStartsFresh(t *testing.T) {
 	if len(matches) != 1 {
 		t.Errorf("moved-aside files = %v, want one", matches)
 	}
-	if logs := suiteLog.text(); !strings.Contains(logs, "token store was damaged") || !strings.Contains(logs, `"level":"error"`) {
+	if logs := suiteLog.textFor(t); !strings.Contains(logs, "token store was damaged") || !strings.Contains(logs, `"level":"error"`) {
 		t.Error("no error logged for the damaged store")
 	}
 }
@@ -365,7 +365,7 @@ func TestStoreFullAtRunTime(t *testing.T) {
 	for i := range 3 {
 		old := tokenOf(t, a, "p")
 		tok, err := a.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(old), 0)
-		suiteLog.err(err)
+		suiteLog.err(t, err)
 		if err != nil || tok.AccessToken == old {
 			t.Fatalf("round %d: with the disk full, no new token was served: %v", i, err)
 		}

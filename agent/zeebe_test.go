@@ -60,7 +60,7 @@ func TestConfigFromEnvWorks(t *testing.T) {
 			}
 			defer a.Close()
 			tok, err := a.Token(context.Background(), self, agent.ZeebeProfile, 0)
-			suiteLog.err(err)
+			suiteLog.err(t, err)
 			if err != nil {
 				t.Fatal(err)
 			}

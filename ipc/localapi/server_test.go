@@ -217,9 +217,12 @@ func runAs(t *testing.T, uid, gid uint32, sock, path string) (int, string) {
 	cmd.Env = []string{"TOKENAGENT_TEST_CLIENT_SOCKET=" + sock, "TOKENAGENT_TEST_CLIENT_PATH=" + path,
 		"GORACE=atexit_sleep_ms=0"} // a -race binary otherwise waits 1 s at exit
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
-	out, err := cmd.CombinedOutput()
+	// stdout is the answer; stderr is apart (a -cover binary warns there).
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("client as uid %d: %v: %s", uid, err, out)
+		t.Fatalf("client as uid %d: %v: %s %s", uid, err, out, stderr.String())
 	}
 	first, rest, _ := strings.Cut(string(out), "\n")
 	status, _ := strconv.Atoi(first)
