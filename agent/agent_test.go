@@ -395,3 +395,42 @@ func TestLeakCheckCatchesAPlantedLeak(t *testing.T) {
 		}
 	}
 }
+
+// TestTimerFiringEarlyByTheWallClock: after the wall clock is stepped
+// back, the refresh timer (monotonic) fires while the token is not yet
+// due by the wall clock; the agent re-arms instead of refreshing early,
+// and refreshes when the wall clock reaches refresh_at.
+func TestTimerFiringEarlyByTheWallClock(t *testing.T) {
+	h := newHarness(t, "")
+	first := h.mustToken(0)
+	due := h.agent.Status()[0].RefreshAt.Sub(h.clock.Now()) // when the (monotonic) timer fires
+	h.clock.Jump(-10 * time.Minute)                          // an NTP step back
+	h.clock.Advance(due + time.Millisecond)
+	if n := h.requests(); n != 1 {
+		t.Fatalf("IdP requests = %d after the timer fired 10 minutes early by the wall clock, want 1 (re-armed, not refreshed)", n)
+	}
+	if tok := h.mustToken(0); tok.AccessToken != first.AccessToken {
+		t.Error("the token was replaced before refresh_at")
+	}
+	h.clock.Advance(10 * time.Minute)
+	if n := h.requests(); n != 2 {
+		t.Errorf("IdP requests = %d once the wall clock reached refresh_at, want 2", n)
+	}
+}
+
+// TestTimerAfterClockJumpForward: a wall-clock step forward past
+// refresh_at (but not past expiry) makes the next request re-arm the late
+// timer, and the refresh happens at once rather than at the old due time.
+func TestTimerAfterClockJumpForward(t *testing.T) {
+	h := newHarness(t, "")
+	first := h.mustToken(0)
+	st := h.agent.Status()[0]
+	h.clock.Jump(st.RefreshAt.Sub(h.clock.Now()) + time.Minute) // past refresh_at, a quarter-hour before expiry
+	if tok := h.mustToken(0); tok.AccessToken != first.AccessToken {
+		t.Fatal("a still-valid token was not served after the jump")
+	}
+	h.clock.Advance(time.Millisecond) // the re-armed timer is due now
+	if n := h.requests(); n != 2 {
+		t.Errorf("IdP requests = %d after a jump past refresh_at, want 2 (refreshed at once)", n)
+	}
+}

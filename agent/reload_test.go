@@ -101,3 +101,46 @@ func TestReloadClearsPermanentHold(t *testing.T) {
 		t.Errorf("after reload the permanent error is still held: %v", err)
 	}
 }
+
+// TestReloadRacingAnInFlightFetch: a reload that replaces a profile while
+// callers wait on its fetch does not strand them: the replaced source's
+// answer is dropped and they are served by the successor, under the
+// successor's access rules.
+func TestReloadRacingAnInFlightFetch(t *testing.T) {
+	h := newHarness(t, "")
+	hold := make(chan struct{})
+	h.srv.SetFault(idptest.Fault{Hold: hold})
+	type result struct {
+		tok *agent.Token
+		err error
+	}
+	results := make(chan result, 10)
+	for range cap(results) {
+		go func() {
+			tok, err := h.token(0)
+			results <- result{tok, err}
+		}()
+	}
+	h.srv.WaitRequests(1) // the fetch is in flight, the callers wait on it
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nscopes = [\"after-reload\"]\n", h.srv.TokenURL, testSecret)), "changed.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := h.agent.Reload(cfg); err != nil || len(sum.Changed) != 1 {
+		t.Fatalf("Reload = %+v, %v; want p changed", sum, err)
+	}
+	h.srv.ClearFault()
+	close(hold)
+	for range cap(results) {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("caller waiting across the reload: %v", r.err)
+		}
+		if r.tok.Scope != "after-reload" {
+			t.Errorf("caller got a token with scope %q, want the reloaded profile's %q", r.tok.Scope, "after-reload")
+		}
+	}
+	if n := h.requests(); n != 2 {
+		t.Errorf("IdP requests = %d, want 2 (the dropped fetch, then one for all callers on the successor)", n)
+	}
+}

@@ -1,6 +1,9 @@
 // Package clocktest is a simulated clock for tests of time-driven code:
 // time moves only when the test says so, and timers fire, in order, on the
-// test's goroutine.
+// test's goroutine. Like Go's own clock it has two readings: timers run on
+// a monotonic clock that only Advance moves, while Now is the wall clock,
+// which Jump also moves (a suspend, an NTP step) — so that a test can make
+// a timer fire "early" or "late" by the wall clock, as real ones do.
 package clocktest
 
 import (
@@ -12,25 +15,26 @@ import (
 // Clock is a fake clock. Its zero value is not usable; call New.
 type Clock struct {
 	mu     sync.Mutex
-	now    time.Time
+	mono   time.Duration // monotonic time since New
+	start  time.Time     // wall time at New, plus every Jump
 	seq    int
 	timers []*timer
 }
 
 type timer struct {
-	due time.Time
+	due time.Duration // on the monotonic clock
 	seq int
 	f   func()
 }
 
 // New returns a clock reading start.
-func New(start time.Time) *Clock { return &Clock{now: start} }
+func New(start time.Time) *Clock { return &Clock{start: start} }
 
-// Now returns the simulated time.
+// Now returns the simulated wall-clock time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.now
+	return c.start.Add(c.mono)
 }
 
 // AfterFunc schedules f to run when the clock is advanced d or more.
@@ -38,7 +42,7 @@ func (c *Clock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
-	t := &timer{due: c.now.Add(d), seq: c.seq, f: f}
+	t := &timer{due: c.mono + max(d, 0), seq: c.seq, f: f}
 	c.timers = append(c.timers, t)
 	return func() bool {
 		c.mu.Lock()
@@ -52,44 +56,52 @@ func (c *Clock) AfterFunc(d time.Duration, f func()) func() bool {
 	}
 }
 
-// Advance moves the clock forward by d. Each timer that falls due runs
-// synchronously, with the clock set to its due time, in due order; timers
-// that those callbacks schedule within the window run too.
+// Advance moves both clocks forward by d (d < 0 is treated as 0). Each
+// timer that falls due runs synchronously, with the clock set to its due
+// time, in due order; timers that those callbacks schedule within the
+// window run too.
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
-	end := c.now.Add(d)
+	end := c.mono + max(d, 0)
 	for {
 		t := c.nextDue(end)
 		if t == nil {
 			break
 		}
-		if t.due.After(c.now) {
-			c.now = t.due
-		}
+		c.mono = max(c.mono, t.due)
 		c.mu.Unlock()
 		t.f()
 		c.mu.Lock()
 	}
-	c.now = end
+	c.mono = end
 	c.mu.Unlock()
 }
 
-// Jump sets the wall clock forward or back by d without firing timers, as a
-// suspend/resume or an NTP step does to time.Now.
+// Jump moves the wall clock forward or back by d without moving the
+// monotonic clock or firing timers, as a suspend/resume or an NTP step
+// does to time.Now: a timer due in 10 minutes still fires 10 minutes of
+// Advance later, when Now reads 10 minutes + d on.
 func (c *Clock) Jump(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	c.start = c.start.Add(d)
+}
+
+// Pending is how many timers are armed.
+func (c *Clock) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
 }
 
 // nextDue removes and returns the earliest timer due by end; c.mu is held.
-func (c *Clock) nextDue(end time.Time) *timer {
+func (c *Clock) nextDue(end time.Duration) *timer {
 	best := -1
 	for i, t := range c.timers {
-		if t.due.After(end) {
+		if t.due > end {
 			continue
 		}
-		if best < 0 || t.due.Before(c.timers[best].due) || (t.due.Equal(c.timers[best].due) && t.seq < c.timers[best].seq) {
+		if best < 0 || t.due < c.timers[best].due || (t.due == c.timers[best].due && t.seq < c.timers[best].seq) {
 			best = i
 		}
 	}

@@ -503,3 +503,51 @@ client_secret = "SECRET"
 		t.Errorf("second request to a down IdP: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
+
+// TestUnreadablePeerCredentialsFailClosed: a connection whose peer
+// credentials the server cannot read gets 403 on every endpoint, and the
+// backend is never asked.
+func TestUnreadablePeerCredentialsFailClosed(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "plain.sock")
+	// A plain listener, not Listen's: its connections carry no credentials.
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []localapi.RequestEvent
+	var mu sync.Mutex
+	srv := localapi.New(localapi.Config{Observe: func(ev localapi.RequestEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, ev)
+	}}) // no Backend: reaching it would panic
+	go srv.Serve(ln)
+	defer srv.Close()
+	for _, path := range []string{"/v1/health", "/v1/tokens/p", "/v1/profiles", "/metrics"} {
+		status, body, err := get(sock, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status != http.StatusForbidden || !strings.Contains(body, "peer credentials") {
+			t.Errorf("GET %s without readable credentials = %d %s, want 403 naming the peer credentials", path, status, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 4 || events[0].Code != ipc.CodeForbidden {
+		t.Errorf("events = %+v, want 4 forbidden", events)
+	}
+}
+
+// TestMetricsRefusedToOtherUsers: /metrics is for root and the agent's
+// own user; another uid that may connect gets 403 and no series.
+func TestMetricsRefusedToOtherUsers(t *testing.T) {
+	e := start(t, `socket_mode = "0666"`, profileP, serverOptions{})
+	if status, body := e.get("/metrics", nil); status != 200 || !strings.Contains(body, "tokenagent_requests_total") {
+		t.Fatalf("/metrics as the agent's user = %d, want 200 with series", status)
+	}
+	status, body := runAs(t, 65534, 65534, e.sock, "/metrics")
+	if status != http.StatusForbidden || strings.Contains(body, "tokenagent_") {
+		t.Errorf("/metrics as uid 65534 = %d %s, want 403 and no series", status, body)
+	}
+}
