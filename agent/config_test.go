@@ -325,3 +325,32 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestParsingHasNoSideEffects: parsing looks up no users or groups and
+// creates no files; the names are resolved — and a typo refused, naming
+// the profile and key — when the agent is built.
+func TestParsingHasNoSideEffects(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.toml")
+	cfg, err := agent.ParseConfig([]byte(`socket_group = "no-such-group-x"
+[profiles.p]
+token_url = "https://idp.example/token"
+client_id = "c"
+client_secret = "env:NOT_READ_AT_PARSE"
+allow_users = ["no-such-user-x"]
+allow_groups = ["no-such-group-x"]
+`), path)
+	if err != nil {
+		t.Fatalf("ParseConfig with unknown user and group names = %v; want them left for start-up", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("ParseConfig created %d files in the config's directory", len(entries))
+	}
+	t.Setenv("NOT_READ_AT_PARSE", "x")
+	_, err = agent.New(cfg, agent.Options{})
+	for _, want := range []string{`profile "p"`, `allow_users: no user "no-such-user-x"`, `allow_groups: no group "no-such-group-x"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("agent.New = %v, want it to name %s", err, want)
+		}
+	}
+}

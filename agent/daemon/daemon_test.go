@@ -1,0 +1,166 @@
+package daemon_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/daemon"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/store"
+)
+
+type fixture struct {
+	dir, config, socket, db string
+	idp                     *idptest.Server
+}
+
+func newFixture(t *testing.T, top string) fixture {
+	t.Helper()
+	f := fixture{dir: t.TempDir(), idp: idptest.New()}
+	t.Cleanup(f.idp.Close)
+	f.idp.AddClient(idptest.Client{ID: "c", Secret: "daemon-test-secret", Method: "client_secret_basic"})
+	f.config, f.socket, f.db = filepath.Join(f.dir, "agent.toml"), filepath.Join(f.dir, "run", "agent.sock"), filepath.Join(f.dir, "tokens.db")
+	f.write(t, top, "p")
+	return f
+}
+
+func (f fixture) write(t *testing.T, top string, profiles ...string) {
+	t.Helper()
+	body := fmt.Sprintf("store = %q\n%s\n", f.db, top)
+	for _, p := range profiles {
+		body += fmt.Sprintf("[profiles.%s]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"daemon-test-secret\"\n", p, f.idp.TokenURL)
+	}
+	if err := os.WriteFile(f.config, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f fixture) daemon(t *testing.T) *daemon.Daemon {
+	t.Helper()
+	cfg, err := agent.LoadConfig(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.Nop()
+	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: f.config, Socket: f.socket, Logger: &log, NoSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// stopped checks that nothing the daemon started is left: the socket is
+// gone and the store's lock is free.
+func (f fixture) stopped(t *testing.T) {
+	t.Helper()
+	if c, err := net.Dial("unix", f.socket); err == nil {
+		c.Close()
+		t.Error("the socket still answers after Run returned")
+	}
+	if _, err := os.Lstat(f.socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file left behind: %v", err)
+	}
+	keyText, err := os.ReadFile(filepath.Join(f.dir, "store.key"))
+	if err != nil {
+		return // the store was never opened
+	}
+	key, _ := store.ParseKey(keyText)
+	st, err := store.Open(f.db, store.Options{Key: key})
+	if err != nil {
+		t.Errorf("store still locked after Run returned: %v", err)
+		return
+	}
+	st.Close()
+}
+
+func TestRunServesAndStopsCleanly(t *testing.T) {
+	f := newFixture(t, "")
+	d := f.daemon(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-d.Ready()
+	a := d.Agent()
+	if a == nil {
+		t.Fatalf("not serving: %v", <-done)
+	}
+	self := ipc.Caller{UID: uint32(os.Geteuid())}
+	if _, err := a.Token(ctx, self, "p", 0); err != nil {
+		t.Fatal(err)
+	}
+	// Reload, as SIGHUP does: a profile is added.
+	f.write(t, "", "p", "q")
+	d.Reload()
+	for a.Profiles(self)[len(a.Profiles(self))-1].Name != "q" {
+		// Reload is applied by Run's loop; wait for it.
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel = %v, want nil", err)
+	}
+	f.stopped(t)
+}
+
+// TestRunFailingLateLeavesNothingRunning: a start-up step that fails after
+// the socket is serving (metrics_listen on a taken port) stops the socket
+// server, the engine and the store before Run returns.
+func TestRunFailingLateLeavesNothingRunning(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	f := newFixture(t, fmt.Sprintf("metrics_listen = %q", taken.Addr().String()))
+	d := f.daemon(t)
+	err = d.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "metrics_listen") || !strings.Contains(err.Error(), f.config) {
+		t.Fatalf("Run with metrics_listen on a taken port = %v, want an error naming metrics_listen and the config", err)
+	}
+	select {
+	case <-d.Ready():
+	default:
+		t.Error("Ready not closed after Run failed")
+	}
+	f.stopped(t)
+}
+
+// TestRunFailingEarly: a socket path that cannot be used fails Run with
+// the path named, and the store opened before it is closed again.
+func TestRunFailingEarly(t *testing.T) {
+	f := newFixture(t, "")
+	if err := os.MkdirAll(f.socket, 0o700); err != nil { // a directory where the socket should be
+		t.Fatal(err)
+	}
+	err := f.daemon(t).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), f.socket) {
+		t.Fatalf("Run with a directory at the socket path = %v, want an error naming it", err)
+	}
+	os.Remove(f.socket)
+	f.stopped(t)
+}
+
+func TestNewChecksOptions(t *testing.T) {
+	cfg, _ := agent.ParseConfig([]byte(""), "x.toml")
+	for _, tc := range []struct {
+		opts daemon.Options
+		want string
+	}{
+		{daemon.Options{Socket: "/s"}, "no configuration"},
+		{daemon.Options{Config: cfg}, "no socket path"},
+		{daemon.Options{Config: cfg, Socket: "/s", ConfigPath: "rel/agent.toml"}, "not absolute"},
+	} {
+		if _, err := daemon.New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want %q", tc.opts, err, tc.want)
+		}
+	}
+}
