@@ -404,7 +404,7 @@ func TestTimerFiringEarlyByTheWallClock(t *testing.T) {
 	h := newHarness(t, "")
 	first := h.mustToken(0)
 	due := h.agent.Status()[0].RefreshAt.Sub(h.clock.Now()) // when the (monotonic) timer fires
-	h.clock.Jump(-10 * time.Minute)                          // an NTP step back
+	h.clock.Jump(-10 * time.Minute)                         // an NTP step back
 	h.clock.Advance(due + time.Millisecond)
 	if n := h.requests(); n != 1 {
 		t.Fatalf("IdP requests = %d after the timer fired 10 minutes early by the wall clock, want 1 (re-armed, not refreshed)", n)
