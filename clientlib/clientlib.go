@@ -71,16 +71,9 @@ type Token struct {
 }
 
 // ProfileStatus is what the agent tells this process's user about one of
-// the profiles it may use. It never holds a token.
-type ProfileStatus struct {
-	Name             string    `json:"name"`
-	ExpiresAt        time.Time `json:"expires_at,omitzero"`
-	LastRefresh      time.Time `json:"last_refresh,omitzero"`
-	LastError        string    `json:"last_error,omitempty"`
-	NextAttempt      time.Time `json:"next_attempt,omitzero"`
-	UpstreamRequests int       `json:"upstream_requests"`
-	Idle             bool      `json:"idle,omitempty"`
-}
+// the profiles it may use: expiry, last refresh, last error and when the
+// IdP is asked again, IdP requests made, idle. It never holds a token.
+type ProfileStatus ipc.ProfileInfo
 
 // Client talks to one agent. The zero value is ready to use; a Client is
 // safe for concurrent use, keeps up to a few connections open for reuse,

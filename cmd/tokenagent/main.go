@@ -12,7 +12,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
+
+	"github.com/tokenagent/tokenagent/internal/version"
 )
 
 // Exit codes (see DESIGN.md, Command line).
@@ -123,16 +124,4 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// version is set at build time: -ldflags "-X main.version=1.2.3".
-var version = ""
-
-func versionString() string {
-	v := version
-	if v == "" {
-		v = "(devel)"
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-	}
-	return "tokenagent " + v
-}
+func versionString() string { return "tokenagent " + version.String() }

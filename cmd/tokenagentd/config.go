@@ -5,25 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/internal/version"
 )
 
-// version is set at build time: -ldflags "-X main.version=1.2.3".
-var version = ""
-
-func versionString() string {
-	v := version
-	if v == "" {
-		v = "(devel)"
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-	}
-	return "tokenagentd " + v
-}
+func versionString() string { return "tokenagentd " + version.String() }
 
 // loadConfig reads path; with no path, the default file if it exists,
 // else the Zeebe/Camunda environment variables if any are set.
