@@ -214,6 +214,21 @@ func cacheHits() error {
 	return nil
 }
 
+// buildCommand builds ./cmd/NAME into work as the packages build it
+// (packaging/build.sh): static and stripped. Run from the repository root.
+func buildCommand(work, name string) (string, error) {
+	bin := filepath.Join(work, name)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/"+name)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s (run from the repository root): %v\n%s", name, err, out)
+	}
+	return bin, nil
+}
+
 func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond)) }
 
 // minimalClient is the floor for a cold CLI: a static Go program that
@@ -243,19 +258,16 @@ func coldCLI(work string) error {
 	}
 	defer r.Close()
 	r.IdP.AddClient(idptest.Client{ID: "c", Secret: "bench-secret", Method: "client_secret_basic"})
-	cli := filepath.Join(work, "tokenagent")
-	// Built as the packages build it (packaging/build.sh): static, stripped.
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", cli, "./cmd/tokenagent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build tokenagent (run from the repository root): %v\n%s", err, out)
+	cli, err := buildCommand(work, "tokenagent")
+	if err != nil {
+		return err
 	}
 	src := filepath.Join(work, "floor", "main.go")
 	os.MkdirAll(filepath.Dir(src), 0o755)
 	os.WriteFile(src, []byte(minimalClient), 0o644)
 	os.WriteFile(filepath.Join(work, "floor", "go.mod"), []byte("module floor\n\ngo 1.22\n"), 0o644)
 	floorBin := filepath.Join(work, "floor-client")
-	build = exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", floorBin, ".")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", floorBin, ".")
 	build.Dir, build.Env = filepath.Dir(src), append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("build floor client: %v\n%s", err, out)
@@ -433,7 +445,11 @@ func memory(work string) error {
 	config := filepath.Join(dir, "agent.toml")
 	os.WriteFile(config, []byte("store = \"memory\"\n"+strings.ReplaceAll(profiles(1000, "m"), "IDP", idp.TokenURL)), 0o600)
 	socket := filepath.Join(dir, "agent.sock")
-	cmd := exec.Command(filepath.Join(work, "tokenagent"), "run", "--config", config, "--socket", socket)
+	daemonBin, err := buildCommand(work, "tokenagentd")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(daemonBin, "--config", config, "--socket", socket)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
 	if err := cmd.Start(); err != nil {
 		return err
