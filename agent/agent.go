@@ -316,10 +316,12 @@ func (a *Agent) publicError(profile string, err error) error {
 	switch {
 	case errors.Is(err, errSourceClosed), a.ctx.Err() != nil:
 		return &ipc.Error{Kind: ipc.ErrShuttingDown, Description: "the agent is shutting down", Err: err}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return &ipc.Error{Kind: ipc.ErrTimeout, Description: fmt.Sprintf("profile %q: no token before the request's deadline", profile), Err: err}
 	case errors.As(err, &ie) && !ie.Transient:
 		return &ipc.Error{Kind: ipc.ErrIdPRefused, Code: cmp.Or(ie.Code, ipc.CodeIdPError), Description: msg, RetryAfter: retryIn(err), Err: err}
+	case errors.As(err, &ie): // fetch_timeout included: the IdP was slow, not the caller impatient
+		return &ipc.Error{Kind: ipc.ErrIdPUnavailable, Description: msg, RetryAfter: retryIn(err), Err: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return &ipc.Error{Kind: ipc.ErrTimeout, Description: fmt.Sprintf("profile %q: no token before the request's deadline", profile), Err: err}
 	}
 	return &ipc.Error{Kind: ipc.ErrIdPUnavailable, Description: msg, RetryAfter: retryIn(err), Err: err}
 }

@@ -434,3 +434,27 @@ func TestTimerAfterClockJumpForward(t *testing.T) {
 		t.Errorf("IdP requests = %d after a jump past refresh_at, want 2 (refreshed at once)", n)
 	}
 }
+
+// TestSlowIdPIsNotTheCallersTimeout: an IdP slower than fetch_timeout is
+// ErrIdPUnavailable (503 on the socket), while a caller whose own deadline
+// passes first gets ErrTimeout (504).
+func TestSlowIdPIsNotTheCallersTimeout(t *testing.T) {
+	h := newHarness(t, `fetch_timeout = "100ms"`)
+	h.srv.SetFault(idptest.Fault{Delay: 5 * time.Second})
+	_, err := h.token(0) // 10 s deadline: the fetch times out first
+	if !errors.Is(err, ipc.ErrIdPUnavailable) || errors.Is(err, ipc.ErrTimeout) {
+		t.Errorf("Token with the IdP slower than fetch_timeout = %v, want ErrIdPUnavailable", err)
+	}
+
+	h2 := newHarness(t, "")
+	hold := make(chan struct{})
+	defer close(hold)
+	h2.srv.SetFault(idptest.Fault{Hold: hold})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = h2.agent.Token(ctx, self, "p", 0)
+	suiteLog.err(t, err)
+	if !errors.Is(err, ipc.ErrTimeout) {
+		t.Errorf("Token past the caller's own deadline = %v, want ErrTimeout", err)
+	}
+}
