@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -101,8 +102,8 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	// Reload, as SIGHUP does: a profile is added.
 	f.write(t, "", "p", "q")
 	d.Reload()
-	for a.Profiles(self)[len(a.Profiles(self))-1].Name != "q" {
-		// Reload is applied by Run's loop; wait for it.
+	for !hasProfile(a.Profiles(self), "q") {
+		runtime.Gosched() // Reload is applied by Run's loop; wait for it
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -163,4 +164,13 @@ func TestNewChecksOptions(t *testing.T) {
 			t.Errorf("New(%+v) = %v, want %q", tc.opts, err, tc.want)
 		}
 	}
+}
+
+func hasProfile(list []agent.ProfileStatus, name string) bool {
+	for _, p := range list {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
