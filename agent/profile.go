@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,7 +23,8 @@ type profile struct {
 	access access
 	client *idp.Client
 	// fingerprint identifies what the profile's tokens are for: endpoint,
-	// client id, auth method, scopes, audience and resources. A stored
+	// client id, auth method, scopes, audience, resources and extra
+	// parameters. A stored
 	// token is only ever served to a profile with the same fingerprint.
 	fingerprint string
 	// settings hashes everything that makes up the profile, secrets and
@@ -160,7 +163,11 @@ func refName(v string) string {
 // fingerprint hashes the settings that decide what a token grants.
 func (p *ProfileConfig) fingerprint() string {
 	h := sha256.New()
-	for _, part := range []string{p.TokenURL, p.Issuer, p.ClientID, p.auth(), strings.Join(p.Scopes, " "), p.Audience, strings.Join(p.Resource, " ")} {
+	parts := []string{p.TokenURL, p.Issuer, p.ClientID, p.auth(), strings.Join(p.Scopes, " "), p.Audience, strings.Join(p.Resource, " ")}
+	for _, k := range slices.Sorted(maps.Keys(p.Params)) { // extra parameters change what is granted too
+		parts = append(parts, k, p.Params[k])
+	}
+	for _, part := range parts {
 		fmt.Fprintf(h, "%d:%s;", len(part), part)
 	}
 	return hex.EncodeToString(h.Sum(nil))

@@ -144,3 +144,24 @@ func TestReloadRacingAnInFlightFetch(t *testing.T) {
 		t.Errorf("IdP requests = %d, want 2 (the dropped fetch, then one for all callers on the successor)", n)
 	}
 }
+
+// TestReloadWithOtherParamsDropsTheToken: extra parameters are part of
+// what a token is for; a reload that changes them never keeps serving a
+// token minted with the old ones.
+func TestReloadWithOtherParamsDropsTheToken(t *testing.T) {
+	h := newHarness(t, `params = { tenant = "a" }`)
+	first := h.mustToken(0)
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nparams = { tenant = \"b\" }\n", h.srv.TokenURL, testSecret)), "tenant-b.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.agent.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if tok := h.mustToken(0); tok.AccessToken == first.AccessToken {
+		t.Error("after params changed, the token minted with the old params is still served")
+	}
+	if got := h.srv.LastForm("c").Get("tenant"); got != "b" {
+		t.Errorf("IdP saw tenant=%q, want b", got)
+	}
+}
