@@ -154,9 +154,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	srv := localapi.New(localapi.Config{Backend: backend{a}, Observe: observe, AgentUID: uint32(os.Geteuid()),
 		ReadHeaderTimeout: d.opts.ReadHeaderTimeout})
-	served := make(chan error, 2)
-	go func() { served <- srv.Serve(ln) }()
-	defer d.shutdown(srv)
+	served := make(chan error, 2) // one answer from each server; never blocks
+	serveDone := make(chan struct{})
+	go func() { defer close(serveDone); served <- srv.Serve(ln) }()
+	// Serve closes the listener (removing the socket) when it returns, even
+	// when Shutdown came first: wait for that, so that Run never returns
+	// with the socket still there.
+	defer func() { d.shutdown(srv); <-serveDone }()
 
 	var metricsAddr net.Addr
 	if cfg.MetricsListen != "" {
@@ -165,8 +169,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("config %s: metrics_listen %s: %w", cfg.Path(), cfg.MetricsListen, err)
 		}
 		msrv := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { served <- msrv.Serve(mln) }()
-		defer msrv.Close()
+		metricsDone := make(chan struct{})
+		go func() { defer close(metricsDone); served <- msrv.Serve(mln) }()
+		defer func() { msrv.Close(); <-metricsDone }()
 		metricsAddr = mln.Addr()
 		d.log.Info().Str("metrics_listen", metricsAddr.String()).Msg("serving /metrics over TCP")
 	}
