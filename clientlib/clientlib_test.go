@@ -215,3 +215,45 @@ func servedCount(t *testing.T, profile string) uint64 {
 	t.Fatalf("no profile %q", profile)
 	return 0
 }
+
+// TestTransportKeepsTheTokenOnItsOrigin: a redirect to another origin
+// gets the request without the bearer token; one on the same origin keeps
+// it.
+func TestTransportKeepsTheTokenOnItsOrigin(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{}
+	record := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[name] = r.Header.Get("Authorization")
+		}
+	}
+	attacker := httptest.NewServer(record("other origin"))
+	defer attacker.Close()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, attacker.URL+"/collect", http.StatusFound)
+	})
+	mux.HandleFunc("/here", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/landed", http.StatusFound) })
+	mux.HandleFunc("/landed", record("same origin"))
+	api := httptest.NewServer(mux)
+	defer api.Close()
+
+	c := &clientlib.Client{}
+	defer c.Close()
+	httpClient := &http.Client{Transport: bearer.Transport(c, "zeebe", nil)}
+	for _, path := range []string{"/away", "/here"} {
+		resp, err := httpClient.Get(api.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if got := seen["other origin"]; got != "" {
+		t.Errorf("the other origin received Authorization %.20q…; want none", got)
+	}
+	if got := seen["same origin"]; !strings.HasPrefix(got, "Bearer ey") {
+		t.Errorf("a same-origin redirect got Authorization %q; want the bearer token", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/tokenagent/tokenagent/clientlib"
@@ -60,6 +61,14 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if redirectedElsewhere(req) {
+		// The token is for the origin the caller asked; a redirect to
+		// another one gets the request without it (and without any
+		// Authorization the caller set), as net/http itself does.
+		r := req.Clone(req.Context())
+		r.Header.Del("Authorization")
+		return t.base.RoundTrip(r)
+	}
 	tok, err := t.c.Token(req.Context(), t.profile)
 	if err != nil {
 		closeBody(req)
@@ -88,6 +97,25 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	return t.base.RoundTrip(retry)
+}
+
+// redirectedElsewhere reports whether req follows a redirect from a
+// request to another origin (scheme, host and port): http.Client sets
+// req.Response on the requests it makes for redirects.
+func redirectedElsewhere(req *http.Request) bool {
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	return first != req && origin(first.URL) != origin(req.URL)
+}
+
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return u.Scheme + "://" + u.Hostname() + ":" + port
 }
 
 // withBearer clones req with the Authorization header set (RoundTrippers
