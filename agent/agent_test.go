@@ -458,3 +458,35 @@ func TestSlowIdPIsNotTheCallersTimeout(t *testing.T) {
 		t.Errorf("Token past the caller's own deadline = %v, want ErrTimeout", err)
 	}
 }
+
+// TestHostileTokenTextIsNeverServed: an IdP (or anything posing as one)
+// that returns a token able to break out of a header, a shell line or a
+// curl config, or a token_type carrying a header, gets the fetch failed
+// with a clear error; nothing is served, and the text reaches no log.
+func TestHostileTokenTextIsNeverServed(t *testing.T) {
+	for name, body := range map[string]string{
+		"token with quote and newline": `{"access_token":"eyJ\"\nurl = \"file:///etc/passwd","token_type":"Bearer","expires_in":3600}`,
+		"token with a space":           `{"access_token":"eyJ abc","token_type":"Bearer","expires_in":3600}`,
+		"token_type with CRLF":         `{"access_token":"eyJabc","token_type":"Bearer\r\nX-Injected: 1","expires_in":3600}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, "")
+			h.srv.SetFault(idptest.Fault{Body: []byte(body)})
+			tok, err := h.token(0)
+			if err == nil {
+				t.Fatalf("Token = %+v, want the fetch refused", tok)
+			}
+			if !errors.Is(err, ipc.ErrIdPUnavailable) || strings.ContainsAny(err.Error(), "\r\n") || strings.Contains(err.Error(), "eyJ") {
+				t.Errorf("Token = %v; want ErrIdPUnavailable whose text holds no part of the answer", err)
+			}
+			if logs := suiteLog.textFor(t); strings.Contains(logs, "X-Injected") || strings.Contains(logs, "etc/passwd") {
+				t.Errorf("the hostile text reached the log:\n%s", logs)
+			}
+		})
+	}
+	h := newHarness(t, "")
+	h.srv.SetFault(idptest.Fault{Body: []byte(`{"access_token":"eyJabc","token_type":"bearer","expires_in":3600}`)})
+	if tok := h.mustToken(0); tok.TokenType != "Bearer" {
+		t.Errorf("token_type %q, want it normalised to Bearer", tok.TokenType)
+	}
+}

@@ -24,7 +24,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -185,7 +184,7 @@ func (c *Client) tokenRequest(ctx context.Context, method, profile, path string,
 	if err := c.do(ctx, method, path, body, &tr); err != nil {
 		return nil, err
 	}
-	if !validToken(tr.AccessToken) {
+	if !ipc.ValidToken(tr.AccessToken) {
 		return nil, fmt.Errorf("clientlib: the agent at %s answered without a usable access token", c.socket)
 	}
 	tok := Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, Scope: tr.Scope, ExpiresAt: tr.ExpiresAt}
@@ -274,23 +273,4 @@ func (c *Client) forget(profile string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.cache, profile)
-}
-
-// validToken reports whether s can go into an Authorization header, a
-// shell line or a curl config as it is: an RFC 6750 b64token.
-func validToken(s string) bool {
-	body := strings.TrimRight(s, "=")
-	if body == "" {
-		return false
-	}
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -13,7 +13,10 @@
 // what it links.
 package ipc
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // ValidProfileName reports whether name is a profile name: 1 to 64 ASCII
 // letters, digits, '.', '_' or '-', starting with a letter or digit. The
@@ -111,3 +114,28 @@ type ProfilesResponse struct {
 type HealthResponse struct {
 	Status string `json:"status"` // "ok"
 }
+
+// ValidToken reports whether s is an RFC 6750 b64token — letters, digits,
+// "-", ".", "_", "~", "+", "/", then optional "=" padding — and so can go
+// into an Authorization header, a shell line or a curl config as it is.
+// The agent refuses any other token from an IdP; clients refuse any other
+// token from an agent.
+func ValidToken(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" || len(s) > MaxTokenLength {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// MaxTokenLength bounds an access token (64 KiB; real ones are a few KiB).
+const MaxTokenLength = 64 << 10

@@ -27,6 +27,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // Client authentication methods (RFC 8414 token_endpoint_auth_methods).
@@ -260,12 +264,45 @@ func parseTokenResponse(endpoint string, status int, hdr http.Header, body []byt
 	if tj.AccessToken == "" {
 		return nil, &Error{Endpoint: endpoint, StatusCode: status, Transient: true, Err: errors.New("response has no access_token")}
 	}
+	// Everything the IdP sends is input: a token that could break out of
+	// a header, a shell line or a curl config is never served.
+	if !ipc.ValidToken(tj.AccessToken) {
+		return nil, &Error{Endpoint: endpoint, StatusCode: status, Transient: true,
+			Err: fmt.Errorf("response's access_token (%d bytes) is not an RFC 6750 token (letters, digits, -._~+/ and trailing =); nothing is served", len(tj.AccessToken))}
+	}
+	tokenType, ok := normalTokenType(tj.TokenType)
+	if !ok {
+		return nil, &Error{Endpoint: endpoint, StatusCode: status, Transient: true,
+			Err: fmt.Errorf("response's token_type (%d bytes) is not an HTTP authentication scheme name such as Bearer", len(tj.TokenType))}
+	}
 	return &Response{
 		AccessToken: tj.AccessToken,
-		TokenType:   tj.TokenType,
-		Scope:       scopeString(tj.Scope),
+		TokenType:   tokenType,
+		Scope:       printable(scopeString(tj.Scope), 4096),
 		ExpiresIn:   expiresIn(tj.ExpiresIn),
 	}, nil
+}
+
+// normalTokenType spells the common token types as RFC 6750 and RFC 9449
+// do (an IdP may send "bearer"), defaults a missing one to Bearer (RFC
+// 6749 makes it required; some IdPs omit it), and accepts another only if
+// it is an HTTP token (RFC 9110 §5.6.2), as an auth scheme must be.
+func normalTokenType(t string) (string, bool) {
+	switch {
+	case t == "", strings.EqualFold(t, "bearer"):
+		return "Bearer", true
+	case strings.EqualFold(t, "dpop"):
+		return "DPoP", true
+	case len(t) > 32:
+		return "", false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return "", false
+		}
+	}
+	return t, true
 }
 
 func notJSON(hdr http.Header, body []byte) error {
@@ -321,13 +358,19 @@ func scopeString(raw json.RawMessage) string {
 // dropped, length capped.
 func printable(s string, limit int) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		// C0 and C1 controls (terminal escapes), and format characters such
+		// as bidi overrides that make a log line read other than it is.
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
 			return -1
 		}
 		return r
 	}, s)
 	if len(s) > limit {
-		s = s[:limit] + "…"
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
 	return s
 }

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"testing"
 	"time"
+	"unicode"
+
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // FuzzParseTokenResponse feeds arbitrary bodies, statuses and Retry-After
@@ -18,6 +21,8 @@ func FuzzParseTokenResponse(f *testing.F) {
 	f.Add(503, `<html>`, "Wed, 21 Oct 2015 07:28:00 GMT")
 	f.Add(200, `{"access_token":"a","expires_in":1e400}`, "")
 	f.Add(200, `{"error":"x\u0000y"}`, "-1")
+	f.Add(200, `{"access_token":"a\"b\ncurl-injected","token_type":"Bearer\r\nX-Injected: 1"}`, "")
+	f.Add(400, `{"error":"invalid_client","error_description":"\u009b31mred\u202eevil"}`, "")
 	f.Fuzz(func(t *testing.T, status int, body, retryAfter string) {
 		hdr := http.Header{"Retry-After": {retryAfter}}
 		resp, err := parseTokenResponse("https://idp.example/token", status, hdr, []byte(body), time.Unix(1e9, 0))
@@ -32,10 +37,25 @@ func FuzzParseTokenResponse(f *testing.F) {
 			if ie.RetryAfter < 0 {
 				t.Fatalf("RetryAfter = %v < 0", ie.RetryAfter)
 			}
+			if hasControl(err.Error()) || hasControl(ie.Code) || hasControl(ie.Description) {
+				t.Fatalf("error text carries a control or format character: %q", err.Error())
+			}
 			return
 		}
-		if resp.AccessToken == "" || resp.ExpiresIn < 0 {
+		if !ipc.ValidToken(resp.AccessToken) || resp.ExpiresIn < 0 {
 			t.Fatalf("bad response %+v", resp)
 		}
+		if _, ok := normalTokenType(resp.TokenType); !ok || resp.TokenType == "" || hasControl(resp.Scope) {
+			t.Fatalf("token_type %q or scope %q would reach a header or terminal as it is", resp.TokenType, resp.Scope)
+		}
 	})
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return true
+		}
+	}
+	return false
 }

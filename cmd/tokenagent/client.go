@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tokenagent/tokenagent/clientlib"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -128,25 +130,44 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return clientExit(err)
 	}
-	switch *format {
+	out, err := renderToken(*format, *envVar, tok)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, out)
+	return err
+}
+
+// renderToken formats tok for --format. It refuses a token that is not
+// an RFC 6750 b64token (clientlib already does; this is the last line
+// before a shell or curl reads it), so no format can carry a control
+// character or break out of its quoting.
+func renderToken(format, envVar string, tok *clientlib.Token) (string, error) {
+	if !ipc.ValidToken(tok.AccessToken) {
+		return "", fmt.Errorf("the agent's token is not an RFC 6750 token; refusing to print it")
+	}
+	switch format {
 	case "plain":
-		io.WriteString(stdout, tok.AccessToken+"\n")
+		return tok.AccessToken + "\n", nil
 	case "json":
-		enc := json.NewEncoder(stdout)
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
 		enc.SetIndent("", "  ")
-		return enc.Encode(ipc.TokenResponse{
-			AccessToken: tok.AccessToken, TokenType: tok.TokenType, Scope: tok.Scope,
+		// encoding/json leaves DEL and C1 controls as they are.
+		err := enc.Encode(ipc.TokenResponse{
+			AccessToken: tok.AccessToken, TokenType: terminalText(tok.TokenType), Scope: terminalText(tok.Scope),
 			ExpiresAt: tok.ExpiresAt, ExpiresIn: int64(time.Until(tok.ExpiresAt) / time.Second),
 		})
+		return b.String(), err
 	case "header":
-		fmt.Fprintf(stdout, "Authorization: Bearer %s\n", tok.AccessToken)
+		return "Authorization: Bearer " + tok.AccessToken + "\n", nil
 	case "env":
-		fmt.Fprintf(stdout, "export %s=%s\n", *envVar, shellQuote(tok.AccessToken))
+		return "export " + envVar + "=" + shellQuote(tok.AccessToken) + "\n", nil
 	case "curl":
 		// A curl config line: curl -K <(tokenagent token NAME --format curl) URL
-		fmt.Fprintf(stdout, "header = \"Authorization: Bearer %s\"\n", tok.AccessToken)
+		return `header = "Authorization: Bearer ` + tok.AccessToken + "\"\n", nil
 	}
-	return nil
+	return "", usageError{fmt.Sprintf("token: unknown --format %q (plain, json, header, env, curl)", format)}
 }
 
 // shellQuote quotes s for POSIX sh.
@@ -195,10 +216,16 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			Profiles []clientlib.ProfileStatus `json:"profiles"`
 		}{profiles})
 	}
+	return renderStatus(stdout, profiles, time.Now())
+}
+
+// renderStatus writes the status table. Names and errors come from the
+// agent, and errors from the IdP before it: control and format characters
+// are dropped so that nothing reaches the terminal but text.
+func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time) error {
 	sort.Slice(profiles, func(i, j int) bool { return profiles[i].Name < profiles[j].Name })
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PROFILE\tEXPIRES IN\tLAST REFRESH\tIDP REQUESTS\tLAST ERROR")
-	now := time.Now()
 	for _, p := range profiles {
 		expires := "no token"
 		if !p.ExpiresAt.IsZero() {
@@ -221,7 +248,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				lastErr += fmt.Sprintf(" (retry in %v)", p.NextAttempt.Sub(now).Round(time.Second))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", p.Name, expires, last, p.UpstreamRequests, lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", terminalText(p.Name), expires, last, p.UpstreamRequests, terminalText(lastErr))
 	}
 	return tw.Flush()
 }
@@ -357,3 +384,14 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 type quietError struct{}
 
 func (quietError) Error() string { return "" }
+
+// terminalText drops control characters (tabs and newlines included) and
+// format characters such as bidi overrides from text for a terminal.
+func terminalText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
+}
