@@ -35,6 +35,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -185,6 +186,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := checkDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("store %s is a %s, not a regular file; the agent opens only its own files, never through a link: remove it, or set store to another path", path, fileKind(fi.Mode()))
+	}
 	db, err := s.openVerified(opts.LockTimeout)
 	var corrupt *corruptError
 	if errors.As(err, &corrupt) {
@@ -216,6 +220,22 @@ func checkDir(dir string) error {
 	f.Close()
 	os.Remove(f.Name())
 	return nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
 }
 
 // PathCause is the cause of a file-system error without the operation

@@ -420,3 +420,22 @@ func BenchmarkPut(b *testing.B) {
 		}
 	}
 }
+
+// TestStoreThroughALinkRefused: a symlink planted at the store path does
+// not make the agent create or open a file elsewhere.
+func TestStoreThroughALinkRefused(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "elsewhere.db")
+	path := filepath.Join(dir, "tokens.db")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := newKey(t)
+	_, err := store.Open(path, store.Options{Key: key})
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("Open through a symlink = %v, want a refusal naming the path", err)
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the link's target was created: %v", err)
+	}
+}

@@ -32,7 +32,9 @@ type ListenConfig struct {
 // removed (another agent is serving on it: that is an error); a socket
 // nobody listens on is stale and replaced; anything else at path is left
 // alone and reported. The directory is created if missing; the socket's
-// mode and group are set explicitly, never left to the umask.
+// mode comes from an explicit umask at bind and its group from Lchown,
+// never from the process's umask or a chmod by path. Closing the
+// listener removes the socket only if it is still the one created.
 func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = 2048
@@ -43,15 +45,22 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
+	// The mode comes from the umask at bind, never from a chmod by path
+	// afterwards (which a rename and a symlink could point at another
+	// file). The umask is process-wide: Listen runs at start, before
+	// anything else creates files.
+	old := syscall.Umask(int(0o777 &^ cfg.Mode.Perm()))
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("localapi: listen on %s: %w", path, err)
 	}
-	// Between bind and chmod the socket has umask-derived bits; nothing is
-	// exposed meanwhile because every request's credentials are checked.
-	if err := os.Chmod(path, cfg.Mode); err != nil {
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // Close removes the socket only if it is still ours
+	fi, err := os.Lstat(path)
+	if err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("localapi: chmod %s: %w", path, err)
+		return nil, fmt.Errorf("localapi: %s: %w", path, err)
 	}
 	if cfg.GID >= 0 {
 		if err := os.Lchown(path, -1, cfg.GID); err != nil {
@@ -59,7 +68,7 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 			return nil, fmt.Errorf("localapi: chgrp %s to gid %d: %w", path, cfg.GID, err)
 		}
 	}
-	return &listener{Listener: ln, slots: make(chan struct{}, cfg.MaxConnections)}, nil
+	return &listener{Listener: ln, path: path, created: fi, slots: make(chan struct{}, cfg.MaxConnections)}, nil
 }
 
 // prepareDir creates the socket's directory with a mode that lets exactly
@@ -122,8 +131,24 @@ func removeStale(path string) error {
 // listener caps connections and reads peer credentials at accept.
 type listener struct {
 	net.Listener
-	slots    chan struct{}
-	accepted atomic.Uint64
+	path      string
+	created   fs.FileInfo // the socket file as bound: Close removes only this one
+	closeOnce sync.Once
+	slots     chan struct{}
+	accepted  atomic.Uint64
+}
+
+// Close stops listening and removes the socket file if it is still the
+// one Listen created (same inode): a file someone else put at the path
+// meanwhile is left alone.
+func (l *listener) Close() error {
+	err := l.Listener.Close()
+	l.closeOnce.Do(func() {
+		if fi, lerr := os.Lstat(l.path); lerr == nil && os.SameFile(fi, l.created) {
+			os.Remove(l.path)
+		}
+	})
+	return err
 }
 
 func (l *listener) Accept() (net.Conn, error) {
