@@ -1,7 +1,6 @@
 package ipc
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -14,19 +13,21 @@ const EnvSocket = "TOKENAGENT_SOCKET"
 const SystemSocketPath = "/run/tokenagent/agent.sock"
 
 // DefaultSocketPath is /run/tokenagent/agent.sock for root (system mode),
-// else $XDG_RUNTIME_DIR/tokenagent/agent.sock, or, without
-// XDG_RUNTIME_DIR, a per-user directory in the temporary directory.
+// else $XDG_RUNTIME_DIR/tokenagent/agent.sock. Without XDG_RUNTIME_DIR
+// (cron, sudo -u, a service with User=) a non-root user has no default:
+// "" — never a directory in /tmp, where another user could have planted
+// it first.
 func DefaultSocketPath() string { return hostPaths().defaultSocket() }
 
 // SocketPath picks the daemon's socket: an explicit flag, then
 // $TOKENAGENT_SOCKET, then the configuration's socket setting, then
-// DefaultSocketPath.
+// DefaultSocketPath ("" when there is none: the daemon says so).
 func SocketPath(flag, configured string) string { return hostPaths().socket(flag, configured) }
 
-// ClientSocketPath picks the socket a client dials, in the daemon's order
-// (a flag, then $TOKENAGENT_SOCKET, then the default), except that a
-// non-root user with no agent of their own reaches the system agent: the
-// per-user socket is used only if it exists.
+// ClientSocketPath picks the socket a client dials: a flag, then
+// $TOKENAGENT_SOCKET, then the default, except that a non-root user with
+// no agent of their own (no per-user socket, or no XDG_RUNTIME_DIR)
+// reaches the system agent.
 func ClientSocketPath(flag string) string { return hostPaths().clientSocket(flag) }
 
 // paths resolves socket paths from what the process knows about itself;
@@ -35,11 +36,10 @@ type paths struct {
 	euid   int
 	getenv func(string) string
 	exists func(string) bool
-	tmp    string
 }
 
 func hostPaths() paths {
-	return paths{euid: os.Geteuid(), getenv: os.Getenv, tmp: os.TempDir(), exists: func(p string) bool {
+	return paths{euid: os.Geteuid(), getenv: os.Getenv, exists: func(p string) bool {
 		_, err := os.Stat(p)
 		return err == nil
 	}}
@@ -52,7 +52,7 @@ func (p paths) defaultSocket() string {
 	if dir := p.getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
 		return filepath.Join(dir, "tokenagent", "agent.sock")
 	}
-	return filepath.Join(p.tmp, fmt.Sprintf("tokenagent-%d", p.euid), "agent.sock")
+	return ""
 }
 
 func (p paths) socket(flag, configured string) string {
@@ -66,7 +66,7 @@ func (p paths) socket(flag, configured string) string {
 
 func (p paths) clientSocket(flag string) string {
 	s := p.socket(flag, "")
-	if s != p.defaultSocket() || p.euid == 0 || p.exists(s) {
+	if s != "" && (s != p.defaultSocket() || p.euid == 0 || p.exists(s)) {
 		return s
 	}
 	return SystemSocketPath

@@ -25,11 +25,15 @@ func TestSocketPaths(t *testing.T) {
 		{name: "user without one falls back to the system agent", euid: 1000, env: env{"XDG_RUNTIME_DIR": "/run/user/1000"},
 			daemon: "/run/user/1000/tokenagent/agent.sock", client: SystemSocketPath},
 		{name: "relative XDG_RUNTIME_DIR is ignored", euid: 1000, env: env{"XDG_RUNTIME_DIR": "run"},
-			daemon: "/tmp/tokenagent-1000/agent.sock", client: SystemSocketPath},
+			daemon: "", client: SystemSocketPath},
+		// No /tmp fallback: another user could have created the directory
+		// first, served a fake agent in it or swapped the real socket.
+		{name: "no XDG_RUNTIME_DIR: no default for a user agent", euid: 1000, existing: []string{"/tmp/tokenagent-1000/agent.sock"},
+			daemon: "", client: SystemSocketPath},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := paths{euid: tt.euid, tmp: "/tmp", getenv: func(k string) string { return tt.env[k] }, exists: func(s string) bool {
+			p := paths{euid: tt.euid, getenv: func(k string) string { return tt.env[k] }, exists: func(s string) bool {
 				for _, e := range tt.existing {
 					if e == s {
 						return true

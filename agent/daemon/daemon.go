@@ -74,7 +74,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, errors.New("daemon: no configuration")
 	}
 	if opts.Socket == "" {
-		return nil, errors.New("daemon: no socket path")
+		return nil, errors.New("no socket path: XDG_RUNTIME_DIR is not set (as under cron, sudo -u or a service with User=), " +
+			"and a user agent does not fall back to a directory in /tmp, where another user could have made it first. " +
+			"Pass --socket PATH in a directory only you can write, set TOKENAGENT_SOCKET or the config's socket, or use the system agent")
 	}
 	if opts.ConfigPath != "" && !filepath.IsAbs(opts.ConfigPath) {
 		return nil, fmt.Errorf("daemon: configuration path %q is not absolute; resolve it once, at start", opts.ConfigPath)
@@ -129,6 +131,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	readyOnce := sync.OnceFunc(func() { close(d.ready) })
 	defer readyOnce()
 	cfg := d.opts.Config
+	if err := d.checkDirs(); err != nil {
+		return err
+	}
 
 	st, err := agent.OpenStore(cfg)
 	if err != nil {
@@ -208,6 +213,26 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			d.reload(a)
 		}
 	}
+}
+
+// checkDirs applies the trust rule to every directory the agent will
+// keep something in: the socket's, the store's, and the configuration's
+// (where the default store key is created).
+func (d *Daemon) checkDirs() error {
+	uid := os.Geteuid()
+	dirs := [][2]string{{"socket directory", filepath.Dir(d.opts.Socket)}}
+	if p := d.opts.Config.StorePath(); p != "" {
+		dirs = append(dirs, [2]string{"store directory", filepath.Dir(p)})
+	}
+	if d.opts.ConfigPath != "" {
+		dirs = append(dirs, [2]string{"configuration directory", filepath.Dir(d.opts.ConfigPath)})
+	}
+	for _, dir := range dirs {
+		if err := checkTrustedDir(dir[0], dir[1], uid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // shutdown lets requests in flight finish, then closes the socket.

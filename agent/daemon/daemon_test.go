@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -173,4 +175,67 @@ func hasProfile(list []agent.ProfileStatus, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestPlantedDirectoryRefused: a directory another user made for the
+// agent's socket or store (as they could in /tmp) stops the start, naming
+// the directory and its owner; so does a directory anyone may write.
+// Nothing is created inside it.
+func TestPlantedDirectoryRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another user")
+	}
+	other, err := user.Lookup("daemon") // a real second user on Debian and macOS
+	if err != nil {
+		t.Skip("no user daemon on this host")
+	}
+	otherUID, _ := strconv.Atoi(other.Uid)
+	for _, tc := range []struct {
+		name  string
+		plant func(f fixture) string // returns the planted directory
+		owner int
+		mode  os.FileMode
+	}{
+		{"socket directory owned by another user", func(f fixture) string { return filepath.Dir(f.socket) }, otherUID, 0o755},
+		{"socket directory anyone may write", func(f fixture) string { return filepath.Dir(f.socket) }, 0, 0o777},
+		{"store directory owned by another user", func(f fixture) string { return filepath.Dir(f.db) }, otherUID, 0o700},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, "")
+			if strings.Contains(tc.name, "store") {
+				f.db = filepath.Join(f.dir, "state", "tokens.db")
+				f.write(t, "", "p")
+			}
+			planted := tc.plant(f)
+			os.MkdirAll(planted, tc.mode)
+			os.Chmod(planted, tc.mode)
+			os.Chown(planted, tc.owner, tc.owner)
+			err := runUntilReady(f.daemon(t))
+			if err == nil || !strings.Contains(err.Error(), planted) {
+				t.Fatalf("Run with a planted %s = %v, want a refusal naming %s", tc.name, err, planted)
+			}
+			if tc.owner != 0 && !strings.Contains(err.Error(), "uid "+other.Uid) {
+				t.Errorf("refusal does not name the owner uid %s: %v", other.Uid, err)
+			}
+			if entries, _ := os.ReadDir(planted); len(entries) != 0 {
+				t.Errorf("the agent created %d entries in the planted directory", len(entries))
+			}
+		})
+	}
+}
+
+// runUntilReady runs d; if it comes up, stops it and returns nil: for
+// tests that expect start-up to fail, without hanging when it does not.
+func runUntilReady(d *daemon.Daemon) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-d.Ready()
+	if d.Agent() != nil {
+		cancel()
+		<-done
+		return nil
+	}
+	return <-done
 }

@@ -49,9 +49,9 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 	// afterwards (which a rename and a symlink could point at another
 	// file). The umask is process-wide: Listen runs at start, before
 	// anything else creates files.
-	old := syscall.Umask(int(0o777 &^ cfg.Mode.Perm()))
-	ln, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	var ln net.Listener
+	var err error
+	withUmask(0o777&^cfg.Mode.Perm(), func() { ln, err = net.Listen("unix", path) })
 	if err != nil {
 		return nil, fmt.Errorf("localapi: listen on %s: %w", path, err)
 	}
