@@ -22,6 +22,7 @@ package clientlib
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"sync"
@@ -83,6 +84,11 @@ type Client struct {
 	// $XDG_RUNTIME_DIR/tokenagent/agent.sock if that exists, else the
 	// system agent's /run/tokenagent/agent.sock.
 	Socket string
+	// AgentUIDs are uids besides root, this process's user and the system
+	// agent's user (tokenagent) that may serve this client: the client
+	// checks who is at the other end of the socket before asking anything.
+	// $TOKENAGENT_AGENT_UID adds more.
+	AgentUIDs []int
 	// Reuse, when positive, lets the client hand out a token it got from
 	// the agent for up to this long without asking again, while the token
 	// has at least a minute more than the caller's minimum left. Zero (the
@@ -111,6 +117,7 @@ func (c *Client) init() {
 	c.once.Do(func() {
 		c.socket = ipc.ClientSocketPath(c.Socket)
 		c.pool.socket = c.socket
+		c.pool.check = c.checkServer
 	})
 }
 
@@ -198,8 +205,12 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	c.init()
 	resp, err := c.pool.roundTrip(ctx, method, path, body)
 	if err != nil {
-		if ctx.Err() != nil {
+		var refused *Error
+		switch {
+		case ctx.Err() != nil:
 			return fmt.Errorf("clientlib: %w", ctx.Err())
+		case errors.As(err, &refused): // the server is not one to trust
+			return fmt.Errorf("clientlib: %w", err)
 		}
 		return fmt.Errorf("clientlib: %w", &Error{Kind: ErrAgentUnavailable,
 			Description: fmt.Sprintf("nothing answers at %s (%v); start it with `tokenagentd` (or its service), or point TOKENAGENT_SOCKET at its socket", c.socket, err)})

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -255,5 +256,15 @@ func TestTransportKeepsTheTokenOnItsOrigin(t *testing.T) {
 	}
 	if got := seen["same origin"]; !strings.HasPrefix(got, "Bearer ey") {
 		t.Errorf("a same-origin redirect got Authorization %q; want the bearer token", got)
+	}
+}
+
+func TestTrustedServers(t *testing.T) {
+	t.Setenv(clientlib.EnvAgentUID, "4242, 4343")
+	c := &clientlib.Client{AgentUIDs: []int{5151}}
+	for uid, want := range map[int]bool{0: true, os.Geteuid(): true, 4242: true, 4343: true, 5151: true, 1: false, 65534: false} {
+		if got := clientlib.Trusts(c, uid); got != want {
+			t.Errorf("trusts(uid %d) = %v, want %v", uid, got, want)
+		}
 	}
 }

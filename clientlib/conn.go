@@ -29,6 +29,7 @@ const maxBody = 1 << 20
 // pool dials the socket and keeps idle connections.
 type pool struct {
 	socket string
+	check  func(net.Conn) error // verifies each new connection's server
 	mu     sync.Mutex
 	idle   []*conn
 }
@@ -67,6 +68,10 @@ func (p *pool) roundTrip(ctx context.Context, method, path string, body []byte) 
 		if errors.As(err, &op) {
 			return nil, op.Err
 		}
+		return nil, err
+	}
+	if err := p.check(nc); err != nil {
+		nc.Close()
 		return nil, err
 	}
 	c := &conn{Conn: nc, r: bufio.NewReaderSize(nc, 2048)}

@@ -32,6 +32,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// As a child (see startFakeAgent), be another user's fake agent.
+	if sock := os.Getenv("TOKENAGENT_FAKE_AGENT"); sock != "" {
+		serveFakeAgent(sock)
+		return
+	}
 	// As a child (see runCLIAs), be the CLI.
 	if args := os.Getenv("TOKENAGENT_CLI_ARGS"); args != "" {
 		code := exitCode(run(context.Background(), strings.Split(args, "\x1f"), os.Stdout, os.Stderr), os.Stderr)

@@ -212,9 +212,11 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 // tokenViaCLI runs the real `tokenagent token` as its own process.
-func tokenViaCLI(t *testing.T, socket, profile string) string {
+func tokenViaCLI(t *testing.T, socket, profile string, env ...string) string {
 	t.Helper()
-	out, err := exec.Command(buildCLI(t), "token", profile, "--socket", socket).Output()
+	cmd := exec.Command(buildCLI(t), "token", profile, "--socket", socket)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -330,5 +332,7 @@ func TestInteropZeebeEnvironment(t *testing.T) {
 		t.Fatalf("agent did not start with a zeebe profile:\n%s", strings.Join(log, "\n"))
 	}
 	go io.Copy(io.Discard, pr)
-	s.verify(t, tokenViaCLI(t, socket, "zeebe"), "zeebe-worker", "api:read")
+	// The agent runs as another uid than this (root) client: the client
+	// trusts it only when told to.
+	s.verify(t, tokenViaCLI(t, socket, "zeebe", "TOKENAGENT_AGENT_UID=65534"), "zeebe-worker", "api:read")
 }
