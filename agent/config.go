@@ -186,6 +186,9 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkConfigOwner(path, fi); err != nil {
+		return nil, err
+	}
 	cfg.othersCanRead = fi.Mode().Perm()&0o077 != 0
 	if err := cfg.checkLiteralSecrets(); err != nil {
 		return nil, err

@@ -354,3 +354,29 @@ allow_groups = ["no-such-group-x"]
 		}
 	}
 }
+
+// TestConfigOthersCanChangeRefused: a configuration file that another
+// user could change is refused at load (start, reload, check-config).
+func TestConfigOthersCanChangeRefused(t *testing.T) {
+	body := []byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:X\"\n")
+	dir := t.TempDir()
+	writable := filepath.Join(dir, "writable.toml")
+	os.WriteFile(writable, body, 0o600)
+	os.Chmod(writable, 0o666)
+	if _, err := agent.LoadConfig(writable); err == nil || !strings.Contains(err.Error(), writable) || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("LoadConfig(mode 0666) = %v, want a refusal naming the file and what to do", err)
+	}
+	if os.Geteuid() == 0 {
+		owned := filepath.Join(dir, "owned.toml")
+		os.WriteFile(owned, body, 0o644)
+		os.Chown(owned, 1, 1) // another real user (daemon)
+		if _, err := agent.LoadConfig(owned); err == nil || !strings.Contains(err.Error(), "owned by uid 1") {
+			t.Errorf("LoadConfig(owned by uid 1) = %v, want a refusal naming the owner", err)
+		}
+	}
+	ok := filepath.Join(dir, "ok.toml")
+	os.WriteFile(ok, body, 0o644) // readable by others is fine without literal secrets
+	if _, err := agent.LoadConfig(ok); err != nil {
+		t.Errorf("LoadConfig(mode 0644, own) = %v", err)
+	}
+}
