@@ -380,3 +380,41 @@ func TestConfigOthersCanChangeRefused(t *testing.T) {
 		t.Errorf("LoadConfig(mode 0644, own) = %v", err)
 	}
 }
+
+// TestHideEnvSecrets: env: secrets leave the process environment once
+// read, and a reload still finds them.
+func TestHideEnvSecrets(t *testing.T) {
+	srv := idptest.New()
+	defer srv.Close()
+	srv.AddClient(idptest.Client{ID: "c", Secret: "env-secret-value", Method: "client_secret_basic"})
+	suiteLog.secret("env-secret-value")
+	t.Setenv("TEST_HIDDEN_SECRET", "env-secret-value")
+	toml := []byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"env:TEST_HIDDEN_SECRET\"\n", srv.TokenURL))
+	cfg, err := agent.ParseConfig(toml, "env.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, agent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if moved := cfg.HideEnvSecrets(); len(moved) != 1 || moved[0] != "TEST_HIDDEN_SECRET" {
+		t.Errorf("HideEnvSecrets() = %v", moved)
+	}
+	if _, set := os.LookupEnv("TEST_HIDDEN_SECRET"); set {
+		t.Error("the secret is still in the process environment")
+	}
+	for _, kv := range os.Environ() {
+		if strings.Contains(kv, "env-secret-value") {
+			t.Error("the secret is still in os.Environ")
+		}
+	}
+	next, _ := agent.ParseConfig(append(toml, []byte("scopes = [\"x\"]\n")...), "env.toml")
+	if _, err := a.Reload(next); err != nil {
+		t.Errorf("reload after the secret left the environment: %v", err)
+	}
+	if _, err := a.Token(context.Background(), self, "p", 0); err != nil {
+		t.Errorf("Token after reload: %v", err)
+	}
+}

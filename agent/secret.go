@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -39,7 +40,7 @@ func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
 	switch {
 	case strings.HasPrefix(ref, refEnv):
 		name := strings.TrimPrefix(ref, refEnv)
-		v, ok := os.LookupEnv(name)
+		v, ok := lookupEnvSecret(name)
 		if !ok || v == "" {
 			return nil, fmt.Errorf("environment variable %s is not set", name)
 		}
@@ -102,4 +103,42 @@ func trimNewline(b []byte) []byte {
 // decodeBase64Binary accepts standard base64 with surrounding whitespace.
 func decodeBase64Binary(b []byte) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
+}
+
+// envSecrets holds the env: secrets HideEnvSecrets moved out of the
+// process environment, so that a reload still finds them.
+var envSecrets sync.Map // name → value
+
+func lookupEnvSecret(name string) (string, bool) {
+	if v, ok := envSecrets.Load(name); ok {
+		return v.(string), true
+	}
+	return os.LookupEnv(name)
+}
+
+// HideEnvSecrets moves the values of the configuration's env: references
+// (client secrets, keys, passwords, store keys) out of the process
+// environment into the agent's memory, where later reloads read them:
+// nothing the agent starts inherits them, and they are no longer in
+// os.Environ. It returns the variables it moved. Call it once the
+// configuration has been read successfully.
+func (c *Config) HideEnvSecrets() []string {
+	refs := append([]string{c.StoreKey}, c.StoreKeyPrevious...)
+	for _, name := range c.ProfileNames() {
+		p := c.Profiles[name]
+		refs = append(refs, p.ClientSecret, p.PrivateKey, p.PKCS12, p.PKCS12Password)
+	}
+	var moved []string
+	for _, ref := range refs {
+		name, ok := strings.CutPrefix(ref, refEnv)
+		if !ok {
+			continue
+		}
+		if v, set := os.LookupEnv(name); set {
+			envSecrets.Store(name, v)
+			os.Unsetenv(name)
+			moved = append(moved, name)
+		}
+	}
+	return moved
 }

@@ -53,6 +53,10 @@ type Options struct {
 	Observe func(localapi.RequestEvent)
 	// ReadHeaderTimeout bounds reading a request's headers; default 5s.
 	ReadHeaderTimeout time.Duration
+	// HideEnvSecrets moves env: secrets out of the process environment
+	// once they are read (tokenagentd sets it; tests that share their
+	// environment do not).
+	HideEnvSecrets bool
 }
 
 // Daemon is one running agent. Create it with New, run it with Run.
@@ -147,6 +151,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer a.Close()
+	if d.opts.HideEnvSecrets {
+		if moved := cfg.HideEnvSecrets(); len(moved) > 0 {
+			d.log.Info().Strs("variables", moved).Msg("env: secrets moved out of the process environment")
+		}
+	}
 
 	ln, err := listen(cfg, d.opts.Socket)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -300,4 +301,56 @@ func inFlight(t *testing.T, socket string) int {
 	}
 	n, _ := strconv.Atoi(string(m[1]))
 	return n - 1
+}
+
+// TestDaemonIsNotDumpable: run as an ordinary user, the agent's /proc
+// files (memory, environment) belong to root, not to that user — so
+// another process of the same user cannot read its secrets — and core
+// dumps are off.
+func TestDaemonIsNotDumpable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the agent as another user")
+	}
+	other, err := user.Lookup("daemon")
+	if err != nil {
+		t.Skip("no user daemon on this host")
+	}
+	uid, _ := strconv.Atoi(other.Uid)
+	dir := filepath.Join(testDir, "dumpable")
+	os.MkdirAll(dir, 0o700)
+	os.Chown(dir, uid, uid)
+	sock := filepath.Join(dir, "agent.sock")
+	cmd := exec.Command(buildBinary(t), "--dev", "--socket", sock)
+	cmd.Env = []string{"HOME=" + dir, "GORACE=atexit_sleep_ms=0"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() { cmd.Process.Kill(); <-exited }()
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("agent exited: %s", stderr.String())
+		default:
+		}
+	}
+	fi, err := os.Stat(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner := fi.Sys().(*syscall.Stat_t).Uid; owner != 0 {
+		t.Errorf("/proc/PID/environ of the agent (uid %d) is owned by uid %d; want root (PR_SET_DUMPABLE 0)", uid, owner)
+	}
+	limits, _ := os.ReadFile(fmt.Sprintf("/proc/%d/limits", cmd.Process.Pid))
+	if !regexp.MustCompile(`(?m)^Max core file size\s+0\s+0\s`).Match(limits) {
+		t.Errorf("core dumps not off:\n%s", limits)
+	}
 }

@@ -64,8 +64,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	log := daemon.NewLogger(cfg, stderr)
+	if err := hardenProcess(); err != nil {
+		log.Warn().Err(err).Msg("could not make the process non-dumpable or turn core dumps off")
+	}
 	d, err := daemon.New(daemon.Options{
-		Config: cfg, ConfigPath: reloadPath, Logger: &log, Version: versionString(),
+		Config: cfg, ConfigPath: reloadPath, Logger: &log, Version: versionString(), HideEnvSecrets: true,
 		Socket: ipc.SocketPath(socket, cfg.Socket),
 	})
 	if err != nil {

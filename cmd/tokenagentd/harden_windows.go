@@ -1,0 +1,4 @@
+package main
+
+// hardenProcess: nothing to set on Windows.
+func hardenProcess() error { return nil }
