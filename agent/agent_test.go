@@ -3,8 +3,11 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -488,5 +491,36 @@ func TestHostileTokenTextIsNeverServed(t *testing.T) {
 	h.srv.SetFault(idptest.Fault{Body: []byte(`{"access_token":"eyJabc","token_type":"bearer","expires_in":3600}`)})
 	if tok := h.mustToken(0); tok.TokenType != "Bearer" {
 		t.Errorf("token_type %q, want it normalised to Bearer", tok.TokenType)
+	}
+}
+
+// TestIdPEchoOfTheSecretIsRedacted: an IdP whose error_description echoes
+// the request (client_secret=…, the Basic credential, the assertion) does
+// not get the secret into the log, the caller's error or the status.
+func TestIdPEchoOfTheSecretIsRedacted(t *testing.T) {
+	for _, method := range []string{"basic", "post"} {
+		t.Run(method, func(t *testing.T) {
+			extra := ""
+			if method == "post" {
+				extra = `auth = "client_secret_post"`
+			}
+			h := newHarness(t, extra)
+			creds := base64.StdEncoding.EncodeToString([]byte("c:" + url.QueryEscape(testSecret)))
+			echo := fmt.Sprintf("bad request: grant_type=client_credentials&client_id=c&client_secret=%s; Authorization: Basic %s; raw %s",
+				url.QueryEscape(testSecret), creds, testSecret)
+			h.srv.SetFault(idptest.Fault{Status: 400, Error: "invalid_request", Description: echo})
+			_, err := h.token(0)
+			if err == nil {
+				t.Fatal("want the IdP's error")
+			}
+			for _, leaked := range []string{testSecret, url.QueryEscape(testSecret), creds} {
+				if strings.Contains(err.Error(), leaked) || strings.Contains(h.agent.Status()[0].LastError, leaked) || strings.Contains(suiteLog.textFor(t), leaked) {
+					t.Errorf("the echoed secret (%.6s…) reached the error, status or log", leaked)
+				}
+			}
+			if !strings.Contains(err.Error(), "[redacted]") {
+				t.Errorf("error = %v, want the echo with [redacted] in place of the secret", err)
+			}
+		})
 	}
 }

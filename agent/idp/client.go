@@ -198,7 +198,40 @@ func (c *Client) Fetch(ctx context.Context) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseTokenResponse(endpoint, status, hdr, body, c.now())
+	// An IdP may echo the request in its error text, which goes to logs,
+	// callers and status displays: the secrets are taken out first.
+	secrets := []string{c.cfg.ClientSecret, form.Get("client_assertion"), form.Encode()}
+	if c.cfg.ClientSecret != "" { // a Basic credential, however it was sent
+		for _, creds := range []string{url.QueryEscape(c.cfg.ClientID) + ":" + url.QueryEscape(c.cfg.ClientSecret), c.cfg.ClientID + ":" + c.cfg.ClientSecret} {
+			secrets = append(secrets, "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
+		}
+	}
+	return parseTokenResponse(endpoint, status, hdr, body, c.now(), secrets...)
+}
+
+// redact replaces every appearance of the secrets in text — as they are,
+// form-urlencoded, path-escaped, or in a Basic credential — with
+// "[redacted]".
+func redact(text string, secrets []string) string {
+	var forms []string
+	for _, s := range secrets {
+		if len(s) < 4 {
+			continue
+		}
+		forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s))
+		if b, ok := strings.CutPrefix(s, "Basic "); ok {
+			forms = append(forms, b)
+			if raw, err := base64.StdEncoding.DecodeString(b); err == nil {
+				forms = append(forms, string(raw))
+			}
+		}
+	}
+	for _, f := range forms {
+		if f != "" {
+			text = strings.ReplaceAll(text, f, "[redacted]")
+		}
+	}
+	return text
 }
 
 // do sends req and reads at most MaxResponseBytes of the answer.
@@ -241,7 +274,7 @@ type tokenJSON struct {
 // parseTokenResponse turns an HTTP answer from a token endpoint into a
 // Response or an *Error. It never includes the body in an error: a
 // misbehaving server may echo credentials.
-func parseTokenResponse(endpoint string, status int, hdr http.Header, body []byte, now time.Time) (*Response, error) {
+func parseTokenResponse(endpoint string, status int, hdr http.Header, body []byte, now time.Time, secrets ...string) (*Response, error) {
 	var tj tokenJSON
 	jsonErr := json.Unmarshal(body, &tj)
 	if status < 200 || status > 299 || tj.Error != "" {
@@ -249,8 +282,8 @@ func parseTokenResponse(endpoint string, status int, hdr http.Header, body []byt
 			Endpoint:    endpoint,
 			StatusCode:  status,
 			RetryAfter:  ParseRetryAfter(hdr.Get("Retry-After"), now),
-			Code:        printable(tj.Error, 64),
-			Description: printable(tj.ErrorDescription, 512),
+			Code:        printable(redact(tj.Error, secrets), 64),
+			Description: printable(redact(tj.ErrorDescription, secrets), 512),
 		}
 		if jsonErr != nil && len(body) > 0 {
 			e.Err = notJSON(hdr, body)

@@ -1,8 +1,12 @@
 package idp
 
 import (
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 	"unicode"
@@ -58,4 +62,20 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// TestRedactBeforeTruncating: an echo of the secret is taken out before
+// the description is cut to length, so no prefix of it survives the cut.
+func TestRedactBeforeTruncating(t *testing.T) {
+	secret := "verysecretvalue-0123456789"
+	body := fmt.Sprintf(`{"error":"invalid_client","error_description":"%s%s"}`, strings.Repeat("x", 500), secret)
+	_, err := parseTokenResponse("https://idp.example/token", 401, http.Header{}, []byte(body), time.Unix(1e9, 0), secret)
+	if strings.Contains(err.Error(), secret[:8]) {
+		t.Errorf("a prefix of the secret survived: %v", err)
+	}
+	for _, echo := range []string{secret, url.QueryEscape("a+b/" + secret), "Basic " + base64.StdEncoding.EncodeToString([]byte("c:"+secret))} {
+		if got := redact("said: "+echo, []string{secret, "a+b/" + secret, "Basic " + base64.StdEncoding.EncodeToString([]byte("c:"+secret))}); strings.Contains(got, "verysecret") || strings.Contains(got, base64.StdEncoding.EncodeToString([]byte("c:" + secret))[:12]) {
+			t.Errorf("redact(%q) = %q", echo, got)
+		}
+	}
 }
