@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -126,7 +127,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, http: cfg.HTTPClient, now: cfg.Now, tokenURL: cfg.TokenURL}
 	if c.http == nil {
-		c.http = &http.Client{CheckRedirect: noRedirects}
+		c.http = &http.Client{CheckRedirect: noRedirects, Transport: cleartextOnlyToLoopback()}
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -146,6 +147,36 @@ func ReservedParam(name string) bool {
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// cleartextOnlyToLoopback is the transport of a client built without an
+// HTTPClient of the caller's: https as usual, and plain http only to an
+// address that is a loopback IP once resolved — checked on the address
+// actually dialled, before connecting, so that a name such as
+// idp.localhost that DNS points elsewhere never gets the credentials in
+// clear text.
+func cleartextOnlyToLoopback() http.RoundTripper {
+	secure := http.DefaultTransport.(*http.Transport).Clone()
+	plain := http.DefaultTransport.(*http.Transport).Clone()
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+		host, _, err := net.SplitHostPort(address)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("plain http reached %s, which is not a loopback address: the client credentials would cross the network in clear text; use https://", address)
+		}
+		return nil
+	}}
+	plain.DialContext = dialer.DialContext
+	plain.Proxy = nil // a proxy would carry the credentials off the host
+	return schemeTransport{plain: plain, secure: secure}
+}
+
+type schemeTransport struct{ plain, secure http.RoundTripper }
+
+func (t schemeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" {
+		return t.plain.RoundTrip(req)
+	}
+	return t.secure.RoundTrip(req)
+}
 
 // Fetch asks the token endpoint for a new token. Cancelling ctx abandons the
 // request.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -308,5 +310,61 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 		if _, err := idp.New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%s) = %v, want error mentioning %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestCleartextOnlyToLoopback: plain http goes only to an address that is
+// a loopback IP when dialled; one that is not gets no connection, let
+// alone the credentials.
+func TestCleartextOnlyToLoopback(t *testing.T) {
+	var external net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			external = ipn.IP
+			break
+		}
+	}
+	if external == nil {
+		t.Skip("no non-loopback IPv4 address on this host")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(external.String(), "0"))
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", external, err)
+	}
+	var mu sync.Mutex
+	accepted := 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted++
+			mu.Unlock()
+			c.Close()
+		}
+	}()
+	defer ln.Close()
+	c, err := idp.New(idp.Config{TokenURL: "http://" + ln.Addr().String() + "/token", ClientID: "c", ClientSecret: "cleartext-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Fetch(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not a loopback address") || !strings.Contains(err.Error(), "https") {
+		t.Errorf("Fetch over plain http to %s = %v, want a refusal saying to use https", ln.Addr(), err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if accepted != 0 {
+		t.Errorf("the non-loopback server accepted %d connections; want none", accepted)
+	}
+	// Loopback still works over plain http (the test IdP, a local Keycloak).
+	srv := newServer(t)
+	srv.AddClient(idptest.Client{ID: "c", Secret: "s", Method: idp.AuthClientSecretBasic})
+	local, _ := idp.New(idp.Config{TokenURL: srv.TokenURL, ClientID: "c", ClientSecret: "s"})
+	if _, err := local.Fetch(context.Background()); err != nil {
+		t.Errorf("plain http to loopback: %v", err)
 	}
 }
