@@ -524,3 +524,58 @@ func TestIdPEchoOfTheSecretIsRedacted(t *testing.T) {
 		})
 	}
 }
+
+// TestForcedRefreshesAreRateLimited: reporting every token as rejected
+// costs the IdP at most one request per forcedRefreshInterval (10 s) per
+// profile, not one per report.
+func TestForcedRefreshesAreRateLimited(t *testing.T) {
+	h := newHarness(t, "")
+	tok := h.mustToken(0)
+	for range 200 { // a caller that reports whatever it gets, at once
+		next, err := h.agent.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(tok.AccessToken), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok = next
+	}
+	if n := h.requests(); n != 2 {
+		t.Errorf("IdP requests after 200 immediate reports = %d, want 2 (the first token and one forced refresh)", n)
+	}
+	h.clock.Advance(11 * time.Second)
+	if _, err := h.agent.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(tok.AccessToken), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.requests(); n != 3 {
+		t.Errorf("IdP requests after a report 11 s later = %d, want 3", n)
+	}
+}
+
+// TestRejectDuringOutageKeepsTheValidToken: a report while the IdP
+// answers 429 does not drop the still-valid token: the reporter and every
+// other caller keep getting it until a replacement arrives.
+func TestRejectDuringOutageKeepsTheValidToken(t *testing.T) {
+	h := newHarness(t, "")
+	held := h.mustToken(0)
+	h.srv.SetFault(idptest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "120"})
+	got, err := h.agent.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(held.AccessToken), 0)
+	if err != nil || got.AccessToken != held.AccessToken {
+		t.Fatalf("report during a 429 = %v; want the still-valid token", err)
+	}
+	for range 10 {
+		if tok := h.mustToken(0); tok.AccessToken != held.AccessToken {
+			t.Fatal("another caller got something else than the still-valid token")
+		}
+	}
+	// A second report while the IdP is waited out asks nothing of it.
+	before := h.requests()
+	h.clock.Advance(11 * time.Second)
+	h.agent.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(held.AccessToken), 0)
+	if n := h.requests(); n != before {
+		t.Errorf("IdP requests during Retry-After = %d more, want none", n-before)
+	}
+	h.srv.ClearFault()
+	h.clock.Advance(2 * time.Minute)
+	if tok := h.mustToken(0); tok.AccessToken == held.AccessToken && h.requests() == before {
+		t.Error("no refresh after the IdP recovered")
+	}
+}

@@ -84,7 +84,8 @@ type source struct {
 	failures    int               // consecutive transient failures
 	nextAttempt time.Time         // no upstream request before this, after a failure
 	lastErr     error             // most recent fetch error; nil after a success
-	rejected    [32]byte          // the token most recently reported rejected
+	forcing     [32]byte          // the token whose forced refresh is under way
+	lastForced  time.Time         // when the last forced refresh started
 	requests    int               // upstream requests made
 	results     map[string]uint64 // upstream requests by result ("ok" or an error class)
 	latency     Histogram
@@ -333,25 +334,66 @@ func (s *source) onTimer() {
 	s.sf.Do(fetchKey, s.fetch)
 }
 
+// forcedRefreshInterval is the least time between two refreshes forced
+// by rejected-token reports for one profile: a caller that reports every
+// token it gets cannot turn the agent into a token pump against the IdP.
+const forcedRefreshInterval = 10 * time.Second
+
 // reject handles a report that the token with SHA-256 sum was refused by
-// an API: if it is still the current token, drop it and fetch a new one
-// (once, however many callers report it); otherwise hand out the current.
+// an API. If it is the current token, one new token is fetched, however
+// many callers report it (they join the same fetch) — unless a forced
+// refresh happened less than forcedRefreshInterval ago or the IdP is being
+// waited out, in which case the current token is returned. The current
+// token is never dropped: if the fetch fails, it is still served while it
+// is valid. A report of any other token returns the current one.
 func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duration) (*Token, error) {
 	s.mu.Lock()
 	c := s.cur.Load()
-	switch {
-	case c != nil && c.sum == sum:
-		s.cur.Store(nil)
-		s.rejected = sum
-		s.log.Info().Str("token_sha256", ipc.Fingerprint(c.AccessToken)).Msg("token reported rejected by an API; fetching a new one")
-	case c == nil && s.rejected == sum:
-		// Already dropped; join the fetch for its replacement.
-	default:
+	now := s.agent.clock.Now()
+	if c == nil || c.sum != sum {
 		s.mu.Unlock()
 		return s.token(ctx, minValid)
 	}
+	if s.forcing != sum { // not joining a forced refresh of this token already under way
+		limited := !s.lastForced.IsZero() && now.Sub(s.lastForced) < forcedRefreshInterval
+		if limited || s.lastErr != nil && now.Before(s.nextAttempt) {
+			s.mu.Unlock()
+			s.log.Debug().Bool("rate_limited", limited).Msg("token reported rejected; not refreshing yet, serving the current token")
+			return s.token(ctx, minValid)
+		}
+		s.forcing, s.lastForced = sum, now
+		s.log.Info().Str("token_sha256", ipc.Fingerprint(c.AccessToken)).Msg("token reported rejected by an API; fetching a new one (the current one is served until it arrives)")
+	}
+	ch := s.sf.DoChan(fetchKey, s.fetch)
 	s.mu.Unlock()
-	return s.fetchWait(ctx, minValid)
+	select {
+	case r := <-ch:
+		s.mu.Lock()
+		if s.forcing == sum {
+			s.forcing = [32]byte{} // done: a later report of this token is rate-limited, not joined
+		}
+		if cur := s.cur.Load(); r.Err != nil && cur != nil && cur.sum == sum {
+			// Still the rejected token: refresh it at the next attempt the
+			// backoff allows, not only at its planned refresh time.
+			due := *cur
+			due.refreshAt = s.agent.clock.Now()
+			s.cur.Store(&due)
+		}
+		s.mu.Unlock()
+		if r.Err != nil {
+			if tok, err := s.token(ctx, minValid); err == nil {
+				return tok, nil // the replacement failed: the still-valid token stays
+			}
+			return nil, r.Err
+		}
+		fresh := r.Val.(*cached)
+		if left := fresh.ExpiresAt.Sub(s.agent.clock.Now()); left < minValid {
+			return nil, ipc.Errorf(ipc.ErrMinValid, fmt.Sprintf("profile %q: the IdP issued a token valid for %v; asked for %v", s.prof.name, left.Round(time.Second), minValid))
+		}
+		return &fresh.Token, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (s *source) close() {

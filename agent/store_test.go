@@ -363,6 +363,7 @@ func TestStoreFullAtRunTime(t *testing.T) {
 	f.Close()
 	e.srv.SetFault(idptest.Fault{TokenPadding: 256 << 10})
 	for i := range 3 {
+		e.clock.Advance(11 * time.Second) // forced refreshes are rate-limited (one per 10 s)
 		old := tokenOf(t, a, "p")
 		tok, err := a.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(old), 0)
 		suiteLog.err(t, err)
@@ -375,6 +376,7 @@ func TestStoreFullAtRunTime(t *testing.T) {
 		t.Errorf("logged the write failure %d times over 3 failed writes, want once", n)
 	}
 	os.Remove(filler)
+	e.clock.Advance(11 * time.Second)
 	old := tokenOf(t, a, "p")
 	if _, err := a.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(old), 0); err != nil {
 		t.Fatal(err)

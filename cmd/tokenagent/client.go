@@ -191,6 +191,11 @@ func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return clientExit(err)
 	}
+	if tok.AccessToken == cur.AccessToken {
+		fmt.Fprintf(stdout, "%s: kept the current token, valid until %s: the agent forces at most one refresh per profile every 10 s, "+
+			"and none while it waits out an IdP failure (see tokenagent status)\n", profile, tok.ExpiresAt.Local().Format(time.DateTime))
+		return nil
+	}
 	fmt.Fprintf(stdout, "%s: new token, valid until %s\n", profile, tok.ExpiresAt.Local().Format(time.DateTime))
 	return nil
 }
