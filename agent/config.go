@@ -40,6 +40,10 @@ type Config struct {
 	SocketGroup string `toml:"socket_group"`
 	// MaxConnections caps open socket connections; default 2048.
 	MaxConnections int `toml:"max_connections"`
+	// MaxConnectionsPerUID caps one uid's open socket connections, so
+	// that no user can lock the others out; default 128. Root and the
+	// agent's own user are never refused for capacity.
+	MaxConnectionsPerUID int `toml:"max_connections_per_uid"`
 	// MetricsListen, if set, also serves /metrics over TCP at this
 	// address (e.g. "127.0.0.1:9464"), without access control.
 	MetricsListen string `toml:"metrics_listen"`
@@ -257,6 +261,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("config %s: max_connections must not be negative", c.path))
+	}
+	if c.MaxConnectionsPerUID < 0 {
+		errs = append(errs, fmt.Errorf("config %s: max_connections_per_uid must not be negative", c.path))
 	}
 	if c.Store != "" && c.Store != StoreMemory && !filepath.IsAbs(c.Store) {
 		errs = append(errs, fmt.Errorf("config %s: store %q: use an absolute path or \"memory\"", c.path, c.Store))

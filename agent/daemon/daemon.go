@@ -293,6 +293,7 @@ func warnRestartOnly(old, next *agent.Config, log zerolog.Logger) {
 		{"socket_mode", old.SocketMode, next.SocketMode},
 		{"socket_group", old.SocketGroup, next.SocketGroup},
 		{"max_connections", fmt.Sprint(old.MaxConnections), fmt.Sprint(next.MaxConnections)},
+		{"max_connections_per_uid", fmt.Sprint(old.MaxConnectionsPerUID), fmt.Sprint(next.MaxConnectionsPerUID)},
 		{"metrics_listen", old.MetricsListen, next.MetricsListen},
 		{"store", old.Store, next.Store},
 		{"store_key", old.StoreKey, next.StoreKey},
@@ -356,6 +357,8 @@ func (b backend) Token(ctx context.Context, caller ipc.Caller, req localapi.Toke
 		Scope:       tok.Scope,
 	}, nil
 }
+
+func (b backend) MayUseAny(caller ipc.Caller) bool { return b.a.MayUseAny(caller) }
 
 func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
 	var out []ipc.ProfileInfo

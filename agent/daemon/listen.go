@@ -17,7 +17,8 @@ const DefaultSocketGroup = "tokenagent"
 // user agent; 0660 and group tokenagent for root when that group exists).
 // The group is looked up here, at start, not when the file is parsed.
 func listen(cfg *agent.Config, path string) (net.Listener, error) {
-	lc := localapi.ListenConfig{Mode: 0o600, GID: -1, MaxConnections: cfg.MaxConnections}
+	lc := localapi.ListenConfig{Mode: 0o600, GID: -1, MaxConnections: cfg.MaxConnections,
+		MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
 	group := cfg.SocketGroup
 	if group == "" && os.Geteuid() == 0 {
 		if _, err := agent.LookupGID(DefaultSocketGroup); err == nil {

@@ -26,6 +26,12 @@ type ListenConfig struct {
 	// MaxConnections caps open connections; beyond it a connection gets
 	// an immediate 503 and is closed. Default 2048.
 	MaxConnections int
+	// MaxConnectionsPerUID caps one uid's open connections, so that no
+	// user can take every slot; default 128 (at most MaxConnections).
+	MaxConnectionsPerUID int
+	// AgentUID is the agent's own user. Its connections and root's are
+	// never refused for capacity: the operator can always get through.
+	AgentUID uint32
 }
 
 // Listen creates the Unix socket at path. A socket that answers is never
@@ -39,6 +45,10 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = 2048
 	}
+	if cfg.MaxConnectionsPerUID <= 0 {
+		cfg.MaxConnectionsPerUID = 128
+	}
+	cfg.MaxConnectionsPerUID = min(cfg.MaxConnectionsPerUID, cfg.MaxConnections)
 	if err := prepareDir(filepath.Dir(path), cfg); err != nil {
 		return nil, err
 	}
@@ -68,7 +78,7 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 			return nil, fmt.Errorf("localapi: chgrp %s to gid %d: %w", path, cfg.GID, err)
 		}
 	}
-	return &listener{Listener: ln, path: path, created: fi, slots: make(chan struct{}, cfg.MaxConnections)}, nil
+	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, perUID: map[uint32]int{}}, nil
 }
 
 // prepareDir creates the socket's directory with a mode that lets exactly
@@ -134,8 +144,12 @@ type listener struct {
 	path      string
 	created   fs.FileInfo // the socket file as bound: Close removes only this one
 	closeOnce sync.Once
-	slots     chan struct{}
+	cfg       ListenConfig
 	accepted  atomic.Uint64
+
+	mu     sync.Mutex
+	open   int            // connections counted against the caps
+	perUID map[uint32]int // of them, by uid
 }
 
 // Close stops listening and removes the socket file if it is still the
@@ -151,27 +165,59 @@ func (l *listener) Close() error {
 	return err
 }
 
+// Accept reads each connection's peer credentials and admits it within
+// the caps: MaxConnections in all and MaxConnectionsPerUID per uid, so
+// that one user holding idle connections cannot lock the others out.
+// Root and the agent's own user are never refused for capacity.
 func (l *listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.slots <- struct{}{}:
-			pc := &peerConn{Conn: c, id: l.accepted.Add(1), release: func() { <-l.slots }}
-			pc.caller, pc.credErr = readCaller(c)
-			return pc, nil
-		default:
-			go refuseOverloaded(c)
+		pc := &peerConn{Conn: c, release: func() {}}
+		pc.caller, pc.credErr = readCaller(c)
+		trusted := pc.credErr == nil && (pc.caller.UID == 0 || pc.caller.UID == l.cfg.AgentUID)
+		if !trusted {
+			uid := pc.caller.UID
+			if pc.credErr != nil {
+				uid = ^uint32(0) // unknown callers share one budget (and are refused anyway)
+			}
+			if !l.admit(uid) {
+				go refuseOverloaded(c)
+				continue
+			}
+			pc.release = func() { l.leave(uid) }
 		}
+		pc.id = l.accepted.Add(1)
+		return pc, nil
+	}
+}
+
+func (l *listener) admit(uid uint32) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open >= l.cfg.MaxConnections || l.perUID[uid] >= l.cfg.MaxConnectionsPerUID {
+		return false
+	}
+	l.open++
+	l.perUID[uid]++
+	return true
+}
+
+func (l *listener) leave(uid uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.perUID[uid]--; l.perUID[uid] <= 0 {
+		delete(l.perUID, uid)
 	}
 }
 
 // overloaded is the whole answer to a connection beyond the cap, made on
 // first use rather than at every program start.
 var overloaded = sync.OnceValue(func() []byte {
-	body := `{"error":"` + ipc.CodeOverloaded + `","error_description":"the agent is at its connection cap; retry shortly"}`
+	body := `{"error":"` + ipc.CodeOverloaded + `","error_description":"the agent is at its connection cap, for all users or for yours; retry shortly"}`
 	return []byte(fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"+
 		"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
 })

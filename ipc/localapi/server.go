@@ -45,6 +45,9 @@ type Backend interface {
 	Token(ctx context.Context, caller ipc.Caller, req TokenRequest) (*ipc.TokenResponse, error)
 	// Profiles lists what the caller may see.
 	Profiles(caller ipc.Caller) []ipc.ProfileInfo
+	// MayUseAny reports whether the caller may use any profile; the
+	// connections of those who may not are closed after each answer.
+	MayUseAny(caller ipc.Caller) bool
 	// Stats are the engine's counters per profile, for /metrics.
 	Stats() []ProfileStats
 }
@@ -218,6 +221,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
 		s.fail(w, &ev, forbidden("requests with Origin or Referer are refused"))
 		return
+	}
+	if caller.UID != 0 && caller.UID != s.cfg.AgentUID && !s.cfg.Backend.MayUseAny(caller) {
+		// Nothing here is theirs: they get their answer, not a connection
+		// to hold on to.
+		w.Header().Set("Connection", "close")
 	}
 	route, err := ParseRoute(r.Method, r.URL.Path, r.URL.RawQuery)
 	if err != nil {

@@ -28,11 +28,18 @@ import (
 
 // TestMain doubles as the client run as another user (see runAs).
 func TestMain(m *testing.M) {
+	if sock := os.Getenv("TOKENAGENT_TEST_HOLD_SOCKET"); sock != "" {
+		holdConnections(sock)
+		return
+	}
 	if sock := os.Getenv("TOKENAGENT_TEST_CLIENT_SOCKET"); sock != "" {
 		status, body, err := get(sock, os.Getenv("TOKENAGENT_TEST_CLIENT_PATH"), nil)
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
+		}
+		if name := os.Getenv("TOKENAGENT_TEST_CLIENT_HEADER"); name != "" {
+			body = lastHeader.Get(name) // what the test asked for instead of the body
 		}
 		fmt.Printf("%d\n%s", status, body)
 		os.Exit(0)
@@ -139,6 +146,10 @@ func client(sock string) *http.Client {
 	}}
 }
 
+// lastHeader is the header of the latest answer get read (for the child
+// client of runAsHeader).
+var lastHeader http.Header
+
 func get(sock, path string, header http.Header) (int, string, error) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+ipc.Host+path, nil)
 	for k, v := range header {
@@ -149,6 +160,10 @@ func get(sock, path string, header http.Header) (int, string, error) {
 		return 0, "", err
 	}
 	defer resp.Body.Close()
+	lastHeader = resp.Header.Clone()
+	if resp.Close { // net/http keeps Connection: close out of Header
+		lastHeader.Set("Connection", "close")
+	}
 	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body), err
 }
@@ -204,7 +219,7 @@ func TestTokenOverSocket(t *testing.T) {
 
 // runAs runs this test binary as a client under uid/gid, copied where that
 // user can execute it, and returns the status and body it got.
-func runAs(t *testing.T, uid, gid uint32, sock, path string) (int, string) {
+func runAs(t *testing.T, uid, gid uint32, sock, path string, env ...string) (int, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a child process as another user")
@@ -216,6 +231,7 @@ func runAs(t *testing.T, uid, gid uint32, sock, path string) (int, string) {
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"TOKENAGENT_TEST_CLIENT_SOCKET=" + sock, "TOKENAGENT_TEST_CLIENT_PATH=" + path,
 		"GORACE=atexit_sleep_ms=0"} // a -race binary otherwise waits 1 s at exit
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
 	// stdout is the answer; stderr is apart (a -cover binary warns there).
 	var stderr strings.Builder
@@ -383,33 +399,119 @@ func TestIdleConnectionsAndSlowHeaders(t *testing.T) {
 	}
 }
 
-func TestConnectionCap(t *testing.T) {
-	e := start(t, "max_connections = 20", profileP, serverOptions{})
+// holdConnections is the child of startHolder: it opens connections,
+// sends one request on each and keeps them all open, printing the status
+// each got, until its stdin closes.
+func holdConnections(sock string) {
+	n, _ := strconv.Atoi(os.Getenv("TOKENAGENT_TEST_HOLD_N"))
+	var statuses []string
 	var conns []net.Conn
-	for range 20 {
+	for range n {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			statuses = append(statuses, "dial-error")
+			continue
+		}
+		conns = append(conns, c)
+		io.WriteString(c, "GET /v1/health HTTP/1.1\r\nHost: tokenagent\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			statuses = append(statuses, "eof")
+			continue
+		}
+		io.Copy(io.Discard, resp.Body)
+		statuses = append(statuses, strconv.Itoa(resp.StatusCode))
+	}
+	fmt.Println(strings.Join(statuses, " "))
+	io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// startHolder runs holdConnections as uid, opening n connections, and
+// returns the statuses they got; the connections stay open until the
+// test ends.
+func startHolder(t *testing.T, uid int, sock string, n int) []string {
+	t.Helper()
+	bin, err := clientBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"TOKENAGENT_TEST_HOLD_SOCKET=" + sock, "TOKENAGENT_TEST_HOLD_N=" + strconv.Itoa(n), "GORACE=atexit_sleep_ms=0"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	return strings.Fields(line)
+}
+
+// TestOneUserCannotLockOthersOut: a user who holds idle connections gets
+// at most its share (max_connections_per_uid); other users still get
+// through, and root and the agent's own user always do, even with every
+// slot taken.
+func TestOneUserCannotLockOthersOut(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run clients as other users")
+	}
+	attacker, err1 := user.Lookup("daemon")
+	other, err2 := user.Lookup("bin")
+	if err1 != nil || err2 != nil {
+		t.Skip("needs the users daemon and bin")
+	}
+	attackerUID, _ := strconv.Atoi(attacker.Uid)
+	otherUID, _ := strconv.Atoi(other.Uid)
+	// Every holder may use a profile: callers who may use none do not keep
+	// their connections at all (TestNoAccessConnectionsClosed).
+	e := start(t, "socket_mode = \"0666\"\nmax_connections = 20\nmax_connections_per_uid = 5", profileP+`
+[profiles.shared]
+token_url = "IDP"
+client_id = "c"
+client_secret = "SECRET"
+scopes = ["shared"]
+allow_uids = [1, 2, 3, 65534]
+`, serverOptions{})
+	got := startHolder(t, attackerUID, e.sock, 25)
+	if ok := strings.Count(strings.Join(got, " "), "200"); ok != 5 {
+		t.Errorf("one uid holding 25 connections got %d answered (%v); want its share, 5", ok, got)
+	}
+	for i := 5; i < len(got); i++ {
+		if got[i] != "503" {
+			t.Errorf("connection %d beyond the share got %s, want an immediate 503", i, got[i])
+			break
+		}
+	}
+	if status, _ := runAs(t, uint32(otherUID), uint32(otherUID), e.sock, "/v1/health"); status != 200 {
+		t.Errorf("another user while the first holds its share: %d, want 200", status)
+	}
+	// Fill every slot from two more uids; root still gets through.
+	startHolder(t, otherUID, e.sock, 5)
+	startHolder(t, 65534, e.sock, 5)
+	startHolder(t, 3, e.sock, 5) // sys
+	var held []net.Conn
+	for range 30 {
 		c, err := net.Dial("unix", e.sock)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		conns = append(conns, c)
+		held = append(held, c)
 	}
-	// Each of these is accepted by the kernel; the agent answers at once.
-	c, err := net.Dial("unix", e.sock)
-	if err != nil {
-		t.Fatal(err)
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	if status, _ := e.get("/v1/tokens/p", nil); status != 200 {
+		t.Errorf("root with every slot taken: %d, want 200", status)
 	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("over the cap: %v, want an immediate 503", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 503 || !strings.Contains(string(body), ipc.CodeOverloaded) {
-		t.Errorf("over the cap: %d %s, want 503 %s", resp.StatusCode, body, ipc.CodeOverloaded)
-	}
-	conns[0].Close()
 }
 
 func TestStatuses(t *testing.T) {
@@ -609,5 +711,47 @@ func TestSocketModeFromBindNotChmod(t *testing.T) {
 			t.Errorf("Listen left the umask at %04o", u)
 		}
 		ln.Close()
+	}
+}
+
+// TestNoAccessConnectionsClosed: a caller who may use no profile gets its
+// answer and the connection closed, so that it cannot hold connections.
+func TestNoAccessConnectionsClosed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	e := start(t, `socket_mode = "0666"`, profileP, serverOptions{})
+	got := startHolder(t, 2, e.sock, 3) // uid 2 (bin) may use no profile
+	if strings.Join(got, " ") != "200 200 200" {
+		t.Fatalf("health for a caller with no profile: %v", got)
+	}
+	status, body := runAs(t, 2, 2, e.sock, "/v1/health", "TOKENAGENT_TEST_CLIENT_HEADER=Connection")
+	if status != 200 || !strings.EqualFold(body, "close") {
+		t.Errorf("answer to a caller with no profile: %d, Connection %q; want 200 and Connection: close", status, body)
+	}
+	if resp, err := client(e.sock).Get("http://tokenagent/v1/health"); err != nil || resp.Close {
+		t.Errorf("root's connection: %v (closed: %v), want kept alive", err, err == nil && resp.Close)
+	}
+}
+
+// TestConnectionCap: beyond max_connections a connection (of a user who
+// is not root or the agent's) gets an immediate 503
+// too_many_connections, never a hang.
+func TestConnectionCap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run clients as other users")
+	}
+	e := start(t, "socket_mode = \"0666\"\nmax_connections = 6\nmax_connections_per_uid = 3", profileP+`
+[profiles.shared]
+token_url = "IDP"
+client_id = "c"
+client_secret = "SECRET"
+scopes = ["shared"]
+allow_uids = [1, 2, 3]
+`, serverOptions{})
+	startHolder(t, 1, e.sock, 3)
+	startHolder(t, 2, e.sock, 3)
+	if got := startHolder(t, 3, e.sock, 1); strings.Join(got, " ") != "503" {
+		t.Errorf("over the cap: %v, want an immediate 503", got)
 	}
 }
