@@ -294,10 +294,18 @@ func (a *Agent) onSource(caller ipc.Caller, profile string, minValid time.Durati
 func (a *Agent) lookup(caller ipc.Caller, profile string) (*source, error) {
 	s := (*a.sources.Load())[profile]
 	switch {
-	case s == nil:
+	case s == nil && (caller.UID == 0 || caller.UID == a.uid):
 		return nil, ipc.Errorf(ipc.ErrUnknownProfile, fmt.Sprintf("no profile %q is configured", profile))
-	case !s.prof.access.allows(caller, a.uid):
-		return nil, ipc.Errorf(ipc.ErrForbidden, fmt.Sprintf("uid %d may not use profile %q (see its allow_users, allow_groups, allow_uids, allow_gids)", caller.UID, profile))
+	case s == nil, !s.prof.access.allows(caller, a.uid):
+		// The same answer whether the profile is missing or not theirs, so
+		// that nobody can list the profile names by guessing; in process,
+		// errors.Is(err, ipc.ErrForbidden) still tells a denial apart.
+		var cause error
+		if s != nil {
+			cause = ipc.ErrForbidden
+		}
+		return nil, &ipc.Error{Kind: ipc.ErrUnknownProfile, Err: cause, Description: fmt.Sprintf(
+			"no profile %q for uid %d: it is not configured, or its allow_users, allow_groups, allow_uids and allow_gids do not include you", profile, caller.UID)}
 	}
 	return s, nil
 }

@@ -15,7 +15,7 @@ func logRequests(log zerolog.Logger) func(localapi.RequestEvent) {
 	return func(ev localapi.RequestEvent) {
 		var e *zerolog.Event
 		switch {
-		case ev.Status == http.StatusForbidden:
+		case ev.Status == http.StatusForbidden || ev.Denied:
 			e = log.Warn()
 		case ev.Status >= 500 && ev.Status != http.StatusServiceUnavailable:
 			e = log.Error()
@@ -34,7 +34,7 @@ func logRequests(log zerolog.Logger) func(localapi.RequestEvent) {
 			e = e.Str("error", ev.Code).Str("reason", ev.Reason)
 		}
 		msg := "request"
-		if ev.Status == http.StatusForbidden {
+		if ev.Status == http.StatusForbidden || ev.Denied {
 			msg = "request denied"
 		}
 		e.Msg(msg)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -58,5 +59,19 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	}
 	names := cfg.ProfileNames()
 	fmt.Fprintf(stdout, "%s: ok, %d profile(s): %s\ntokens: %s\n", cfg.Path(), len(names), strings.Join(names, ", "), where)
+	if m := cfg.MetricsListen; m != "" && !loopbackAddress(m) {
+		fmt.Fprintf(stderr, "warning: metrics_listen = %q is reachable from other hosts: /metrics has no access control and names every profile; "+
+			"bind it to 127.0.0.1 (or ::1) unless a firewall or network policy restricts it\n", m)
+	}
 	return nil
+}
+
+// loopbackAddress reports whether a listen address binds only loopback.
+func loopbackAddress(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }

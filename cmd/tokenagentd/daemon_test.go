@@ -223,6 +223,26 @@ func TestMetricsListen(t *testing.T) {
 	if resp, err := http.Get("http://" + addr[1] + "/v1/tokens/p"); err == nil && resp.StatusCode == 200 {
 		t.Error("the TCP listener serves tokens; it must serve /metrics only")
 	}
+	// A browser page (DNS rebinding, or a cross-site request) gets nothing.
+	for _, h := range []http.Header{{"Host": {"rebind.attacker"}}, {"Origin": {"http://evil.example"}}, {"Referer": {"http://evil.example/"}}} {
+		req, _ := http.NewRequest("GET", "http://"+addr[1]+"/metrics", nil)
+		for k, v := range h {
+			if k == "Host" {
+				req.Host = v[0]
+			} else {
+				req.Header[k] = v
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || strings.Contains(string(body), "tokenagent_") {
+			t.Errorf("metrics over TCP with %v: %d, want 403 and no series", h, resp.StatusCode)
+		}
+	}
 }
 
 var inFlightPattern = regexp.MustCompile(`(?m)^tokenagent_requests_in_flight (\d+)$`)

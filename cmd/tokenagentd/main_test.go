@@ -116,6 +116,8 @@ func TestExitCodes(t *testing.T) {
 	os.WriteFile(good, []byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:TEST_CC_SECRET\"\n"), 0o600)
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclientid = \"c\"\n"), 0o600)
+	openMetrics := filepath.Join(dir, "metrics.toml")
+	os.WriteFile(openMetrics, []byte("metrics_listen = \":9464\"\n[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:TEST_CC_SECRET\"\n"), 0o600)
 	t.Setenv("TEST_CC_SECRET", "x")
 	tests := []struct {
 		name       string
@@ -136,6 +138,7 @@ func TestExitCodes(t *testing.T) {
 		{"check-config unknown key", []string{"check-config", bad}, exitFailure, "", "bad.toml:3: unknown key \"clientid\""},
 		{"check-config missing file", []string{"check-config", filepath.Join(dir, "nope.toml")}, exitFailure, "", "nope.toml"},
 		{"check-config two files", []string{"check-config", good, bad}, exitUsage, "", "at most one"},
+		{"check-config open metrics_listen", []string{"check-config", openMetrics}, exitOK, "ok, 1 profile(s)", `warning: metrics_listen = ":9464" is reachable from other hosts`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package localapi
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -32,13 +33,32 @@ type ProfileStats struct {
 // MetricsHandler serves /metrics alone, for a separate TCP listener
 // (metrics_listen). It has no peer credentials to check: bind it to
 // loopback or protect it otherwise.
+//
+// Like the socket, it refuses requests a browser page could make: any
+// with Origin or Referer, and any whose Host is a name rather than an IP
+// address or localhost (DNS rebinding: a page on rebind.attacker pointed
+// at 127.0.0.1 would send "Host: rebind.attacker").
 func (s *Server) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" || !plainHost(r.Host) {
+			http.Error(w, "forbidden: requests with Origin or Referer, or for another Host than an IP address or localhost, are refused", http.StatusForbidden)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.writeMetrics(w)
 	})
 	return mux
+}
+
+// plainHost reports whether a Host header names an IP address or
+// localhost, as a scraper configured with an address does.
+func plainHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	return host == "localhost" || net.ParseIP(host) != nil
 }
 
 // count tallies a request by profile and outcome ("ok" or an error code).

@@ -68,6 +68,9 @@ type RequestEvent struct {
 	Duration time.Duration
 	// TokenSHA256 is the served token's ipc.Fingerprint.
 	TokenSHA256 string
+	// Denied is set when the caller was refused a profile that exists
+	// (the answer itself does not say so).
+	Denied bool
 }
 
 // Config tunes the server; zero values are defaults.
@@ -295,7 +298,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ev *RequestE
 	tok, err := s.cfg.Backend.Token(ctx, ev.Caller, req)
 	if err != nil {
 		e := asWireError(err, s.cfg.RequestTimeout)
-		if e.Kind == ipc.ErrUnknownProfile {
+		ev.Denied = errors.Is(err, ipc.ErrForbidden)
+		if e.Kind == ipc.ErrUnknownProfile && !ev.Denied {
 			ev.Profile = "" // callers choose these names: no metric label per guess
 		}
 		s.fail(w, ev, e)

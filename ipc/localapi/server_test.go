@@ -266,11 +266,17 @@ allow_gids = [65534]
 	json.Unmarshal([]byte(body), &held)
 
 	status, body := runAs(t, 65534, 65534, e.sock, "/v1/tokens/p")
-	if status != http.StatusForbidden {
-		t.Errorf("uid 65534 on unlisted profile p: status %d, want 403", status)
+	if status != http.StatusNotFound {
+		t.Errorf("uid 65534 on unlisted profile p: status %d, want 404 (as for a profile that does not exist)", status)
 	}
 	if strings.Contains(body, "access_token") || strings.Contains(body, held.AccessToken[:40]) {
-		t.Errorf("403 body leaks a token: %s", body)
+		t.Errorf("refusal body leaks a token: %s", body)
+	}
+	// Existing but not theirs, and missing, answer alike: names cannot be
+	// listed by guessing.
+	missingStatus, missingBody := runAs(t, 65534, 65534, e.sock, "/v1/tokens/no-such-profile")
+	if missingStatus != status || strings.ReplaceAll(missingBody, "no-such-profile", "p") != body {
+		t.Errorf("uid 65534: existing-but-not-yours = %d %s; missing = %d %s; want the same answer", status, body, missingStatus, missingBody)
 	}
 	for _, p := range []string{"for-nobody", "for-nogroup"} {
 		status, body = runAs(t, 65534, 65534, e.sock, "/v1/tokens/"+p)
@@ -291,7 +297,7 @@ allow_gids = [65534]
 	}
 	var denial *localapi.RequestEvent
 	for _, ev := range e.observed() {
-		if ev.Status == http.StatusForbidden && ev.Profile == "p" {
+		if ev.Denied && ev.Profile == "p" {
 			denial = &ev
 		}
 	}
