@@ -16,6 +16,8 @@ package ipc
 import (
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ValidProfileName reports whether name is a profile name: 1 to 64 ASCII
@@ -135,4 +137,18 @@ func ValidToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// SafeText is s without what could make a terminal or a log line show
+// something other than it says: C0 and C1 control characters (escape
+// sequences, newlines), format characters such as bidi overrides, and
+// invalid UTF-8. Text from outside — an IdP's error, a peer's program
+// name, an agent's answer — goes through it before it is shown.
+func SafeText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
 }

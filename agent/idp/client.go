@@ -28,7 +28,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/tokenagent/tokenagent/ipc"
@@ -421,14 +420,7 @@ func scopeString(raw json.RawMessage) string {
 // printable keeps an IdP-supplied string safe to log: control characters
 // dropped, length capped.
 func printable(s string, limit int) string {
-	s = strings.Map(func(r rune) rune {
-		// C0 and C1 controls (terminal escapes), and format characters such
-		// as bidi overrides that make a log line read other than it is.
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
-			return -1
-		}
-		return r
-	}, s)
+	s = ipc.SafeText(s)
 	if len(s) > limit {
 		cut := limit
 		for cut > 0 && !utf8.RuneStart(s[cut]) {

@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/tokenagent/tokenagent/clientlib"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -155,7 +153,7 @@ func renderToken(format, envVar string, tok *clientlib.Token) (string, error) {
 		enc.SetIndent("", "  ")
 		// encoding/json leaves DEL and C1 controls as they are.
 		err := enc.Encode(ipc.TokenResponse{
-			AccessToken: tok.AccessToken, TokenType: terminalText(tok.TokenType), Scope: terminalText(tok.Scope),
+			AccessToken: tok.AccessToken, TokenType: ipc.SafeText(tok.TokenType), Scope: ipc.SafeText(tok.Scope),
 			ExpiresAt: tok.ExpiresAt, ExpiresIn: int64(time.Until(tok.ExpiresAt) / time.Second),
 		})
 		return b.String(), err
@@ -253,7 +251,7 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 				lastErr += fmt.Sprintf(" (retry in %v)", p.NextAttempt.Sub(now).Round(time.Second))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", terminalText(p.Name), expires, last, p.UpstreamRequests, terminalText(lastErr))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", ipc.SafeText(p.Name), expires, last, p.UpstreamRequests, ipc.SafeText(lastErr))
 	}
 	return tw.Flush()
 }
@@ -389,14 +387,3 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 type quietError struct{}
 
 func (quietError) Error() string { return "" }
-
-// terminalText drops control characters (tabs and newlines included) and
-// format characters such as bidi overrides from text for a terminal.
-func terminalText(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
-			return -1
-		}
-		return r
-	}, s)
-}

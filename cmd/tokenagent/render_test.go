@@ -55,7 +55,7 @@ func FuzzRender(f *testing.F) {
 				}
 			case "json":
 				var back ipc.TokenResponse
-				if err := json.Unmarshal([]byte(out), &back); err != nil || back.AccessToken != token || back.TokenType != terminalText(tokenType) {
+				if err := json.Unmarshal([]byte(out), &back); err != nil || back.AccessToken != token || back.TokenType != ipc.SafeText(tokenType) {
 					t.Fatalf("json = %q does not read back: %v", out, err)
 				}
 			}

@@ -50,6 +50,8 @@ func readCaller(c net.Conn) (ipc.Caller, error) {
 	if credErr != nil {
 		return ipc.Caller{}, fmt.Errorf("%w: %v", ErrNoCredentials, credErr)
 	}
-	caller.Exe = executable(caller.PID)
+	// The caller chose its program's name: it reaches logs (and terminals)
+	// only as text.
+	caller.Exe = ipc.SafeText(executable(caller.PID))
 	return caller, nil
 }

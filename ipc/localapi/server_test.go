@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
@@ -759,5 +760,42 @@ allow_uids = [1, 2, 3]
 	startHolder(t, 2, e.sock, 3)
 	if got := startHolder(t, 3, e.sock, 1); strings.Join(got, " ") != "503" {
 		t.Errorf("over the cap: %v, want an immediate 503", got)
+	}
+}
+
+// TestCallerProgramNameIsText: a local user who names a program with
+// terminal escape sequences or bidi overrides does not get them into the
+// agent's request log: the executable is recorded as text.
+func TestCallerProgramNameIsText(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	e := start(t, `socket_mode = "0666"`, profileP, serverOptions{})
+	self, _ := os.Executable()
+	data, _ := os.ReadFile(self)
+	dir := worldDir(t)
+	bin := filepath.Join(dir, "evil\x1b[2J\u202eexe\x07.test")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"TOKENAGENT_TEST_CLIENT_SOCKET=" + e.sock, "TOKENAGENT_TEST_CLIENT_PATH=/v1/health", "GORACE=atexit_sleep_ms=0"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 2, Gid: 2, Groups: []uint32{}}}
+	if out, err := cmd.Output(); err != nil {
+		t.Fatalf("client: %v %s", err, out)
+	}
+	var exe string
+	for _, ev := range e.observed() {
+		if ev.Caller.UID == 2 {
+			exe = ev.Caller.Exe
+		}
+	}
+	if !strings.Contains(exe, "evil") {
+		t.Fatalf("no request event with the client's program (%q)", exe)
+	}
+	for _, r := range exe {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			t.Errorf("the logged program name %q carries control or format character %U", exe, r)
+		}
 	}
 }
