@@ -171,3 +171,19 @@ func readStoreKey(ref, baseDir string) (*store.Key, error) {
 	}
 	return store.ParseKey(text)
 }
+
+// KeyFiles lists the files the store keys are read from (file:
+// references, resolved against the configuration's directory), for the
+// daemon's ownership checks.
+func (c *Config) KeyFiles() []string {
+	var out []string
+	for _, ref := range append([]string{c.StoreKey}, c.StoreKeyPrevious...) {
+		if path, ok := strings.CutPrefix(ref, refFile); ok {
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(c.dir(), path)
+			}
+			out = append(out, path)
+		}
+	}
+	return out
+}

@@ -225,8 +225,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 }
 
 // checkDirs applies the trust rule to every directory the agent will
-// keep something in: the socket's, the store's, and the configuration's
-// (where the default store key is created).
+// keep something in or read a key from: the socket's, the store's, the
+// configuration's (where the default store key is created) and those of
+// store_key files.
 func (d *Daemon) checkDirs() error {
 	uid := os.Geteuid()
 	dirs := [][2]string{{"socket directory", filepath.Dir(d.opts.Socket)}}
@@ -235,6 +236,9 @@ func (d *Daemon) checkDirs() error {
 	}
 	if d.opts.ConfigPath != "" {
 		dirs = append(dirs, [2]string{"configuration directory", filepath.Dir(d.opts.ConfigPath)})
+	}
+	for _, key := range d.opts.Config.KeyFiles() {
+		dirs = append(dirs, [2]string{"store key directory", filepath.Dir(key)})
 	}
 	for _, dir := range dirs {
 		if err := checkTrustedDir(dir[0], dir[1], uid); err != nil {

@@ -199,10 +199,14 @@ func TestPlantedDirectoryRefused(t *testing.T) {
 		{"socket directory owned by another user", func(f fixture) string { return filepath.Dir(f.socket) }, otherUID, 0o755},
 		{"socket directory anyone may write", func(f fixture) string { return filepath.Dir(f.socket) }, 0, 0o777},
 		{"store directory owned by another user", func(f fixture) string { return filepath.Dir(f.db) }, otherUID, 0o700},
+		{"store key directory owned by another user", func(f fixture) string { return filepath.Join(f.dir, "keys") }, otherUID, 0o700},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, "")
-			if strings.Contains(tc.name, "store") {
+			switch {
+			case strings.Contains(tc.name, "store key"):
+				f.write(t, fmt.Sprintf("store_key = %q", "file:"+filepath.Join(f.dir, "keys", "store.key")), "p")
+			case strings.Contains(tc.name, "store"):
 				f.db = filepath.Join(f.dir, "state", "tokens.db")
 				f.write(t, "", "p")
 			}
