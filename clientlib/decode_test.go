@@ -2,6 +2,7 @@ package clientlib
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,14 +38,20 @@ func FuzzDecodeToken(f *testing.F) {
 	f.Add("{\"\xe3\":0}")                                 // invalid UTF-8: encoding/json substitutes U+FFFD
 	f.Add("{}\f")                                         // \f is not JSON white space
 	f.Add(`{"eXpires_At":"2026-11-25T10:00:00Z","a":01}`) // keys match without case; 01 is no number
+	f.Add(`{"":"x","n":3e999}`)                           // a JSON number beyond float64
 	f.Fuzz(func(t *testing.T, body string) {
 		fields, ok := flatObject([]byte(body))
 		if !ok {
 			return
 		}
+		if !json.Valid([]byte(body)) {
+			t.Fatalf("flatObject accepted %q, which is not JSON", body)
+		}
 		var generic map[string]any
-		if err := json.Unmarshal([]byte(body), &generic); err != nil {
-			t.Fatalf("flatObject accepted %q, which is not JSON: %v", body, err)
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.UseNumber() // 3e999 is JSON, but no float64
+		if err := dec.Decode(&generic); err != nil {
+			t.Fatalf("flatObject accepted %q, which encoding/json cannot read: %v", body, err)
 		}
 		for k, v := range fields {
 			g, present := generic[k]
