@@ -37,6 +37,8 @@ package agent
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -120,6 +122,15 @@ type ProfileStatus struct {
 	UpstreamRequests int
 	// Idle is set while background refresh is paused for lack of demand.
 	Idle bool
+
+	// What the profile's tokens are for, as configured (for the token
+	// endpoint's matching): the IdP client id, scopes, audience, resources;
+	// and whether local_secret is set.
+	ClientID       string
+	Scopes         []string
+	Audience       string
+	Resource       []string
+	HasLocalSecret bool
 
 	// Counters since start (or since the profile last changed).
 	Results   map[string]uint64 // IdP requests by result: "ok", the IdP's code, "http_NNN", "timeout", "network"
@@ -351,6 +362,17 @@ func (a *Agent) Status() []ProfileStatus {
 // Profiles reports the profiles caller may use, sorted by name.
 func (a *Agent) Profiles(caller ipc.Caller) []ProfileStatus {
 	return a.status(func(s *source) bool { return s.prof.access.allows(caller, a.uid) })
+}
+
+// LocalSecretMatches reports, in constant time, whether secret is the
+// profile's local_secret (false when the profile has none or is unknown).
+func (a *Agent) LocalSecretMatches(profile, secret string) bool {
+	s := (*a.sources.Load())[profile]
+	if s == nil || s.prof.localSecret == ([32]byte{}) {
+		return false
+	}
+	sum := sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(sum[:], s.prof.localSecret[:]) == 1
 }
 
 // MayUseAny reports whether caller may use at least one profile.

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +49,11 @@ type Config struct {
 	// MetricsListen, if set, also serves /metrics over TCP at this
 	// address (e.g. "127.0.0.1:9464"), without access control.
 	MetricsListen string `toml:"metrics_listen"`
+	// TokenEndpoint, if set, also serves a loopback OAuth 2.0 token
+	// endpoint at this address (a loopback IP and port, such as
+	// "127.0.0.1:8731" or "[::1]:8731"), for unmodified OAuth clients;
+	// off by default.
+	TokenEndpoint string `toml:"token_endpoint"`
 	// Store is the token database file, or "memory" to keep tokens in
 	// memory only; default /var/lib/tokenagent/tokens.db (root) or
 	// $XDG_STATE_HOME/tokenagent/tokens.db.
@@ -147,6 +154,11 @@ type ProfileConfig struct {
 	Resource []string `toml:"resource"`
 	// Params are extra form parameters.
 	Params map[string]string `toml:"params"`
+	// LocalSecret is a secret reference that callers of the loopback
+	// token endpoint whom the kernel cannot identify (another network
+	// namespace) must present as their client secret. It is not the IdP's
+	// secret, which never leaves the agent.
+	LocalSecret string `toml:"local_secret"`
 	// AllowUIDs, AllowGIDs, AllowUsers and AllowGroups say who besides
 	// root and the agent's own user may use this profile over the socket.
 	// A caller matches by uid, or by primary or supplementary group.
@@ -257,6 +269,11 @@ func (c *Config) validate() error {
 	if c.SocketMode != "" {
 		if _, err := c.SocketFileMode(); err != nil {
 			errs = append(errs, fmt.Errorf("config %s: socket_mode: %w", c.path, err))
+		}
+	}
+	if c.TokenEndpoint != "" {
+		if err := checkLoopbackAddress(c.TokenEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: token_endpoint: %w", c.path, err))
 		}
 	}
 	if c.MaxConnections < 0 {
@@ -454,7 +471,7 @@ func (c *Config) checkLiteralSecrets() error {
 	var errs []error
 	for _, name := range c.ProfileNames() {
 		p := c.Profiles[name]
-		for key, v := range map[string]string{"client_secret": p.ClientSecret, "pkcs12_password": p.PKCS12Password} {
+		for key, v := range map[string]string{"client_secret": p.ClientSecret, "pkcs12_password": p.PKCS12Password, "local_secret": p.LocalSecret} {
 			if v != "" && !isReference(v) {
 				errs = append(errs, fmt.Errorf("config %s: profile %q: %s is a literal secret in a file that group or others can read; "+
 					"use env:NAME, file:PATH or systemd-credential:NAME, or chmod 600 the file", c.path, name, key))
@@ -525,4 +542,20 @@ func (c *Config) ProfileTiming(name string) Timing {
 		return c.Timing.timing(defaultTiming)
 	}
 	return p.Timing.timing(c.Timing)
+}
+
+// checkLoopbackAddress accepts "IP:PORT" where IP is a loopback address:
+// the token endpoint must never be reachable from another host.
+func checkLoopbackAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: use a loopback address and port such as \"127.0.0.1:8731\" or \"[::1]:8731\"", addr)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: only a loopback IP address (127.0.0.1, ::1) may serve tokens over TCP; names are refused, since they may resolve elsewhere", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
 }

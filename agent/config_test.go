@@ -418,3 +418,20 @@ func TestHideEnvSecrets(t *testing.T) {
 		t.Errorf("Token after reload: %v", err)
 	}
 }
+
+// TestTokenEndpointLoopbackOnly: the token endpoint binds loopback IPs
+// only; a name or another address is refused when the file is read.
+func TestTokenEndpointLoopbackOnly(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:8731": true, "[::1]:8731": true, "127.0.0.2:0": true,
+		"0.0.0.0:8731": false, ":8731": false, "localhost:8731": false, "192.0.2.1:8731": false, "127.0.0.1": false, "[::]:1": false,
+	} {
+		_, err := agent.ParseConfig([]byte(fmt.Sprintf("token_endpoint = %q\n", addr)), "te.toml")
+		if (err == nil) != ok {
+			t.Errorf("token_endpoint = %q: %v, want accepted %v", addr, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "token_endpoint") {
+			t.Errorf("token_endpoint = %q: the error does not name the key: %v", addr, err)
+		}
+	}
+}

@@ -30,6 +30,13 @@ type profile struct {
 	// settings hashes everything that makes up the profile, secrets and
 	// keys included: equal settings after a reload mean "unchanged".
 	settings [32]byte
+	// What the token endpoint matches requests against.
+	clientID string
+	scopes   []string
+	audience string
+	resource []string
+	// localSecret is the SHA-256 of local_secret; zero when unset.
+	localSecret [32]byte
 }
 
 // buildProfile reads the profile's secrets and keys and makes its client.
@@ -86,7 +93,18 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 	if cfg.Signer != nil {
 		settings.Write([]byte(cfg.Signer.KeyID()))
 	}
+	var localSecret [32]byte
+	if p.LocalSecret != "" {
+		v, err := readReference(p.LocalSecret, c.dir(), secretOrLiteral)
+		if err != nil {
+			return nil, fail("local_secret", refName(p.LocalSecret), err)
+		}
+		localSecret = sha256.Sum256(trimNewline(v))
+		settings.Write(localSecret[:])
+	}
 	prof := &profile{
+		clientID: p.ClientID, scopes: slices.Clone(p.Scopes), audience: p.Audience, resource: slices.Clone(p.Resource),
+		localSecret: localSecret,
 		name:        name,
 		timing:      timing,
 		access:      acc,

@@ -126,7 +126,7 @@ func (c *Config) HideEnvSecrets() []string {
 	refs := append([]string{c.StoreKey}, c.StoreKeyPrevious...)
 	for _, name := range c.ProfileNames() {
 		p := c.Profiles[name]
-		refs = append(refs, p.ClientSecret, p.PrivateKey, p.PKCS12, p.PKCS12Password)
+		refs = append(refs, p.ClientSecret, p.PrivateKey, p.PKCS12, p.PKCS12Password, p.LocalSecret)
 	}
 	var moved []string
 	for _, ref := range refs {

@@ -421,6 +421,11 @@ func (s *source) status(now time.Time) ProfileStatus {
 		Minted:           s.minted,
 		Coalesced:        s.coalesced,
 		Served:           s.served.Load(),
+		ClientID:         s.prof.clientID,
+		Scopes:           s.prof.scopes,
+		Audience:         s.prof.audience,
+		Resource:         s.prof.resource,
+		HasLocalSecret:   s.prof.localSecret != [32]byte{},
 	}
 	if c := s.cur.Load(); c != nil {
 		st.ExpiresAt = c.ExpiresAt

@@ -28,6 +28,9 @@ type Running struct {
 	Daemon *daemon.Daemon
 	Agent  *agent.Agent
 	Socket string
+	// TokenEndpoint is the loopback token endpoint's URL when the config
+	// sets token_endpoint ("127.0.0.1:0" picks a free port).
+	TokenEndpoint string
 	// Dir holds the socket; every user may traverse it, so that child
 	// processes of other uids can reach a socket with a permissive mode.
 	Dir string
@@ -97,6 +100,9 @@ func StartWith(config string, opts Options) (*Running, error) {
 	}
 	if r.Agent = r.Daemon.Agent(); r.Agent == nil {
 		return nil, fmt.Errorf("agenttest: %w", r.wait())
+	}
+	if addr := r.Daemon.TokenEndpointAddr(); addr != nil {
+		r.TokenEndpoint = "http://" + addr.String() + "/oauth2/token"
 	}
 	ok = true
 	return r, nil

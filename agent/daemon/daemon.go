@@ -25,6 +25,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/tokenendpoint"
 )
 
 // Options say what to run. Config and Socket are required; the zero value
@@ -64,12 +65,13 @@ type Daemon struct {
 	opts Options
 	log  zerolog.Logger
 
-	ready     chan struct{} // closed once serving (or once Run has failed)
-	hup       chan struct{} // Reload requests
-	mu        sync.Mutex
-	cfg       *agent.Config
-	agent     *agent.Agent
-	metricsLn net.Addr
+	ready      chan struct{} // closed once serving (or once Run has failed)
+	hup        chan struct{} // Reload requests
+	mu         sync.Mutex
+	cfg        *agent.Config
+	agent      *agent.Agent
+	metricsLn  net.Addr
+	endpointLn net.Addr
 }
 
 // New checks opts and returns a daemon ready to Run. It starts nothing.
@@ -114,6 +116,14 @@ func (d *Daemon) MetricsAddr() net.Addr {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.metricsLn
+}
+
+// TokenEndpointAddr is the address the loopback token endpoint is bound
+// to; nil when off or before Ready.
+func (d *Daemon) TokenEndpointAddr() net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.endpointLn
 }
 
 // Socket is the socket path the daemon serves on.
@@ -168,13 +178,35 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	srv := localapi.New(localapi.Config{Backend: backend{a}, Observe: observe, AgentUID: uint32(os.Geteuid()),
 		ReadHeaderTimeout: d.opts.ReadHeaderTimeout})
-	served := make(chan error, 2) // one answer from each server; never blocks
+	served := make(chan error, 3) // one answer from each server; never blocks
 	serveDone := make(chan struct{})
 	go func() { defer close(serveDone); served <- srv.Serve(ln) }()
 	// Serve closes the listener (removing the socket) when it returns, even
 	// when Shutdown came first: wait for that, so that Run never returns
 	// with the socket still there.
 	defer func() { d.shutdown(srv); <-serveDone }()
+
+	var endpointAddr net.Addr
+	if cfg.TokenEndpoint != "" {
+		eln, err := tokenendpoint.Listen(cfg.TokenEndpoint, localapi.ListenConfig{MaxConnections: cfg.MaxConnections,
+			MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())})
+		if err != nil {
+			return fmt.Errorf("config %s: %w", cfg.Path(), err)
+		}
+		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a}}, Observe: observe, AgentUID: uint32(os.Geteuid())})
+		endpointDone := make(chan struct{})
+		go func() { defer close(endpointDone); served <- esrv.Serve(eln) }()
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownGrace)
+			defer cancel()
+			if esrv.Shutdown(ctx) != nil {
+				esrv.Close()
+			}
+			<-endpointDone
+		}()
+		endpointAddr = eln.Addr()
+		d.log.Info().Str("token_endpoint", "http://"+endpointAddr.String()+tokenendpoint.PathToken).Msg("serving the loopback OAuth 2.0 token endpoint")
+	}
 
 	var metricsAddr net.Addr
 	if cfg.MetricsListen != "" {
@@ -191,7 +223,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 
 	d.mu.Lock()
-	d.agent, d.metricsLn = a, metricsAddr
+	d.agent, d.metricsLn, d.endpointLn = a, metricsAddr, endpointAddr
 	d.mu.Unlock()
 	storeDesc := "memory"
 	if st != nil {
@@ -299,6 +331,7 @@ func warnRestartOnly(old, next *agent.Config, log zerolog.Logger) {
 		{"max_connections", fmt.Sprint(old.MaxConnections), fmt.Sprint(next.MaxConnections)},
 		{"max_connections_per_uid", fmt.Sprint(old.MaxConnectionsPerUID), fmt.Sprint(next.MaxConnectionsPerUID)},
 		{"metrics_listen", old.MetricsListen, next.MetricsListen},
+		{"token_endpoint", old.TokenEndpoint, next.TokenEndpoint},
 		{"store", old.Store, next.Store},
 		{"store_key", old.StoreKey, next.StoreKey},
 		{"store_key_previous", fmt.Sprint(old.StoreKeyPrevious), fmt.Sprint(next.StoreKeyPrevious)},
@@ -386,6 +419,34 @@ func (b backend) Stats() []localapi.ProfileStats {
 			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
 			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(),
 		})
+	}
+	return out
+}
+
+// endpointBackend serves the engine to the loopback token endpoint.
+type endpointBackend struct{ b backend }
+
+func (e endpointBackend) Profiles(caller ipc.Caller) []tokenendpoint.Profile {
+	return endpointProfiles(e.b.a.Profiles(caller))
+}
+
+func (e endpointBackend) AllProfiles() []tokenendpoint.Profile {
+	return endpointProfiles(e.b.a.Status())
+}
+
+func (e endpointBackend) LocalSecretMatches(profile, secret string) bool {
+	return e.b.a.LocalSecretMatches(profile, secret)
+}
+
+func (e endpointBackend) Token(ctx context.Context, caller ipc.Caller, profile string) (*ipc.TokenResponse, error) {
+	return e.b.Token(ctx, caller, localapi.TokenRequest{Profile: profile})
+}
+
+func endpointProfiles(all []agent.ProfileStatus) []tokenendpoint.Profile {
+	out := make([]tokenendpoint.Profile, 0, len(all))
+	for _, st := range all {
+		out = append(out, tokenendpoint.Profile{Name: st.Name, ClientID: st.ClientID, Scopes: st.Scopes,
+			Audience: st.Audience, Resource: st.Resource, HasLocalSecret: st.HasLocalSecret})
 	}
 	return out
 }

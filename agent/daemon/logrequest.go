@@ -22,7 +22,7 @@ func logRequests(log zerolog.Logger) func(localapi.RequestEvent) {
 		default:
 			e = log.Info()
 		}
-		e = e.Uint64("conn", ev.Conn).Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Caller.Exe).
+		e = e.Str("door", ev.Door).Uint64("conn", ev.Conn).Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Caller.Exe).
 			Str("method", ev.Method).Str("path", ev.Path).Int("status", ev.Status).Dur("duration", ev.Duration)
 		if ev.Profile != "" {
 			e = e.Str("profile", ev.Profile)

@@ -42,13 +42,7 @@ type ListenConfig struct {
 // never from the process's umask or a chmod by path. Closing the
 // listener removes the socket only if it is still the one created.
 func Listen(path string, cfg ListenConfig) (net.Listener, error) {
-	if cfg.MaxConnections <= 0 {
-		cfg.MaxConnections = 2048
-	}
-	if cfg.MaxConnectionsPerUID <= 0 {
-		cfg.MaxConnectionsPerUID = 128
-	}
-	cfg.MaxConnectionsPerUID = min(cfg.MaxConnectionsPerUID, cfg.MaxConnections)
+	cfg = cfg.withDefaults()
 	if err := prepareDir(filepath.Dir(path), cfg); err != nil {
 		return nil, err
 	}
@@ -78,7 +72,27 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 			return nil, fmt.Errorf("localapi: chgrp %s to gid %d: %w", path, cfg.GID, err)
 		}
 	}
-	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, perUID: map[uint32]int{}}, nil
+	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, identify: readCaller, perUID: map[uint32]int{}}, nil
+}
+
+func (cfg ListenConfig) withDefaults() ListenConfig {
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 2048
+	}
+	if cfg.MaxConnectionsPerUID <= 0 {
+		cfg.MaxConnectionsPerUID = 128
+	}
+	cfg.MaxConnectionsPerUID = min(cfg.MaxConnectionsPerUID, cfg.MaxConnections)
+	return cfg
+}
+
+// Limit wraps another door's listener (the loopback token endpoint's
+// TCP one) with the socket's rules: identify tells who each connection
+// is, and the same caps apply per uid and in all. A connection identify
+// cannot place still comes through, with the error for the handler to
+// judge (CallerFrom).
+func Limit(ln net.Listener, cfg ListenConfig, identify func(net.Conn) (ipc.Caller, error)) net.Listener {
+	return &listener{Listener: ln, cfg: cfg.withDefaults(), identify: identify, perUID: map[uint32]int{}}
 }
 
 // prepareDir creates the socket's directory with a mode that lets exactly
@@ -145,6 +159,7 @@ type listener struct {
 	created   fs.FileInfo // the socket file as bound: Close removes only this one
 	closeOnce sync.Once
 	cfg       ListenConfig
+	identify  func(net.Conn) (ipc.Caller, error)
 	accepted  atomic.Uint64
 
 	mu     sync.Mutex
@@ -158,6 +173,9 @@ type listener struct {
 func (l *listener) Close() error {
 	err := l.Listener.Close()
 	l.closeOnce.Do(func() {
+		if l.path == "" {
+			return
+		}
 		if fi, lerr := os.Lstat(l.path); lerr == nil && os.SameFile(fi, l.created) {
 			os.Remove(l.path)
 		}
@@ -176,7 +194,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		pc := &peerConn{Conn: c, release: func() {}}
-		pc.caller, pc.credErr = readCaller(c)
+		pc.caller, pc.credErr = l.identify(c)
 		trusted := pc.credErr == nil && (pc.caller.UID == 0 || pc.caller.UID == l.cfg.AgentUID)
 		if !trusted {
 			uid := pc.caller.UID

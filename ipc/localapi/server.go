@@ -55,6 +55,8 @@ type Backend interface {
 // RequestEvent describes one answered request, for logs and audits. It
 // never holds a token: TokenSHA256 is a short fingerprint.
 type RequestEvent struct {
+	// Door is how the request came: "socket", or "token_endpoint".
+	Door string
 	// Conn numbers the connection the request came on (1, 2, … per
 	// listener): requests on one kept-alive connection share it.
 	Conn     uint64
@@ -117,13 +119,7 @@ func New(cfg Config) *Server {
 		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			ci := &callerInfo{err: ErrNoCredentials}
-			if pc, ok := c.(*peerConn); ok {
-				ci = &callerInfo{conn: pc.id, caller: pc.caller, err: pc.credErr}
-			}
-			return context.WithValue(ctx, callerKey{}, ci)
-		},
+		ConnContext:       ConnContext,
 	}
 	return s
 }
@@ -143,6 +139,25 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ct
 
 // Close closes the listener and every connection at once.
 func (s *Server) Close() error { return s.http.Close() }
+
+// ConnContext attaches a connection's caller (from Listen or Limit) to
+// the context of every request on it; use it as http.Server.ConnContext.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	ci := &callerInfo{err: ErrNoCredentials}
+	if pc, ok := c.(*peerConn); ok {
+		ci = &callerInfo{conn: pc.id, caller: pc.caller, err: pc.credErr}
+	}
+	return context.WithValue(ctx, callerKey{}, ci)
+}
+
+// ConnFrom is the number of the connection a request came on (see
+// RequestEvent.Conn); 0 when unknown.
+func ConnFrom(ctx context.Context) uint64 {
+	if ci, ok := ctx.Value(callerKey{}).(*callerInfo); ok {
+		return ci.conn
+	}
+	return 0
+}
 
 // statusOf is the HTTP status of a failure: 400 bad request or
 // unsatisfiable min_valid, 403 not allowed, 404 unknown profile (or no
@@ -193,7 +208,7 @@ func asWireError(err error, timeout time.Duration) *ipc.Error {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
-	ev := RequestEvent{Method: r.Method, Path: r.URL.Path}
+	ev := RequestEvent{Door: "socket", Method: r.Method, Path: r.URL.Path}
 	start := time.Now()
 	defer func() {
 		if s.cfg.Observe != nil {
@@ -204,9 +219,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	caller, err := CallerFrom(r.Context())
 	ev.Caller = caller
-	if ci, ok := r.Context().Value(callerKey{}).(*callerInfo); ok {
-		ev.Conn = ci.conn
-	}
+	ev.Conn = ConnFrom(r.Context())
 	if err != nil {
 		s.fail(w, &ev, forbidden("the agent could not read this connection's peer credentials"))
 		return

@@ -1,0 +1,134 @@
+package tokenendpoint
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestMain doubles as a TCP client run as another user (see dialAs).
+func TestMain(m *testing.M) {
+	if target := os.Getenv("TOKENENDPOINT_TEST_POST"); target != "" {
+		postAndPrint(target, os.Getenv("TOKENENDPOINT_TEST_FORM"))
+		return
+	}
+	if addr := os.Getenv("TOKENENDPOINT_TEST_DIAL"); addr != "" {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			os.Exit(1)
+		}
+		os.Stdout.WriteString("connected\n")
+		bufio.NewReader(os.Stdin).ReadString('\n') // hold until told
+		c.Close()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// dialAs connects to addr from a process running as uid and keeps the
+// connection until the test ends.
+func dialAs(t *testing.T, uid int, addr string) {
+	t.Helper()
+	self, _ := os.Executable()
+	data, _ := os.ReadFile(self)
+	dir, err := os.MkdirTemp("", "tokenendpoint-test-") // not t.TempDir: its parent is 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "dialer.test")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"TOKENENDPOINT_TEST_DIAL=" + addr, "GORACE=atexit_sleep_ms=0"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "connected\n" {
+		t.Fatalf("dialer as uid %d: %q %v", uid, line, err)
+	}
+}
+
+// TestPeerUID: the kernel's view of who owns the client end of a loopback
+// TCP connection, over IPv4 and IPv6, for this process and for another
+// user's.
+func TestPeerUID(t *testing.T) {
+	for _, network := range []string{"127.0.0.1:0", "[::1]:0"} {
+		ln, err := net.Listen("tcp", network)
+		if err != nil {
+			t.Logf("%s: %v (skipped)", network, err)
+			continue
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		sc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		if uid, err := peerUID(sc); err != nil || uid != uint32(os.Geteuid()) {
+			t.Errorf("%s: peerUID = %d, %v; want %d", network, uid, err, os.Geteuid())
+		}
+		if os.Geteuid() != 0 {
+			continue
+		}
+		dialAs(t, 2, ln.Addr().String()) // the real user bin
+		other, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		if uid, err := peerUID(other); err != nil || uid != 2 {
+			t.Errorf("%s: peerUID of another user's connection = %d, %v; want 2", network, uid, err)
+		}
+	}
+}
+
+func TestParseProcAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"0100007F:1F90":                         "127.0.0.1:8080",
+		"00000000000000000000000001000000:0050": "[::1]:80",
+		"0000000000000000FFFF00000100007F:1F90": "[::ffff:127.0.0.1]:8080",
+	} {
+		got, err := parseProcAddr(in)
+		if err != nil || got.String() != want {
+			t.Errorf("parseProcAddr(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0100007F", "zz:1", "0100007F:zzzz", "01007F:1F90"} {
+		if _, err := parseProcAddr(bad); err == nil {
+			t.Errorf("parseProcAddr(%q) succeeded", bad)
+		}
+	}
+}
+
+// postAndPrint is the child of postAs: one POST, then the status and body.
+func postAndPrint(target, form string) {
+	resp, err := http.Post(target, "application/x-www-form-urlencoded", strings.NewReader(form))
+	if err != nil {
+		fmt.Println("0")
+		fmt.Println(err)
+		os.Exit(0)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Printf("%d\n%s", resp.StatusCode, body)
+	os.Exit(0)
+}
