@@ -176,7 +176,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		logged := observe
 		observe = func(ev localapi.RequestEvent) { logged(ev); extra(ev) }
 	}
-	srv := localapi.New(localapi.Config{Backend: backend{a}, Observe: observe, AgentUID: uint32(os.Geteuid()),
+	requests := &localapi.Requests{} // every door's, on the socket's /metrics
+	srv := localapi.New(localapi.Config{Backend: backend{a}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
 		ReadHeaderTimeout: d.opts.ReadHeaderTimeout})
 	served := make(chan error, 3) // one answer from each server; never blocks
 	serveDone := make(chan struct{})
@@ -193,7 +194,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("config %s: %w", cfg.Path(), err)
 		}
-		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a}}, Observe: observe, AgentUID: uint32(os.Geteuid())})
+		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
 		endpointDone := make(chan struct{})
 		go func() { defer close(endpointDone); served <- esrv.Serve(eln) }()
 		defer func() {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // ProfileStats are one profile's counters, as the engine keeps them.
@@ -61,30 +62,52 @@ func plainHost(host string) bool {
 	return host == "localhost" || net.ParseIP(host) != nil
 }
 
-// count tallies a request by profile and outcome ("ok" or an error code).
-func (s *Server) count(profile, outcome string) {
+// Requests counts answered requests by door ("socket",
+// "token_endpoint"), profile and outcome ("ok" or an error code), for
+// tokenagent_requests_total. The daemon hands one to every door; the
+// socket's /metrics writes it.
+type Requests struct {
+	mu     sync.Mutex
+	counts map[[3]string]uint64
+}
+
+// Count tallies one answered request. Outcomes may be IdP error codes, so
+// they are reduced to [a-z0-9_] first.
+func (r *Requests) Count(door, profile, outcome string) {
 	if profile == "" {
 		profile = "-"
 	}
-	s.mu.Lock()
-	s.requests[[2]string{profile, metricLabel(outcome)}]++
-	s.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counts == nil {
+		r.counts = map[[3]string]uint64{}
+	}
+	r.counts[[3]string{door, profile, metricLabel(outcome)}]++
 }
 
-// writeMetrics writes every series in the Prometheus text format: the
-// server's own, then the engine's.
-func (s *Server) writeMetrics(w io.Writer) {
-	s.mu.Lock()
-	keys := make([][2]string, 0, len(s.requests))
-	for k := range s.requests {
+func (r *Requests) write(w io.Writer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := make([][3]string, 0, len(r.counts))
+	for k := range r.counts {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b [2]string) int { return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
-	family(w, "tokenagent_requests_total", "counter", "Socket requests by profile and outcome.")
+	slices.SortFunc(keys, func(a, b [3]string) int {
+		return strings.Compare(a[0]+"\x00"+a[1]+"\x00"+a[2], b[0]+"\x00"+b[1]+"\x00"+b[2])
+	})
+	family(w, "tokenagent_requests_total", "counter", "Requests by door (socket, token_endpoint), profile and outcome.")
 	for _, k := range keys {
-		fmt.Fprintf(w, "tokenagent_requests_total{profile=%q,outcome=%q} %d\n", k[0], k[1], s.requests[k])
+		fmt.Fprintf(w, "tokenagent_requests_total{door=%q,profile=%q,outcome=%q} %d\n", k[0], k[1], k[2], r.counts[k])
 	}
-	s.mu.Unlock()
+}
+
+// count tallies a socket request.
+func (s *Server) count(profile, outcome string) { s.cfg.Requests.Count("socket", profile, outcome) }
+
+// writeMetrics writes every series in the Prometheus text format: the
+// requests of every door, then the engine's.
+func (s *Server) writeMetrics(w io.Writer) {
+	s.cfg.Requests.write(w)
 	family(w, "tokenagent_requests_in_flight", "gauge", "Socket requests being answered now.")
 	fmt.Fprintf(w, "tokenagent_requests_in_flight %d\n", s.inFlight.Load())
 	if s.cfg.Backend != nil {

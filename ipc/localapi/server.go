@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +90,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes caps request headers; larger gets 431. Default 16 KiB.
 	MaxHeaderBytes int
+	// Requests counts answered requests for /metrics; nil means a counter
+	// of this server's own (share one to count every door).
+	Requests *Requests
 }
 
 // Server serves the protocol on a listener from Listen.
@@ -99,8 +101,6 @@ type Server struct {
 	http *http.Server
 
 	inFlight atomic.Int64
-	mu       sync.Mutex
-	requests map[[2]string]uint64 // {profile, outcome} → count
 }
 
 // New returns a server; call Serve with a listener from Listen.
@@ -111,7 +111,10 @@ func New(cfg Config) *Server {
 	if cfg.MaxHeaderBytes == 0 {
 		cfg.MaxHeaderBytes = 16 << 10
 	}
-	s := &Server{cfg: cfg, requests: map[[2]string]uint64{}}
+	if cfg.Requests == nil {
+		cfg.Requests = &Requests{}
+	}
+	s := &Server{cfg: cfg}
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/localapi"
 )
 
 const idpSecret = "the-real-idp-secret-0123"
@@ -190,4 +193,52 @@ func postAs(t *testing.T, uid int, target, form string) (int, string) {
 	first, rest, _ := strings.Cut(string(out), "\n")
 	status, _ := strconv.Atoi(first)
 	return status, rest
+}
+
+// TestEndpointInMetricsAndLog: the endpoint's requests are counted on the
+// socket's /metrics and reach the request log, labelled with their door.
+func TestEndpointInMetricsAndLog(t *testing.T) {
+	var mu sync.Mutex
+	var events []localapi.RequestEvent
+	r, err := agenttest.StartWith(`token_endpoint = "127.0.0.1:0"
+[profiles.zeebe]
+token_url = "IDP"
+client_id = "c"
+client_secret = "`+idpSecret+`"
+`, agenttest.Options{Observe: func(ev localapi.RequestEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.IdP.AddClient(idptest.Client{ID: "c", Secret: idpSecret, Method: "client_secret_basic"})
+	post(t, r.TokenEndpoint, "grant_type=client_credentials&client_id=zeebe")
+	post(t, r.TokenEndpoint, "grant_type=client_credentials&client_id=nope")
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", r.Socket)
+	}}}
+	resp, err := hc.Get("http://tokenagent/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`tokenagent_requests_total{door="token_endpoint",profile="zeebe",outcome="ok"} 1`,
+		`tokenagent_requests_total{door="token_endpoint",profile="-",outcome="invalid_client"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var doors []string
+	for _, ev := range events {
+		if ev.Door == "token_endpoint" {
+			doors = append(doors, fmt.Sprintf("%s:%d", ev.Profile, ev.Status))
+		}
+	}
+	if strings.Join(doors, ",") != "zeebe:200,:401" {
+		t.Errorf("token endpoint events = %v, want zeebe:200 and :401", doors)
+	}
 }

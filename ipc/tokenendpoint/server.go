@@ -62,6 +62,9 @@ type Config struct {
 	AgentUID uint32
 	// RequestTimeout bounds one request's wait for a token; default 30s.
 	RequestTimeout time.Duration
+	// Requests, if set, counts answered requests (door "token_endpoint")
+	// for the socket's /metrics.
+	Requests *localapi.Requests
 }
 
 // Server is the loopback token endpoint.
@@ -189,6 +192,13 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) observe(ev *localapi.RequestEvent, start time.Time) {
+	if s.cfg.Requests != nil && ev.Path == PathToken {
+		outcome := ev.Code
+		if ev.Status == http.StatusOK {
+			outcome = "ok"
+		}
+		s.cfg.Requests.Count("token_endpoint", ev.Profile, outcome)
+	}
 	if s.cfg.Observe != nil {
 		ev.Duration = time.Since(start)
 		s.cfg.Observe(*ev)
