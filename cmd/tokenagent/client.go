@@ -95,16 +95,6 @@ func oneProfile(fs *flag.FlagSet, args []string) (string, error) {
 	return pos[0], nil
 }
 
-// validEnvName reports whether s can be a shell variable name.
-func validEnvName(s string) bool {
-	for i, c := range s {
-		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return s != ""
-}
-
 func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("token", stderr)
 	minValid := fs.Duration("min-valid", 0, "least remaining validity, e.g. 60s")
@@ -119,7 +109,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		return usageError{fmt.Sprintf("token: unknown --format %q (plain, json, header, env, curl)", *format)}
 	}
-	if !validEnvName(*envVar) {
+	if !ipc.ValidEnvName(*envVar) {
 		return usageError{fmt.Sprintf("token: --env %q is not a shell variable name", *envVar)}
 	}
 	c := &clientlib.Client{Socket: *socket}
@@ -136,40 +126,12 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return err
 }
 
-// renderToken formats tok for --format. It refuses a token that is not
-// an RFC 6750 b64token (clientlib already does; this is the last line
-// before a shell or curl reads it), so no format can carry a control
-// character or break out of its quoting.
+// renderToken formats tok for --format (ipc.RenderToken, which file
+// sinks use too).
 func renderToken(format, envVar string, tok *clientlib.Token) (string, error) {
-	if !ipc.ValidToken(tok.AccessToken) {
-		return "", fmt.Errorf("the agent's token is not an RFC 6750 token; refusing to print it")
-	}
-	switch format {
-	case "plain":
-		return tok.AccessToken + "\n", nil
-	case "json":
-		var b strings.Builder
-		enc := json.NewEncoder(&b)
-		enc.SetIndent("", "  ")
-		// encoding/json leaves DEL and C1 controls as they are.
-		err := enc.Encode(ipc.TokenResponse{
-			AccessToken: tok.AccessToken, TokenType: ipc.SafeText(tok.TokenType), Scope: ipc.SafeText(tok.Scope),
-			ExpiresAt: tok.ExpiresAt, ExpiresIn: int64(time.Until(tok.ExpiresAt) / time.Second),
-		})
-		return b.String(), err
-	case "header":
-		return "Authorization: Bearer " + tok.AccessToken + "\n", nil
-	case "env":
-		return "export " + envVar + "=" + shellQuote(tok.AccessToken) + "\n", nil
-	case "curl":
-		// A curl config line: curl -K <(tokenagent token NAME --format curl) URL
-		return `header = "Authorization: Bearer ` + tok.AccessToken + "\"\n", nil
-	}
-	return "", usageError{fmt.Sprintf("token: unknown --format %q (plain, json, header, env, curl)", format)}
+	return ipc.RenderToken(format, envVar, ipc.TokenResponse{AccessToken: tok.AccessToken, TokenType: tok.TokenType,
+		Scope: tok.Scope, ExpiresAt: tok.ExpiresAt}, time.Now())
 }
-
-// shellQuote quotes s for POSIX sh.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("refresh", stderr)
@@ -338,7 +300,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(cmdArgs) == 0 {
 		return usageError{"exec: no command; usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]"}
 	}
-	if !validEnvName(*envVar) {
+	if !ipc.ValidEnvName(*envVar) {
 		return usageError{fmt.Sprintf("exec: --env %q is not a variable name", *envVar)}
 	}
 	c := &clientlib.Client{Socket: *socket}
