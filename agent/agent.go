@@ -462,6 +462,7 @@ func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
 			s := newSource(a, p)
 			if c := prev.cur.Load(); c != nil && prev.prof.fingerprint == p.fingerprint {
 				s.cur.Store(c)
+				s.writeSinks(c.Token) // a sink may be new
 			}
 			next[name] = s
 			sum.Changed = append(sum.Changed, name)
@@ -471,6 +472,14 @@ func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
 	for name, s := range old {
 		if next[name] != s {
 			s.close()
+			// Its files that the new configuration does not keep go too.
+			for _, sk := range s.prof.sinks {
+				if n := next[name]; n == nil || !slices.ContainsFunc(n.prof.sinks, func(o sink) bool { return o.path == sk.path }) {
+					if err := sk.remove(); err != nil {
+						a.log.Warn().Err(err).Str("profile", name).Msg("cannot remove the token file of a removed file sink")
+					}
+				}
+			}
 		}
 		if _, ok := next[name]; !ok {
 			removed = append(removed, name)

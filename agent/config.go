@@ -159,6 +159,10 @@ type ProfileConfig struct {
 	// namespace) must present as their client secret. It is not the IdP's
 	// secret, which never leaves the agent.
 	LocalSecret string `toml:"local_secret"`
+	// Files are file sinks: files the agent keeps this profile's current
+	// token in ([[profiles.NAME.files]]). A profile with a file sink is
+	// never idle.
+	Files []FileSink `toml:"files"`
 	// AllowUIDs, AllowGIDs, AllowUsers and AllowGroups say who besides
 	// root and the agent's own user may use this profile over the socket.
 	// A caller matches by uid, or by primary or supplementary group.
@@ -371,6 +375,11 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 	for _, r := range p.Resource {
 		if err := checkResource(r); err != nil {
 			bad("resource", "%v", err)
+		}
+	}
+	for i, f := range p.Files {
+		if err := f.validate(); err != nil {
+			bad(fmt.Sprintf("files[%d]", i), "%v", err)
 		}
 	}
 	for k := range p.Params {

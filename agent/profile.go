@@ -37,6 +37,8 @@ type profile struct {
 	resource []string
 	// localSecret is the SHA-256 of local_secret; zero when unset.
 	localSecret [32]byte
+	// sinks are the files the current token is kept in.
+	sinks []sink
 }
 
 // buildProfile reads the profile's secrets and keys and makes its client.
@@ -102,7 +104,16 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 		localSecret = sha256.Sum256(trimNewline(v))
 		settings.Write(localSecret[:])
 	}
+	var sinks []sink
+	for i, f := range p.Files {
+		sk, err := f.resolve()
+		if err != nil {
+			return nil, fmt.Errorf("config %s: profile %q: files[%d]: %w", c.path, name, i, err)
+		}
+		sinks = append(sinks, sk)
+	}
 	prof := &profile{
+		sinks:    sinks,
 		clientID: p.ClientID, scopes: slices.Clone(p.Scopes), audience: p.Audience, resource: slices.Clone(p.Resource),
 		localSecret: localSecret,
 		name:        name,

@@ -215,6 +215,7 @@ func (s *source) fetch() (any, error) {
 		AccessToken: c.AccessToken, TokenType: c.TokenType, Scope: c.Scope,
 		ExpiresAt: c.ExpiresAt, ObtainedAt: c.ObtainedAt,
 	})
+	s.writeSinks(c.Token)
 	s.log.Info().
 		Str("token_sha256", ipc.Fingerprint(resp.AccessToken)).
 		Dur("ttl", ttl).Str("ttl_from", why).
@@ -238,6 +239,17 @@ func (s *source) seed(r store.Record) {
 		sum:       sha256.Sum256([]byte(r.AccessToken)),
 	}
 	s.cur.Store(c)
+	s.writeSinks(c.Token)
+}
+
+// writeSinks puts tok into the profile's file sinks; a failure is logged
+// and never stops the token being served.
+func (s *source) writeSinks(tok Token) {
+	for _, sk := range s.prof.sinks {
+		if err := sk.write(tok, s.agent.clock.Now()); err != nil {
+			s.log.Error().Err(err).Str("file", sk.path).Msg("cannot write the token file sink; callers of the socket are still served")
+		}
+	}
 }
 
 // failedLocked records a failed fetch and schedules the next attempt.
@@ -314,7 +326,9 @@ func (s *source) onTimer() {
 		return
 	}
 	now := s.agent.clock.Now()
-	if unused := now.Sub(time.Unix(0, s.lastUsed.Load())); unused >= s.prof.timing.IdleAfter.Duration {
+	// A profile with file sinks is never idle: a script may read the file
+	// at any time without the agent seeing it.
+	if unused := now.Sub(time.Unix(0, s.lastUsed.Load())); unused >= s.prof.timing.IdleAfter.Duration && len(s.prof.sinks) == 0 {
 		s.idle = true
 		s.log.Info().Dur("unused_for", unused.Round(time.Second)).Msg("profile idle; background refresh paused until the next request")
 		s.mu.Unlock()

@@ -273,6 +273,9 @@ func (d *Daemon) checkDirs() error {
 	for _, key := range d.opts.Config.KeyFiles() {
 		dirs = append(dirs, [2]string{"store key directory", filepath.Dir(key)})
 	}
+	for _, dir := range d.opts.Config.SinkDirs() {
+		dirs = append(dirs, [2]string{"file sink directory", dir})
+	}
 	for _, dir := range dirs {
 		if err := checkTrustedDir(dir[0], dir[1], uid); err != nil {
 			return err
@@ -306,6 +309,13 @@ func (d *Daemon) reload(a *agent.Agent) {
 	defer sdNotify("READY=1")
 	d.log.Info().Str("config", path).Msg("SIGHUP: reloading configuration")
 	next, err := agent.LoadConfig(path)
+	if err == nil {
+		for _, dir := range next.SinkDirs() { // a new file sink must live somewhere safe too
+			if err = checkTrustedDir("file sink directory", dir, os.Geteuid()); err != nil {
+				break
+			}
+		}
+	}
 	if err == nil {
 		_, err = a.Reload(next)
 	}

@@ -200,10 +200,14 @@ func TestPlantedDirectoryRefused(t *testing.T) {
 		{"socket directory anyone may write", func(f fixture) string { return filepath.Dir(f.socket) }, 0, 0o777},
 		{"store directory owned by another user", func(f fixture) string { return filepath.Dir(f.db) }, otherUID, 0o700},
 		{"store key directory owned by another user", func(f fixture) string { return filepath.Join(f.dir, "keys") }, otherUID, 0o700},
+		{"file sink directory owned by another user", func(f fixture) string { return filepath.Join(f.dir, "tokens") }, otherUID, 0o755},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, "")
 			switch {
+			case strings.Contains(tc.name, "file sink"):
+				f.write(t, "", "p")
+				appendFile(t, f.config, fmt.Sprintf("[[profiles.p.files]]\npath = %q\n", filepath.Join(f.dir, "tokens", "p")))
 			case strings.Contains(tc.name, "store key"):
 				f.write(t, fmt.Sprintf("store_key = %q", "file:"+filepath.Join(f.dir, "keys", "store.key")), "p")
 			case strings.Contains(tc.name, "store"):
@@ -242,4 +246,14 @@ func runUntilReady(d *daemon.Daemon) error {
 		return nil
 	}
 	return <-done
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString(text)
 }
