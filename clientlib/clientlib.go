@@ -186,6 +186,16 @@ func (c *Client) Profiles(ctx context.Context) ([]ProfileStatus, error) {
 	return out.Profiles, nil
 }
 
+// TokenEndpoint is the URL of the agent's loopback OAuth 2.0 token
+// endpoint, or "" when it serves none.
+func (c *Client) TokenEndpoint(ctx context.Context) (string, error) {
+	var h ipc.HealthResponse
+	if err := c.do(ctx, "GET", ipc.PathHealth, nil, &h); err != nil {
+		return "", err
+	}
+	return h.TokenEndpoint, nil
+}
+
 func (c *Client) tokenRequest(ctx context.Context, method, profile, path string, body []byte) (*Token, error) {
 	var tr ipc.TokenResponse
 	if err := c.do(ctx, method, path, body, &tr); err != nil {

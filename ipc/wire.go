@@ -105,6 +105,10 @@ type ProfileInfo struct {
 	NextAttempt      time.Time `json:"next_attempt,omitzero"`
 	UpstreamRequests int       `json:"upstream_requests"`
 	Idle             bool      `json:"idle,omitempty"`
+	// Audience and Scopes are what the profile's tokens are for, as a
+	// client pointed at the token endpoint must ask for them.
+	Audience string   `json:"audience,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
 }
 
 // ProfilesResponse is the answer to GET /v1/profiles.
@@ -115,6 +119,9 @@ type ProfilesResponse struct {
 // HealthResponse is the answer to GET /v1/health.
 type HealthResponse struct {
 	Status string `json:"status"` // "ok"
+	// TokenEndpoint is the loopback OAuth 2.0 token endpoint's URL, when
+	// token_endpoint is set.
+	TokenEndpoint string `json:"token_endpoint,omitempty"`
 }
 
 // ValidToken reports whether s is an RFC 6750 b64token — letters, digits,

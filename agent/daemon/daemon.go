@@ -167,6 +167,19 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 	}
 
+	// The token endpoint's listener is opened first, so that the socket
+	// can tell its URL (/v1/health, for tokenagent env).
+	var eln net.Listener
+	endpointURL := ""
+	if cfg.TokenEndpoint != "" {
+		if eln, err = tokenendpoint.Listen(cfg.TokenEndpoint, localapi.ListenConfig{MaxConnections: cfg.MaxConnections,
+			MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}); err != nil {
+			return fmt.Errorf("config %s: %w", cfg.Path(), err)
+		}
+		defer eln.Close() // if serving never starts; harmless after
+		endpointURL = "http://" + eln.Addr().String() + tokenendpoint.PathToken
+	}
+
 	ln, err := listen(cfg, d.opts.Socket)
 	if err != nil {
 		return err
@@ -178,7 +191,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	requests := &localapi.Requests{} // every door's, on the socket's /metrics
 	srv := localapi.New(localapi.Config{Backend: backend{a}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
-		ReadHeaderTimeout: d.opts.ReadHeaderTimeout})
+		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL})
 	served := make(chan error, 3) // one answer from each server; never blocks
 	serveDone := make(chan struct{})
 	go func() { defer close(serveDone); served <- srv.Serve(ln) }()
@@ -188,12 +201,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer func() { d.shutdown(srv); <-serveDone }()
 
 	var endpointAddr net.Addr
-	if cfg.TokenEndpoint != "" {
-		eln, err := tokenendpoint.Listen(cfg.TokenEndpoint, localapi.ListenConfig{MaxConnections: cfg.MaxConnections,
-			MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())})
-		if err != nil {
-			return fmt.Errorf("config %s: %w", cfg.Path(), err)
-		}
+	if eln != nil {
 		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
 		endpointDone := make(chan struct{})
 		go func() { defer close(endpointDone); served <- esrv.Serve(eln) }()
@@ -206,7 +214,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			<-endpointDone
 		}()
 		endpointAddr = eln.Addr()
-		d.log.Info().Str("token_endpoint", "http://"+endpointAddr.String()+tokenendpoint.PathToken).Msg("serving the loopback OAuth 2.0 token endpoint")
+		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint")
 	}
 
 	var metricsAddr net.Addr
@@ -414,6 +422,7 @@ func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
 		out = append(out, ipc.ProfileInfo{
 			Name: st.Name, ExpiresAt: st.ExpiresAt.UTC(), LastRefresh: st.LastRefresh.UTC(),
 			LastError: st.LastError, NextAttempt: st.NextAttempt.UTC(), UpstreamRequests: st.UpstreamRequests, Idle: st.Idle,
+			Audience: st.Audience, Scopes: st.Scopes,
 		})
 	}
 	return out

@@ -18,6 +18,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -52,6 +53,7 @@ func TestMain(m *testing.M) {
 
 func withAgent(m *testing.M) (int, error) {
 	running, err := agenttest.Start(`socket_mode = "0666"
+token_endpoint = "127.0.0.1:0"
 [profiles.demo]
 token_url = "IDP"
 client_id = "c"
@@ -372,4 +374,46 @@ func goListDeps(t *testing.T, pkg string) []string {
 		t.Fatalf("go list -deps %s: %v", pkg, err)
 	}
 	return strings.Fields(string(out))
+}
+
+// TestEnvPointsAClientAtTheAgent: the environment `tokenagent env` prints
+// is enough for an unmodified OAuth client (x/oauth2 clientcredentials,
+// configured only from it) to get the agent's token.
+func TestEnvPointsAClientAtTheAgent(t *testing.T) {
+	stdout, stderr, code := cli("env", "demo", "--for", "oauth")
+	if code != 0 {
+		t.Fatalf("env: exit %d, %s", code, stderr)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		kv, ok := strings.CutPrefix(line, "export ")
+		name, quoted, ok2 := strings.Cut(kv, "=")
+		value, ok3 := shellUnquote(quoted)
+		if !ok || !ok2 || !ok3 {
+			t.Fatalf("not an export line: %q", line)
+		}
+		env[name] = value
+	}
+	if env["CLIENT_ID"] != "demo" || !strings.HasSuffix(env["TOKEN_URL"], "/oauth2/token") || env["SCOPE"] != "read" {
+		t.Fatalf("env = %v", env)
+	}
+	cfg := clientcredentials.Config{ClientID: env["CLIENT_ID"], ClientSecret: env["CLIENT_SECRET"], TokenURL: env["TOKEN_URL"], Scopes: strings.Fields(env["SCOPE"])}
+	tok, err := cfg.Token(context.Background())
+	if err != nil {
+		t.Fatalf("x/oauth2 with the printed environment: %v", err)
+	}
+	viaCLI, _, _ := cli("token", "demo")
+	if tok.AccessToken+"\n" != viaCLI {
+		t.Error("the token endpoint and the socket served different tokens for the same profile")
+	}
+	zeebe, _, code := cli("env", "demo", "--for", "zeebe")
+	if code != 0 || !strings.Contains(zeebe, "export ZEEBE_AUTHORIZATION_SERVER_URL='http://127.0.0.1:") || !strings.Contains(zeebe, "export ZEEBE_CLIENT_ID='demo'") {
+		t.Errorf("env --for zeebe:\n%s", zeebe)
+	}
+	if _, stderr, code := cli("env", "nope", "--for", "zeebe"); code != exitDenied {
+		t.Errorf("env for an unknown profile: exit %d %s, want %d", code, stderr, exitDenied)
+	}
+	if _, _, code := cli("env", "demo", "--for", "spring"); code != exitUsage {
+		t.Errorf("env --for spring: exit %d, want %d", code, exitUsage)
+	}
 }

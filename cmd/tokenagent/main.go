@@ -64,6 +64,8 @@ commands:
                                                  print a token
   exec PROFILE [--env VAR] [--min-valid D] -- CMD [ARG...]
                                                  run CMD with the token in $VAR (ACCESS_TOKEN)
+  env PROFILE --for zeebe|oauth                  print the environment that points an unmodified
+                                                 client at the agent's token endpoint
   refresh PROFILE                                make the agent fetch a new token
   status [--json]                                the profiles you may use and their state
   inspect PROFILE                                decode the token's JWT header and claims
@@ -86,6 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdToken(ctx, rest, stdout, stderr)
 	case "exec":
 		return cmdExec(ctx, rest, stderr)
+	case "env":
+		return cmdEnv(ctx, rest, stdout, stderr)
 	case "refresh":
 		return cmdRefresh(ctx, rest, stdout, stderr)
 	case "status":

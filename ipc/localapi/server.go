@@ -90,6 +90,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes caps request headers; larger gets 431. Default 16 KiB.
 	MaxHeaderBytes int
+	// TokenEndpoint is the loopback token endpoint's URL, told in
+	// /v1/health so that `tokenagent env` can point clients at it.
+	TokenEndpoint string
 	// Requests counts answered requests for /metrics; nil means a counter
 	// of this server's own (share one to count every door).
 	Requests *Requests
@@ -267,7 +270,7 @@ var handlers = map[string]func(*Server, http.ResponseWriter, *http.Request, *Req
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *RequestEvent, _ Route) {
-	s.ok(w, ev, ipc.HealthResponse{Status: "ok"})
+	s.ok(w, ev, ipc.HealthResponse{Status: "ok", TokenEndpoint: s.cfg.TokenEndpoint})
 }
 
 func (s *Server) serveProfiles(w http.ResponseWriter, _ *http.Request, ev *RequestEvent, _ Route) {
