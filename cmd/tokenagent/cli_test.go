@@ -297,6 +297,12 @@ func TestExec(t *testing.T) {
 			t.Errorf("exec of a command killed by SIGKILL = %v (%s), want exit 137", err, out)
 		}
 	})
+	t.Run("--for zeebe: the client's environment instead of a token", func(t *testing.T) {
+		out, err := exec.Command(bin, "exec", "demo", "--for", "zeebe", "--", "sh", "-c", `echo "$ZEEBE_CLIENT_ID $ZEEBE_AUTHORIZATION_SERVER_URL ${ACCESS_TOKEN:-none}"`).Output()
+		if err != nil || !regexp.MustCompile(`^demo http://127\.0\.0\.1:\d+/oauth2/token none\n$`).Match(out) {
+			t.Errorf("exec --for zeebe: %v, %q", err, out)
+		}
+	})
 	t.Run("agent down", func(t *testing.T) {
 		cmd := exec.Command(bin, "exec", "demo", "--socket", filepath.Join(cliDir, "none.sock"), "--", "true")
 		err := cmd.Run()

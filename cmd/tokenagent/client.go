@@ -291,6 +291,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, socket := clientFlags("exec", stderr)
 	envVar := fs.String("env", "ACCESS_TOKEN", "environment variable that carries the token")
 	minValid := fs.Duration("min-valid", 0, "least remaining validity, e.g. 5m for a long job")
+	forClient := fs.String("for", "", "instead of a token, give the command the environment that points its own OAuth client (zeebe or oauth) at the agent's token endpoint")
 	// Flags may follow the profile; parsing stops at "--" or the command.
 	pos, cmdArgs, err := parseCommand(fs, args, 1, "usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]")
 	if err != nil {
@@ -303,15 +304,30 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	if !ipc.ValidEnvName(*envVar) {
 		return usageError{fmt.Sprintf("exec: --env %q is not a variable name", *envVar)}
 	}
+	if *forClient != "" && *forClient != "zeebe" && *forClient != "oauth" {
+		return usageError{fmt.Sprintf("exec: --for %q: use zeebe or oauth", *forClient)}
+	}
 	c := &clientlib.Client{Socket: *socket}
 	defer c.Close()
-	tok, err := c.Token(ctx, profile, clientlib.WithMinValid(*minValid))
-	if err != nil {
-		return clientExit(err)
+	env := os.Environ()
+	if *forClient != "" {
+		lines, err := clientEnv(ctx, c, profile, *forClient)
+		if err != nil {
+			return err
+		}
+		for _, l := range lines {
+			env = append(env, l[0]+"="+l[1])
+		}
+	} else {
+		tok, err := c.Token(ctx, profile, clientlib.WithMinValid(*minValid))
+		if err != nil {
+			return clientExit(err)
+		}
+		env = append(env, *envVar+"="+tok.AccessToken)
 	}
 	c.Close() // the command may run for hours: keep no connection open
 	cmd := exec.Command(cmdArgs[0], cmdArgs[1:]...)
-	cmd.Env = append(os.Environ(), *envVar+"="+tok.AccessToken)
+	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// Signals for us are for the command: forward them and wait for it.
 	sigs := make(chan os.Signal, 8)

@@ -30,16 +30,30 @@ func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	c := &clientlib.Client{Socket: *socket}
 	defer c.Close()
+	lines, err := clientEnv(ctx, c, profile, *forClient)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		fmt.Fprintf(stdout, "export %s=%s\n", l[0], ipc.ShellQuote(l[1]))
+	}
+	return nil
+}
+
+// clientEnv is the environment that points a client of kind forClient
+// (zeebe, oauth) at the agent's token endpoint for profile: name/value
+// pairs, the values checked and safe to print.
+func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient string) ([][2]string, error) {
 	url, err := c.TokenEndpoint(ctx)
 	if err != nil {
-		return clientExit(err)
+		return nil, clientExit(err)
 	}
 	if url == "" {
-		return errors.New("env: the agent serves no token endpoint; set token_endpoint = \"127.0.0.1:8731\" in its configuration and reload it")
+		return nil, errors.New("the agent serves no token endpoint; set token_endpoint = \"127.0.0.1:8731\" in its configuration and reload it")
 	}
 	profiles, err := c.Profiles(ctx)
 	if err != nil {
-		return clientExit(err)
+		return nil, clientExit(err)
 	}
 	var p *clientlib.ProfileStatus
 	for i := range profiles {
@@ -48,15 +62,15 @@ func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if p == nil {
-		return clientExit(fmt.Errorf("clientlib: %w", &clientlib.Error{Kind: clientlib.ErrUnknownProfile,
+		return nil, clientExit(fmt.Errorf("clientlib: %w", &clientlib.Error{Kind: clientlib.ErrUnknownProfile,
 			Description: fmt.Sprintf("no profile %q that you may use", profile)}))
 	}
 	vars := map[string][2]string{
 		"zeebe": {"ZEEBE_AUTHORIZATION_SERVER_URL", "ZEEBE_CLIENT_ID"},
 		"oauth": {"TOKEN_URL", "CLIENT_ID"},
-	}[*forClient]
+	}[forClient]
 	secretVar, audienceVar, scopeVar := "ZEEBE_CLIENT_SECRET", "ZEEBE_TOKEN_AUDIENCE", "ZEEBE_TOKEN_SCOPE"
-	if *forClient == "oauth" {
+	if forClient == "oauth" {
 		secretVar, audienceVar, scopeVar = "CLIENT_SECRET", "AUDIENCE", "SCOPE"
 	}
 	lines := [][2]string{{vars[0], url}, {vars[1], p.Name}, {secretVar, localSecretPlaceholder}}
@@ -66,8 +80,8 @@ func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(p.Scopes) > 0 {
 		lines = append(lines, [2]string{scopeVar, strings.Join(p.Scopes, " ")})
 	}
-	for _, l := range lines {
-		fmt.Fprintf(stdout, "export %s=%s\n", l[0], ipc.ShellQuote(ipc.SafeText(l[1])))
+	for i := range lines {
+		lines[i][1] = ipc.SafeText(lines[i][1])
 	}
-	return nil
+	return lines, nil
 }

@@ -65,7 +65,8 @@ commands:
   exec PROFILE [--env VAR] [--min-valid D] -- CMD [ARG...]
                                                  run CMD with the token in $VAR (ACCESS_TOKEN)
   env PROFILE --for zeebe|oauth                  print the environment that points an unmodified
-                                                 client at the agent's token endpoint
+                                                 client at the agent's token endpoint (exec --for
+                                                 runs a command with it)
   refresh PROFILE                                make the agent fetch a new token
   status [--json]                                the profiles you may use and their state
   inspect PROFILE                                decode the token's JWT header and claims
