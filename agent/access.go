@@ -3,12 +3,9 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/user"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -68,7 +65,7 @@ func LookupGID(name string) (uint32, error) {
 // every unmapped user — is never the agent's own identity, even when the
 // agent runs as nobody: it matches only where an allow list names it.
 func (a access) allows(caller ipc.Caller, agentUID uint32) bool {
-	if caller.UID == 0 || caller.UID == agentUID && caller.UID != overflowUID() {
+	if caller.UID == 0 || caller.UID == agentUID && caller.UID != ipc.OverflowUID() {
 		return true
 	}
 	if slices.Contains(a.UIDs, caller.UID) {
@@ -81,14 +78,3 @@ func (a access) allows(caller ipc.Caller, agentUID uint32) bool {
 	}
 	return false
 }
-
-// overflowUID is the kernel's overflow uid (65534 unless changed in
-// /proc/sys/kernel/overflowuid).
-var overflowUID = sync.OnceValue(func() uint32 {
-	if data, err := os.ReadFile("/proc/sys/kernel/overflowuid"); err == nil {
-		if id, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 32); err == nil {
-			return uint32(id)
-		}
-	}
-	return 65534
-})

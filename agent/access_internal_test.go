@@ -10,7 +10,7 @@ import (
 // (nobody) must not treat every unmapped user of a user namespace, who
 // all appear as that uid, as itself.
 func TestOverflowUIDIsNobodysIdentity(t *testing.T) {
-	nobody := overflowUID()
+	nobody := ipc.OverflowUID()
 	unlisted := access{}
 	listed := access{UIDs: []uint32{nobody}}
 	tests := []struct {

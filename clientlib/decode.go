@@ -1,7 +1,6 @@
 package clientlib
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"time"
@@ -109,7 +108,7 @@ func quoted(s string, i int) (string, int, bool) {
 	if i >= len(s) || s[i] != '"' {
 		return "", i, false
 	}
-	end := bytes.IndexByte([]byte(s[i+1:]), '"')
+	end := strings.IndexByte(s[i+1:], '"')
 	if end < 0 {
 		return "", i, false
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // EnvAgentUID names the environment variable that lists further uids
@@ -25,10 +27,6 @@ func systemAgentUser() string {
 }
 
 var systemAgentUID = sync.OnceValues(func() (int, bool) { return lookupUID(systemAgentUser()) })
-
-// overflowUID is what a user namespace shows for unmapped users; a server
-// appearing as it is anyone at all, so it is trusted only when named.
-const overflowUID = 65534
 
 // checkServer verifies who serves the socket before anything is asked of
 // it: root, this process's user, the system agent's user, or a uid named
@@ -60,10 +58,13 @@ func (c *Client) trusts(uid int) bool {
 			return true
 		}
 	}
-	if uid == overflowUID {
+	if uid == 0 {
+		return true
+	}
+	if uid == int(ipc.OverflowUID()) { // whoever it is, it is not known to be us
 		return false
 	}
-	if uid == 0 || uid == os.Geteuid() {
+	if uid == os.Geteuid() {
 		return true
 	}
 	sys, ok := systemAgentUID()

@@ -2,7 +2,11 @@ package ipc
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 )
 
 // Caller is who is on the other end of a connection, as the kernel says.
@@ -23,3 +27,17 @@ type Caller struct {
 func (c Caller) InGroup(gid uint32) bool { return c.GID == gid || slices.Contains(c.Groups, gid) }
 
 func (c Caller) String() string { return fmt.Sprintf("uid=%d gid=%d pid=%d", c.UID, c.GID, c.PID) }
+
+// OverflowUID is the kernel's overflow uid: what a user namespace shows
+// for every unmapped user (65534 unless /proc/sys/kernel/overflowuid says
+// otherwise). A peer appearing as it could be anyone, so it is never the
+// agent's own identity and never a trusted server unless named. Read once,
+// on first use.
+var OverflowUID = sync.OnceValue(func() uint32 {
+	if data, err := os.ReadFile("/proc/sys/kernel/overflowuid"); err == nil {
+		if id, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 32); err == nil {
+			return uint32(id)
+		}
+	}
+	return 65534
+})

@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// TokenFormats are the ways a token is written out, by the CLI (--format)
-// and by file sinks.
-var TokenFormats = []string{"plain", "json", "header", "env", "curl"}
-
 // RenderToken writes tok in format: the bare token, JSON, an
 // Authorization header line, a shell export of envVar, or a curl config
 // line; each ends in a newline. It refuses a token that is not an RFC
@@ -41,7 +37,7 @@ func RenderToken(format, envVar string, tok TokenResponse, now time.Time) (strin
 		// A curl config line: curl -K <(tokenagent token NAME --format curl) URL
 		return `header = "Authorization: Bearer ` + tok.AccessToken + "\"\n", nil
 	}
-	return "", fmt.Errorf("unknown format %q (%s)", format, strings.Join(TokenFormats, ", "))
+	return "", fmt.Errorf("unknown format %q (plain, json, header, env, curl)", format)
 }
 
 // ShellQuote quotes s as one POSIX sh word.

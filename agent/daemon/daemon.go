@@ -172,8 +172,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	var eln net.Listener
 	endpointURL := ""
 	if cfg.TokenEndpoint != "" {
-		if eln, err = tokenendpoint.Listen(cfg.TokenEndpoint, localapi.ListenConfig{MaxConnections: cfg.MaxConnections,
-			MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}); err != nil {
+		if eln, err = tokenendpoint.Listen(cfg.TokenEndpoint, connectionLimits(cfg)); err != nil {
 			return fmt.Errorf("config %s: %w", cfg.Path(), err)
 		}
 		defer eln.Close() // if serving never starts; harmless after

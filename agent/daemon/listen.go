@@ -17,8 +17,8 @@ const DefaultSocketGroup = "tokenagent"
 // user agent; 0660 and group tokenagent for root when that group exists).
 // The group is looked up here, at start, not when the file is parsed.
 func listen(cfg *agent.Config, path string) (net.Listener, error) {
-	lc := localapi.ListenConfig{Mode: 0o600, GID: -1, MaxConnections: cfg.MaxConnections,
-		MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
+	lc := connectionLimits(cfg)
+	lc.Mode, lc.GID = 0o600, -1
 	group := cfg.SocketGroup
 	if group == "" && os.Geteuid() == 0 {
 		if _, err := agent.LookupGID(DefaultSocketGroup); err == nil {
@@ -41,4 +41,10 @@ func listen(cfg *agent.Config, path string) (net.Listener, error) {
 		lc.Mode = mode
 	}
 	return localapi.Listen(path, lc)
+}
+
+// connectionLimits are the caps every door applies: in all, per uid, and
+// who is never refused (root and the agent's own user).
+func connectionLimits(cfg *agent.Config) localapi.ListenConfig {
+	return localapi.ListenConfig{MaxConnections: cfg.MaxConnections, MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
 }
