@@ -204,14 +204,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
 		endpointDone := make(chan struct{})
 		go func() { defer close(endpointDone); served <- esrv.Serve(eln) }()
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownGrace)
-			defer cancel()
-			if esrv.Shutdown(ctx) != nil {
-				esrv.Close()
-			}
-			<-endpointDone
-		}()
+		defer func() { d.drain(esrv, "token endpoint"); <-endpointDone }()
 		endpointAddr = eln.Addr()
 		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint")
 	}
@@ -295,10 +288,19 @@ func (d *Daemon) checkDirs() error {
 func (d *Daemon) shutdown(srv *localapi.Server) {
 	sdNotify("STOPPING=1")
 	d.log.Info().Msg("shutting down: finishing requests in flight")
+	d.drain(srv, "socket")
+}
+
+// drain lets a door's requests in flight finish, up to ShutdownGrace,
+// then cuts off the rest.
+func (d *Daemon) drain(srv interface {
+	Shutdown(context.Context) error
+	Close() error
+}, door string) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
-		d.log.Warn().Err(err).Msg("requests still in flight at shutdown were cut off")
+		d.log.Warn().Err(err).Str("door", door).Msg("requests still in flight at shutdown were cut off")
 		srv.Close()
 	}
 }
