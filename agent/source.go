@@ -162,7 +162,12 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 
 // fetch asks the IdP for a token; singleflight runs at most one at a time.
 func (s *source) fetch() (any, error) {
-	if !s.agent.beginFetch() {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	// A source a reload replaced sends its callers on to the successor
+	// without asking the IdP itself.
+	if closed || !s.agent.beginFetch() {
 		return nil, errSourceClosed
 	}
 	defer s.agent.endFetch()
