@@ -46,6 +46,10 @@ type oidcServer struct {
 
 const keystorePassword = "keystore-pass"
 
+// oidcStartTimeout bounds the wait for server.mjs to print its issuer; it
+// starts in well under a second when its modules are installed.
+const oidcStartTimeout = 30 * time.Second
+
 var (
 	interopOnce sync.Once
 	interopSrv  *oidcServer
@@ -136,11 +140,28 @@ func startOIDC(node string) (*oidcServer, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	// The first line names the issuer; a server that never prints it is
+	// stopped after a bound rather than hanging the whole test binary.
+	type first struct {
+		line string
+		err  error
+	}
+	ready := make(chan first, 1)
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		ready <- first{line, err}
+	}()
+	var line string
+	select {
+	case r := <-ready:
+		line, err = r.line, r.err
+	case <-time.After(oidcStartTimeout):
+		err = fmt.Errorf("no issuer line on stdout within %v", oidcStartTimeout)
+	}
 	if err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, fmt.Errorf("oidc-provider did not start: %v\n%s", err, stderr.String())
+		return nil, fmt.Errorf("oidc-provider (node %s in %s) did not start: %v\n%s", "server.mjs", dir, err, stderr.String())
 	}
 	if err := json.Unmarshal([]byte(line), s); err != nil {
 		return nil, err
