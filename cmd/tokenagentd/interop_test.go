@@ -83,7 +83,7 @@ func startOIDC(node string) (*oidcServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "oidc-provider")); err != nil {
+	if !npmInstalled(dir, "oidc-provider", "zeebe-node") {
 		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -168,6 +168,16 @@ func startOIDC(node string) (*oidcServer, error) {
 	}
 	interopStop = func() { stdin.Close(); cmd.Wait() }
 	return s, nil
+}
+
+// npmInstalled says whether every package is in dir's node_modules.
+func npmInstalled(dir string, packages ...string) bool {
+	for _, p := range packages {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", p, "package.json")); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func rsaJWK(pub *rsa.PublicKey) map[string]string {
