@@ -416,6 +416,10 @@ func TestEnvPointsAClientAtTheAgent(t *testing.T) {
 	if code != 0 || !strings.Contains(zeebe, "export ZEEBE_AUTHORIZATION_SERVER_URL='http://127.0.0.1:") || !strings.Contains(zeebe, "export ZEEBE_CLIENT_ID='demo'") {
 		t.Errorf("env --for zeebe:\n%s", zeebe)
 	}
+	camunda, _, code := cli("env", "demo", "--for", "camunda")
+	if code != 0 || !strings.Contains(camunda, "export CAMUNDA_OAUTH_URL='http://127.0.0.1:") || !strings.Contains(camunda, "export CAMUNDA_AUTH_STRATEGY='OAUTH'") || !strings.Contains(camunda, "export ZEEBE_CLIENT_ID='demo'") {
+		t.Errorf("env --for camunda:\n%s", camunda)
+	}
 	if _, stderr, code := cli("env", "nope", "--for", "zeebe"); code != exitDenied {
 		t.Errorf("env for an unknown profile: exit %d %s, want %d", code, stderr, exitDenied)
 	}

@@ -291,7 +291,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, socket := clientFlags("exec", stderr)
 	envVar := fs.String("env", "ACCESS_TOKEN", "environment variable that carries the token")
 	minValid := fs.Duration("min-valid", 0, "least remaining validity, e.g. 5m for a long job")
-	forClient := fs.String("for", "", "instead of a token, give the command the environment that points its own OAuth client (zeebe or oauth) at the agent's token endpoint")
+	forClient := fs.String("for", "", "instead of a token, give the command the environment that points its own OAuth client at the agent's token endpoint: "+forClientHelp)
 	// Flags may follow the profile; parsing stops at "--" or the command.
 	pos, cmdArgs, err := parseCommand(fs, args, 1, "usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]")
 	if err != nil {
@@ -304,8 +304,10 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	if !ipc.ValidEnvName(*envVar) {
 		return usageError{fmt.Sprintf("exec: --env %q is not a variable name", *envVar)}
 	}
-	if *forClient != "" && *forClient != "zeebe" && *forClient != "oauth" {
-		return usageError{fmt.Sprintf("exec: --for %q: use zeebe or oauth", *forClient)}
+	if *forClient != "" {
+		if err := checkForClient("exec", *forClient); err != nil {
+			return err
+		}
 	}
 	c := &clientlib.Client{Socket: *socket}
 	defer c.Close()

@@ -16,17 +16,51 @@ import (
 // secret never leaves the agent).
 const localSecretPlaceholder = "unused-tokenagent-identifies-you-by-uid"
 
+// clientKind names the environment variables one family of clients reads
+// its OAuth settings from. Each was read off the client's own source:
+// zeebe-node 8.3 (ConfigurationHydrator; the Zeebe Java and Go clients and
+// zbctl read the same names) and the Camunda 8 JavaScript SDK 8.8
+// (@camunda8/sdk, Configuration and OAuthProvider). The interop tests run
+// both real clients with nothing but what env prints.
+type clientKind struct {
+	url, id, secret, audience, scope string
+	// fixed are set whatever the profile.
+	fixed [][2]string
+}
+
+var clientKinds = map[string]clientKind{
+	"zeebe": {url: "ZEEBE_AUTHORIZATION_SERVER_URL", id: "ZEEBE_CLIENT_ID", secret: "ZEEBE_CLIENT_SECRET",
+		audience: "ZEEBE_TOKEN_AUDIENCE", scope: "ZEEBE_TOKEN_SCOPE"},
+	// The SDK caches tokens on disk unless told not to; the agent is the
+	// cache, so one copy less of the token lies around.
+	"camunda": {url: "CAMUNDA_OAUTH_URL", id: "ZEEBE_CLIENT_ID", secret: "ZEEBE_CLIENT_SECRET",
+		audience: "CAMUNDA_ZEEBE_OAUTH_AUDIENCE", scope: "CAMUNDA_TOKEN_SCOPE",
+		fixed: [][2]string{{"CAMUNDA_AUTH_STRATEGY", "OAUTH"}, {"CAMUNDA_TOKEN_DISK_CACHE_DISABLE", "true"}}},
+	"oauth": {url: "TOKEN_URL", id: "CLIENT_ID", secret: "CLIENT_SECRET", audience: "AUDIENCE", scope: "SCOPE"},
+}
+
+// forClientHelp describes --for's values, for env and exec.
+const forClientHelp = "zeebe (zeebe-node, the Zeebe Java and Go clients, zbctl), camunda (the Camunda 8 JavaScript SDK) or oauth (TOKEN_URL, CLIENT_ID, CLIENT_SECRET, AUDIENCE, SCOPE)"
+
+// checkForClient refuses an unknown --for for command cmd.
+func checkForClient(cmd, forClient string) error {
+	if _, ok := clientKinds[forClient]; !ok {
+		return usageError{fmt.Sprintf("%s: --for %q: use zeebe, camunda or oauth", cmd, forClient)}
+	}
+	return nil
+}
+
 // cmdEnv prints shell exports that point an unmodified OAuth client at
 // the agent's loopback token endpoint, for eval or an env file.
 func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("env", stderr)
-	forClient := fs.String("for", "", "the client to configure: zeebe (zeebe-node, the Zeebe Java client) or oauth (TOKEN_URL, CLIENT_ID, CLIENT_SECRET)")
+	forClient := fs.String("for", "", "the client to configure: "+forClientHelp)
 	profile, err := oneProfile(fs, args)
 	if err != nil {
 		return err
 	}
-	if *forClient != "zeebe" && *forClient != "oauth" {
-		return usageError{fmt.Sprintf("env: --for %q: use zeebe or oauth", *forClient)}
+	if err := checkForClient("env", *forClient); err != nil {
+		return err
 	}
 	c := &clientlib.Client{Socket: *socket}
 	defer c.Close()
@@ -41,7 +75,7 @@ func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 // clientEnv is the environment that points a client of kind forClient
-// (zeebe, oauth) at the agent's token endpoint for profile: name/value
+// (a key of clientKinds) at the agent's token endpoint for profile: name/value
 // pairs, the values checked and safe to print.
 func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient string) ([][2]string, error) {
 	url, err := c.TokenEndpoint(ctx)
@@ -65,20 +99,13 @@ func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient stri
 		return nil, clientExit(fmt.Errorf("clientlib: %w", &clientlib.Error{Kind: clientlib.ErrUnknownProfile,
 			Description: fmt.Sprintf("no profile %q that you may use", profile)}))
 	}
-	vars := map[string][2]string{
-		"zeebe": {"ZEEBE_AUTHORIZATION_SERVER_URL", "ZEEBE_CLIENT_ID"},
-		"oauth": {"TOKEN_URL", "CLIENT_ID"},
-	}[forClient]
-	secretVar, audienceVar, scopeVar := "ZEEBE_CLIENT_SECRET", "ZEEBE_TOKEN_AUDIENCE", "ZEEBE_TOKEN_SCOPE"
-	if forClient == "oauth" {
-		secretVar, audienceVar, scopeVar = "CLIENT_SECRET", "AUDIENCE", "SCOPE"
-	}
-	lines := [][2]string{{vars[0], url}, {vars[1], p.Name}, {secretVar, localSecretPlaceholder}}
+	k := clientKinds[forClient]
+	lines := append([][2]string{{k.url, url}, {k.id, p.Name}, {k.secret, localSecretPlaceholder}}, k.fixed...)
 	if p.Audience != "" {
-		lines = append(lines, [2]string{audienceVar, p.Audience})
+		lines = append(lines, [2]string{k.audience, p.Audience})
 	}
 	if len(p.Scopes) > 0 {
-		lines = append(lines, [2]string{scopeVar, strings.Join(p.Scopes, " ")})
+		lines = append(lines, [2]string{k.scope, strings.Join(p.Scopes, " ")})
 	}
 	for i := range lines {
 		lines[i][1] = ipc.SafeText(lines[i][1])

@@ -64,7 +64,7 @@ commands:
                                                  print a token
   exec PROFILE [--env VAR] [--min-valid D] -- CMD [ARG...]
                                                  run CMD with the token in $VAR (ACCESS_TOKEN)
-  env PROFILE --for zeebe|oauth                  print the environment that points an unmodified
+  env PROFILE --for zeebe|camunda|oauth          print the environment that points an unmodified
                                                  client at the agent's token endpoint (exec --for
                                                  runs a command with it)
   refresh PROFILE                                make the agent fetch a new token

@@ -83,7 +83,7 @@ func startOIDC(node string) (*oidcServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !npmInstalled(dir, "oidc-provider", "zeebe-node") {
+	if !npmInstalled(dir, "oidc-provider", "zeebe-node", "@camunda8/sdk") {
 		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {

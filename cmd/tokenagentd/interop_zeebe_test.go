@@ -77,27 +77,7 @@ func TestInteropZeebeNodeSharesOneStream(t *testing.T) {
 	}
 	s := interop(t)
 	const processes = 50
-	const postSecret = "post-secret-0123456789"
-	dir := t.TempDir()
-	writeConfig(t, filepath.Join(dir, "agent.toml"), fmt.Sprintf(`store = "memory"
-token_endpoint = "127.0.0.1:0"
-
-[profiles.zeebe]
-token_url = %q
-client_id = "post-client"
-client_secret = %q
-auth = "client_secret_post"
-audience = %q
-resource = [%q]
-scopes = ["api:read"]
-`, s.Issuer+"/token", postSecret, zeebeAudience, interopResource))
-	d := startDaemon(t, filepath.Join(dir, "agent.toml"))
-	c := &clientlib.Client{Socket: d.socket}
-	defer c.Close()
-	endpoint, err := c.TokenEndpoint(context.Background())
-	if err != nil || endpoint == "" {
-		t.Fatalf("TokenEndpoint = %q, %v", endpoint, err)
-	}
+	d, c, endpoint := zeebeAgent(t, s)
 
 	before := s.tokenRequests(t)
 	viaAgent := zeebeWorkers(t, processes, endpoint, "zeebe", "not-the-real-secret")
@@ -118,17 +98,93 @@ scopes = ["api:read"]
 		t.Errorf("the workers' token is not the agent's current token for the profile")
 	}
 	s.verify(t, tok.AccessToken, "post-client", "api:read")
-	if d.logCount(postSecret) != 0 {
+	if d.logCount(zeebePostSecret) != 0 {
 		t.Errorf("the real client secret appears in the agent's log")
 	}
 
 	// The same run, pointed at the IdP directly.
 	before = s.tokenRequests(t)
-	zeebeWorkers(t, processes, s.Issuer+"/token", "post-client", postSecret)
+	zeebeWorkers(t, processes, s.Issuer+"/token", "post-client", zeebePostSecret)
 	direct := s.tokenRequests(t) - before
 	if direct != processes {
 		t.Errorf("%d zeebe-node processes straight at the IdP cost %d token requests; want %d (each has its own cache, so each must ask)", processes, direct, processes)
 	}
 	t.Logf("%d concurrent zeebe-node processes, own cache directory each: IdP token requests through the agent %d, straight at the IdP %d",
 		processes, agentRequests, direct)
+}
+
+// zeebePostSecret is oidc-provider's secret for post-client.
+const zeebePostSecret = "post-secret-0123456789"
+
+// zeebeAgent starts an agent with a profile "zeebe" for oidc-provider's
+// post-client and its loopback token endpoint; it returns the agent, a
+// client of its socket and the endpoint's URL.
+func zeebeAgent(t *testing.T, s *oidcServer) (*agentProc, *clientlib.Client, string) {
+	t.Helper()
+	dir := t.TempDir()
+	writeConfig(t, filepath.Join(dir, "agent.toml"), fmt.Sprintf(`store = "memory"
+token_endpoint = "127.0.0.1:0"
+
+[profiles.zeebe]
+token_url = %q
+client_id = "post-client"
+client_secret = %q
+auth = "client_secret_post"
+audience = %q
+resource = [%q]
+scopes = ["api:read"]
+`, s.Issuer+"/token", zeebePostSecret, zeebeAudience, interopResource))
+	d := startDaemon(t, filepath.Join(dir, "agent.toml"))
+	c := &clientlib.Client{Socket: d.socket}
+	t.Cleanup(func() { c.Close() })
+	endpoint, err := c.TokenEndpoint(context.Background())
+	if err != nil || endpoint == "" {
+		t.Fatalf("TokenEndpoint = %q, %v", endpoint, err)
+	}
+	return d, c, endpoint
+}
+
+// TestInteropClientsConfiguredByTokenagentEnv: what `tokenagent env
+// --for zeebe|camunda` prints is all each real client needs. A shell
+// evals it, as the docs say, and runs zeebe-node or the Camunda 8 SDK with
+// no other setting; both get the agent's token for the profile.
+func TestInteropClientsConfiguredByTokenagentEnv(t *testing.T) {
+	s := interop(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c, _ := zeebeAgent(t, s)
+	tok, err := c.Token(context.Background(), "zeebe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := buildCLI(t)
+	for _, tc := range []struct{ forClient, script string }{
+		{"zeebe", "zeebe-token.mjs"},
+		{"camunda", "camunda-token.mjs"},
+	} {
+		t.Run(tc.forClient, func(t *testing.T) {
+			script, _ := filepath.Abs(filepath.Join("testdata/interop", tc.script))
+			cmd := exec.Command("/bin/sh", "-c", `eval "$("$CLI" env zeebe --for "$FOR" --socket "$SOCK")" && exec "$NODE" "$SCRIPT"`)
+			home := t.TempDir()
+			cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "CLI=" + cli, "FOR=" + tc.forClient, "SOCK=" + c.Socket,
+				"NODE=" + node, "SCRIPT=" + script}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("eval \"$(tokenagent env zeebe --for %s)\" && node %s: %v\n%s", tc.forClient, tc.script, err, stderr.String())
+			}
+			if got := strings.TrimSpace(string(out)); got != ipc.TokenSHA256(tok.AccessToken) {
+				t.Errorf("%s got token sha256 %q, want the agent's %q", tc.script, got, ipc.TokenSHA256(tok.AccessToken))
+			}
+			// The Camunda SDK was told not to keep its own copy on disk.
+			if tc.forClient == "camunda" {
+				if entries, _ := os.ReadDir(filepath.Join(home, ".camunda")); len(entries) != 0 {
+					t.Errorf("the Camunda SDK cached the token on disk in %s: %d files", filepath.Join(home, ".camunda"), len(entries))
+				}
+			}
+		})
+	}
 }
