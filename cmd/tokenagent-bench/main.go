@@ -43,7 +43,7 @@ func main() {
 var (
 	requests = flag.Int("requests", 20000, "requests per cache-hit measurement")
 	steady   = flag.Duration("steady", time.Minute, "duration of the steady-state run")
-	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, sink (default all)")
 	coldRuns = flag.Int("cold-runs", 200, "interleaved rounds of the cold-CLI measurement")
 )
 
@@ -67,6 +67,8 @@ func run() error {
 		{"herd", herd},
 		{"steady", steadyState},
 		{"memory", func() error { return memory(work) }},
+		{"endpoint", tokenEndpoint},
+		{"sink", func() error { return fileSink(work) }},
 	}
 	for _, sec := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), sec.name) {
@@ -109,6 +111,40 @@ type result struct {
 
 // load sends n GETs of url from `clients` goroutines and times each.
 func load(hc *http.Client, url string, n, clients int) (result, error) {
+	return loadFunc(func() error { return get(hc, url) }, n, clients)
+}
+
+// get fetches url, reads the body and wants 200.
+func get(hc *http.Client, url string) error {
+	resp, err := hc.Get(url)
+	return drain(resp, err)
+}
+
+// drain reads and closes a response's body and wants 200.
+func drain(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return err
+}
+
+// loadFunc runs do n times from `clients` goroutines and times each call.
+func loadFunc(do func() error, n, clients int) (result, error) {
+	lat, elapsed, err := timeCalls(do, n, clients)
+	if err != nil {
+		return result{}, err
+	}
+	return summarise(lat, elapsed), nil
+}
+
+// timeCalls runs do n times from `clients` goroutines and returns each
+// call's time and the wall time of all.
+func timeCalls(do func() error, n, clients int) ([]time.Duration, time.Duration, error) {
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var firstErr atomic.Value
@@ -122,15 +158,7 @@ func load(hc *http.Client, url string, n, clients int) (result, error) {
 					return
 				}
 				t0 := time.Now()
-				resp, err := hc.Get(url)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
+				if err := do(); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
@@ -141,10 +169,66 @@ func load(hc *http.Client, url string, n, clients int) (result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	if err, _ := firstErr.Load().(error); err != nil {
-		return result{}, err
+		return nil, 0, err
 	}
+	return lat, elapsed, nil
+}
+
+func summarise(lat []time.Duration, elapsed time.Duration) result {
 	slices.Sort(lat)
-	return result{p50: lat[n/2], p99: lat[n*99/100], rps: float64(n) / elapsed.Seconds()}, nil
+	n := len(lat)
+	return result{p50: lat[n/2], p99: lat[n*99/100], rps: float64(n) / elapsed.Seconds()}
+}
+
+// floorTable prints one table row per connection mode: the agent's door
+// beside its floor, interleaved. Each side makes a request function for
+// the mode.
+func floorTable(agent, floor func(keepAlive bool, clients int) func() error) error {
+	fmt.Println("| mode | agent p50 | agent p99 | agent req/s | floor p50 | floor p99 | floor req/s | p50 ratio | req/s ratio |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, m := range []struct {
+		name      string
+		keepAlive bool
+		clients   int
+	}{
+		{"keep-alive, 1 client", true, 1},
+		{"new connection per request, 1 client", false, 1},
+		{"keep-alive, 64 concurrent clients", true, 64},
+	} {
+		n := *requests
+		if !m.keepAlive {
+			n /= 4
+		}
+		a, f, err := interleaved(agent(m.keepAlive, m.clients), floor(m.keepAlive, m.clients), n, m.clients, 20)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| %s | %v | %v | %.0f | %v | %v | %.0f | %.2f | %.2f |\n", m.name, us(a.p50), us(a.p99), a.rps, us(f.p50), us(f.p99), f.rps,
+			float64(a.p50)/float64(f.p50), a.rps/f.rps)
+	}
+	return nil
+}
+
+// interleaved measures a and b in alternating rounds of n/rounds calls
+// each, so that whatever else the machine does falls on both alike.
+func interleaved(a, b func() error, n, clients, rounds int) (ra, rb result, err error) {
+	var latA, latB []time.Duration
+	var wallA, wallB time.Duration
+	for range rounds {
+		for _, side := range []struct {
+			do   func() error
+			lat  *[]time.Duration
+			wall *time.Duration
+		}{{a, &latA, &wallA}, {b, &latB, &wallB}} {
+			lat, wall, err := timeCalls(side.do, n/rounds, clients)
+			if err != nil {
+				return result{}, result{}, err
+			}
+			*side.lat = append(*side.lat, lat...)
+			*side.wall += wall
+		}
+	}
+	return summarise(latA, wallA), summarise(latB, wallB), nil
 }
 
 func cacheHits() error {
@@ -176,36 +260,19 @@ func cacheHits() error {
 
 	fmt.Println("## Cache hit over the socket")
 	fmt.Println()
-	fmt.Println("Each row beside a bare `net/http` server on a Unix socket that returns the same bytes (the floor).")
+	fmt.Println("Each row beside a bare `net/http` server on a Unix socket that returns the same bytes (the floor); agent and floor alternate in 20 rounds.")
 	fmt.Println()
-	fmt.Println("| mode | agent p50 | agent p99 | agent req/s | floor p50 | floor p99 | floor req/s | p50 ratio | req/s ratio |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
-	for _, m := range []struct {
-		name      string
-		keepAlive bool
-		clients   int
-	}{
-		{"keep-alive, 1 client", true, 1},
-		{"new connection per request, 1 client", false, 1},
-		{"keep-alive, 64 concurrent clients", true, 64},
-	} {
-		n := *requests
-		if !m.keepAlive {
-			n /= 4
-		}
-		// Warm up both, then measure both.
-		load(unixClient(r.Socket, m.keepAlive, m.clients), url, 1000, m.clients)
-		load(unixClient(floorSock, m.keepAlive, m.clients), url, 1000, m.clients)
-		a, err := load(unixClient(r.Socket, m.keepAlive, m.clients), url, n, m.clients)
-		if err != nil {
-			return err
-		}
-		f, err := load(unixClient(floorSock, m.keepAlive, m.clients), "http://"+ipc.Host+"/", n, m.clients)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("| %s | %v | %v | %.0f | %v | %v | %.0f | %.2f | %.2f |\n", m.name, us(a.p50), us(a.p99), a.rps, us(f.p50), us(f.p99), f.rps,
-			float64(a.p50)/float64(f.p50), a.rps/f.rps)
+	err = floorTable(
+		func(keepAlive bool, clients int) func() error {
+			hc := unixClient(r.Socket, keepAlive, clients)
+			return func() error { return get(hc, url) }
+		},
+		func(keepAlive bool, clients int) func() error {
+			hc := unixClient(floorSock, keepAlive, clients)
+			return func() error { return get(hc, "http://"+ipc.Host+"/") }
+		})
+	if err != nil {
+		return err
 	}
 	if n := r.IdP.TotalRequests(); n != 1 {
 		return fmt.Errorf("IdP requests during cache-hit runs = %d, want 1", n)

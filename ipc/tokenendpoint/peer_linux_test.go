@@ -2,10 +2,12 @@ package tokenendpoint
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,9 +86,7 @@ func TestPeerUID(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer sc.Close()
-		if uid, err := peerUID(sc); err != nil || uid != uint32(os.Geteuid()) {
-			t.Errorf("%s: peerUID = %d, %v; want %d", network, uid, err, os.Geteuid())
-		}
+		checkPeer(t, network, sc, uint32(os.Geteuid()))
 		if os.Geteuid() != 0 {
 			continue
 		}
@@ -96,9 +96,31 @@ func TestPeerUID(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer other.Close()
-		if uid, err := peerUID(other); err != nil || uid != 2 {
-			t.Errorf("%s: peerUID of another user's connection = %d, %v; want 2", network, uid, err)
+		checkPeer(t, network, other, 2)
+	}
+}
+
+// checkPeer wants uid from peerUID and from each of the two ways it may
+// take: sock_diag and the /proc tables.
+func checkPeer(t *testing.T, network string, c net.Conn, want uint32) {
+	t.Helper()
+	client, server, err := connAddrs(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, lookup := range map[string]func() (uint32, error){
+		"peerUID":     func() (uint32, error) { return peerUID(c) },
+		"sockDiagUID": func() (uint32, error) { return sockDiagUID(client, server) },
+		"procUID":     func() (uint32, error) { return procUID(client, server) },
+	} {
+		if uid, err := lookup(); err != nil || uid != want {
+			t.Errorf("%s: %s = %d, %v; want %d", network, name, uid, err, want)
 		}
+	}
+	// The server's own end has these addresses the other way round: it is
+	// never taken for the client's.
+	if uid, err := sockDiagUID(server, netip.AddrPortFrom(server.Addr(), client.Port()+1)); !errors.Is(err, errPeerUnknown) {
+		t.Errorf("%s: sockDiagUID of a connection that does not exist = %d, %v; want errPeerUnknown", network, uid, err)
 	}
 }
 
