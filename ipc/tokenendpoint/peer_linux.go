@@ -64,6 +64,7 @@ const (
 	nlmsgHdrLen      = 16     // struct nlmsghdr
 	inetDiagReqLen   = 56     // struct inet_diag_req_v2
 	inetDiagUIDAt    = 4 + 60 // idiag_uid in struct inet_diag_msg
+	inetDiagInodeAt  = 4 + 64 // idiag_inode
 	allTCPStates     = 0xfff
 )
 
@@ -114,13 +115,17 @@ func sockDiagUID(client, server netip.AddrPort) (uint32, error) {
 		}
 		return 0, fmt.Errorf("sock_diag: %w", errno)
 	case sockDiagByFamily:
-		if n < nlmsgHdrLen+inetDiagUIDAt+4 {
+		if n < nlmsgHdrLen+inetDiagInodeAt+4 {
 			return 0, fmt.Errorf("sock_diag: short answer (%d bytes)", n)
 		}
 		// The kernel's lookup falls back to a listening socket when no
 		// connection has these addresses: only the exact socket counts.
 		msg := buf[nlmsgHdrLen:]
-		if got := msg[4 : 4+36]; !bytes.Equal(got, id[:36]) {
+		// A socket without an inode is one no process holds any more
+		// (closed: TIME_WAIT, orphaned FIN_WAIT2 …), and the kernel reports
+		// uid 0 for it: taken at its word, a client that hung up at once
+		// would count as root.
+		if got := msg[4 : 4+36]; !bytes.Equal(got, id[:36]) || binary.NativeEndian.Uint32(msg[inetDiagInodeAt:]) == 0 {
 			return 0, errPeerUnknown
 		}
 		return binary.NativeEndian.Uint32(msg[inetDiagUIDAt:]), nil
@@ -157,6 +162,9 @@ func findSocketOwner(table string, local, remote netip.AddrPort) (uint32, error)
 		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...
 		f := strings.Fields(sc.Text())
 		if len(f) < 8 {
+			continue
+		}
+		if len(f) < 10 || f[9] == "0" { // no inode: a closed socket, reported as uid 0
 			continue
 		}
 		l, err1 := parseProcAddr(f[1])

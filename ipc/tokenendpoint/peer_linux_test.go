@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -36,8 +37,9 @@ func TestMain(m *testing.M) {
 }
 
 // dialAs connects to addr from a process running as uid and keeps the
-// connection until the test ends.
-func dialAs(t *testing.T, uid int, addr string) {
+// connection until the test ends, or until hangUp, which closes it and
+// waits for the process to exit.
+func dialAs(t *testing.T, uid int, addr string) (hangUp func()) {
 	t.Helper()
 	self, _ := os.Executable()
 	data, _ := os.ReadFile(self)
@@ -59,10 +61,13 @@ func dialAs(t *testing.T, uid int, addr string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	var once sync.Once
+	hangUp = func() { once.Do(func() { stdin.Close(); cmd.Wait() }) }
+	t.Cleanup(hangUp)
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "connected\n" {
 		t.Fatalf("dialer as uid %d: %q %v", uid, line, err)
 	}
+	return hangUp
 }
 
 // TestPeerUID: the kernel's view of who owns the client end of a loopback
@@ -97,6 +102,39 @@ func TestPeerUID(t *testing.T) {
 		}
 		defer other.Close()
 		checkPeer(t, network, other, 2)
+	}
+}
+
+// TestClosedConnectionIsNotRoot: a client that connects and hangs up
+// before the agent asks who it is leaves a socket no process holds, which
+// the kernel reports as uid 0. It must be an unknown caller, not root.
+func TestClosedConnectionIsNotRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the client as another user")
+	}
+	for _, network := range []string{"127.0.0.1:0", "[::1]:0"} {
+		ln, err := net.Listen("tcp", network)
+		if err != nil {
+			t.Logf("%s: %v (skipped)", network, err)
+			continue
+		}
+		defer ln.Close()
+		dialAs(t, 2, ln.Addr().String())() // the real user bin connects and hangs up
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		client, server, _ := connAddrs(c)
+		for name, lookup := range map[string]func() (uint32, error){
+			"peerUID":     func() (uint32, error) { return peerUID(c) },
+			"sockDiagUID": func() (uint32, error) { return sockDiagUID(client, server) },
+			"procUID":     func() (uint32, error) { return procUID(client, server) },
+		} {
+			if uid, err := lookup(); err == nil {
+				t.Errorf("%s: %s of a connection its client closed = uid %d; want errPeerUnknown", network, name, uid)
+			}
+		}
 	}
 }
 
