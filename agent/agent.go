@@ -77,8 +77,16 @@ type Options struct {
 	// math/rand/v2. It must be safe for concurrent use.
 	Rand func() float64
 	// Store persists tokens across restarts (see OpenStore); nil keeps
-	// them in memory only. The caller closes it after the agent.
+	// them in memory only. The agent owns it from then on and closes it
+	// in Close.
 	Store *store.Store
+	// StoreErr, with Store nil, is why a configured store could not be
+	// opened (see StoreUnavailable): the agent serves from memory, says
+	// so in StoreHealth, and keeps trying ReopenStore.
+	StoreErr error
+	// ReopenStore opens the configured store again: while it is
+	// unavailable, and after its file was deleted. nil: never.
+	ReopenStore func() (*store.Store, error)
 }
 
 // Agent serves tokens for the profiles of one configuration.
@@ -100,9 +108,7 @@ type Agent struct {
 	fetching sync.RWMutex
 	closed   bool // guarded by fetching
 
-	store        *store.Store
-	storeMu      sync.Mutex
-	storeFailing bool // the last write failed; logged once per change
+	persister *persister // nil with store = "memory"
 }
 
 // ProfileStatus is what the agent knows about a profile, for status
@@ -144,7 +150,7 @@ type ProfileStatus struct {
 // and fails, naming the profile and key, if any cannot be used. It makes
 // no network requests; tokens are fetched on first demand.
 func New(cfg *Config, opts Options) (*Agent, error) {
-	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), store: opts.Store, httpClient: opts.HTTPClient}
+	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), httpClient: opts.HTTPClient}
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}
@@ -169,25 +175,37 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.sources.Store(&sources)
-	if a.store != nil {
-		a.loadStore(sources)
+	if opts.Store != nil || opts.StoreErr != nil {
+		path := cfg.StorePath()
+		if opts.Store != nil {
+			path = opts.Store.Path()
+		}
+		a.persister = newPersister(a, path, opts.Store, opts.StoreErr, opts.ReopenStore)
+		if opts.Store != nil {
+			a.adoptStore(opts.Store)
+		} else {
+			a.log.Error().Err(opts.StoreErr).Str("store", path).Dur("retry_in", a.persister.checkEvery).
+				Msg("cannot open the token store; serving tokens from memory only (they will not survive a restart) and trying again")
+		}
+		go a.persister.run()
 	}
 	return a, nil
 }
 
-// loadStore seeds sources with the stored tokens that are still usable and
-// deletes the rest: records of profiles no longer configured, written for
-// other settings, expired, or failing authentication.
-func (a *Agent) loadStore(sources map[string]*source) {
-	log := a.log.With().Str("store", a.store.Path()).Logger()
-	if moved, cause := a.store.Recovered(); moved != "" {
+// adoptStore seeds the profiles that hold no token yet with the stored
+// tokens that are still usable, and deletes the rest: records of profiles
+// no longer configured, written for other settings, expired, or failing
+// authentication.
+func (a *Agent) adoptStore(st *store.Store) {
+	log := a.log.With().Str("store", st.Path()).Logger()
+	if moved, cause := st.Recovered(); moved != "" {
 		log.Error().Str("moved_to", moved).AnErr("cause", cause).
 			Msg("token store was damaged; moved it aside and started empty (tokens will be fetched again)")
 	}
-	if n := a.store.Resealed(); n > 0 {
-		log.Info().Int("records", n).Str("key_id", a.store.KeyID()).Msg("re-sealed stored tokens with the current store key; store_key_previous can be removed")
+	if n := st.Resealed(); n > 0 {
+		log.Info().Int("records", n).Str("key_id", st.KeyID()).Msg("re-sealed stored tokens with the current store key; store_key_previous can be removed")
 	}
-	recs, problems, err := a.store.LoadAll()
+	recs, problems, err := st.LoadAll()
 	if err != nil {
 		log.Error().Err(err).Msg("cannot read the token store; starting without stored tokens")
 		return
@@ -197,6 +215,7 @@ func (a *Agent) loadStore(sources map[string]*source) {
 		log.Error().Str("profile", p.Profile).Err(p.Err).Msg("dropping a stored token that failed authentication")
 		drop = append(drop, p.Profile)
 	}
+	sources := *a.sources.Load()
 	now := a.clock.Now()
 	loaded := 0
 	for _, r := range recs {
@@ -208,6 +227,8 @@ func (a *Agent) loadStore(sources map[string]*source) {
 			log.Info().Str("profile", r.Profile).Msg("profile settings changed (endpoint, client, auth, scopes, audience or resource); stored token ignored")
 		case r.ExpiresAt.Sub(now) < s.prof.timing.MinValid.Duration:
 			log.Debug().Str("profile", r.Profile).Time("expires_at", r.ExpiresAt).Msg("dropping an expired stored token")
+		case s.cur.Load() != nil:
+			continue // the token in memory is newer; it is written over this one
 		default:
 			s.seed(r)
 			loaded++
@@ -215,31 +236,35 @@ func (a *Agent) loadStore(sources map[string]*source) {
 		}
 		drop = append(drop, r.Profile)
 	}
-	if len(drop) > 0 {
-		a.storeResult(a.store.Delete(drop...))
-	}
+	a.persister.remove(drop...)
 	log.Info().Int("loaded", loaded).Int("dropped", len(drop)).Msg("token store opened")
 }
 
-// persist writes a fresh token; failures are logged once per state change
-// and never stop the token being served.
+// currentRecords are the tokens held in memory, as store records.
+func (a *Agent) currentRecords() []store.Record {
+	var recs []store.Record
+	for _, s := range *a.sources.Load() {
+		if c := s.cur.Load(); c != nil {
+			recs = append(recs, s.record(c))
+		}
+	}
+	return recs
+}
+
+// persist notes a fresh token for the store; it never waits for the
+// disk.
 func (a *Agent) persist(r store.Record) {
-	if a.store != nil {
-		a.storeResult(a.store.Put(r))
+	if a.persister != nil {
+		a.persister.put(r)
 	}
 }
 
-func (a *Agent) storeResult(err error) {
-	a.storeMu.Lock()
-	defer a.storeMu.Unlock()
-	switch {
-	case err != nil && !a.storeFailing:
-		a.storeFailing = true
-		a.log.Error().Err(err).Str("store", a.store.Path()).Msg("token store writes are failing; tokens are still served from memory but will not survive a restart")
-	case err == nil && a.storeFailing:
-		a.storeFailing = false
-		a.log.Info().Str("store", a.store.Path()).Msg("token store writes work again")
+// StoreHealth reports the token store's state.
+func (a *Agent) StoreHealth() ipc.StoreHealth {
+	if a.persister == nil {
+		return ipc.StoreHealth{State: storeMemory}
 	}
+	return a.persister.health()
 }
 
 // Token returns a token for profile with at least minValid left (never
@@ -399,7 +424,8 @@ func (a *Agent) status(visible func(*source) bool) []ProfileStatus {
 }
 
 // Close stops refresh timers, cancels fetches in flight and waits for them
-// to end. The store (Options.Store) may be closed after Close returns.
+// to end, then writes what the store still lacks (for a few seconds at
+// most) and closes it.
 func (a *Agent) Close() error {
 	a.cancel()
 	for _, s := range *a.sources.Load() {
@@ -408,6 +434,9 @@ func (a *Agent) Close() error {
 	a.fetching.Lock()
 	a.closed = true
 	a.fetching.Unlock()
+	if a.persister != nil {
+		a.persister.close()
+	}
 	return nil
 }
 
@@ -487,8 +516,8 @@ func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
 	}
 	a.sources.Store(&next)
 	sum.Removed = removed
-	if a.store != nil && len(removed) > 0 {
-		a.storeResult(a.store.Delete(removed...))
+	if a.persister != nil {
+		a.persister.remove(removed...)
 	}
 	for _, list := range [][]string{sum.Added, sum.Changed, sum.Unchanged, sum.Removed} {
 		slices.Sort(list)

@@ -65,6 +65,11 @@ type Config struct {
 	// StoreKeyPrevious are references to older keys that may still open
 	// records; those are re-sealed with the current key at start.
 	StoreKeyPrevious []string `toml:"store_key_previous"`
+	// StoreRequired refuses to start when the store cannot be opened. By
+	// default a store on a read-only, full or failing disk leaves the
+	// agent serving from memory (said in the log, status and /metrics)
+	// while it keeps trying to open it.
+	StoreRequired bool `toml:"store_required"`
 	// Timing holds the defaults for every profile.
 	Timing
 	// Profiles maps a profile name to its settings.

@@ -213,13 +213,9 @@ func (s *source) fetch() (any, error) {
 	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
 	s.armLocked(now, c.refreshAt)
 	s.mu.Unlock()
-	// Written before the waiters are released, outside the lock: fetches
-	// are one at a time, so writes stay in order.
-	s.agent.persist(store.Record{
-		Profile: s.prof.name, Fingerprint: s.prof.fingerprint,
-		AccessToken: c.AccessToken, TokenType: c.TokenType, Scope: c.Scope,
-		ExpiresAt: c.ExpiresAt, ObtainedAt: c.ObtainedAt,
-	})
+	// Noted for the store's writer, which never holds up the waiters:
+	// a hung disk costs restarts their stored token, not callers theirs.
+	s.agent.persist(s.record(c))
 	s.writeSinks(c.Token)
 	s.log.Info().
 		Str("token_sha256", ipc.Fingerprint(resp.AccessToken)).
@@ -228,6 +224,15 @@ func (s *source) fetch() (any, error) {
 		Dur("latency", latency).
 		Msg("token fetched")
 	return c, nil
+}
+
+// record is c as the store keeps it.
+func (s *source) record(c *cached) store.Record {
+	return store.Record{
+		Profile: s.prof.name, Fingerprint: s.prof.fingerprint,
+		AccessToken: c.AccessToken, TokenType: c.TokenType, Scope: c.Scope,
+		ExpiresAt: c.ExpiresAt, ObtainedAt: c.ObtainedAt,
+	}
 }
 
 // seed installs a token loaded from the store. No timer is armed: the

@@ -189,11 +189,15 @@ func (c *Client) Profiles(ctx context.Context) ([]ProfileStatus, error) {
 // TokenEndpoint is the URL of the agent's loopback OAuth 2.0 token
 // endpoint, or "" when it serves none.
 func (c *Client) TokenEndpoint(ctx context.Context) (string, error) {
+	h, err := c.Health(ctx)
+	return h.TokenEndpoint, err
+}
+
+// Health asks the agent how it is: its token endpoint and its store.
+func (c *Client) Health(ctx context.Context) (ipc.HealthResponse, error) {
 	var h ipc.HealthResponse
-	if err := c.do(ctx, "GET", ipc.PathHealth, nil, &h); err != nil {
-		return "", err
-	}
-	return h.TokenEndpoint, nil
+	err := c.do(ctx, "GET", ipc.PathHealth, nil, &h)
+	return h, err
 }
 
 func (c *Client) tokenRequest(ctx context.Context, method, profile, path string, body []byte) (*Token, error) {

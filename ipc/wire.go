@@ -122,6 +122,24 @@ type HealthResponse struct {
 	// TokenEndpoint is the loopback OAuth 2.0 token endpoint's URL, when
 	// token_endpoint is set.
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// Store is the token store's state.
+	Store *StoreHealth `json:"store,omitempty"`
+}
+
+// StoreHealth is the token store's state. The store is a cache: in every
+// state, tokens are served from memory.
+type StoreHealth struct {
+	Path string `json:"path,omitempty"`
+	// State is "ok", "memory" (store = "memory"), "failing" (the last
+	// write failed), "stalled" (a write has not returned for seconds: a
+	// hung disk) or "unavailable" (not open: it failed at start, or its
+	// file was deleted; the agent keeps trying).
+	State string `json:"state"`
+	// Error is the last failure, when State is not ok.
+	Error         string `json:"error,omitempty"`
+	Stalls        uint64 `json:"stalls"`
+	WriteFailures uint64 `json:"write_failures"`
+	PendingWrites int    `json:"pending_writes"`
 }
 
 // ValidToken reports whether s is an RFC 6750 b64token — letters, digits,

@@ -162,6 +162,7 @@ type Store struct {
 	recovered    string
 	recoverCause error
 	resealed     int
+	opened       fs.FileInfo // the file as opened, for Detached
 }
 
 // Open opens or creates the database at path (mode 0600; its directory is
@@ -201,6 +202,10 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.opened, err = os.Lstat(path); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	s.db = db
 	return s, nil
@@ -379,36 +384,10 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) KeyID() string { return s.key.ID() }
 
 // Put seals and writes r, replacing the profile's previous record.
-func (s *Store) Put(r Record) error {
-	sealed, err := seal(s.key, &r)
-	if err != nil {
-		return err
-	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).Put([]byte(r.Profile), sealed)
-	})
-	if err != nil {
-		return fmt.Errorf("store %s: write %q: %w", s.path, r.Profile, err)
-	}
-	return nil
-}
+func (s *Store) Put(r Record) error { return s.Apply([]Record{r}, nil) }
 
 // Delete removes the records of profiles.
-func (s *Store) Delete(profiles ...string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		for _, p := range profiles {
-			if err := b.Delete([]byte(p)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("store %s: delete: %w", s.path, err)
-	}
-	return nil
-}
+func (s *Store) Delete(profiles ...string) error { return s.Apply(nil, profiles) }
 
 // Problem is a record LoadAll could not use.
 type Problem struct {
@@ -448,6 +427,50 @@ func (s *Store) LoadAll() ([]Record, []Problem, error) {
 		return nil, nil, fmt.Errorf("store %s: read: %w", s.path, err)
 	}
 	return recs, problems, nil
+}
+
+// Apply writes puts and removes the records of deletes in one
+// transaction (one fsync), so that a batch is all there or not at all.
+func (s *Store) Apply(puts []Record, deletes []string) error {
+	sealed := make([][]byte, len(puts))
+	for i := range puts {
+		var err error
+		if sealed[i], err = seal(s.key, &puts[i]); err != nil {
+			return err
+		}
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		for i := range puts {
+			if err := b.Put([]byte(puts[i].Profile), sealed[i]); err != nil {
+				return err
+			}
+		}
+		for _, p := range deletes {
+			if err := b.Delete([]byte(p)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store %s: write: %w", s.path, err)
+	}
+	return nil
+}
+
+// Detached reports whether the path no longer names the open database
+// file: it was deleted or replaced. Writes then go to a file nobody will
+// read again, and the path no longer holds this process's lock.
+func (s *Store) Detached() (bool, error) {
+	onDisk, err := os.Lstat(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store %s: %w", s.path, err)
+	}
+	return !os.SameFile(s.opened, onDisk), nil
 }
 
 // Close closes the database.

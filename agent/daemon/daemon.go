@@ -26,6 +26,7 @@ import (
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 	"github.com/tokenagent/tokenagent/ipc/tokenendpoint"
+	"github.com/tokenagent/tokenagent/store"
 )
 
 // Options say what to run. Config and Socket are required; the zero value
@@ -149,18 +150,26 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	st, err := agent.OpenStore(cfg)
+	// The store is a cache: a disk that is read-only, full or failing
+	// leaves the agent serving from memory while it keeps trying, unless
+	// store_required says otherwise. A configuration mistake (wrong key,
+	// a path that is not a file) stops it either way.
+	st, storeErr := agent.OpenStore(cfg)
+	if storeErr != nil && (cfg.StoreRequired || !agent.StoreUnavailable(storeErr)) {
+		if cfg.StoreRequired && agent.StoreUnavailable(storeErr) {
+			return fmt.Errorf("%w (store_required = true in %s; without it the agent would serve from memory and keep trying)", storeErr, cfg.Path())
+		}
+		return storeErr
+	}
+	a, err := agent.New(cfg, agent.Options{Logger: &d.log, Store: st, StoreErr: storeErr,
+		ReopenStore: func() (*store.Store, error) { return agent.OpenStore(cfg) }})
 	if err != nil {
+		if st != nil {
+			st.Close()
+		}
 		return err
 	}
-	if st != nil {
-		defer st.Close() // after the engine's Close: no fetch writes any more
-	}
-	a, err := agent.New(cfg, agent.Options{Logger: &d.log, Store: st})
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+	defer a.Close() // closes the store too, after the last write
 	if d.opts.HideEnvSecrets {
 		if moved := cfg.HideEnvSecrets(); len(moved) > 0 {
 			d.log.Info().Strs("variables", moved).Msg("env: secrets moved out of the process environment")
@@ -227,8 +236,8 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.agent, d.metricsLn, d.endpointLn = a, metricsAddr, endpointAddr
 	d.mu.Unlock()
 	storeDesc := "memory"
-	if st != nil {
-		storeDesc = st.Path()
+	if h := a.StoreHealth(); h.State != "memory" {
+		storeDesc = h.Path + " (" + h.State + ")"
 	}
 	d.log.Info().Str("config", cfg.Path()).Str("socket", d.opts.Socket).Str("store", storeDesc).
 		Strs("profiles", cfg.ProfileNames()).Str("version", d.opts.Version).Msg("agent started")
@@ -416,6 +425,8 @@ func (b backend) Token(ctx context.Context, caller ipc.Caller, req localapi.Toke
 }
 
 func (b backend) MayUseAny(caller ipc.Caller) bool { return b.a.MayUseAny(caller) }
+
+func (b backend) StoreHealth() ipc.StoreHealth { return b.a.StoreHealth() }
 
 func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
 	var out []ipc.ProfileInfo

@@ -174,14 +174,37 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return clientExit(err)
 	}
+	health, err := c.Health(ctx)
+	if err != nil {
+		return clientExit(err)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
 			Profiles []clientlib.ProfileStatus `json:"profiles"`
-		}{profiles})
+			Store    *ipc.StoreHealth          `json:"store,omitempty"`
+		}{profiles, health.Store})
 	}
-	return renderStatus(stdout, profiles, time.Now())
+	if err := renderStatus(stdout, profiles, time.Now()); err != nil {
+		return err
+	}
+	renderStore(stdout, health.Store)
+	return nil
+}
+
+// renderStore adds a line about the token store when it is not well: the
+// operator's first question when tokens stop surviving restarts.
+func renderStore(w io.Writer, st *ipc.StoreHealth) {
+	if st == nil || st.State == "ok" || st.State == "memory" {
+		return
+	}
+	fmt.Fprintf(w, "\nSTORE %s is %s", ipc.SafeText(st.Path), ipc.SafeText(st.State))
+	if st.Error != "" {
+		fmt.Fprintf(w, ": %s", ipc.SafeText(st.Error))
+	}
+	fmt.Fprintf(w, "\n  tokens are served from memory; %d writes pending, %d stalls, %d failed writes. The agent keeps trying; see its log.\n",
+		st.PendingWrites, st.Stalls, st.WriteFailures)
 }
 
 // renderStatus writes the status table. Names and errors come from the

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // ProfileStats are one profile's counters, as the engine keeps them.
@@ -112,7 +114,29 @@ func (s *Server) writeMetrics(w io.Writer) {
 	fmt.Fprintf(w, "tokenagent_requests_in_flight %d\n", s.inFlight.Load())
 	if s.cfg.Backend != nil {
 		writeStats(w, s.cfg.Backend.Stats())
+		writeStore(w, s.cfg.Backend.StoreHealth())
 	}
+}
+
+// storeStates are the values of tokenagent_store_state's label.
+var storeStates = []string{"ok", "memory", "failing", "stalled", "unavailable"}
+
+// writeStore writes the token store's series.
+func writeStore(w io.Writer, h ipc.StoreHealth) {
+	family(w, "tokenagent_store_state", "gauge", "The token store's state (1 for the current one); tokens are served from memory in every state.")
+	for _, st := range storeStates {
+		v := 0
+		if st == h.State {
+			v = 1
+		}
+		fmt.Fprintf(w, "tokenagent_store_state{state=%q} %d\n", st, v)
+	}
+	family(w, "tokenagent_store_stalls_total", "counter", "Store writes that had not returned after 5 s (a hung or frozen disk).")
+	fmt.Fprintf(w, "tokenagent_store_stalls_total %d\n", h.Stalls)
+	family(w, "tokenagent_store_write_failures_total", "counter", "Store writes that failed.")
+	fmt.Fprintf(w, "tokenagent_store_write_failures_total %d\n", h.WriteFailures)
+	family(w, "tokenagent_store_pending_writes", "gauge", "Tokens and deletions not yet written to the store.")
+	fmt.Fprintf(w, "tokenagent_store_pending_writes %d\n", h.PendingWrites)
 }
 
 func family(w io.Writer, name, typ, help string) {

@@ -49,6 +49,8 @@ type Backend interface {
 	MayUseAny(caller ipc.Caller) bool
 	// Stats are the engine's counters per profile, for /metrics.
 	Stats() []ProfileStats
+	// StoreHealth is the token store's state, for /v1/health and /metrics.
+	StoreHealth() ipc.StoreHealth
 }
 
 // RequestEvent describes one answered request, for logs and audits. It
@@ -270,7 +272,12 @@ var handlers = map[string]func(*Server, http.ResponseWriter, *http.Request, *Req
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *RequestEvent, _ Route) {
-	s.ok(w, ev, ipc.HealthResponse{Status: "ok", TokenEndpoint: s.cfg.TokenEndpoint})
+	h := ipc.HealthResponse{Status: "ok", TokenEndpoint: s.cfg.TokenEndpoint}
+	if s.cfg.Backend != nil {
+		st := s.cfg.Backend.StoreHealth()
+		h.Store = &st
+	}
+	s.ok(w, ev, h)
 }
 
 func (s *Server) serveProfiles(w http.ResponseWriter, _ *http.Request, ev *RequestEvent, _ Route) {
