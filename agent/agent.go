@@ -85,7 +85,8 @@ type Options struct {
 	// so in StoreHealth, and keeps trying ReopenStore.
 	StoreErr error
 	// ReopenStore opens the configured store again: while it is
-	// unavailable, and after its file was deleted. nil: never.
+	// unavailable, and after its file was deleted. nil means OpenStore
+	// with the configuration given to New.
 	ReopenStore func() (*store.Store, error)
 }
 
@@ -180,7 +181,11 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 		if opts.Store != nil {
 			path = opts.Store.Path()
 		}
-		a.persister = newPersister(a, path, opts.Store, opts.StoreErr, opts.ReopenStore)
+		reopen := opts.ReopenStore
+		if reopen == nil && path == cfg.StorePath() {
+			reopen = func() (*store.Store, error) { return OpenStore(cfg) }
+		}
+		a.persister = newPersister(a, path, opts.Store, opts.StoreErr, reopen)
 		if opts.Store != nil {
 			a.adoptStore(opts.Store)
 		} else {

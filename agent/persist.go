@@ -27,6 +27,11 @@ const (
 	// storeFlushOnClose bounds the last writes at shutdown: a hung disk
 	// does not hang the agent's exit.
 	storeFlushOnClose = 5 * time.Second
+	// storeLogEvery: failing writes are logged when they start, and again
+	// no sooner than this after the last time, so that a disk that comes
+	// and goes (a full disk that some writes still fit) does not flood
+	// the log. Status and /metrics show every change.
+	storeLogEvery = 10 * time.Minute
 )
 
 // Store states, as status and /metrics show them.
@@ -66,7 +71,9 @@ type persister struct {
 	lastErr  error
 	stalls   uint64
 	failures uint64
-	detached bool // logged that the file went away
+	detached bool      // logged that the file went away
+	failLog  time.Time // when failing writes were last logged
+	logged   bool      // failing writes were logged and their end is not yet
 
 	wake       chan struct{}
 	stopOnce   sync.Once
@@ -240,16 +247,19 @@ func (p *persister) flush() {
 			}
 		}
 		p.state, p.lastErr = storeFailing, err
-		if was != storeFailing {
-			p.a.log.Error().Err(err).Str("store", p.path).Msg("token store writes are failing; tokens are still served from memory but will not survive a restart")
+		if was != storeFailing && (p.failLog.IsZero() || time.Since(p.failLog) >= storeLogEvery) {
+			p.failLog, p.logged = time.Now(), true
+			p.a.log.Error().Err(err).Str("store", p.path).Uint64("failed_writes", p.failures).
+				Msg("token store writes are failing; tokens are still served from memory but will not survive a restart")
 		}
 		return
 	}
 	p.state, p.lastErr = storeOK, nil
-	switch was {
-	case storeFailing:
+	switch {
+	case was == storeFailing && p.logged: // the end of a failure that was logged
+		p.logged = false
 		p.a.log.Info().Str("store", p.path).Msg("token store writes work again")
-	case storeStalled:
+	case was == storeStalled:
 		p.a.log.Info().Str("store", p.path).Dur("took", time.Since(start).Round(time.Millisecond)).Msg("the stalled token store write finished; the store answers again")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
-	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
 
@@ -335,55 +333,6 @@ func TestStoreKeySources(t *testing.T) {
 			t.Errorf("OpenStore(memory) = %v, %v; want nil, nil", st, err)
 		}
 	})
-}
-
-func TestStoreFullAtRunTime(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	e := newStoreEnv(t)
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
-	e.dbPath = filepath.Join(mnt, "tokens.db")
-	a, _ := e.mustStart(e.config(""))
-	tokenOf(t, a, "p")
-
-	// Fill the file system; large tokens then need pages the file cannot get.
-	filler := filepath.Join(mnt, "filler")
-	f, _ := os.Create(filler)
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	f.Close()
-	e.srv.SetFault(idptest.Fault{TokenPadding: 256 << 10})
-	for i := range 3 {
-		e.clock.Advance(11 * time.Second) // forced refreshes are rate-limited (one per 10 s)
-		old := tokenOf(t, a, "p")
-		tok, err := a.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(old), 0)
-		suiteLog.err(t, err)
-		if err != nil || tok.AccessToken == old {
-			t.Fatalf("round %d: with the disk full, no new token was served: %v", i, err)
-		}
-	}
-	logs := suiteLog.textFor(t)
-	if n := strings.Count(logs, "token store writes are failing"); n != 1 {
-		t.Errorf("logged the write failure %d times over 3 failed writes, want once", n)
-	}
-	os.Remove(filler)
-	e.clock.Advance(11 * time.Second)
-	old := tokenOf(t, a, "p")
-	if _, err := a.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(old), 0); err != nil {
-		t.Fatal(err)
-	}
-	if logs := suiteLog.textFor(t); !strings.Contains(logs, "token store writes work again") {
-		t.Error("recovery of store writes not logged")
-	}
 }
 
 func TestCheckStore(t *testing.T) {

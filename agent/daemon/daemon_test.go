@@ -18,6 +18,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -256,4 +257,41 @@ func appendFile(t *testing.T, path, text string) {
 	}
 	defer f.Close()
 	f.WriteString(text)
+}
+
+// TestReadOnlyStoreAtStart: a store on a read-only disk does not stop
+// the agent (it serves from memory and says so) unless store_required
+// is set, when start is refused naming the store and the setting.
+func TestReadOnlyStoreAtStart(t *testing.T) {
+	fs := disktest.Mount(t, 16)
+	f := newFixture(t, "")
+	f.db = filepath.Join(fs.Dir, "tokens.db")
+	fs.ReadOnly()
+
+	f.write(t, "store_required = true", "p")
+	err := f.daemon(t).Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), fs.Dir) || !strings.Contains(err.Error(), "store_required") {
+		t.Fatalf("Run with store_required and a read-only store = %v; want a refusal naming the store and store_required", err)
+	}
+
+	f.write(t, "", "p")
+	d := f.daemon(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-d.Ready()
+	a := d.Agent()
+	if a == nil {
+		t.Fatalf("not serving with a read-only store: %v", <-done)
+	}
+	if _, err := a.Token(ctx, ipc.Caller{UID: uint32(os.Geteuid())}, "p", 0); err != nil {
+		t.Errorf("token with a read-only store: %v", err)
+	}
+	if h := a.StoreHealth(); h.State != "unavailable" || !strings.Contains(h.Error, "read-only") {
+		t.Errorf("store health = %+v; want unavailable, saying read-only", h)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
 }
