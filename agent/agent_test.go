@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -577,5 +578,71 @@ func TestRejectDuringOutageKeepsTheValidToken(t *testing.T) {
 	h.clock.Advance(2 * time.Minute)
 	if tok := h.mustToken(0); tok.AccessToken == held.AccessToken && h.requests() == before {
 		t.Error("no refresh after the IdP recovered")
+	}
+}
+
+// TestServiceReturnsSecondsAfterAnOutage: callers waiting with no valid
+// token trigger one coalesced probe of the IdP every couple of seconds,
+// however long the backoff has grown, so service returns within seconds
+// of the IdP's recovery (before, up to max_backoff: 135 s after a 75 s
+// fault); a Retry-After still wins.
+func TestServiceReturnsSecondsAfterAnOutage(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		fault      idptest.Fault
+		earliest   time.Duration // after recovery, no token before this
+		recoveryIn time.Duration // a token by then
+	}{
+		{"503 for 5 minutes", idptest.Fault{Status: http.StatusServiceUnavailable}, 0, 3 * time.Second},
+		{"429 with Retry-After 10", idptest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "10"}, 9 * time.Second, 12 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "")
+			h.srv.SetFault(tc.fault)
+			for range 300 { // callers keep asking, once a second, through a 5-minute outage
+				if _, err := h.token(0); err == nil {
+					t.Fatal("token served while the IdP fails and none was held")
+				}
+				h.clock.Advance(time.Second)
+			}
+			if n := h.requests(); n > 300/2+1 {
+				t.Errorf("IdP requests during the 5-minute outage = %d, want at most one per %v", n, 2*time.Second)
+			}
+			if tc.fault.RetryAfter != "" {
+				// The IdP's last 429 comes just before it recovers: its
+				// Retry-After still holds.
+				for n := h.requests(); h.requests() == n; h.clock.Advance(time.Second) {
+					h.token(0)
+				}
+			}
+			h.srv.ClearFault()
+			recovered := h.clock.Now()
+			before := h.requests()
+			// 50 callers at once, each second: one request at a time.
+			for h.clock.Now().Sub(recovered) <= tc.recoveryIn {
+				var wg sync.WaitGroup
+				var served atomic.Int32
+				for range 50 {
+					wg.Go(func() {
+						if _, err := h.token(0); err == nil {
+							served.Add(1)
+						}
+					})
+				}
+				wg.Wait()
+				if served.Load() > 0 {
+					break
+				}
+				h.clock.Advance(time.Second)
+			}
+			took := h.clock.Now().Sub(recovered)
+			t.Logf("%s: first token %v after the IdP recovered", tc.name, took)
+			if took > tc.recoveryIn || took < tc.earliest {
+				t.Errorf("first token %v after the IdP recovered, want between %v and %v", took, tc.earliest, tc.recoveryIn)
+			}
+			if n := h.requests() - before; n > int(took/(2*time.Second))+1 {
+				t.Errorf("IdP requests while recovering = %d for 50 callers a second over %v; want one per probe", n, took)
+			}
+		})
 	}
 }

@@ -27,6 +27,16 @@ const (
 	minBackoff     = time.Second
 )
 
+// outageProbeInterval spaces the IdP requests made for callers who are
+// waiting while no valid token exists: however long the backoff has
+// grown, such a caller may trigger one request (coalesced, one at a time
+// per profile) once this long has passed since the last one, so service
+// returns within seconds of the IdP's recovery. A Retry-After from the IdP
+// still wins, and a permanent error (invalid_client …) is still held for
+// permanent_backoff. While a valid token is served, the backoff alone
+// paces the retries.
+const outageProbeInterval = 2 * time.Second
+
 // lateTimer is how far past its due time a refresh timer may be before a
 // caller re-arms it: timers run on the monotonic clock, which stands still
 // while the machine sleeps.
@@ -84,6 +94,9 @@ type source struct {
 	failures    int               // consecutive transient failures
 	nextAttempt time.Time         // no upstream request before this, after a failure
 	lastErr     error             // most recent fetch error; nil after a success
+	lastFailure time.Time         // when the last failed request was answered
+	retryUntil  time.Time         // the IdP's Retry-After, as a time
+	permanent   bool              // lastErr is a permanent IdP error
 	forcing     [32]byte          // the token whose forced refresh is under way
 	lastForced  time.Time         // when the last forced refresh started
 	requests    int               // upstream requests made
@@ -133,9 +146,21 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 		}
 	}
 	if s.lastErr != nil && now.Before(s.nextAttempt) {
-		err := &holdError{wait: s.nextAttempt.Sub(now), err: s.lastErr}
-		s.mu.Unlock()
-		return nil, err
+		// No token this caller can use: probe the IdP at the outage
+		// interval rather than wait out the whole backoff.
+		wait := s.nextAttempt.Sub(now)
+		if !s.permanent {
+			probe := s.lastFailure.Add(outageProbeInterval)
+			if s.retryUntil.After(probe) {
+				probe = s.retryUntil
+			}
+			wait = min(wait, probe.Sub(now))
+		}
+		if wait > 0 {
+			err := &holdError{wait: wait, err: s.lastErr}
+			s.mu.Unlock()
+			return nil, err
+		}
 	}
 	ch := s.sf.DoChan(fetchKey, s.fetch)
 	s.mu.Unlock()
@@ -279,7 +304,11 @@ func (s *source) failedLocked(now time.Time, err error, latency time.Duration) {
 			wait = min(ie.RetryAfter, t.MaxBackoff.Duration)
 		}
 	}
-	s.lastErr = err
+	s.lastErr, s.lastFailure, s.permanent = err, now, isIdP && !ie.Transient
+	s.retryUntil = time.Time{}
+	if isIdP && ie.RetryAfter > 0 {
+		s.retryUntil = now.Add(ie.RetryAfter)
+	}
 	s.nextAttempt = now.Add(wait)
 	s.armLocked(now, s.nextAttempt)
 
