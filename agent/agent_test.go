@@ -449,6 +449,18 @@ func TestSlowIdPIsNotTheCallersTimeout(t *testing.T) {
 	if !errors.Is(err, ipc.ErrIdPUnavailable) || errors.Is(err, ipc.ErrTimeout) {
 		t.Errorf("Token with the IdP slower than fetch_timeout = %v, want ErrIdPUnavailable", err)
 	}
+	// That caller and those answered at once while the agent holds off
+	// are told when to come back (503 with Retry-After over HTTP).
+	_, held := h.token(0)
+	for name, err := range map[string]error{"the caller whose fetch timed out": err, "a caller while holding off": held} {
+		var e *ipc.Error
+		if !errors.As(err, &e) || e.Kind != ipc.ErrIdPUnavailable || e.RetryAfter <= 0 {
+			t.Errorf("%s: %v (%+v); want ErrIdPUnavailable with a Retry-After", name, err, e)
+		}
+	}
+	if n := h.requests(); n != 1 {
+		t.Errorf("IdP requests = %d, want 1 (the second caller is held)", n)
+	}
 
 	h2 := newHarness(t, "")
 	hold := make(chan struct{})

@@ -56,14 +56,19 @@ type Token struct {
 	ObtainedAt time.Time
 }
 
-// holdError is returned, without asking the IdP, while a source waits
-// out its backoff after a failure; it wraps that failure.
+// holdError wraps a failed fetch with how long the source now waits
+// before asking the IdP again: returned for the fetch itself (fresh) and,
+// without asking the IdP, to callers while the wait lasts.
 type holdError struct {
-	wait time.Duration
-	err  error
+	wait  time.Duration
+	err   error
+	fresh bool // the failure just happened (not a held earlier one)
 }
 
 func (e *holdError) Error() string {
+	if e.fresh {
+		return e.err.Error()
+	}
 	return fmt.Sprintf("not asking the IdP again for %v after: %v", e.wait.Round(time.Second), e.err)
 }
 
@@ -145,22 +150,10 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 			return nil, ipc.Errorf(ipc.ErrMinValid, fmt.Sprintf("profile %q: the IdP issues tokens valid for %v; asked for %v", s.prof.name, life.Round(time.Second), minValid))
 		}
 	}
-	if s.lastErr != nil && now.Before(s.nextAttempt) {
-		// No token this caller can use: probe the IdP at the outage
-		// interval rather than wait out the whole backoff.
-		wait := s.nextAttempt.Sub(now)
-		if !s.permanent {
-			probe := s.lastFailure.Add(outageProbeInterval)
-			if s.retryUntil.After(probe) {
-				probe = s.retryUntil
-			}
-			wait = min(wait, probe.Sub(now))
-		}
-		if wait > 0 {
-			err := &holdError{wait: wait, err: s.lastErr}
-			s.mu.Unlock()
-			return nil, err
-		}
+	if wait := s.holdLocked(now); wait > 0 {
+		err := &holdError{wait: wait, err: s.lastErr}
+		s.mu.Unlock()
+		return nil, err
 	}
 	ch := s.sf.DoChan(fetchKey, s.fetch)
 	s.mu.Unlock()
@@ -183,6 +176,26 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// holdLocked is how long a caller with no usable token must wait before
+// the IdP is asked again (0 or less: it may be asked now). That is the
+// backoff, shortened to the outage probe interval: the IdP is probed
+// rather than left alone for the whole backoff, unless it said
+// Retry-After or refused for good.
+func (s *source) holdLocked(now time.Time) time.Duration {
+	if s.lastErr == nil {
+		return 0
+	}
+	wait := s.nextAttempt.Sub(now)
+	if !s.permanent {
+		probe := s.lastFailure.Add(outageProbeInterval)
+		if s.retryUntil.After(probe) {
+			probe = s.retryUntil
+		}
+		wait = min(wait, probe.Sub(now))
+	}
+	return wait
 }
 
 // fetch asks the IdP for a token; singleflight runs at most one at a time.
@@ -218,8 +231,10 @@ func (s *source) fetch() (any, error) {
 	now := s.agent.clock.Now()
 	if err != nil {
 		s.failedLocked(now, err, latency)
+		wait := s.holdLocked(now)
 		s.mu.Unlock()
-		return nil, err
+		// The callers learn when it is worth asking again (Retry-After).
+		return nil, &holdError{wait: wait, err: err, fresh: true}
 	}
 	ttl, why := lifetime(resp, sent, t)
 	c := &cached{
