@@ -129,6 +129,10 @@ type ProfileStatus struct {
 	UpstreamRequests int
 	// Idle is set while background refresh is paused for lack of demand.
 	Idle bool
+	// ClockSkew is the last token's JWT exp minus its expiry by the
+	// IdP's expires_in on this host's clock, when that exceeds 30 s (the
+	// two clocks disagree; the earlier expiry is used); else 0.
+	ClockSkew time.Duration
 
 	// What the profile's tokens are for, as configured (for the token
 	// endpoint's matching): the IdP client id, scopes, audience, resources;

@@ -13,15 +13,31 @@ import (
 // being asked more than once a second.
 const minRefreshInterval = time.Second
 
+// clockSkewWarn is how far a JWT's exp may lie from sent + expires_in
+// before the host's and the IdP's clocks count as disagreeing (logged once
+// per profile, shown in status). Network latency and an IdP that counts in
+// whole seconds account for a second or two.
+const clockSkewWarn = 30 * time.Second
+
 // lifetime decides how long a fresh token lives, measured from when its
-// request was sent: the IdP's expires_in; else the JWT's exp; else
-// default_ttl. The result is capped at max_ttl. The second result says
-// which rule applied, for the log.
-func lifetime(resp *idp.Response, sent time.Time, t Timing) (time.Duration, string) {
-	ttl, why := resp.ExpiresIn, "expires_in"
-	if ttl <= 0 {
+// request was sent: the IdP's expires_in, capped by the JWT's exp when the
+// token is a JWT (an IdP that truncates its clock to seconds issues an exp
+// up to a second before sent + expires_in, and the API goes by exp); with
+// no expires_in, the JWT's exp; else default_ttl. The result is capped at
+// max_ttl. The second result says which rule applied, for the log; skew is
+// exp − (sent + expires_in), when both are known.
+func lifetime(resp *idp.Response, sent time.Time, t Timing) (ttl time.Duration, why string, skew time.Duration) {
+	exp, isJWT := jwtExpiry(resp.AccessToken)
+	ttl, why = resp.ExpiresIn, "expires_in"
+	switch {
+	case ttl > 0 && isJWT:
+		skew = exp.Sub(sent.Add(ttl))
+		if d := exp.Sub(sent); d > 0 && d < ttl {
+			ttl, why = d, "expires_in capped by the jwt exp"
+		}
+	case ttl <= 0:
 		ttl, why = t.DefaultTTL.Duration, "default_ttl"
-		if exp, ok := jwtExpiry(resp.AccessToken); ok {
+		if isJWT {
 			if d := exp.Sub(sent); d > 0 {
 				ttl, why = d, "jwt exp"
 			} else {
@@ -32,7 +48,7 @@ func lifetime(resp *idp.Response, sent time.Time, t Timing) (time.Duration, stri
 	if ttl > t.MaxTTL.Duration {
 		ttl, why = t.MaxTTL.Duration, why+" clamped to max_ttl"
 	}
-	return ttl, why
+	return ttl, why, skew
 }
 
 // refreshTime is when a token obtained at sent with lifetime ttl should be

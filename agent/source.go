@@ -110,6 +110,8 @@ type source struct {
 	minted      uint64 // successful fetches
 	coalesced   uint64 // callers who waited on a fetch another caller started
 	lastRefresh time.Time
+	skew        time.Duration // the JWT's exp − (sent + expires_in), last seen
+	skewLogged  bool
 	idle        bool
 	closed      bool
 }
@@ -236,7 +238,8 @@ func (s *source) fetch() (any, error) {
 		// The callers learn when it is worth asking again (Retry-After).
 		return nil, &holdError{wait: wait, err: err, fresh: true}
 	}
-	ttl, why := lifetime(resp, sent, t)
+	ttl, why, skew := lifetime(resp, sent, t)
+	s.noteSkewLocked(skew)
 	c := &cached{
 		Token: Token{
 			AccessToken: resp.AccessToken,
@@ -264,6 +267,18 @@ func (s *source) fetch() (any, error) {
 		Dur("latency", latency).
 		Msg("token fetched")
 	return c, nil
+}
+
+// noteSkewLocked keeps the disagreement between a JWT's exp and the
+// IdP's expires_in, and logs it once per profile when it is large: the
+// host's clock and the IdP's differ, and expiry is computed on the host's.
+func (s *source) noteSkewLocked(skew time.Duration) {
+	s.skew = skew
+	if skew.Abs() > clockSkewWarn && !s.skewLogged {
+		s.skewLogged = true
+		s.log.Warn().Dur("skew", skew.Round(time.Second)).
+			Msg("the token's exp and the IdP's expires_in disagree: the host's clock and the IdP's differ (check NTP); expiry is taken as the earlier of the two")
+	}
 }
 
 // record is c as the store keeps it.
@@ -502,6 +517,9 @@ func (s *source) status(now time.Time) ProfileStatus {
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()
 		st.NextAttempt = s.nextAttempt
+	}
+	if s.skew.Abs() > clockSkewWarn {
+		st.ClockSkew = s.skew
 	}
 	return st
 }

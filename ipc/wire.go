@@ -109,6 +109,10 @@ type ProfileInfo struct {
 	// client pointed at the token endpoint must ask for them.
 	Audience string   `json:"audience,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// ClockSkewSeconds is how far the last token's JWT exp lay from the
+	// IdP's expires_in counted on the agent's clock, when that is more
+	// than 30 s: the host's and the IdP's clocks disagree.
+	ClockSkewSeconds float64 `json:"clock_skew_seconds,omitempty"`
 }
 
 // ProfilesResponse is the answer to GET /v1/profiles.

@@ -434,7 +434,7 @@ func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
 		out = append(out, ipc.ProfileInfo{
 			Name: st.Name, ExpiresAt: st.ExpiresAt.UTC(), LastRefresh: st.LastRefresh.UTC(),
 			LastError: st.LastError, NextAttempt: st.NextAttempt.UTC(), UpstreamRequests: st.UpstreamRequests, Idle: st.Idle,
-			Audience: st.Audience, Scopes: st.Scopes,
+			Audience: st.Audience, Scopes: st.Scopes, ClockSkewSeconds: st.ClockSkew.Seconds(),
 		})
 	}
 	return out

@@ -235,6 +235,8 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 			if !p.NextAttempt.IsZero() {
 				lastErr += fmt.Sprintf(" (retry in %v)", p.NextAttempt.Sub(now).Round(time.Second))
 			}
+		} else if p.ClockSkewSeconds != 0 {
+			lastErr = fmt.Sprintf("clock skew: the token's exp is %+.0fs from the IdP's expires_in on this host's clock (check NTP)", p.ClockSkewSeconds)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", ipc.SafeText(p.Name), expires, last, p.UpstreamRequests, ipc.SafeText(lastErr))
 	}
