@@ -401,25 +401,42 @@ func TestLeakCheckCatchesAPlantedLeak(t *testing.T) {
 	}
 }
 
-// TestTimerFiringEarlyByTheWallClock: after the wall clock is stepped
-// back, the refresh timer (monotonic) fires while the token is not yet
-// due by the wall clock; the agent re-arms instead of refreshing early,
-// and refreshes when the wall clock reaches refresh_at.
-func TestTimerFiringEarlyByTheWallClock(t *testing.T) {
+// TestWallClockStepBack: after an NTP step back of the wall clock, the
+// refresh timer (monotonic) fires when the token is due by the time that
+// really passed, and a token is never served past its real lifetime,
+// although the wall clock says it has hours left. (The wall clock alone
+// kept serving it for two hours after it expired.)
+func TestWallClockStepBack(t *testing.T) {
 	h := newHarness(t, "")
 	first := h.mustToken(0)
-	due := h.agent.Status()[0].RefreshAt.Sub(h.clock.Now()) // when the (monotonic) timer fires
-	h.clock.Jump(-10 * time.Minute)                         // an NTP step back
+	due := h.agent.Status()[0].RefreshAt.Sub(h.clock.Now())
+	h.clock.Jump(-2 * time.Hour) // an NTP step back
 	h.clock.Advance(due + time.Millisecond)
-	if n := h.requests(); n != 1 {
-		t.Fatalf("IdP requests = %d after the timer fired 10 minutes early by the wall clock, want 1 (re-armed, not refreshed)", n)
-	}
-	if tok := h.mustToken(0); tok.AccessToken != first.AccessToken {
-		t.Error("the token was replaced before refresh_at")
-	}
-	h.clock.Advance(10 * time.Minute)
 	if n := h.requests(); n != 2 {
-		t.Errorf("IdP requests = %d once the wall clock reached refresh_at, want 2", n)
+		t.Fatalf("IdP requests = %d when the token was due by the time that passed, want 2 (refreshed)", n)
+	}
+	if tok := h.mustToken(0); tok.AccessToken == first.AccessToken {
+		t.Error("the old token is still served after its refresh")
+	}
+
+	// With the IdP down, a token whose real hour is over is not served,
+	// whatever the wall clock says.
+	h2 := newHarness(t, "")
+	old := h2.mustToken(0)
+	h2.srv.SetFault(idptest.Fault{Status: http.StatusServiceUnavailable})
+	h2.clock.Jump(-2 * time.Hour)
+	h2.clock.Advance(61 * time.Minute)
+	if tok, err := h2.token(0); err == nil && tok.AccessToken == old.AccessToken {
+		t.Errorf("served a token an hour old (lifetime 1h) because the wall clock was stepped back: expires in %v by it", tok.ExpiresAt.Sub(h2.clock.Now()))
+	}
+	// Before its real expiry, the answer says how long it really has.
+	h3 := newHarness(t, "")
+	h3.mustToken(0)
+	h3.srv.SetFault(idptest.Fault{Status: http.StatusServiceUnavailable})
+	h3.clock.Jump(-2 * time.Hour)
+	h3.clock.Advance(50 * time.Minute)
+	if tok := h3.mustToken(0); tok.ExpiresAt.Sub(h3.clock.Now()) > 11*time.Minute {
+		t.Errorf("a token with 10 minutes of real life left is handed out as expiring in %v", tok.ExpiresAt.Sub(h3.clock.Now()))
 	}
 }
 

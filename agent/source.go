@@ -79,6 +79,38 @@ type cached struct {
 	Token
 	refreshAt time.Time
 	sum       [32]byte // SHA-256 of AccessToken, for rejected-token reports
+	// The expiry and refresh time on the monotonic clock (Clock.Mono):
+	// the wall clock alone would make a token look valid for longer after
+	// an NTP step back, the monotonic one alone after a suspend.
+	monoExpiry, monoRefresh time.Duration
+}
+
+// left is how long the token stays valid: the lesser of what the wall
+// clock and the monotonic clock say.
+func (c *cached) left(now time.Time, mono time.Duration) time.Duration {
+	return min(c.ExpiresAt.Sub(now), c.monoExpiry-mono)
+}
+
+// due reports whether the token should be refreshed by either clock.
+func (c *cached) due(now time.Time, mono time.Duration) bool {
+	return !now.Before(c.refreshAt) || mono >= c.monoRefresh
+}
+
+// untilDue is how long until the token is due for refresh by either clock.
+func (c *cached) untilDue(now time.Time, mono time.Duration) time.Duration {
+	return min(c.refreshAt.Sub(now), c.monoRefresh-mono)
+}
+
+// serve is the token as handed out: when the monotonic clock says it
+// expires sooner than the wall clock does (the wall clock was stepped
+// back), a copy whose ExpiresAt says so.
+func (c *cached) serve(now time.Time, mono time.Duration) *Token {
+	if byMono := c.monoExpiry - mono; c.ExpiresAt.Sub(now)-byMono > time.Second {
+		t := c.Token
+		t.ExpiresAt = now.Add(byMono)
+		return &t
+	}
+	return &c.Token
 }
 
 // source keeps one profile's token: it serves it, fetches it once per
@@ -124,13 +156,13 @@ func newSource(a *Agent, p *profile) *source {
 
 // token returns a token valid for at least minValid.
 func (s *source) token(ctx context.Context, minValid time.Duration) (*Token, error) {
-	now := s.agent.clock.Now()
+	now, mono := readClock(s.agent.clock)
 	s.lastUsed.Store(now.UnixNano())
-	if c := s.cur.Load(); c != nil && c.ExpiresAt.Sub(now) >= minValid {
+	if c := s.cur.Load(); c != nil && c.left(now, mono) >= minValid {
 		if due := s.timerDue.Load(); due == 0 || now.UnixNano() > due+int64(lateTimer) {
 			s.wake()
 		}
-		return &c.Token, nil
+		return c.serve(now, mono), nil
 	}
 	return s.fetchWait(ctx, minValid)
 }
@@ -140,12 +172,12 @@ func (s *source) token(ctx context.Context, minValid time.Duration) (*Token, err
 // gives up does not cancel it for the others.
 func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token, error) {
 	s.mu.Lock()
-	now := s.agent.clock.Now()
+	now, mono := readClock(s.agent.clock)
 	c := s.cur.Load()
 	if c != nil {
-		if c.ExpiresAt.Sub(now) >= minValid {
+		if c.left(now, mono) >= minValid {
 			s.mu.Unlock()
-			return &c.Token, nil
+			return c.serve(now, mono), nil
 		}
 		if life := c.ExpiresAt.Sub(c.ObtainedAt); life < minValid {
 			s.mu.Unlock()
@@ -170,14 +202,19 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		c := r.Val.(*cached)
-		if left := c.ExpiresAt.Sub(s.agent.clock.Now()); left < minValid {
-			return nil, ipc.Errorf(ipc.ErrMinValid, fmt.Sprintf("profile %q: the IdP issued a token valid for %v; asked for %v", s.prof.name, left.Round(time.Second), minValid))
-		}
-		return &c.Token, nil
+		return s.fresh(r.Val.(*cached), minValid)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// fresh hands out a token a fetch just returned, if it has minValid left.
+func (s *source) fresh(c *cached, minValid time.Duration) (*Token, error) {
+	now, mono := readClock(s.agent.clock)
+	if left := c.left(now, mono); left < minValid {
+		return nil, ipc.Errorf(ipc.ErrMinValid, fmt.Sprintf("profile %q: the IdP issued a token valid for %v; asked for %v", s.prof.name, left.Round(time.Second), minValid))
+	}
+	return c.serve(now, mono), nil
 }
 
 // holdLocked is how long a caller with no usable token must wait before
@@ -214,7 +251,8 @@ func (s *source) fetch() (any, error) {
 	t := s.prof.timing
 	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
 	defer cancel()
-	sent := s.agent.clock.Now().Round(0)
+	sent, sentMono := readClock(s.agent.clock)
+	sent = sent.Round(0) // wall time only: it is stored and compared as such
 	start := time.Now()
 	resp, err := s.prof.client.Fetch(ctx)
 	latency := time.Since(start)
@@ -248,9 +286,11 @@ func (s *source) fetch() (any, error) {
 			ExpiresAt:   sent.Add(ttl),
 			ObtainedAt:  sent,
 		},
-		refreshAt: refreshTime(sent, ttl, t, s.agent.rand()),
-		sum:       sha256.Sum256([]byte(resp.AccessToken)),
+		refreshAt:  refreshTime(sent, ttl, t, s.agent.rand()),
+		sum:        sha256.Sum256([]byte(resp.AccessToken)),
+		monoExpiry: sentMono + ttl,
 	}
+	c.monoRefresh = sentMono + c.refreshAt.Sub(sent)
 	s.cur.Store(c)
 	s.minted++
 	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
@@ -303,6 +343,10 @@ func (s *source) seed(r store.Record) {
 		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
 		sum:       sha256.Sum256([]byte(r.AccessToken)),
 	}
+	// A stored token's times are wall times: the monotonic ones start
+	// from them, as the clocks read now.
+	now, mono := readClock(s.agent.clock)
+	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
 	s.cur.Store(c)
 	s.writeSinks(c.Token)
 }
@@ -376,8 +420,10 @@ func (s *source) wake() {
 		return // another caller did it
 	}
 	at := s.nextAttempt
-	if c := s.cur.Load(); c != nil && c.refreshAt.After(at) {
-		at = c.refreshAt
+	if c := s.cur.Load(); c != nil {
+		if refresh := now.Add(c.untilDue(now, s.agent.clock.Mono())); refresh.After(at) {
+			at = refresh
+		}
 	}
 	if s.idle {
 		s.log.Info().Msg("profile in use again; background refresh resumed")
@@ -408,8 +454,10 @@ func (s *source) onTimer() {
 		s.mu.Unlock()
 		return
 	}
-	if c := s.cur.Load(); c != nil && now.Before(c.refreshAt) {
-		s.armLocked(now, c.refreshAt) // the wall clock went back
+	if c := s.cur.Load(); c != nil && !c.due(now, s.agent.clock.Mono()) {
+		// Neither clock says it is due (a timer armed by the wall clock,
+		// which was then stepped back): re-arm for the sooner of the two.
+		s.armLocked(now, now.Add(c.untilDue(now, s.agent.clock.Mono())))
 		s.mu.Unlock()
 		return
 	}
@@ -459,7 +507,7 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 			// Still the rejected token: refresh it at the next attempt the
 			// backoff allows, not only at its planned refresh time.
 			due := *cur
-			due.refreshAt = s.agent.clock.Now()
+			due.refreshAt, due.monoRefresh = s.agent.clock.Now(), s.agent.clock.Mono()
 			s.cur.Store(&due)
 		}
 		s.mu.Unlock()
@@ -469,11 +517,7 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 			}
 			return nil, r.Err
 		}
-		fresh := r.Val.(*cached)
-		if left := fresh.ExpiresAt.Sub(s.agent.clock.Now()); left < minValid {
-			return nil, ipc.Errorf(ipc.ErrMinValid, fmt.Sprintf("profile %q: the IdP issued a token valid for %v; asked for %v", s.prof.name, left.Round(time.Second), minValid))
-		}
-		return &fresh.Token, nil
+		return s.fresh(r.Val.(*cached), minValid)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -511,8 +555,8 @@ func (s *source) status(now time.Time) ProfileStatus {
 		HasLocalSecret:   s.prof.localSecret != [32]byte{},
 	}
 	if c := s.cur.Load(); c != nil {
-		st.ExpiresAt = c.ExpiresAt
-		st.RefreshAt = c.refreshAt
+		st.ExpiresAt = c.serve(now, s.agent.clock.Mono()).ExpiresAt
+		st.RefreshAt = now.Add(c.untilDue(now, s.agent.clock.Mono()))
 	}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()

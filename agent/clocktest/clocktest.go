@@ -37,6 +37,13 @@ func (c *Clock) Now() time.Time {
 	return c.start.Add(c.mono)
 }
 
+// Mono returns the simulated monotonic reading: only Advance moves it.
+func (c *Clock) Mono() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mono
+}
+
 // AfterFunc schedules f to run when the clock is advanced d or more.
 func (c *Clock) AfterFunc(d time.Duration, f func()) func() bool {
 	c.mu.Lock()
