@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +20,8 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/internal/disktest"
+	"github.com/tokenagent/tokenagent/store"
 )
 
 // front is a TCP forwarder to the IdP that can refuse connections for
@@ -139,29 +144,79 @@ max_backoff = "2s"
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The store lives on a loop-mounted ext4 that the soak freezes and
+	// fills while the load runs.
+	fs, db, reopen := soakStore(t)
 	logger := newTestLogger(t)
-	a, err := agent.New(cfg, agent.Options{Logger: &logger})
+	a, err := agent.New(cfg, agent.Options{Logger: &logger, Store: db, ReopenStore: reopen})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
+	agent.SetStoreTimings(a, 500*time.Millisecond, 500*time.Millisecond)
 
-	phases := []struct {
-		name  string
-		apply func()
-	}{
-		{"ok", func() { srv.ClearFault(); f.accept(t) }},
-		{"500", func() { srv.SetFault(idptest.Fault{Status: http.StatusInternalServerError}) }},
-		{"ok", func() { srv.ClearFault() }},
-		{"429 Retry-After", func() { srv.SetFault(idptest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1"}) }},
-		{"ok", func() { srv.ClearFault() }},
-		{"slower than fetch_timeout", func() { srv.SetFault(idptest.Fault{Delay: 900 * time.Millisecond}) }},
-		{"ok", func() { srv.ClearFault() }},
-		{"garbage body", func() { srv.SetFault(idptest.Fault{Body: []byte("\x00\xffnot json")}) }},
-		{"ok", func() { srv.ClearFault() }},
-		{"dropped connection", func() { srv.SetFault(idptest.Fault{Drop: true}) }},
-		{"ok", func() { srv.ClearFault() }},
-		{"refused connection", func() { f.refuse() }},
+	type phase struct {
+		name       string
+		idp, store bool // what the fault breaks; neither: "ok"
+		apply      func()
+	}
+	clear := func() { srv.ClearFault(); f.accept(t) }
+	phases := []phase{
+		{"ok", false, false, clear},
+		{"500", true, false, func() { srv.SetFault(idptest.Fault{Status: http.StatusInternalServerError}) }},
+		{"ok", false, false, clear},
+		{"429 Retry-After", true, false, func() { srv.SetFault(idptest.Fault{Status: http.StatusTooManyRequests, RetryAfter: "1"}) }},
+		{"ok", false, false, clear},
+		{"slower than fetch_timeout", true, false, func() { srv.SetFault(idptest.Fault{Delay: 900 * time.Millisecond}) }},
+		{"ok", false, false, clear},
+		{"garbage body", true, false, func() { srv.SetFault(idptest.Fault{Body: []byte("\x00\xffnot json")}) }},
+		{"ok", false, false, clear},
+		{"dropped connection", true, false, func() { srv.SetFault(idptest.Fault{Drop: true}) }},
+		{"ok", false, false, clear},
+		{"refused connection", true, false, func() { f.refuse() }},
+	}
+	var free func()
+	if fs != nil {
+		phases = append(phases,
+			phase{"ok", false, false, clear},
+			phase{"store frozen", false, true, fs.Freeze},
+			phase{"ok", false, false, fs.Thaw},
+			phase{"store full", false, true, func() { free = fs.Fill() }},
+			phase{"ok", false, false, func() { free() }},
+			phase{"IdP 500 with the store frozen", true, true, func() {
+				fs.Freeze()
+				srv.SetFault(idptest.Fault{Status: http.StatusInternalServerError})
+			}},
+			phase{"ok", false, false, func() { fs.Thaw(); clear() }},
+		)
+	}
+	// Recovery: from the end of a fault to the first fresh token from the
+	// IdP (IdP faults), or to the store holding every token again (store
+	// faults), measured while the load runs.
+	var recMu sync.Mutex
+	recovery := map[string][]time.Duration{}
+	var measuring sync.WaitGroup
+	measure := func(fault phase) {
+		cleared := time.Now()
+		measuring.Go(func() {
+			for deadline := cleared.Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				done := true
+				if fault.store {
+					h := a.StoreHealth()
+					done = h.State == "ok" && h.PendingWrites == 0
+				}
+				if fault.idp {
+					done = done && a.Status()[0].LastRefresh.After(cleared)
+				}
+				if done {
+					recMu.Lock()
+					recovery[fault.name] = append(recovery[fault.name], time.Since(cleared))
+					recMu.Unlock()
+					return
+				}
+			}
+			t.Errorf("no recovery within 20 s after %q", fault.name)
+		})
 	}
 
 	var (
@@ -221,15 +276,38 @@ max_backoff = "2s"
 		})
 	}
 	start := time.Now()
+	var last phase
 	for i := 0; time.Since(start) < duration; i++ {
-		phases[i%len(phases)].apply()
+		p := phases[i%len(phases)]
+		t0 := time.Now()
+		p.apply()
+		if d := time.Since(t0); d > time.Second {
+			t.Logf("phase %q took %v to apply", p.name, d)
+		}
+		if p.name == "ok" && last.name != "" && last.name != "ok" {
+			measure(last)
+		}
+		last = p
 		<-time.After(2500 * time.Millisecond) // longer than a refresh interval: every fault meets attempts
+	}
+	if fs != nil {
+		fs.Thaw()
+		if free != nil {
+			free()
+		}
 	}
 	srv.ClearFault()
 	f.accept(t)
+	if last.name != "ok" {
+		measure(last)
+	}
+	measuring.Wait()
 	close(stop)
 	wg.Wait()
 	elapsed := time.Since(start)
+	for _, line := range recoveryReport(recovery) {
+		t.Log(line)
+	}
 
 	st := a.Status()[0]
 	runtime.GC()
@@ -247,6 +325,14 @@ max_backoff = "2s"
 	}
 	if served.Load() == 0 {
 		t.Error("no tokens served")
+	}
+	// A frozen disk stalls writes. (A full one need not fail them: bbolt
+	// reuses the pages it freed, so a store that has grown keeps working.)
+	if h := a.StoreHealth(); fs != nil {
+		t.Logf("store: %d stalls, %d failed writes", h.Stalls, h.WriteFailures)
+		if h.Stalls == 0 {
+			t.Errorf("the frozen store never stalled a write: %+v", h)
+		}
 	}
 	// The faults really reached the agent: its metrics count failed attempts by class.
 	classes := map[string]bool{}
@@ -268,4 +354,44 @@ max_backoff = "2s"
 	if !raceEnabled && endRSS > startRSS+32<<20 {
 		t.Errorf("RSS grew from %.1f to %.1f MiB", float64(startRSS)/(1<<20), float64(endRSS)/(1<<20))
 	}
+}
+
+// soakStore opens a store on a loop-mounted file system for the soak; where
+// the machine cannot mount one, the soak runs its IdP faults only and says
+// so.
+func soakStore(t *testing.T) (*disktest.FS, *store.Store, func() (*store.Store, error)) {
+	t.Helper()
+	var fs *disktest.FS
+	if ok := t.Run("mount", func(t *testing.T) { fs = disktest.Mount(t, 16) }); !ok || fs == nil {
+		t.Log("no loop file system here: the soak runs without store faults")
+		return nil, nil, nil
+	}
+	text, err := store.NewKeyText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := store.ParseKey(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(fs.Dir, "tokens.db")
+	open := func() (*store.Store, error) { return store.Open(path, store.Options{Key: key}) }
+	st, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs, st, open
+}
+
+// recoveryReport gives each fault's recovery times as p50 and max, in
+// a stable order.
+func recoveryReport(rec map[string][]time.Duration) []string {
+	var lines []string
+	for _, name := range slices.Sorted(maps.Keys(rec)) {
+		d := slices.Clone(rec[name])
+		slices.Sort(d)
+		lines = append(lines, fmt.Sprintf("recovery after %q: n=%d p50=%v max=%v", name, len(d),
+			d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond)))
+	}
+	return lines
 }

@@ -8,13 +8,11 @@
 package disktest
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 )
 
@@ -102,29 +100,4 @@ func (fs *FS) remount(mode string) {
 	if out, err := exec.Command("mount", "-o", "remount,"+mode, fs.Dir).CombinedOutput(); err != nil {
 		fs.t.Fatalf("disktest: remount %s %s: %v: %s", mode, fs.Dir, err, out)
 	}
-}
-
-// Fill writes a file until the file system has no space left, and
-// returns a function that removes it again.
-func (fs *FS) Fill() (free func()) {
-	fs.t.Helper()
-	path := filepath.Join(fs.Dir, "filler")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		fs.t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	for _, n := range []int{1 << 20, 64 << 10, 4 << 10, 512} { // then the last partial blocks
-		for {
-			if _, err := f.Write(buf[:n]); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					fs.t.Fatalf("disktest: filling %s: %v", fs.Dir, err)
-				}
-				break
-			}
-		}
-	}
-	f.Sync()
-	f.Close()
-	return func() { os.Remove(path) }
 }
