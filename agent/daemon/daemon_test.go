@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/clientlib"
 	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
@@ -289,6 +292,24 @@ func TestReadOnlyStoreAtStart(t *testing.T) {
 	}
 	if h := a.StoreHealth(); h.State != "unavailable" || !strings.Contains(h.Error, "read-only") {
 		t.Errorf("store health = %+v; want unavailable, saying read-only", h)
+	}
+	// What an operator sees: /v1/health (tokenagent status) and /metrics.
+	c := &clientlib.Client{Socket: f.socket}
+	defer c.Close()
+	if h, err := c.Health(ctx); err != nil || h.Store == nil || h.Store.State != "unavailable" || h.Store.Path != f.db {
+		t.Errorf("/v1/health = %+v, %v; want the store unavailable, with its path", h.Store, err)
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", f.socket)
+	}}}
+	resp, err := hc.Get("http://" + ipc.Host + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `tokenagent_store_state{state="unavailable"} 1`) {
+		t.Errorf("/metrics does not say the store is unavailable:\n%s", body)
 	}
 	cancel()
 	if err := <-done; err != nil {

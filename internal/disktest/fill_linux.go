@@ -12,6 +12,7 @@ import (
 // again.
 func (fs *FS) Fill() (free func()) {
 	fs.t.Helper()
+	fs.mounted()
 	path := filepath.Join(fs.Dir, "filler")
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
