@@ -103,3 +103,26 @@ func shellUnquote(s string) (string, bool) {
 	}
 	return out.String(), true
 }
+
+// TestStatusShowsAStoreInTrouble: tokenagent status names the store and
+// its state when it is not well, with the cause as text; it says nothing
+// about a healthy or in-memory store.
+func TestStatusShowsAStoreInTrouble(t *testing.T) {
+	var b strings.Builder
+	renderStore(&b, &ipc.StoreHealth{Path: "/var/lib/tokenagent/tokens.db", State: "stalled", Error: "write\x1b[2J hung", Stalls: 1, PendingWrites: 3})
+	out := b.String()
+	for _, want := range []string{"/var/lib/tokenagent/tokens.db", "stalled", "write[2J hung", "3 writes pending", "served from memory"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status for a stalled store lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.ContainsRune(out, '\x1b') {
+		t.Error("status passed a terminal escape through")
+	}
+	for _, h := range []*ipc.StoreHealth{nil, {State: "ok"}, {State: "memory"}} {
+		b.Reset()
+		if renderStore(&b, h); b.Len() != 0 {
+			t.Errorf("status for store %+v printed %q, want nothing", h, b.String())
+		}
+	}
+}
