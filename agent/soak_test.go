@@ -62,7 +62,10 @@ func (f *front) serve(ln net.Listener) {
 					return
 				}
 				defer u.Close()
-				go io.Copy(u, c)
+				// When the agent closes its end (a fetch_timeout, a dropped
+				// answer), the upstream side goes too: else the copy from a
+				// kept-alive IdP connection waits forever.
+				go func() { io.Copy(u, c); u.Close() }()
 				io.Copy(c, u)
 			}()
 		}
