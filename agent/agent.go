@@ -461,11 +461,11 @@ func (a *Agent) beginFetch() bool {
 
 func (a *Agent) endFetch() { a.fetching.RUnlock() }
 
-// Reload applies a new configuration. Profiles whose settings (secrets and
-// keys included) are unchanged keep their tokens and timers; changed ones
-// start afresh — with their current token when it was issued for the same
-// endpoint, client, scopes, audience and resource — and forget any held
-// IdP error; removed ones stop and their stored tokens are deleted. If any
+// Reload applies a new configuration, reading every secret and key again.
+// Profiles whose settings (secrets and keys included) are unchanged keep
+// their tokens and timers but forget any held IdP error (the fix is often
+// at the IdP); changed ones start afresh — with their current token when it
+// was issued for the same endpoint, client, scopes, audience and resource; removed ones stop and their stored tokens are deleted. If any
 // profile cannot be built the agent keeps its old configuration entirely.
 // Store and socket settings are read only at start.
 func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
@@ -494,6 +494,9 @@ func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
 			next[name] = newSource(a, p)
 			sum.Added = append(sum.Added, name)
 		case prev.prof.settings == p.settings:
+			// Its secrets read the same, but the fix for a refusal is often
+			// at the IdP: a reload is the operator's "try again now".
+			prev.releaseHold()
 			next[name] = prev
 			sum.Unchanged = append(sum.Unchanged, name)
 		default:

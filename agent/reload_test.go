@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
@@ -163,5 +164,34 @@ func TestReloadWithOtherParamsDropsTheToken(t *testing.T) {
 	}
 	if got := h.srv.LastForm("c").Get("tenant"); got != "b" {
 		t.Errorf("IdP saw tenant=%q, want b", got)
+	}
+}
+
+// TestReloadReleasesHoldsOfUnchangedProfiles: a reload is the operator's
+// "try again now", also for a profile whose configuration and secrets
+// did not change (the fix was at the IdP): its held invalid_client is
+// forgotten, and a forced refresh works again.
+func TestReloadReleasesHoldsOfUnchangedProfiles(t *testing.T) {
+	h := newHarness(t, "")
+	tok := h.mustToken(0)
+	h.srv.SetFault(idptest.Fault{Status: 401, Error: "invalid_client"})
+	h.clock.Advance(11 * time.Second)
+	h.agent.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(tok.AccessToken), 0) // refused: held for permanent_backoff
+	h.srv.ClearFault() // the operator fixed the client at the IdP...
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "same.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := h.agent.Reload(cfg) // ...and reloaded the same configuration
+	if err != nil || len(sum.Unchanged) != 1 {
+		t.Fatalf("Reload = %+v, %v; want p unchanged", sum, err)
+	}
+	if st := h.agent.Status()[0]; st.LastError != "" {
+		t.Errorf("after the reload the profile still holds %q", st.LastError)
+	}
+	h.clock.Advance(11 * time.Second)
+	fresh, err := h.agent.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(tok.AccessToken), 0)
+	if err != nil || fresh.AccessToken == tok.AccessToken {
+		t.Errorf("refresh after the reload = %v (new token: %v); want a new token", err, err == nil && fresh.AccessToken != tok.AccessToken)
 	}
 }

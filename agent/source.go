@@ -523,6 +523,23 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 	}
 }
 
+// releaseHold forgets a held failure, permanent or transient: the next
+// caller asks the IdP at once.
+func (s *source) releaseHold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastErr == nil {
+		return
+	}
+	s.log.Info().Msg("configuration reloaded: the held IdP failure is forgotten; the IdP is asked again on the next request")
+	s.lastErr, s.failures, s.permanent = nil, 0, false
+	s.nextAttempt, s.retryUntil, s.lastFailure = time.Time{}, time.Time{}, time.Time{}
+	if c := s.cur.Load(); c != nil && !s.closed {
+		now := s.agent.clock.Now()
+		s.armLocked(now, now.Add(c.untilDue(now, s.agent.clock.Mono())))
+	}
+}
+
 func (s *source) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
