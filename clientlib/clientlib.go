@@ -24,7 +24,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
@@ -225,6 +227,8 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 			return fmt.Errorf("clientlib: %w", ctx.Err())
 		case errors.As(err, &refused): // the server is not one to trust
 			return fmt.Errorf("clientlib: %w", err)
+		case errors.Is(err, fs.ErrPermission): // an agent is there, but not for this user
+			return fmt.Errorf("clientlib: %w", &Error{Kind: ErrForbidden, Description: permissionHint(c.socket)})
 		}
 		return fmt.Errorf("clientlib: %w", &Error{Kind: ErrAgentUnavailable,
 			Description: fmt.Sprintf("nothing answers at %s (%v); start it with `tokenagentd` (or its service), or point TOKENAGENT_SOCKET at its socket", c.socket, err)})
@@ -245,6 +249,24 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	json.Unmarshal(resp.body, &er)
 	return fmt.Errorf("clientlib: %w", &Error{Kind: kindOf(resp.status, er.Error), Code: er.Error,
 		Description: er.ErrorDescription, RetryAfter: resp.retryAfter})
+}
+
+// permissionHint says why connecting to socket was refused and what to
+// do: the socket's mode and group decide who may connect.
+func permissionHint(socket string) string {
+	fi, err := os.Stat(socket)
+	if err != nil {
+		return fmt.Sprintf("permission denied on %s (%v): your user may not reach the agent's socket; check the modes of its directories", socket, err)
+	}
+	group := "its group"
+	if gid, ok := fileGID(fi); ok {
+		group = fmt.Sprintf("group %d", gid)
+		if name, ok := lookupGroup(gid); ok {
+			group = "group " + name
+		}
+	}
+	return fmt.Sprintf("permission denied on %s (mode %04o, %s): your user may not use this agent. "+
+		"Ask for your user to be added to %s (then log in again), or have the agent's socket_mode changed", socket, fi.Mode().Perm(), group, group)
 }
 
 // kindOf maps an answer back to the sentinel the server mapped to it: by

@@ -15,3 +15,12 @@ func lookupUID(name string) (int, bool) {
 	uid, err := strconv.Atoi(u.Uid)
 	return uid, err == nil
 }
+
+// lookupGroup asks Directory Services for a group's name.
+func lookupGroup(gid uint32) (string, bool) {
+	g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10))
+	if err != nil {
+		return "", false
+	}
+	return g.Name, true
+}

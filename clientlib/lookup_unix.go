@@ -29,3 +29,21 @@ func lookupUID(name string) (int, bool) {
 	}
 	return 0, false
 }
+
+// lookupGroup finds a group's name in /etc/group (see lookupUID).
+func lookupGroup(gid uint32) (string, bool) {
+	f, err := os.Open("/etc/group")
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	want := strconv.FormatUint(uint64(gid), 10)
+	for sc.Scan() {
+		fields := strings.SplitN(sc.Text(), ":", 4)
+		if len(fields) >= 3 && fields[2] == want {
+			return fields[0], true
+		}
+	}
+	return "", false
+}

@@ -14,6 +14,8 @@
 package ipc
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -42,6 +44,25 @@ func ValidProfileName(name string) bool {
 
 // MaxMinValid bounds the min_valid a caller may ask for.
 const MaxMinValid = 24 * time.Hour
+
+// ParseMinValid reads a min_valid as the socket's query and the CLI's
+// --min-valid both take it: a Go duration ("90s", "2m") or whole seconds
+// ("90"), from 0 to MaxMinValid. Anything else, negative values included,
+// gets the same message everywhere.
+func ParseMinValid(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		secs, serr := strconv.ParseUint(v, 10, 32)
+		if serr != nil {
+			return 0, fmt.Errorf("min_valid %q: use a duration such as 60s or 5m, or whole seconds", v)
+		}
+		d = time.Duration(secs) * time.Second
+	}
+	if d < 0 || d > MaxMinValid {
+		return 0, fmt.Errorf("min_valid %q: must be between 0 and %v", v, MaxMinValid)
+	}
+	return d, nil
+}
 
 // Host is the only Host header the server accepts.
 const Host = "tokenagent"

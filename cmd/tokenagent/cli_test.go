@@ -6,11 +6,17 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,12 +218,15 @@ func TestStatusInspectRefresh(t *testing.T) {
 	if _, _, code := cli("token", "demo"); code != 0 {
 		t.Fatal("token demo failed")
 	}
+	cli("token", "broken") // the IdP refuses it: it cannot serve
+	// status shows every profile, and exits 5 because one cannot serve.
 	stdout, _, code := cli("status")
-	if code != 0 || !strings.Contains(stdout, "PROFILE") || !regexp.MustCompile(`(?m)^demo\s+(\d+h)?\d+m\d+s\s+\d{4}-`).MatchString(stdout) {
-		t.Errorf("status: exit %d\n%s", code, stdout)
+	if code != exitIdP || !strings.Contains(stdout, "PROFILE") || !regexp.MustCompile(`(?m)^demo\s+(\d+h)?\d+m\d+s\s+\d{4}-`).MatchString(stdout) ||
+		!regexp.MustCompile(`(?m)^broken\s+no token .*invalid_client`).MatchString(stdout) {
+		t.Errorf("status: exit %d (want %d: broken cannot serve)\n%s", code, exitIdP, stdout)
 	}
 	stdout, _, code = cli("status", "--json")
-	if code != 0 || !strings.Contains(stdout, `"name": "demo"`) {
+	if code != exitIdP || !strings.Contains(stdout, `"name": "demo"`) {
 		t.Errorf("status --json: exit %d\n%s", code, stdout)
 	}
 	stdout, _, code = cli("inspect", "demo")
@@ -425,5 +434,109 @@ func TestEnvPointsAClientAtTheAgent(t *testing.T) {
 	}
 	if _, _, code := cli("env", "demo", "--for", "spring"); code != exitUsage {
 		t.Errorf("env --for spring: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestPermissionDeniedIsNotAgentDown: a user outside the socket's group
+// is told that (exit 4, with the socket's mode and group and what to do),
+// not that the agent is not running.
+func TestPermissionDeniedIsNotAgentDown(t *testing.T) {
+	running, err := agenttest.Start("socket_mode = \"0660\"\n[profiles.demo]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"cli-secret\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running.Close()
+	os.Chmod(filepath.Dir(running.Socket), 0o755)                                       // others may reach the socket; its mode decides
+	code, stdout, stderr := runCLIAs(t, 2, "token", "demo", "--socket", running.Socket) // the real user bin
+	if code != exitDenied || stdout != "" {
+		t.Errorf("exit %d, stdout %q; want %d", code, stdout, exitDenied)
+	}
+	fi, err := os.Stat(running.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, err := user.LookupGroupId(strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Gid)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"permission denied on " + running.Socket, "mode 0660", "group " + group.Name, "socket_mode"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "start it") {
+		t.Errorf("told to start an agent that is running:\n%s", stderr)
+	}
+}
+
+// TestHelp: every command's --help (and -h) is on stdout with exit 0 and
+// names its arguments, its flags in --flag form, an example and the exit
+// codes; a wrong flag is a usage error (exit 2) that points at the help.
+func TestHelp(t *testing.T) {
+	for _, cmd := range []string{"token", "exec", "env", "refresh", "status", "inspect"} {
+		for _, flag := range []string{"--help", "-h"} {
+			stdout, stderr, code := cli(cmd, flag)
+			if code != 0 || stderr != "" {
+				t.Errorf("%s %s: exit %d, stderr %q; want help on stdout, exit 0", cmd, flag, code, stderr)
+			}
+			for _, want := range []string{"usage: tokenagent " + cmd, "--socket PATH", "example:\n  ", "exit codes:"} {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("%s %s lacks %q:\n%s", cmd, flag, want, stdout)
+				}
+			}
+			if regexp.MustCompile(`\n  -[^-]`).MatchString(stdout) {
+				t.Errorf("%s %s shows a flag in -flag form:\n%s", cmd, flag, stdout)
+			}
+		}
+		golden(t, "help_"+cmd, func() string { s, _, _ := cli(cmd, "--help"); return s }())
+	}
+	_, stderr, code := cli("token", "demo", "--bogus")
+	if code != exitUsage || !strings.Contains(stderr, "tokenagent token --help") || strings.Count(stderr, "bogus") != 1 {
+		t.Errorf("a wrong flag: exit %d, stderr %q; want %d, said once, pointing at the help", code, stderr, exitUsage)
+	}
+	if stdout, _, code := cli("--version"); code != 0 || !strings.HasPrefix(stdout, "tokenagent ") {
+		t.Errorf("--version: exit %d, %q", code, stdout)
+	}
+}
+
+// TestExecExitCodes: as a shell says it, 127 for a command that is not
+// there, 126 for one that cannot be run.
+func TestExecExitCodes(t *testing.T) {
+	if _, stderr, code := cli("exec", "demo", "--", filepath.Join(cliDir, "no-such-program")); code != 127 || !strings.Contains(stderr, "no-such-program") {
+		t.Errorf("exec of a missing command: exit %d, %q; want 127 naming it", code, stderr)
+	}
+	notExec := filepath.Join(t.TempDir(), "script")
+	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	if _, stderr, code := cli("exec", "demo", "--", notExec); code != 126 {
+		t.Errorf("exec of a file that is not executable: exit %d, %q; want 126", code, stderr)
+	}
+}
+
+// TestMinValidReadAlike: --min-valid and the socket's min_valid take the
+// same forms ("60" is 60s) and refuse the same values with the same words.
+func TestMinValidReadAlike(t *testing.T) {
+	a, _, c1 := cli("token", "demo", "--min-valid", "60")
+	b, _, c2 := cli("token", "demo", "--min-valid", "60s")
+	if c1 != 0 || c2 != 0 || a != b {
+		t.Errorf("--min-valid 60 and 60s: exits %d, %d; same token %v", c1, c2, a == b)
+	}
+	for _, bad := range []string{"-5s", "soon", "25h"} {
+		_, stderr, code := cli("token", "demo", "--min-valid", bad)
+		_, wantMsg := ipc.ParseMinValid(bad)
+		if code != exitUsage || wantMsg == nil || !strings.Contains(stderr, wantMsg.Error()) {
+			t.Errorf("--min-valid %s: exit %d, %q; want %d saying %v", bad, code, stderr, exitUsage, wantMsg)
+		}
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", cliSocket)
+		}}}
+		resp, err := hc.Get("http://" + ipc.Host + "/v1/tokens/demo?min_valid=" + url.QueryEscape(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.Contains(string(body), strings.ReplaceAll(wantMsg.Error(), `"`, `\"`)) {
+			t.Errorf("min_valid=%s on the socket: %d %s; want 400 saying %v", bad, resp.StatusCode, body, wantMsg)
+		}
 	}
 }

@@ -97,9 +97,9 @@ func oneProfile(fs *flag.FlagSet, args []string) (string, error) {
 
 func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("token", stderr)
-	minValid := fs.Duration("min-valid", 0, "least remaining validity, e.g. 60s")
-	format := fs.String("format", "plain", "output: plain | json | header | env | curl")
-	envVar := fs.String("env", "ACCESS_TOKEN", "variable name for --format env")
+	minValid := minValid(fs, "least remaining `validity` the token must have: a duration such as 60s or 5m, or whole seconds")
+	format := fs.String("format", "plain", "output `format`: plain | json | header | env | curl")
+	envVar := fs.String("env", "ACCESS_TOKEN", "variable `name` for --format env")
 	profile, err := oneProfile(fs, args)
 	if err != nil {
 		return err
@@ -162,7 +162,7 @@ func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("status", stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := fs.Bool("json", false, "print JSON (profiles and store)")
 	if _, rest, err := parseCommand(fs, args, 0, ""); err != nil {
 		return err
 	} else if len(rest) > 0 {
@@ -178,18 +178,29 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return clientExit(err)
 	}
+	now := time.Now()
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		if err := enc.Encode(struct {
 			Profiles []clientlib.ProfileStatus `json:"profiles"`
 			Store    *ipc.StoreHealth          `json:"store,omitempty"`
-		}{profiles, health.Store})
+		}{profiles, health.Store}); err != nil {
+			return err
+		}
+	} else {
+		if err := renderStatus(stdout, profiles, now); err != nil {
+			return err
+		}
+		renderStore(stdout, health.Store)
 	}
-	if err := renderStatus(stdout, profiles, time.Now()); err != nil {
-		return err
+	// Scripts and monitors learn from the exit code whether every profile
+	// the user may use can serve a token now.
+	for _, p := range profiles {
+		if p.LastError != "" && !p.ExpiresAt.After(now) {
+			return &exitError{code: exitIdP, err: quietError{}}
+		}
 	}
-	renderStore(stdout, health.Store)
 	return nil
 }
 
@@ -314,9 +325,9 @@ func decodeJWT(token string) (header, claims map[string]any, ok bool) {
 
 func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	fs, socket := clientFlags("exec", stderr)
-	envVar := fs.String("env", "ACCESS_TOKEN", "environment variable that carries the token")
-	minValid := fs.Duration("min-valid", 0, "least remaining validity, e.g. 5m for a long job")
-	forClient := fs.String("for", "", "instead of a token, give the command the environment that points its own OAuth client at the agent's token endpoint: "+forClientHelp)
+	envVar := fs.String("env", "ACCESS_TOKEN", "environment variable `name` that carries the token")
+	minValid := minValid(fs, "least remaining `validity` the token must have, e.g. 5m for a long job (or whole seconds)")
+	forClient := fs.String("for", "", "`kind`: instead of a token, give the command the environment that points its own OAuth client at the agent's token endpoint: "+forClientHelp)
 	// Flags may follow the profile; parsing stops at "--" or the command.
 	pos, cmdArgs, err := parseCommand(fs, args, 1, "usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]")
 	if err != nil {
@@ -361,7 +372,13 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("exec: %w", err)
+		// As a shell says it: 127 for a command that is not there, 126 for
+		// one that cannot be run.
+		code := 126
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			code = 127
+		}
+		return &exitError{code: code, err: fmt.Errorf("exec %s: %w", cmdArgs[0], err)}
 	}
 	done := make(chan struct{})
 	go func() {

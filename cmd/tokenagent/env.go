@@ -54,7 +54,7 @@ func checkForClient(cmd, forClient string) error {
 // the agent's loopback token endpoint, for eval or an env file.
 func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("env", stderr)
-	forClient := fs.String("for", "", "the client to configure: "+forClientHelp)
+	forClient := fs.String("for", "", "the `kind` of client to configure: "+forClientHelp)
 	profile, err := oneProfile(fs, args)
 	if err != nil {
 		return err

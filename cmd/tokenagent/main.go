@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/tokenagent/tokenagent/internal/version"
 )
@@ -80,6 +81,16 @@ The agent itself is tokenagentd (run, check-config, service).
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	var h *helpRequest
+	if errors.As(err, &h) {
+		fmt.Fprint(stdout, h.text)
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError{"no command given"}
@@ -111,20 +122,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-// newFlagSet returns a flag set whose errors surface as usage errors.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+// newFlagSet returns a flag set whose errors surface as usage errors and
+// whose -h/--help is the command's help on stdout (see help).
+func newFlagSet(name string, _ io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("tokenagent "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are reported once, by exitCode
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args and turns flag errors into usage errors.
+// parseFlags parses args and turns flag errors into usage errors that
+// point at the command's help.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return &helpRequest{help(fs)}
 		}
-		return usageError{err.Error()}
+		return usageError{fmt.Sprintf("%s: %v (see %s --help)", strings.TrimPrefix(fs.Name(), "tokenagent "), err, fs.Name())}
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -80,7 +79,7 @@ func ParseRoute(method, path, rawQuery string) (Route, error) {
 		}
 	}
 	if v := q.Get("min_valid"); v != "" {
-		d, err := parseMinValid(v)
+		d, err := ipc.ParseMinValid(v)
 		if err != nil {
 			return r, badRequest(ipc.CodeInvalidRequest, err.Error())
 		}
@@ -89,18 +88,3 @@ func ParseRoute(method, path, rawQuery string) (Route, error) {
 	return r, nil
 }
 
-// parseMinValid accepts a Go duration ("90s", "2m") or whole seconds ("90").
-func parseMinValid(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		secs, serr := strconv.ParseUint(v, 10, 32)
-		if serr != nil {
-			return 0, fmt.Errorf("min_valid %q: use a duration such as 60s or 5m", v)
-		}
-		d = time.Duration(secs) * time.Second
-	}
-	if d < 0 || d > ipc.MaxMinValid {
-		return 0, fmt.Errorf("min_valid %q: must be between 0 and %v", v, ipc.MaxMinValid)
-	}
-	return d, nil
-}
