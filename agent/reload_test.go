@@ -177,7 +177,7 @@ func TestReloadReleasesHoldsOfUnchangedProfiles(t *testing.T) {
 	h.srv.SetFault(idptest.Fault{Status: 401, Error: "invalid_client"})
 	h.clock.Advance(11 * time.Second)
 	h.agent.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(tok.AccessToken), 0) // refused: held for permanent_backoff
-	h.srv.ClearFault() // the operator fixed the client at the IdP...
+	h.srv.ClearFault()                                                                           // the operator fixed the client at the IdP...
 	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "same.toml")
 	if err != nil {
 		t.Fatal(err)

@@ -87,4 +87,3 @@ func ParseRoute(method, path, rawQuery string) (Route, error) {
 	}
 	return r, nil
 }
-
