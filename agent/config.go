@@ -249,6 +249,34 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	return cfg, nil
 }
 
+// CheckServes reports a configuration that would start an agent serving
+// nothing: one without profiles. Start, reload and check-config refuse it.
+func (c *Config) CheckServes() error {
+	if len(c.Profiles) == 0 {
+		return fmt.Errorf("config %s: no profiles: an agent without one serves nothing; add a [profiles.NAME] section (see agent.toml.example)", c.path)
+	}
+	return nil
+}
+
+// Warnings are things a configuration allows but that are probably
+// mistakes, for check-config: a literal client_secret that looks like a
+// file name (a forgotten "file:"). The secret itself is never repeated.
+func (c *Config) Warnings() []string {
+	var out []string
+	for _, name := range c.ProfileNames() {
+		sec := c.Profiles[name].ClientSecret
+		if sec == "" || isReference(sec) {
+			continue
+		}
+		ext := strings.ToLower(filepath.Ext(sec))
+		_, statErr := os.Stat(filepath.Join(c.dir(), sec))
+		if statErr == nil || !strings.ContainsAny(sec, " \t") && slices.Contains([]string{".secret", ".key", ".txt", ".pem", ".json", ".cred", ".token"}, ext) {
+			out = append(out, fmt.Sprintf("profile %q: client_secret is literal text that looks like a file name; to read the secret from that file, write client_secret = \"file:...\"", name))
+		}
+	}
+	return out
+}
+
 // Path is the file the configuration came from.
 func (c *Config) Path() string { return c.path }
 

@@ -70,12 +70,29 @@ func (c *Config) CheckStore() (string, error) {
 	if key == nil {
 		return fmt.Sprintf("%s, key %s (created on first start)", path, source), nil
 	}
+	var previous []*store.Key
 	for i, ref := range c.StoreKeyPrevious {
-		if _, err := readStoreKey(ref, c.dir()); err != nil {
+		k, err := readStoreKey(ref, c.dir())
+		if err != nil {
 			return "", fmt.Errorf("store_key_previous[%d] %s: %w", i, ref, err)
 		}
+		previous = append(previous, k)
 	}
-	return fmt.Sprintf("%s, key %s (key id %s)", path, source, key.ID()), nil
+	// The records already there must open with these keys, as start
+	// requires.
+	where := fmt.Sprintf("%s, key %s (key id %s)", path, source, key.ID())
+	err = store.CheckKeys(path, store.Options{Key: key, PreviousKeys: previous})
+	var wk *store.WrongKeyError
+	switch {
+	case errors.As(err, &wk):
+		return "", fmt.Errorf("%w; the current key, store_key %s, has key id %s: tokenagentd would refuse to start. "+
+			"List the key that sealed them in store_key_previous, or delete %s to start fresh (costs one token request per profile)", err, source, key.ID(), path)
+	case errors.Is(err, store.ErrInUse):
+		return where + " (in use by the running agent: records not checked)", nil
+	case err != nil:
+		return "", err
+	}
+	return where, nil
 }
 
 // storeKey finds the store key: store_key from the configuration, else

@@ -30,6 +30,19 @@ func SocketPath(flag, configured string) string { return hostPaths().socket(flag
 // reaches the system agent.
 func ClientSocketPath(flag string) string { return hostPaths().clientSocket(flag) }
 
+// SocketHint is the line a client needs to find an agent serving socket,
+// when its own search (--socket, $TOKENAGENT_SOCKET, then the defaults)
+// would not find it without help: "export TOKENAGENT_SOCKET=…"; else "".
+// The CLI does not read the agent's configuration, so a socket set there
+// is found only this way.
+func SocketHint(socket string) string {
+	p := hostPaths()
+	if socket == p.defaultSocket() || socket == SystemSocketPath {
+		return ""
+	}
+	return "export " + EnvSocket + "=" + socket
+}
+
 // paths resolves socket paths from what the process knows about itself;
 // tests build one for any user and environment.
 type paths struct {

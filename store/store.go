@@ -36,9 +36,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -471,6 +473,56 @@ func (s *Store) Detached() (bool, error) {
 		return false, fmt.Errorf("store %s: %w", s.path, err)
 	}
 	return !os.SameFile(s.opened, onDisk), nil
+}
+
+// ErrInUse is returned by CheckKeys while another process (a running
+// agent) holds the database.
+var ErrInUse = errors.New("in use by a running agent")
+
+// CheckKeys reports, without changing anything, whether the records at
+// path open with opts.Key or opts.PreviousKeys: the *WrongKeyError Open
+// would return, nil, or ErrInUse (wrapped) while a running agent holds the
+// file. A missing file is fine: Open creates it.
+func CheckKeys(path string, opts Options) error {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 200 * time.Millisecond})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("store %s: %w; its keys were checked when it started", path, ErrInUse)
+	}
+	if err != nil {
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	defer db.Close()
+	known := map[[8]byte]bool{}
+	for _, k := range append([]*Key{opts.Key}, opts.PreviousKeys...) {
+		if k != nil {
+			known[k.id] = true
+		}
+	}
+	unknown := map[string]bool{}
+	records := 0
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			if h, ok := parseHeader(v); ok && !known[h.keyID] {
+				unknown[hex.EncodeToString(h.keyID[:])] = true
+				records++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	if records > 0 {
+		return &WrongKeyError{Path: path, KeyIDs: slices.Sorted(maps.Keys(unknown)), Records: records}
+	}
+	return nil
 }
 
 // Close closes the database.

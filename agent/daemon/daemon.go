@@ -85,6 +85,9 @@ func New(opts Options) (*Daemon, error) {
 			"and a user agent does not fall back to a directory in /tmp, where another user could have made it first. " +
 			"Pass --socket PATH in a directory only you can write, set TOKENAGENT_SOCKET or the config's socket, or use the system agent")
 	}
+	if err := opts.Config.CheckServes(); err != nil {
+		return nil, err
+	}
 	if opts.ConfigPath != "" && !filepath.IsAbs(opts.ConfigPath) {
 		return nil, fmt.Errorf("daemon: configuration path %q is not absolute; resolve it once, at start", opts.ConfigPath)
 	}
@@ -239,8 +242,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if h := a.StoreHealth(); h.State != "memory" {
 		storeDesc = h.Path + " (" + h.State + ")"
 	}
-	d.log.Info().Str("config", cfg.Path()).Str("socket", d.opts.Socket).Str("store", storeDesc).
-		Strs("profiles", cfg.ProfileNames()).Str("version", d.opts.Version).Msg("agent started")
+	started := d.log.Info().Str("config", cfg.Path()).Str("socket", d.opts.Socket).Str("store", storeDesc).
+		Strs("profiles", cfg.ProfileNames()).Str("version", d.opts.Version)
+	if hint := ipc.SocketHint(d.opts.Socket); hint != "" {
+		// Clients do not read this configuration: they need to be told.
+		started = started.Str("clients_need", hint)
+	}
+	started.Msg("agent started")
 	if err := sdNotify("READY=1"); err != nil {
 		d.log.Warn().Err(err).Msg("cannot notify systemd of readiness")
 	}
@@ -327,6 +335,9 @@ func (d *Daemon) reload(a *agent.Agent) {
 	defer sdNotify("READY=1")
 	d.log.Info().Str("config", path).Msg("SIGHUP: reloading configuration")
 	next, err := agent.LoadConfig(path)
+	if err == nil {
+		err = next.CheckServes()
+	}
 	if err == nil {
 		for _, dir := range next.SinkDirs() { // a new file sink must live somewhere safe too
 			if err = checkTrustedDir("file sink directory", dir, os.Geteuid()); err != nil {

@@ -157,7 +157,8 @@ func TestRunFailingEarly(t *testing.T) {
 }
 
 func TestNewChecksOptions(t *testing.T) {
-	cfg, _ := agent.ParseConfig([]byte(""), "x.toml")
+	cfg, _ := agent.ParseConfig([]byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:HOME\"\n"), "x.toml")
+	empty, _ := agent.ParseConfig([]byte(""), "empty.toml")
 	for _, tc := range []struct {
 		opts daemon.Options
 		want string
@@ -165,6 +166,7 @@ func TestNewChecksOptions(t *testing.T) {
 		{daemon.Options{Socket: "/s"}, "no configuration"},
 		{daemon.Options{Config: cfg}, "no socket path"},
 		{daemon.Options{Config: cfg, Socket: "/s", ConfigPath: "rel/agent.toml"}, "not absolute"},
+		{daemon.Options{Config: empty, Socket: "/s"}, "empty.toml: no profiles"},
 	} {
 		if _, err := daemon.New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want %q", tc.opts, err, tc.want)

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/internal/version"
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 func versionString() string { return "tokenagentd " + version.String() }
@@ -30,20 +33,36 @@ func loadConfig(path string) (*agent.Config, error) {
 	return agent.LoadConfig(path)
 }
 
-func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
+func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check-config", stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	configFlag := fs.String("config", "", "the configuration `file` (or give it as FILE)")
+	socketFlag := fs.String("socket", "", "the socket `path` the agent would be started with")
+	online := fs.Bool("online", false, "also ask each profile's IdP for one token (discarded, never printed), and report its answer")
+	var positional []string
+	for { // FILE may come before or after the flags
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
 	}
-	if fs.NArg() > 1 {
-		return usageError{"check-config takes at most one FILE"}
+	if len(positional) > 1 || len(positional) == 1 && *configFlag != "" {
+		return usageError{"check-config takes one configuration: FILE or --config FILE"}
 	}
-	path, err := absPath(fs.Arg(0))
+	if len(positional) == 1 {
+		*configFlag = positional[0]
+	}
+	path, err := absPath(*configFlag)
 	if err != nil {
 		return err
 	}
 	cfg, err := loadConfig(path)
 	if err != nil {
+		return err
+	}
+	if err := cfg.CheckServes(); err != nil {
 		return err
 	}
 	// Building the agent reads every secret and key, so a missing env var
@@ -58,10 +77,43 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	names := cfg.ProfileNames()
-	fmt.Fprintf(stdout, "%s: ok, %d profile(s): %s\ntokens: %s\n", cfg.Path(), len(names), strings.Join(names, ", "), where)
+	socket := ipc.SocketPath(*socketFlag, cfg.Socket)
+	fmt.Fprintf(stdout, "%s: ok, %d profile(s): %s\ntokens: %s\nsocket: %s\n", cfg.Path(), len(names), strings.Join(names, ", "), where, socket)
+	if hint := ipc.SocketHint(socket); hint != "" {
+		fmt.Fprintf(stdout, "  clients find it with: %s\n", hint)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
 	if m := cfg.MetricsListen; m != "" && !loopbackAddress(m) {
 		fmt.Fprintf(stderr, "warning: metrics_listen = %q is reachable from other hosts: /metrics has no access control and names every profile; "+
 			"bind it to 127.0.0.1 (or ::1) unless a firewall or network policy restricts it\n", m)
+	}
+	if *online {
+		return checkOnline(ctx, a, names, stdout)
+	}
+	return nil
+}
+
+// checkOnline asks each profile's IdP for one token, as the agent would
+// (discovery included), and reports each answer; the tokens are dropped
+// unseen. It fails when any profile cannot get one.
+func checkOnline(ctx context.Context, a *agent.Agent, names []string, stdout io.Writer) error {
+	self := ipc.Caller{UID: uint32(os.Geteuid())}
+	failed := 0
+	for _, name := range names {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		tok, err := a.Token(ctx, self, name, 0)
+		cancel()
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, "profile %s: FAILED: %v\n", name, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "profile %s: ok, the IdP issued a token valid for %v\n", name, time.Until(tok.ExpiresAt).Round(time.Second))
+	}
+	if failed > 0 {
+		return &exitError{code: exitIdP, err: fmt.Errorf("%d of %d profiles could not get a token", failed, len(names))}
 	}
 	return nil
 }

@@ -22,7 +22,16 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	exitIdP     = 5 // check-config --online: an IdP would not issue a token
 )
+
+// exitError ends the program with code after printing err.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
 
 // usageError makes run exit with exitUsage.
 type usageError struct{ msg string }
@@ -42,8 +51,12 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "tokenagentd:", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	var ee *exitError
+	switch {
+	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &ee):
+		return ee.code
 	}
 	return exitFailure
 }
@@ -62,7 +75,11 @@ configuration, SIGTERM or Ctrl-C drains requests in flight and stops):
                   profile on a socket of its own
 
 commands:
-  check-config [FILE]        validate a configuration, secrets and keys included
+  check-config [FILE] [--online] [--socket PATH]
+                             validate a configuration, secrets, keys and the
+                             store's records included; print where tokens and
+                             the socket will be; --online also asks each
+                             profile's IdP for one token (exit 5 if one fails)
   service install|uninstall|start|stop|restart|status [--config FILE] [--user]
                              manage the systemd/launchd/Windows service
   version                    print the version
@@ -80,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "", "run": // "run" is accepted for units written for the single binary
 		return cmdRun(ctx, rest, stderr)
 	case "check-config":
-		return cmdCheckConfig(rest, stdout, stderr)
+		return cmdCheckConfig(ctx, rest, stdout, stderr)
 	case "service":
 		return cmdService(rest, stdout, stderr)
 	case "version":

@@ -9,12 +9,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/store"
 )
 
 // testDir is world-traversable: sockets and built binaries that child
@@ -137,7 +142,7 @@ func TestExitCodes(t *testing.T) {
 		{"check-config ok", []string{"check-config", good}, exitOK, "ok, 1 profile(s): p", ""},
 		{"check-config unknown key", []string{"check-config", bad}, exitFailure, "", "bad.toml:3: unknown key \"clientid\""},
 		{"check-config missing file", []string{"check-config", filepath.Join(dir, "nope.toml")}, exitFailure, "", "nope.toml"},
-		{"check-config two files", []string{"check-config", good, bad}, exitUsage, "", "at most one"},
+		{"check-config two files", []string{"check-config", good, bad}, exitUsage, "", "one configuration"},
 		{"check-config open metrics_listen", []string{"check-config", openMetrics}, exitOK, "ok, 1 profile(s)", `warning: metrics_listen = ":9464" is reachable from other hosts`},
 	}
 	for _, tt := range tests {
@@ -175,6 +180,75 @@ func TestDaemonLinksNoTestFixtures(t *testing.T) {
 	for _, fixture := range []string{"net/http/httptest", "github.com/tokenagent/tokenagent/agent/idptest", "github.com/tokenagent/tokenagent/agent/agenttest", "testing"} {
 		if slices.Contains(deps, fixture) {
 			t.Errorf("tokenagentd links %s", fixture)
+		}
+	}
+}
+
+// TestCheckConfigFindsWhatRunRefuses: check-config refuses what start
+// would (no profiles; stored records sealed with a key the configuration
+// no longer has), warns of a literal secret that looks like a file name,
+// takes --config like the daemon and resolves a relative path as start
+// does, and says where the socket is and how clients find it.
+func TestCheckConfigFindsWhatRunRefuses(t *testing.T) {
+	dir := t.TempDir()
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "check-config-secret", Method: "client_secret_basic"})
+	db := filepath.Join(dir, "state", "tokens.db")
+	profile := func(name, secret string) string {
+		return fmt.Sprintf("[profiles.%s]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", name, idp.TokenURL, secret)
+	}
+	cfgPath := filepath.Join(dir, "agent.toml")
+	writeConfig(t, cfgPath, fmt.Sprintf("store = %q\n", db)+profile("good", "check-config-secret")+profile("bad", "wrong-secret"))
+
+	empty := filepath.Join(dir, "empty.toml")
+	writeConfig(t, empty, "store = \"memory\"\n")
+	if _, stderr, code := cli("check-config", empty); code != exitFailure || !strings.Contains(stderr, "no profiles") {
+		t.Errorf("no profiles: exit %d, %q", code, stderr)
+	}
+
+	// Relative --config, from the config's directory: the key goes beside it.
+	wd, _ := os.Getwd()
+	os.Chdir(dir)
+	stdout, stderr, code := cli("check-config", "--config", "agent.toml", "--socket", filepath.Join(dir, "agent.sock"))
+	os.Chdir(wd)
+	if code != exitOK || !strings.Contains(stdout, filepath.Join(dir, "store.key")) || !strings.Contains(stdout, "socket: "+filepath.Join(dir, "agent.sock")) ||
+		!strings.Contains(stdout, "export TOKENAGENT_SOCKET="+filepath.Join(dir, "agent.sock")) {
+		t.Errorf("check-config --config agent.toml: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// Records sealed with a key that is gone: start would refuse.
+	cfg, err := agent.LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := agent.OpenStore(cfg) // creates store.key
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Put(store.Record{Profile: "good", AccessToken: "eyJ.x.y", ExpiresAt: time.Now().Add(time.Hour), ObtainedAt: time.Now()})
+	st.Close()
+	newKey, _ := store.NewKeyText()
+	writeConfig(t, filepath.Join(dir, "store.key"), string(newKey))
+	if _, stderr, code := cli("check-config", cfgPath); code != exitFailure || !strings.Contains(stderr, "would refuse to start") || !strings.Contains(stderr, "store_key_previous") {
+		t.Errorf("store key changed: exit %d, %q; want the refusal start would give", code, stderr)
+	}
+	os.Remove(db)
+
+	// A literal secret that is a file name; --online asks each IdP once.
+	writeFile := filepath.Join(dir, "good.secret")
+	writeConfig(t, writeFile, "check-config-secret")
+	writeConfig(t, cfgPath, fmt.Sprintf("store = %q\n", db)+profile("good", "check-config-secret")+profile("bad", "wrong-secret")+profile("typo", "good.secret"))
+	stdout, stderr, code = cli("check-config", cfgPath, "--online")
+	if !strings.Contains(stderr, `warning: profile "typo": client_secret is literal text that looks like a file name`) {
+		t.Errorf("no warning for client_secret = \"good.secret\":\n%s", stderr)
+	}
+	if code != exitIdP || !strings.Contains(stdout, "profile good: ok") || !regexp.MustCompile(`profile bad: FAILED: .*invalid_client`).MatchString(stdout) {
+		t.Errorf("check-config --online: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, tok := range idp.Issued() {
+		if strings.Contains(stdout+stderr, tok) {
+			t.Error("check-config --online printed a token")
 		}
 	}
 }
