@@ -5,10 +5,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"strings"
 	"sync"
 
+
+	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -115,6 +119,44 @@ func (s *Server) writeMetrics(w io.Writer) {
 	if s.cfg.Backend != nil {
 		writeStats(w, s.cfg.Backend.Stats())
 		writeStore(w, s.cfg.Backend.StoreHealth())
+	}
+	family(w, "tokenagent_build_info", "gauge", "The agent's version and the Go it was built with (always 1).")
+	fmt.Fprintf(w, "tokenagent_build_info{version=%q,goversion=%q} 1\n", version.String(), runtime.Version())
+	writeRuntime(w)
+}
+
+// writeRuntime writes the standard series of a Go daemon under the names
+// client_golang's Go and process collectors use, so that dashboards built
+// for them work. (client_golang itself is not linked: its exposition
+// package pulls the testing package into the daemon.)
+func writeRuntime(w io.Writer) {
+	samples := []rtmetrics.Sample{
+		{Name: "/sched/goroutines:goroutines"},
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+	}
+	rtmetrics.Read(samples)
+	value := func(i int) uint64 {
+		if samples[i].Value.Kind() == rtmetrics.KindUint64 {
+			return samples[i].Value.Uint64()
+		}
+		return 0
+	}
+	gauge := func(name, help string, v any) {
+		family(w, name, "gauge", help)
+		fmt.Fprintf(w, "%s %v\n", name, v)
+	}
+	family(w, "go_info", "gauge", "Information about the Go environment.")
+	fmt.Fprintf(w, "go_info{version=%q} 1\n", runtime.Version())
+	gauge("go_goroutines", "Number of goroutines that currently exist.", value(0))
+	family(w, "go_gc_cycles_total", "counter", "Completed GC cycles.")
+	fmt.Fprintf(w, "go_gc_cycles_total %d\n", value(1))
+	gauge("go_memstats_heap_alloc_bytes", "Bytes of allocated heap objects.", value(2))
+	gauge("go_memstats_sys_bytes", "Bytes of memory obtained from the OS.", value(3))
+	for _, m := range processMetrics() {
+		family(w, m.name, m.typ, m.help)
+		fmt.Fprintf(w, "%s %v\n", m.name, m.value)
 	}
 }
 

@@ -78,6 +78,22 @@ func TestMetricsParseAndCount(t *testing.T) {
 	if v := value("tokenagent_token_expiry_seconds", map[string]string{"profile": "p"}); v < 3500 || v > 3600 {
 		t.Errorf("tokenagent_token_expiry_seconds = %v, want about 3600", v)
 	}
+	// The series every Go daemon is expected to have, and the build.
+	if v := value("process_resident_memory_bytes", nil); v < 1<<20 {
+		t.Errorf("process_resident_memory_bytes = %v", v)
+	}
+	if v := value("process_open_fds", nil); v < 3 {
+		t.Errorf("process_open_fds = %v", v)
+	}
+	if v := value("go_goroutines", nil); v < 1 {
+		t.Errorf("go_goroutines = %v", v)
+	}
+	if v := value("tokenagent_build_info", nil); v != 1 || labelValue(families["tokenagent_build_info"].Metric[0], "goversion") == "" {
+		t.Errorf("tokenagent_build_info = %v, %v", v, families["tokenagent_build_info"].Metric[0])
+	}
+	if v := value("tokenagent_store_state", map[string]string{"state": "memory"}); v != 1 {
+		t.Errorf("tokenagent_store_state{state=memory} = %v, want 1", v)
+	}
 }
 
 func labelValue(m *dto.Metric, name string) string {
