@@ -435,3 +435,21 @@ func TestTokenEndpointLoopbackOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvSecretEmptyIsNotUnset: an env: reference to a variable that is
+// set but empty says so, not that it is missing (a different fix).
+func TestEnvSecretEmptyIsNotUnset(t *testing.T) {
+	t.Setenv("TOKENAGENT_TEST_EMPTY_SECRET", "")
+	for _, tc := range []struct{ ref, want string }{
+		{"env:TOKENAGENT_TEST_EMPTY_SECRET", "TOKENAGENT_TEST_EMPTY_SECRET is set but empty"},
+		{"env:TOKENAGENT_TEST_NEVER_SET", "TOKENAGENT_TEST_NEVER_SET is not set"},
+	} {
+		cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = %q\n", tc.ref)), "env.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := agent.New(cfg, agent.Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("client_secret = %q: %v, want %q", tc.ref, err, tc.want)
+		}
+	}
+}

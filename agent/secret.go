@@ -41,8 +41,11 @@ func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
 	case strings.HasPrefix(ref, refEnv):
 		name := strings.TrimPrefix(ref, refEnv)
 		v, ok := lookupEnvSecret(name)
-		if !ok || v == "" {
+		switch {
+		case !ok:
 			return nil, fmt.Errorf("environment variable %s is not set", name)
+		case v == "":
+			return nil, fmt.Errorf("environment variable %s is set but empty", name)
 		}
 		return []byte(v), nil
 	case strings.HasPrefix(ref, refFile):

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -75,6 +76,15 @@ type Daemon struct {
 	endpointLn net.Addr
 }
 
+// maxSocketPath is the longest path a Unix socket may have: sun_path
+// holds 108 bytes on Linux, 104 on the BSDs and macOS, with the final NUL.
+func maxSocketPath() int {
+	if runtime.GOOS == "linux" {
+		return 107
+	}
+	return 103
+}
+
 // New checks opts and returns a daemon ready to Run. It starts nothing.
 func New(opts Options) (*Daemon, error) {
 	if opts.Config == nil {
@@ -87,6 +97,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	if err := opts.Config.CheckServes(); err != nil {
 		return nil, err
+	}
+	if max := maxSocketPath(); len(opts.Socket) > max {
+		return nil, fmt.Errorf("socket path %s is %d bytes; a Unix socket's path may have at most %d here: choose a shorter --socket or socket", opts.Socket, len(opts.Socket), max)
 	}
 	if opts.ConfigPath != "" && !filepath.IsAbs(opts.ConfigPath) {
 		return nil, fmt.Errorf("daemon: configuration path %q is not absolute; resolve it once, at start", opts.ConfigPath)

@@ -167,6 +167,7 @@ func TestNewChecksOptions(t *testing.T) {
 		{daemon.Options{Config: cfg}, "no socket path"},
 		{daemon.Options{Config: cfg, Socket: "/s", ConfigPath: "rel/agent.toml"}, "not absolute"},
 		{daemon.Options{Config: empty, Socket: "/s"}, "empty.toml: no profiles"},
+		{daemon.Options{Config: cfg, Socket: "/" + strings.Repeat("s", 120)}, "is 121 bytes; a Unix socket's path may have at most"},
 	} {
 		if _, err := daemon.New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want %q", tc.opts, err, tc.want)
