@@ -540,3 +540,22 @@ func TestMinValidReadAlike(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshDuringOutageKeepsTheToken: `tokenagent refresh` while the IdP
+// is down keeps the still-valid token in service (exit 0, saying so),
+// and callers go on getting it.
+func TestRefreshDuringOutageKeepsTheToken(t *testing.T) {
+	before, _, code := cli("token", "demo")
+	if code != 0 {
+		t.Fatal("token demo failed")
+	}
+	cliIdP.SetFault(idptest.Fault{Status: http.StatusServiceUnavailable})
+	defer cliIdP.ClearFault()
+	stdout, stderr, code := cli("refresh", "demo")
+	if code != 0 || !strings.Contains(stdout, "kept the current token") {
+		t.Errorf("refresh during an outage: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if after, _, code := cli("token", "demo"); code != 0 || after != before {
+		t.Errorf("after the failed refresh: exit %d, same token %v; want the old token served", code, after == before)
+	}
+}
