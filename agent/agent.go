@@ -129,6 +129,11 @@ type ProfileStatus struct {
 	UpstreamRequests int
 	// Idle is set while background refresh is paused for lack of demand.
 	Idle bool
+	// Origin is "idp" for a token this agent fetched, "store" for one
+	// loaded from the store at start ("" with no token); ObtainedAt is
+	// when it was fetched.
+	Origin     string
+	ObtainedAt time.Time
 	// ClockSkew is the last token's JWT exp minus its expiry by the
 	// IdP's expires_in on this host's clock, when that exceeds 30 s (the
 	// two clocks disagree; the earlier expiry is used); else 0.

@@ -83,6 +83,7 @@ type cached struct {
 	// the wall clock alone would make a token look valid for longer after
 	// an NTP step back, the monotonic one alone after a suspend.
 	monoExpiry, monoRefresh time.Duration
+	fromStore               bool // loaded from the store, not fetched by this agent
 }
 
 // left is how long the token stays valid: the lesser of what the wall
@@ -342,6 +343,7 @@ func (s *source) seed(r store.Record) {
 		},
 		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
 		sum:       sha256.Sum256([]byte(r.AccessToken)),
+		fromStore: true,
 	}
 	// A stored token's times are wall times: the monotonic ones start
 	// from them, as the clocks read now.
@@ -572,6 +574,10 @@ func (s *source) status(now time.Time) ProfileStatus {
 		HasLocalSecret:   s.prof.localSecret != [32]byte{},
 	}
 	if c := s.cur.Load(); c != nil {
+		st.Origin, st.ObtainedAt = "idp", c.ObtainedAt
+		if c.fromStore {
+			st.Origin = "store"
+		}
 		st.ExpiresAt = c.serve(now, s.agent.clock.Mono()).ExpiresAt
 		st.RefreshAt = now.Add(c.untilDue(now, s.agent.clock.Mono()))
 	}

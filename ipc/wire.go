@@ -130,6 +130,11 @@ type ProfileInfo struct {
 	// client pointed at the token endpoint must ask for them.
 	Audience string   `json:"audience,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// Origin says where the held token came from: "idp" (fetched by this
+	// agent) or "store" (loaded from the store at start; ObtainedAt says
+	// when it was fetched).
+	Origin     string    `json:"origin,omitempty"`
+	ObtainedAt time.Time `json:"obtained_at,omitzero"`
 	// ClockSkewSeconds is how far the last token's JWT exp lay from the
 	// IdP's expires_in counted on the agent's clock, when that is more
 	// than 30 s: the host's and the IdP's clocks disagree.
@@ -149,6 +154,20 @@ type HealthResponse struct {
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
 	// Store is the token store's state.
 	Store *StoreHealth `json:"store,omitempty"`
+	// Degraded names the caller's profiles that cannot serve a token now
+	// (the last fetch failed and no valid token is held). The agent itself
+	// is alive: the answer is still 200.
+	Degraded []string `json:"degraded,omitempty"`
+	// Agent says which agent this is and since when it runs.
+	Agent *AgentInfo `json:"agent,omitempty"`
+}
+
+// AgentInfo describes the running agent.
+type AgentInfo struct {
+	Version    string    `json:"version"`
+	Config     string    `json:"config,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	ReloadedAt time.Time `json:"reloaded_at,omitzero"`
 }
 
 // StoreHealth is the token store's state. The store is a cache: in every

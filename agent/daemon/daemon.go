@@ -74,6 +74,8 @@ type Daemon struct {
 	agent      *agent.Agent
 	metricsLn  net.Addr
 	endpointLn net.Addr
+	started    time.Time // when Run began serving
+	reloaded   time.Time // the last applied reload
 }
 
 // maxSocketPath is the longest path a Unix socket may have: sun_path
@@ -214,7 +216,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		observe = func(ev localapi.RequestEvent) { logged(ev); extra(ev) }
 	}
 	requests := &localapi.Requests{} // every door's, on the socket's /metrics
-	srv := localapi.New(localapi.Config{Backend: backend{a}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
+	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
 		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL})
 	served := make(chan error, 3) // one answer from each server; never blocks
 	serveDone := make(chan struct{})
@@ -226,7 +228,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 
 	var endpointAddr net.Addr
 	if eln != nil {
-		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
+		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
 		endpointDone := make(chan struct{})
 		go func() { defer close(endpointDone); served <- esrv.Serve(eln) }()
 		defer func() { d.drain(esrv, "token endpoint"); <-endpointDone }()
@@ -249,7 +251,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 
 	d.mu.Lock()
-	d.agent, d.metricsLn, d.endpointLn = a, metricsAddr, endpointAddr
+	d.agent, d.metricsLn, d.endpointLn, d.started = a, metricsAddr, endpointAddr, time.Now()
 	d.mu.Unlock()
 	storeDesc := "memory"
 	if h := a.StoreHealth(); h.State != "memory" {
@@ -367,7 +369,7 @@ func (d *Daemon) reload(a *agent.Agent) {
 	}
 	d.mu.Lock()
 	prev := d.cfg
-	d.cfg = next
+	d.cfg, d.reloaded = next, time.Now()
 	d.mu.Unlock()
 	warnRestartOnly(prev, next, d.log)
 }
@@ -424,7 +426,16 @@ func NewLogger(cfg *agent.Config, w io.Writer) zerolog.Logger {
 
 // backend serves the engine over the socket: it turns the engine's tokens
 // and status into the wire types.
-type backend struct{ a *agent.Agent }
+type backend struct {
+	a *agent.Agent
+	d *Daemon
+}
+
+func (b backend) Info() ipc.AgentInfo {
+	b.d.mu.Lock()
+	defer b.d.mu.Unlock()
+	return ipc.AgentInfo{Version: b.d.opts.Version, Config: b.d.cfg.Path(), StartedAt: b.d.started.UTC(), ReloadedAt: b.d.reloaded.UTC()}
+}
 
 func (b backend) Token(ctx context.Context, caller ipc.Caller, req localapi.TokenRequest) (*ipc.TokenResponse, error) {
 	var tok *agent.Token
@@ -459,6 +470,7 @@ func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
 			Name: st.Name, ExpiresAt: st.ExpiresAt.UTC(), LastRefresh: st.LastRefresh.UTC(),
 			LastError: st.LastError, NextAttempt: st.NextAttempt.UTC(), UpstreamRequests: st.UpstreamRequests, Idle: st.Idle,
 			Audience: st.Audience, Scopes: st.Scopes, ClockSkewSeconds: st.ClockSkew.Seconds(),
+			Origin: st.Origin, ObtainedAt: st.ObtainedAt.UTC(),
 		})
 	}
 	return out
@@ -473,7 +485,7 @@ func (b backend) Stats() []localapi.ProfileStats {
 			Profile: st.Name, Results: st.Results,
 			LatencyBuckets: agent.LatencyBuckets(), LatencyCounts: st.Latency.Counts[:], LatencySum: st.Latency.Sum,
 			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
-			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(),
+			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(), LastSuccess: st.LastRefresh,
 		})
 	}
 	return out

@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -318,4 +319,52 @@ func TestReadOnlyStoreAtStart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
 	}
+}
+
+// TestHealthTellsTheTruth: /v1/health names the caller's profiles that
+// cannot serve (still 200: the agent is alive), says which agent runs with
+// what configuration since when; after a restart, a token loaded from the
+// store says so (not "never refreshed"); /metrics has the last success.
+func TestHealthTellsTheTruth(t *testing.T) {
+	f := newFixture(t, "")
+	bad := fmt.Sprintf("[profiles.bad]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"wrong-secret\"\n", f.idp.TokenURL)
+	appendFile(t, f.config, bad)
+	self := ipc.Caller{UID: uint32(os.Geteuid())}
+	runOnce := func(check func(a *agent.Agent, c *clientlib.Client)) {
+		t.Helper()
+		d := f.daemon(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		<-d.Ready()
+		c := &clientlib.Client{Socket: f.socket}
+		check(d.Agent(), c)
+		c.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	runOnce(func(a *agent.Agent, c *clientlib.Client) {
+		a.Token(context.Background(), self, "p", 0)
+		a.Token(context.Background(), self, "bad", 0)
+		h, err := c.Health(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(h.Degraded, []string{"bad"}) || h.Agent == nil || h.Agent.Config != f.config || h.Agent.StartedAt.IsZero() {
+			t.Errorf("/v1/health = degraded %v, agent %+v; want [bad] and the agent's config and start", h.Degraded, h.Agent)
+		}
+	})
+	runOnce(func(a *agent.Agent, c *clientlib.Client) { // restarted: p comes from the store
+		profiles, err := c.Profiles(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range profiles {
+			if p.Name == "p" && (p.Origin != "store" || p.ObtainedAt.IsZero() || !p.LastRefresh.IsZero()) {
+				t.Errorf("after a restart, profile p = %+v; want origin store with its obtained time", p)
+			}
+		}
+	})
 }

@@ -183,12 +183,14 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
+			Agent    *ipc.AgentInfo            `json:"agent,omitempty"`
 			Profiles []clientlib.ProfileStatus `json:"profiles"`
 			Store    *ipc.StoreHealth          `json:"store,omitempty"`
-		}{profiles, health.Store}); err != nil {
+		}{health.Agent, profiles, health.Store}); err != nil {
 			return err
 		}
 	} else {
+		renderAgent(stdout, health.Agent, now)
 		if err := renderStatus(stdout, profiles, now); err != nil {
 			return err
 		}
@@ -202,6 +204,22 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	return nil
+}
+
+// renderAgent says which agent answers, with what configuration, since
+// when.
+func renderAgent(w io.Writer, a *ipc.AgentInfo, now time.Time) {
+	if a == nil {
+		return
+	}
+	fmt.Fprintf(w, "AGENT %s, up %v", ipc.SafeText(a.Version), now.Sub(a.StartedAt).Round(time.Second))
+	if a.Config != "" {
+		fmt.Fprintf(w, ", config %s", ipc.SafeText(a.Config))
+	}
+	if !a.ReloadedAt.IsZero() {
+		fmt.Fprintf(w, ", reloaded %s", a.ReloadedAt.Local().Format(time.DateTime))
+	}
+	fmt.Fprint(w, "\n\n")
 }
 
 // renderStore adds a line about the token store when it is not well: the
@@ -237,8 +255,11 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 			expires += " (idle)"
 		}
 		last := "never"
-		if !p.LastRefresh.IsZero() {
+		switch {
+		case !p.LastRefresh.IsZero():
 			last = p.LastRefresh.Local().Format(time.DateTime)
+		case p.Origin == "store":
+			last = "from store: " + p.ObtainedAt.Local().Format(time.DateTime)
 		}
 		lastErr := "-"
 		if p.LastError != "" {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -34,6 +35,9 @@ type ProfileStats struct {
 	// HasToken.
 	ExpiresIn float64
 	HasToken  bool
+	// LastSuccess is when the last token was fetched (zero: never, by
+	// this agent).
+	LastSuccess time.Time
 }
 
 // MetricsHandler serves /metrics alone, for a separate TCP listener
@@ -222,6 +226,11 @@ func writeStats(w io.Writer, all []ProfileStats) {
 	each("tokenagent_token_expiry_seconds", "gauge", "Seconds until the held token expires (absent when none is held).", func(m ProfileStats) {
 		if m.HasToken {
 			fmt.Fprintf(w, "tokenagent_token_expiry_seconds{profile=%q} %.0f\n", m.Profile, m.ExpiresIn)
+		}
+	})
+	each("tokenagent_last_success_timestamp_seconds", "gauge", "When the last token was fetched from the IdP, Unix seconds (absent: never, by this agent).", func(m ProfileStats) {
+		if !m.LastSuccess.IsZero() {
+			fmt.Fprintf(w, "tokenagent_last_success_timestamp_seconds{profile=%q} %d\n", m.Profile, m.LastSuccess.Unix())
 		}
 	})
 	each("tokenagent_coalesced_waiters_total", "counter", "Callers that waited on a fetch another caller had started.", func(m ProfileStats) {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -77,6 +78,9 @@ func TestMetricsParseAndCount(t *testing.T) {
 	}
 	if v := value("tokenagent_token_expiry_seconds", map[string]string{"profile": "p"}); v < 3500 || v > 3600 {
 		t.Errorf("tokenagent_token_expiry_seconds = %v, want about 3600", v)
+	}
+	if v := value("tokenagent_last_success_timestamp_seconds", map[string]string{"profile": "p"}); v < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("tokenagent_last_success_timestamp_seconds = %v, want about now", v)
 	}
 	// The series every Go daemon is expected to have, and the build.
 	if v := value("process_resident_memory_bytes", nil); v < 1<<20 {

@@ -51,6 +51,8 @@ type Backend interface {
 	Stats() []ProfileStats
 	// StoreHealth is the token store's state, for /v1/health and /metrics.
 	StoreHealth() ipc.StoreHealth
+	// Info says which agent this is, for /v1/health.
+	Info() ipc.AgentInfo
 }
 
 // RequestEvent describes one answered request, for logs and audits. It
@@ -274,8 +276,14 @@ var handlers = map[string]func(*Server, http.ResponseWriter, *http.Request, *Req
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *RequestEvent, _ Route) {
 	h := ipc.HealthResponse{Status: "ok", TokenEndpoint: s.cfg.TokenEndpoint}
 	if s.cfg.Backend != nil {
-		st := s.cfg.Backend.StoreHealth()
-		h.Store = &st
+		st, info := s.cfg.Backend.StoreHealth(), s.cfg.Backend.Info()
+		h.Store, h.Agent = &st, &info
+		now := time.Now()
+		for _, p := range s.cfg.Backend.Profiles(ev.Caller) { // only the caller's: names stay private
+			if p.LastError != "" && !p.ExpiresAt.After(now) {
+				h.Degraded = append(h.Degraded, p.Name)
+			}
+		}
 	}
 	s.ok(w, ev, h)
 }
