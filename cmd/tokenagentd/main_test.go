@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,6 +250,62 @@ func TestCheckConfigFindsWhatRunRefuses(t *testing.T) {
 	for _, tok := range idp.Issued() {
 		if strings.Contains(stdout+stderr, tok) {
 			t.Error("check-config --online printed a token")
+		}
+	}
+}
+
+// TestReadmeCommandsWorkAgainstDev runs the README's client commands
+// ("Using it") against `tokenagentd --dev`, as a newcomer would after its
+// export line: each must exit 0.
+func TestReadmeCommandsWorkAgainstDev(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commands [][]string
+	for _, line := range strings.Split(string(readme), "\n") {
+		line, _, _ = strings.Cut(strings.TrimSpace(line), "#")
+		line = strings.TrimSpace(line)
+		if inner, ok := strings.CutPrefix(line, `eval "$(`); ok {
+			line = strings.TrimSuffix(inner, `)"`)
+		}
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "tokenagent" && strings.Contains(line, "demo") || line == "tokenagent status" {
+			for i := range f {
+				if f[i] == "./job.sh" {
+					f[i] = "true" // the job itself is the reader's
+				}
+			}
+			commands = append(commands, f[1:])
+		}
+	}
+	if len(commands) < 6 {
+		t.Fatalf("found %d tokenagent commands in the README, want its examples", len(commands))
+	}
+	cmd := exec.Command(buildBinary(t), "--dev")
+	cmd.Env = append(os.Environ(), ipc.EnvSocket+"=")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	var socket string
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "export TOKENAGENT_SOCKET="); ok {
+			socket = s
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	if socket == "" {
+		t.Fatal("tokenagentd --dev printed no export line")
+	}
+	cli := buildCLI(t)
+	for _, args := range commands {
+		c := exec.Command(cli, args...)
+		c.Env = append(os.Environ(), ipc.EnvSocket+"="+socket)
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Errorf("README: tokenagent %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }

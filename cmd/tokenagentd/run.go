@@ -106,6 +106,7 @@ func startDemoIdP() (*demoidp.Server, *agent.Config, error) {
 	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf(`
 store = "memory"
 idle_after = "24h"
+token_endpoint = "127.0.0.1:0"
 [profiles.demo]
 token_url = %q
 client_id = %q
@@ -137,6 +138,7 @@ func devHints(ctx context.Context, a *agent.Agent, socket string, log zerolog.Lo
 		"  export TOKENAGENT_SOCKET=%[1]s\n"+
 		"  %[2]s token demo --format header\n"+
 		"  %[2]s status\n"+
+		"  eval \"$(%[2]s env demo --for oauth)\"   # an unmodified OAuth client's settings\n"+
 		"  curl --unix-socket %[1]s http://tokenagent/v1/tokens/demo\n\n", socket, cli)
 	return nil
 }
