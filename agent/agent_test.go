@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -674,5 +675,22 @@ func TestServiceReturnsSecondsAfterAnOutage(t *testing.T) {
 				t.Errorf("IdP requests while recovering = %d for 50 callers a second over %v; want one per probe", n, took)
 			}
 		})
+	}
+}
+
+// TestIssuerMismatchCountedAsSuch: a discovery document for another issuer
+// is counted as its own result, not as the HTTP 200 it came with.
+func TestIssuerMismatchCountedAsSuch(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"issuer":"https://elsewhere.example","token_endpoint":"https://elsewhere.example/token"}`))
+	}))
+	defer ts.Close()
+	h := newHarness(t, "")
+	a := h.newAgent(fmt.Sprintf("[profiles.d]\nissuer = %q\nclient_id = \"c\"\nclient_secret = %q\n", ts.URL, testSecret))
+	if _, err := a.Token(context.Background(), self, "d", 0); err == nil {
+		t.Fatal("token from a mismatched issuer")
+	}
+	if r := a.Status()[0].Results; r["issuer_mismatch"] != 1 || r["http_200"] != 0 {
+		t.Errorf("results = %v, want issuer_mismatch: 1", r)
 	}
 }

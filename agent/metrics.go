@@ -44,6 +44,8 @@ func resultClass(err error) string {
 		return "ok"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
+	case errors.Is(err, idp.ErrIssuerMismatch):
+		return "issuer_mismatch"
 	case errors.As(err, &ie) && ie.Code != "":
 		return ie.Code
 	case errors.As(err, &ie) && ie.StatusCode != 0:

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -371,6 +372,7 @@ func (d *Daemon) reload(a *agent.Agent) {
 	prev := d.cfg
 	d.cfg, d.reloaded = next, time.Now()
 	d.mu.Unlock()
+	setLogLevel(next)
 	warnRestartOnly(prev, next, d.log)
 }
 
@@ -417,11 +419,32 @@ func NewLogger(cfg *agent.Config, w io.Writer) zerolog.Logger {
 	// Durations in seconds: "ttl":120 reads better at 3 a.m. than 120000.
 	zerolog.DurationFieldUnit = time.Second
 	zerolog.DurationFieldInteger = false
+	setLogLevel(cfg)
+	return zerolog.New(levelWriter{w}).With().Timestamp().Logger()
+}
+
+// logLevel is the least level that loggers made by NewLogger write; a
+// reload changes it (log_level applies without a restart).
+var logLevel atomic.Int32
+
+func setLogLevel(cfg *agent.Config) {
 	level, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil || cfg.LogLevel == "" {
 		level = zerolog.InfoLevel
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	logLevel.Store(int32(level))
+}
+
+// levelWriter drops events below logLevel.
+type levelWriter struct{ w io.Writer }
+
+func (l levelWriter) Write(p []byte) (int, error) { return l.w.Write(p) }
+
+func (l levelWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
+	if int32(level) < logLevel.Load() {
+		return len(p), nil
+	}
+	return l.w.Write(p)
 }
 
 // backend serves the engine over the socket: it turns the engine's tokens

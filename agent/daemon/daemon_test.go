@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -367,4 +369,55 @@ func TestHealthTellsTheTruth(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLogLevelAppliesOnReload: log_level changed in the file takes effect
+// at the next reload, without a restart.
+func TestLogLevelAppliesOnReload(t *testing.T) {
+	f := newFixture(t, `log_level = "info"`)
+	cfg, err := agent.LoadConfig(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuffer
+	log := daemon.NewLogger(cfg, &buf)
+	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: f.config, Socket: f.socket, Logger: &log, NoSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-d.Ready()
+	log.Debug().Msg("probe before the reload")
+	f.write(t, `log_level = "debug"`, "p")
+	d.Reload()
+	for !strings.Contains(buf.String(), "configuration reloaded") {
+		runtime.Gosched()
+	}
+	log.Debug().Msg("probe after the reload")
+	if out := buf.String(); strings.Contains(out, "probe before") || !strings.Contains(out, "probe after") {
+		t.Errorf("log_level did not follow the reload:\n%s", out)
+	}
+	f.write(t, `log_level = "info"`, "p") // leave the process-wide level as found
+	d.Reload()
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's and the test's use.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -60,6 +60,10 @@ func (c *Client) discover(ctx context.Context) (string, error) {
 		Err: fmt.Errorf("no discovery document at %s or %s; check issuer or set token_url", oidc, rfc8414)}
 }
 
+// ErrIssuerMismatch: a discovery document named another issuer than the
+// one asked for (metrics count it as its own result).
+var ErrIssuerMismatch = errors.New("issuer mismatch")
+
 func (c *Client) readMetadata(ctx context.Context, doc, issuer string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, doc, nil)
 	if err != nil {
@@ -86,7 +90,7 @@ func (c *Client) readMetadata(ctx context.Context, doc, issuer string) (string, 
 	// credentials to a token endpoint of its choosing.
 	if strings.TrimSuffix(meta.Issuer, "/") != issuer {
 		return "", &Error{Endpoint: doc, StatusCode: status,
-			Err: fmt.Errorf("document is for issuer %q, not %q; set issuer to exactly what the IdP publishes", printable(meta.Issuer, 200), issuer)}
+			Err: fmt.Errorf("%w: the document is for issuer %q, not %q; set issuer to exactly what the IdP publishes", ErrIssuerMismatch, printable(meta.Issuer, 200), issuer)}
 	}
 	if meta.TokenEndpoint == "" {
 		return "", &Error{Endpoint: doc, StatusCode: status, Err: errors.New("document has no token_endpoint; set token_url")}
