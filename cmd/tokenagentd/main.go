@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -89,6 +90,16 @@ tokenagent binary.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	var h *helpRequest
+	if errors.As(err, &h) {
+		fmt.Fprint(stdout, h.text)
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, rest := "", args
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, rest = args[0], args[1:]
@@ -114,20 +125,61 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-// newFlagSet returns a flag set whose errors surface as usage errors.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("tokenagentd "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newFlagSet returns a flag set whose errors surface as usage errors
+// (said once, by exitCode) and whose -h/--help is the command's help on
+// stdout.
+func newFlagSet(name string, _ io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(strings.TrimSpace("tokenagentd "+name), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args and turns flag errors into usage errors.
+// helpRequest is returned for -h/--help: run prints it on stdout.
+type helpRequest struct{ text string }
+
+func (h *helpRequest) Error() string { return "help requested" }
+
+// commandHelp is each command's help; "" is the daemon itself.
+var commandHelp = map[string]string{
+	"": usage,
+	"check-config": `usage: tokenagentd check-config [FILE] [--config FILE] [--socket PATH] [--online]
+
+Validate a configuration as start would: every secret and key is read, the
+store's records must open with its keys, and a configuration without
+profiles is refused. Print where tokens and the socket will be (and the
+export line clients need), warn of likely mistakes. --online also asks
+each profile's IdP for one token (discarded, never printed).
+
+example:
+  tokenagentd check-config /etc/tokenagent/agent.toml --online
+
+exit codes: 0 ok, 1 the configuration would not start, 2 usage,
+5 --online: an IdP would not issue a token
+`,
+	"service": `usage: tokenagentd service install|uninstall|start|stop|restart|status [--config FILE] [--user]
+
+Manage tokenagentd as a service: a hardened systemd unit, a launchd job or
+a Windows service; elsewhere the platform's init system (SysV, OpenRC,
+upstart), as github.com/kardianos/service finds it. --user installs a
+per-user service (systemd --user, a launchd agent).
+
+example:
+  sudo tokenagentd service install --config /etc/tokenagent/agent.toml
+
+exit codes: 0 ok, 1 error, 2 usage
+`,
+}
+
+// parseFlags parses args and turns flag errors into usage errors that
+// point at the command's help.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
+		name := strings.TrimSpace(strings.TrimPrefix(fs.Name(), "tokenagentd"))
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return &helpRequest{commandHelp[name]}
 		}
-		return usageError{err.Error()}
+		return usageError{fmt.Sprintf("%v (see %s --help)", err, fs.Name())}
 	}
 	return nil
 }

@@ -309,3 +309,20 @@ func TestReadmeCommandsWorkAgainstDev(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonHelp: every command's --help and -h is on stdout, exit 0, with
+// an example and the exit codes (the daemon's own help lists the commands).
+func TestDaemonHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"check-config", "--help"}, {"check-config", "-h"}, {"service", "--help"}} {
+		stdout, stderr, code := cli(args...)
+		if code != exitOK || stderr != "" || !strings.HasPrefix(stdout, "usage: tokenagentd") {
+			t.Errorf("tokenagentd %s: exit %d, stderr %q, stdout %.60q", strings.Join(args, " "), code, stderr, stdout)
+		}
+		if args[0] != "--help" && args[0] != "-h" && args[0] != "help" && (!strings.Contains(stdout, "example:") || !strings.Contains(stdout, "exit codes:")) {
+			t.Errorf("tokenagentd %s lacks an example or the exit codes:\n%s", strings.Join(args, " "), stdout)
+		}
+	}
+	if _, stderr, code := cli("check-config", "--bogus"); code != exitUsage || !strings.Contains(stderr, "tokenagentd check-config --help") {
+		t.Errorf("a wrong flag: exit %d, %q", code, stderr)
+	}
+}

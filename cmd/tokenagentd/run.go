@@ -18,7 +18,6 @@ import (
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("", stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	configPath := fs.String("config", "", "configuration `file`")
 	dev := fs.Bool("dev", false, "run with a built-in demo identity provider and a \"demo\" profile")
 	socketFlag := fs.String("socket", "", "socket `path`")
