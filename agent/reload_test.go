@@ -195,3 +195,23 @@ func TestReloadReleasesHoldsOfUnchangedProfiles(t *testing.T) {
 		t.Errorf("refresh after the reload = %v (new token: %v); want a new token", err, err == nil && fresh.AccessToken != tok.AccessToken)
 	}
 }
+
+// TestCountersSurviveReloadOfUnchangedProfiles: a reload that leaves a
+// profile as it was keeps its counters (metrics do not reset on SIGHUP).
+func TestCountersSurviveReloadOfUnchangedProfiles(t *testing.T) {
+	h := newHarness(t, "")
+	h.mustToken(0)
+	h.mustToken(0)
+	before := h.agent.Status()[0]
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "same.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.agent.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	after := h.agent.Status()[0]
+	if after.Served != before.Served || after.Minted != before.Minted || after.UpstreamRequests != before.UpstreamRequests || before.Served != 2 {
+		t.Errorf("counters before %+v, after the reload %+v; want them kept", before, after)
+	}
+}

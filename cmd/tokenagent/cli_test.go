@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -557,5 +558,20 @@ func TestRefreshDuringOutageKeepsTheToken(t *testing.T) {
 	}
 	if after, _, code := cli("token", "demo"); code != 0 || after != before {
 		t.Errorf("after the failed refresh: exit %d, same token %v; want the old token served", code, after == before)
+	}
+}
+
+// TestStatusFormats: status --format json is --json; an error (no agent)
+// is said once, on stderr, with nothing on stdout.
+func TestStatusFormats(t *testing.T) {
+	a, _, _ := cli("status", "--json")
+	b, _, _ := cli("status", "--format", "json")
+	var x, y map[string]any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil || len(x["profiles"].([]any)) != len(y["profiles"].([]any)) {
+		t.Errorf("status --format json and --json differ or do not parse:\n%s\n%s", a, b)
+	}
+	stdout, stderr, code := cli("status", "--format", "json", "--socket", filepath.Join(cliDir, "nothing.sock"))
+	if code != exitUnreachable || stdout != "" || strings.Count(stderr, "nothing.sock") != 1 {
+		t.Errorf("status with no agent: exit %d, stdout %q, stderr %q; want one error, on stderr", code, stdout, stderr)
 	}
 }

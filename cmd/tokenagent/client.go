@@ -162,11 +162,19 @@ func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("status", stderr)
-	asJSON := fs.Bool("json", false, "print JSON (profiles and store)")
+	asJSON := fs.Bool("json", false, "print JSON (the same as --format json)")
+	format := fs.String("format", "table", "output `format`: table | json (agent, profiles and store)")
 	if _, rest, err := parseCommand(fs, args, 0, ""); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usageError{"status takes no arguments"}
+	}
+	switch *format {
+	case "table":
+	case "json":
+		*asJSON = true
+	default:
+		return usageError{fmt.Sprintf("status: --format %q: use table or json", *format)}
 	}
 	c := &clientlib.Client{Socket: *socket}
 	defer c.Close()

@@ -38,7 +38,7 @@ waits out an IdP failure (a reload of its configuration ends that wait).`,
 	"status": {"", `Show the profiles you may use: expiry, last refresh, IdP requests, last
 error; and the token store when it is not well. It exits 5 when a
 profile cannot serve a token.`,
-		`tokenagent status --json`},
+		`tokenagent status --format json`},
 	"inspect": {"PROFILE", `Decode the header and claims of PROFILE's token (a JWT) without verifying
 it; the signature is not printed.`,
 		`tokenagent inspect demo`},
