@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -259,4 +260,31 @@ type peerConn struct {
 func (c *peerConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
+}
+
+// Write passes the server's answers through, except the plain-text
+// errors net/http writes by itself before any handler runs (a header too
+// large: 431; a request it cannot parse: 400): those become JSON errors
+// like every other answer of the agent's.
+func (c *peerConn) Write(p []byte) (int, error) {
+	if status, ok := netHTTPError(p); ok {
+		body := `{"error":"` + ipc.CodeInvalidRequest + `","error_description":"` + status + `: the agent could not read the request (headers too large, or not HTTP/1.1)"}`
+		if _, err := fmt.Fprintf(c.Conn, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", status, len(body), body); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// netHTTPError recognises net/http's own error answer: a 4xx status with
+// the plain-text headers it writes, which no handler of ours sends.
+func netHTTPError(p []byte) (status string, ok bool) {
+	const prefix, headers = "HTTP/1.1 4", "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	s := string(p[:min(len(p), 256)])
+	end := strings.Index(s, headers)
+	if !strings.HasPrefix(s, prefix) || end < 0 {
+		return "", false
+	}
+	return s[len("HTTP/1.1 "):end], true
 }

@@ -799,3 +799,33 @@ func TestCallerProgramNameIsText(t *testing.T) {
 		}
 	}
 }
+
+// TestNetHTTPErrorsAreJSON: the errors net/http answers by itself — a
+// header too large (431), a request it cannot parse (400) — are JSON like
+// every other error of the agent's, and repeat nothing of the request.
+func TestNetHTTPErrorsAreJSON(t *testing.T) {
+	e := start(t, "", profileP, serverOptions{})
+	for name, req := range map[string]string{
+		"431": "GET /v1/tokens/p HTTP/1.1\r\nHost: tokenagent\r\nX-Big: " + strings.Repeat("s3cret", 5000) + "\r\n\r\n",
+		"400": "GARBAGE s3cret\r\n\r\n",
+	} {
+		c, err := net.Dial("unix", e.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte(req))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		c.Close()
+		var er ipc.ErrorResponse
+		if strconv.Itoa(resp.StatusCode) != name || resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &er) != nil || er.Error != ipc.CodeInvalidRequest {
+			t.Errorf("%s: %d %q %s; want %s with a JSON invalid_request", name, resp.StatusCode, resp.Header.Get("Content-Type"), body, name)
+		}
+		if strings.Contains(string(body), "s3cret") {
+			t.Errorf("%s: the answer repeats the request: %s", name, body)
+		}
+	}
+}
