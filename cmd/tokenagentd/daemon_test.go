@@ -374,3 +374,37 @@ func TestDaemonIsNotDumpable(t *testing.T) {
 		t.Errorf("core dumps not off:\n%s", limits)
 	}
 }
+
+// TestRelativeConfigPath: `tokenagentd --config rel/agent.toml` resolves
+// the path once, at start: the default store key goes beside the file,
+// and SIGHUP reloads that file (before, it said there was none).
+func TestRelativeConfigPath(t *testing.T) {
+	idp := idptest.New()
+	defer idp.Close()
+	base := t.TempDir()
+	os.Mkdir(filepath.Join(base, "rel"), 0o700)
+	writeConfig(t, filepath.Join(base, "rel", "agent.toml"), fmt.Sprintf("store = %q\n", filepath.Join(base, "state", "tokens.db"))+profileTOML("p", idp.TokenURL, "c"))
+	cmd := exec.Command(buildBinary(t), "--config", "rel/agent.toml", "--socket", filepath.Join(base, "agent.sock"))
+	cmd.Dir = base
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	wait := func(s string) {
+		t.Helper()
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), s) {
+				return
+			}
+		}
+		t.Fatalf("the daemon never logged %q", s)
+	}
+	wait(`"message":"agent started"`)
+	if _, err := os.Stat(filepath.Join(base, "rel", "store.key")); err != nil {
+		t.Errorf("store key not beside the configuration: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	wait("configuration reloaded")
+}
