@@ -7,6 +7,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 	"github.com/tokenagent/tokenagent/ipc/tokenendpoint"
@@ -457,7 +459,8 @@ type backend struct {
 func (b backend) Info() ipc.AgentInfo {
 	b.d.mu.Lock()
 	defer b.d.mu.Unlock()
-	return ipc.AgentInfo{Version: b.d.opts.Version, Config: b.d.cfg.Path(), StartedAt: b.d.started.UTC(), ReloadedAt: b.d.reloaded.UTC()}
+	return ipc.AgentInfo{Version: cmp.Or(b.d.opts.Version, "tokenagentd "+version.String()), Config: b.d.cfg.Path(),
+		StartedAt: b.d.started.UTC(), ReloadedAt: b.d.reloaded.UTC()}
 }
 
 func (b backend) Token(ctx context.Context, caller ipc.Caller, req localapi.TokenRequest) (*ipc.TokenResponse, error) {

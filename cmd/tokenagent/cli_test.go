@@ -226,6 +226,9 @@ func TestStatusInspectRefresh(t *testing.T) {
 		!regexp.MustCompile(`(?m)^broken\s+no token .*invalid_client`).MatchString(stdout) {
 		t.Errorf("status: exit %d (want %d: broken cannot serve)\n%s", code, exitIdP, stdout)
 	}
+	if !regexp.MustCompile(`(?m)^AGENT \S.*, up \d`).MatchString(stdout) {
+		t.Errorf("status does not say which agent answers, since when:\n%s", stdout)
+	}
 	stdout, _, code = cli("status", "--json")
 	if code != exitIdP || !strings.Contains(stdout, `"name": "demo"`) {
 		t.Errorf("status --json: exit %d\n%s", code, stdout)
