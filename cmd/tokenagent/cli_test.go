@@ -524,6 +524,10 @@ func TestMinValidReadAlike(t *testing.T) {
 	if c1 != 0 || c2 != 0 || a != b {
 		t.Errorf("--min-valid 60 and 60s: exits %d, %d; same token %v", c1, c2, a == b)
 	}
+	// A min_valid the IdP's tokens cannot meet (they live an hour) is exit 5.
+	if _, stderr, code := cli("token", "demo", "--min-valid", "2h"); code != exitIdP || !strings.Contains(stderr, "asked for 2h0m0s") {
+		t.Errorf("--min-valid 2h with 1-hour tokens: exit %d, %q; want %d", code, stderr, exitIdP)
+	}
 	for _, bad := range []string{"-5s", "soon", "25h"} {
 		_, stderr, code := cli("token", "demo", "--min-valid", bad)
 		_, wantMsg := ipc.ParseMinValid(bad)

@@ -48,6 +48,9 @@ func clientExit(err error) error {
 		return &exitError{exitDenied, err}
 	case (errors.Is(err, clientlib.ErrIdPRefused) || errors.Is(err, clientlib.ErrIdPUnavailable)) && errors.As(err, &e):
 		return &exitError{exitIdP, fmt.Errorf("identity provider error %s: %s", e.WireCode(), e.Description)}
+	case errors.Is(err, clientlib.ErrMinValid):
+		// The IdP's tokens do not live that long: asking again cannot help.
+		return &exitError{exitIdP, err}
 	}
 	return err
 }
