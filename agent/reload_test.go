@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +214,38 @@ func TestCountersSurviveReloadOfUnchangedProfiles(t *testing.T) {
 	after := h.agent.Status()[0]
 	if after.Served != before.Served || after.Minted != before.Minted || after.UpstreamRequests != before.UpstreamRequests || before.Served != 2 {
 		t.Errorf("counters before %+v, after the reload %+v; want them kept", before, after)
+	}
+}
+
+// TestReloadRereadsSecretFiles: with client_secret = "file:…", fixing the
+// file is enough: the reload reads it again (the configuration itself did
+// not change), and the held invalid_client goes with the old secret.
+func TestReloadRereadsSecretFiles(t *testing.T) {
+	h := newHarness(t, "")
+	dir := t.TempDir()
+	secretFile := writeFile(t, filepath.Join(dir, "client.secret"), []byte("a-wrong-secret"), 0o600)
+	path := writeFile(t, filepath.Join(dir, "agent.toml"), []byte(fmt.Sprintf("[profiles.f]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"file:client.secret\"\n", h.srv.TokenURL)), 0o600)
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, agent.Options{Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Token(context.Background(), self, "f", 0); !errors.Is(err, ipc.ErrIdPRefused) {
+		t.Fatalf("with the wrong secret: %v, want the IdP's refusal", err)
+	}
+	writeFile(t, secretFile, []byte(testSecret), 0o600) // the operator fixes the file
+	cfg, err = agent.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Token(context.Background(), self, "f", 0); err != nil {
+		t.Errorf("after fixing the secret file and reloading: %v", err)
 	}
 }
