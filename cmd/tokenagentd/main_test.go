@@ -288,19 +288,36 @@ func TestReadmeCommandsWorkAgainstDev(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	// Its hints: the export line, then commands to try, then a blank line.
 	var socket string
+	var hints []string
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
-		if s, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "export TOKENAGENT_SOCKET="); ok {
+		line := strings.TrimSpace(sc.Text())
+		if s, ok := strings.CutPrefix(line, "export TOKENAGENT_SOCKET="); ok {
 			socket = s
-			break
+			continue
+		}
+		if socket != "" {
+			if line == "" {
+				break
+			}
+			hints = append(hints, line)
 		}
 	}
 	go io.Copy(io.Discard, stderr)
-	if socket == "" {
-		t.Fatal("tokenagentd --dev printed no export line")
+	if socket == "" || len(hints) < 3 {
+		t.Fatalf("tokenagent --dev printed no export line or hints (%q)", hints)
 	}
 	cli := buildCLI(t)
+	// The hints run as printed, in a shell, with the CLI on PATH.
+	for _, hint := range hints {
+		sh := exec.Command("/bin/sh", "-c", hint)
+		sh.Env = append(os.Environ(), ipc.EnvSocket+"="+socket, "PATH="+filepath.Dir(cli)+":"+os.Getenv("PATH"))
+		if out, err := sh.CombinedOutput(); err != nil {
+			t.Errorf("--dev hint %q: %v\n%s", hint, err, out)
+		}
+	}
 	for _, args := range commands {
 		c := exec.Command(cli, args...)
 		c.Env = append(os.Environ(), ipc.EnvSocket+"="+socket)
