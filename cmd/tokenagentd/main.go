@@ -101,8 +101,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, rest := "", args
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		cmd, rest = args[0], args[1:]
+	if len(args) > 0 && (args[0] != "" && args[0][0] != '-' || args[0] == "--version") {
+		cmd, rest = strings.TrimPrefix(args[0], "--"), args[1:]
 	}
 	switch cmd {
 	case "", "run": // "run" is accepted for units written for the single binary

@@ -339,6 +339,9 @@ func TestDaemonHelp(t *testing.T) {
 			t.Errorf("tokenagentd %s lacks an example or the exit codes:\n%s", strings.Join(args, " "), stdout)
 		}
 	}
+	if stdout, _, code := cli("--version"); code != exitOK || !strings.HasPrefix(stdout, "tokenagentd ") {
+		t.Errorf("tokenagentd --version: exit %d, %q", code, stdout)
+	}
 	if _, stderr, code := cli("check-config", "--bogus"); code != exitUsage || !strings.Contains(stderr, "tokenagentd check-config --help") {
 		t.Errorf("a wrong flag: exit %d, %q", code, stderr)
 	}
