@@ -20,9 +20,18 @@ done
 dpkg -i "$deb"
 getent passwd tokenagent >/dev/null || fail "postinstall did not create the tokenagent user"
 [ "$(stat -c %a /etc/tokenagent/store.key)" = 600 ] || fail "store key is not mode 0600"
-out=$(tokenagentd check-config /etc/tokenagent/agent.toml)
+# The packaged configuration has no profiles yet: check-config says what to
+# add (as start would), and passes once a profile is there.
+if out=$(tokenagentd check-config /etc/tokenagent/agent.toml 2>&1); then
+  fail "check-config passed a configuration without profiles: $out"
+fi
+grep -q "no profiles" <<<"$out" || fail "check-config of the packaged config: $out"
+withprofile=$(mktemp -d)/agent.toml # a copy: the installed conffile stays as shipped
+cp /etc/tokenagent/agent.toml "$withprofile"
+printf '\n[profiles.ci]\ntoken_url = "https://idp.example/token"\nclient_id = "ci"\nclient_secret = "env:HOME"\n' >>"$withprofile"
+out=$(tokenagentd check-config "$withprofile")
 echo "$out"
-grep -q "ok, 0 profile(s)" <<<"$out" || fail "check-config of the packaged config: $out"
+grep -q "ok, 1 profile(s): ci" <<<"$out" || fail "check-config with a profile: $out"
 systemd-analyze verify /lib/systemd/system/tokenagent.service || fail "systemd-analyze verify"
 tokenagentd version | grep -q "0.0.0~ci" || fail "installed daemon has the wrong version"
 tokenagent version | grep -q "0.0.0~ci" || fail "installed CLI has the wrong version"
