@@ -167,6 +167,14 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	readyOnce := sync.OnceFunc(func() { close(d.ready) })
 	defer readyOnce()
 	cfg := d.opts.Config
+	// SIGHUP is caught from the start: one sent as soon as the socket
+	// answers (or "agent started" is logged) must reload, not kill.
+	var hup chan os.Signal
+	if !d.opts.NoSignals {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	if err := d.checkDirs(); err != nil {
 		return err
 	}
@@ -272,12 +280,6 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	readyOnce()
 
-	var hup chan os.Signal
-	if !d.opts.NoSignals {
-		hup = make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
 	for {
 		select {
 		case <-ctx.Done():
