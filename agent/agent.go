@@ -518,7 +518,9 @@ func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
 	for name, s := range old {
 		if next[name] != s {
 			s.close()
-			// Its files that the new configuration does not keep go too.
+			// Its files that the new configuration does not keep go too,
+			// once a sink write under way has finished.
+			s.sinkMu.Lock()
 			for _, sk := range s.prof.sinks {
 				if n := next[name]; n == nil || !slices.ContainsFunc(n.prof.sinks, func(o sink) bool { return o.path == sk.path }) {
 					if err := sk.remove(); err != nil {
@@ -526,6 +528,7 @@ func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
 					}
 				}
 			}
+			s.sinkMu.Unlock()
 		}
 		if _, ok := next[name]; !ok {
 			removed = append(removed, name)

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -226,5 +227,33 @@ func TestStoreFailuresLoggedOncePerChange(t *testing.T) {
 	}
 	if h := a.StoreHealth(); h.WriteFailures < 2 {
 		t.Errorf("write failures counted = %d, want every failed write", h.WriteFailures)
+	}
+}
+
+// TestFrozenSinkDiskHoldsCallersOnlyBriefly: a file sink on a frozen file
+// system costs the callers waiting for a fresh token at most a second
+// (sinkWait), not the whole freeze; the file is written after the thaw.
+func TestFrozenSinkDiskHoldsCallersOnlyBriefly(t *testing.T) {
+	fs := disktest.Mount(t, 16)
+	path := filepath.Join(fs.Dir, "p.token")
+	h := newHarness(t, fmt.Sprintf("[[profiles.p.files]]\npath = %q\n", path))
+	first := h.mustToken(0)
+	fs.Freeze()
+	h.clock.Advance(11 * time.Second) // past the forced-refresh limit
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	tok, err := h.agent.ReportRejected(ctx, self, "p", ipc.TokenSHA256(first.AccessToken), 0)
+	cancel()
+	if err != nil || tok.AccessToken == first.AccessToken {
+		fs.Thaw()
+		t.Fatalf("new token with the sink's disk frozen: %v (new: %v)", err, err == nil && tok.AccessToken != first.AccessToken)
+	}
+	fs.Thaw()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if data, _ := os.ReadFile(path); string(data) == tok.AccessToken+"\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sink never got the new token after the thaw")
+		}
 	}
 }

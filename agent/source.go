@@ -122,6 +122,8 @@ type source struct {
 	log   zerolog.Logger
 
 	cur      atomic.Pointer[cached]
+	sinkNext atomic.Pointer[cached] // the token the sink writer has yet to write
+	sinkMu   sync.Mutex             // one sink write at a time (see writeSinksAfter)
 	lastUsed atomic.Int64  // wall clock, Unix ns
 	timerDue atomic.Int64  // wall clock, Unix ns; 0 when no timer is armed
 	served   atomic.Uint64 // tokens handed out over the socket
@@ -300,7 +302,7 @@ func (s *source) fetch() (any, error) {
 	// Noted for the store's writer, which never holds up the waiters:
 	// a hung disk costs restarts their stored token, not callers theirs.
 	s.agent.persist(s.record(c))
-	s.writeSinks(c.Token)
+	s.writeSinksAfter(c)
 	s.log.Info().
 		Str("token_sha256", ipc.Fingerprint(resp.AccessToken)).
 		Dur("ttl", ttl).Str("ttl_from", why).
@@ -351,6 +353,41 @@ func (s *source) seed(r store.Record) {
 	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
 	s.cur.Store(c)
 	s.writeSinks(c.Token)
+}
+
+// sinkWait bounds how long the callers waiting for a fresh token wait
+// for its file sinks to be written: on a healthy disk the files are
+// current when the callers are answered; a hung one costs them at most
+// this, and the write goes on in the background.
+const sinkWait = time.Second
+
+// writeSinksAfter writes c to the profile's file sinks, waiting at most
+// sinkWait. Writes are one at a time per profile and the latest token
+// wins: a write that finds a newer token pending leaves it to the next. A
+// source a reload replaced writes nothing more.
+func (s *source) writeSinksAfter(c *cached) {
+	if len(s.prof.sinks) == 0 {
+		return
+	}
+	s.sinkNext.Store(c)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.sinkMu.Lock()
+		defer s.sinkMu.Unlock()
+		next := s.sinkNext.Swap(nil)
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if next != nil && !closed {
+			s.writeSinks(next.Token)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(sinkWait):
+		s.log.Error().Dur("waited", sinkWait).Msg("a token file sink write has not finished: its disk may be hung; callers are answered, and the file is written when the disk answers")
+	}
 }
 
 // writeSinks puts tok into the profile's file sinks; a failure is logged
