@@ -124,9 +124,9 @@ type source struct {
 	cur      atomic.Pointer[cached]
 	sinkNext atomic.Pointer[cached] // the token the sink writer has yet to write
 	sinkMu   sync.Mutex             // one sink write at a time (see writeSinksAfter)
-	lastUsed atomic.Int64  // wall clock, Unix ns
-	timerDue atomic.Int64  // wall clock, Unix ns; 0 when no timer is armed
-	served   atomic.Uint64 // tokens handed out over the socket
+	lastUsed atomic.Int64           // wall clock, Unix ns
+	timerDue atomic.Int64           // wall clock, Unix ns; 0 when no timer is armed
+	served   atomic.Uint64          // tokens handed out over the socket
 	sf       singleflight.Group
 
 	mu          sync.Mutex
