@@ -74,18 +74,8 @@ func TestFrozenStoreDoesNotHoldCallers(t *testing.T) {
 	stop()
 
 	// What the frozen disk held up is on it now.
-	cfg, err := agent.LoadConfig(filepath.Join(e.dir, "agent.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := agent.OpenStore(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	recs, _, err := st.LoadAll()
-	if err != nil || len(recs) != 3 {
-		t.Errorf("store after the thaw holds %d records (%v), want 3", len(recs), err)
+	if recs := storedRecords(t, e); len(recs) != 3 {
+		t.Errorf("store after the thaw holds %d records, want 3", len(recs))
 	}
 }
 
