@@ -110,6 +110,22 @@ type Agent struct {
 	closed   bool // guarded by fetching
 
 	persister *persister // nil with store = "memory"
+
+	// changed is closed, and replaced, whenever a fetch ends or the
+	// store's state may have changed: whoever needs to see such a change
+	// waits on it rather than polling (see stateChanged).
+	changed atomic.Pointer[chan struct{}]
+}
+
+// stateChanged returns a channel closed at the next fetch's end or store
+// state change. Read the state after taking it, so that no change is
+// missed between the two.
+func (a *Agent) stateChanged() <-chan struct{} { return *a.changed.Load() }
+
+// notify wakes those waiting in stateChanged.
+func (a *Agent) notify() {
+	ch := make(chan struct{})
+	close(*a.changed.Swap(&ch))
 }
 
 // ProfileStatus is what the agent knows about a profile, for status
@@ -164,6 +180,8 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}
+	changed := make(chan struct{})
+	a.changed.Store(&changed)
 	if a.rand == nil {
 		a.rand = rand.Float64
 	}

@@ -25,18 +25,24 @@ func onDisk(t *testing.T) (*storeEnv, *disktest.FS) {
 	return e, fs
 }
 
-// waitStore polls the agent's store state until ok says so; it fails the
-// test, with the last state, if that does not happen within a minute.
+// waitStore waits, on the agent's state changes, until ok says so of its
+// store; it fails the test, with the last state, if that does not happen
+// within a minute.
 func waitStore(t *testing.T, a *agent.Agent, what string, ok func(ipc.StoreHealth) bool) ipc.StoreHealth {
 	t.Helper()
-	var h ipc.StoreHealth
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if h = a.StoreHealth(); ok(h) {
+	deadline := time.After(time.Minute)
+	for {
+		changed := agent.Changed(a) // before reading: no change is missed
+		h := a.StoreHealth()
+		if ok(h) {
 			return h
 		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("store never became %s; last state %+v", what, h)
+		}
 	}
-	t.Fatalf("store never became %s; last state %+v", what, h)
-	return h
 }
 
 func written(h ipc.StoreHealth) bool { return h.State == "ok" && h.PendingWrites == 0 }
@@ -238,12 +244,8 @@ func TestFrozenSinkDiskHoldsCallersOnlyBriefly(t *testing.T) {
 		t.Fatalf("new token with the sink's disk frozen: %v (new: %v)", err, err == nil && tok.AccessToken != first.AccessToken)
 	}
 	fs.Thaw()
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		if data, _ := os.ReadFile(path); string(data) == tok.AccessToken+"\n" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the sink never got the new token after the thaw")
-		}
+	agent.WaitSinks(h.agent, "p")
+	if data, _ := os.ReadFile(path); string(data) != tok.AccessToken+"\n" {
+		t.Fatalf("the sink after the thaw holds %q, want the new token", data)
 	}
 }

@@ -101,6 +101,7 @@ func (p *persister) put(r store.Record) {
 	delete(p.deletes, r.Profile)
 	p.mu.Unlock()
 	p.signal()
+	p.a.notify()
 }
 
 // remove notes profiles' records to be deleted.
@@ -115,6 +116,7 @@ func (p *persister) remove(profiles ...string) {
 	}
 	p.mu.Unlock()
 	p.signal()
+	p.a.notify()
 }
 
 func (p *persister) signal() {
@@ -156,6 +158,7 @@ func (p *persister) timings() (t struct{ stall, check time.Duration }) {
 // check notices a store file that was deleted or replaced, and opens the
 // store while it is unavailable.
 func (p *persister) check() {
+	defer p.a.notify()
 	p.mu.Lock()
 	st := p.st
 	p.mu.Unlock()
@@ -200,6 +203,7 @@ func (p *persister) check() {
 // not return within stallAfter marks the store stalled (logged once);
 // a failed one puts its records back unless newer ones came meanwhile.
 func (p *persister) flush() {
+	defer p.a.notify()
 	p.mu.Lock()
 	st := p.st
 	if st == nil || len(p.puts)+len(p.deletes) == 0 {
@@ -225,6 +229,7 @@ func (p *persister) flush() {
 		p.state = storeStalled
 		p.stalls++
 		p.mu.Unlock()
+		p.a.notify()
 		p.a.log.Error().Str("store", p.path).Dur("waited", stallAfter).
 			Msg("a token store write has not finished: the disk may be hung or frozen; tokens are still served from memory, and new ones are written when it answers")
 	})

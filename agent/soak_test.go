@@ -202,7 +202,9 @@ max_backoff = "2s"
 	measure := func(fault phase) {
 		cleared := time.Now()
 		measuring.Go(func() {
-			for deadline := cleared.Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			deadline := time.After(20 * time.Second)
+			for {
+				changed := agent.Changed(a) // before reading: no change is missed
 				done := true
 				if fault.store {
 					h := a.StoreHealth()
@@ -217,8 +219,13 @@ max_backoff = "2s"
 					recMu.Unlock()
 					return
 				}
+				select {
+				case <-changed:
+				case <-deadline:
+					t.Errorf("no recovery within 20 s after %q", fault.name)
+					return
+				}
 			}
-			t.Errorf("no recovery within 20 s after %q", fault.name)
 		})
 	}
 

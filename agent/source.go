@@ -251,6 +251,7 @@ func (s *source) fetch() (any, error) {
 		return nil, errSourceClosed
 	}
 	defer s.agent.endFetch()
+	defer s.agent.notify()
 	t := s.prof.timing
 	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
 	defer cancel()
