@@ -96,14 +96,8 @@ func (f fixture) stopped(t *testing.T) {
 func TestRunServesAndStopsCleanly(t *testing.T) {
 	f := newFixture(t, "")
 	d := f.daemon(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	<-d.Ready()
-	a := d.Agent()
-	if a == nil {
-		t.Fatalf("not serving: %v", <-done)
-	}
+	a, stop := serve(t, d)
+	ctx := context.Background()
 	self := ipc.Caller{UID: uint32(os.Geteuid())}
 	if _, err := a.Token(ctx, self, "p", 0); err != nil {
 		t.Fatal(err)
@@ -114,8 +108,7 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	for !hasProfile(a.Profiles(self), "q") {
 		runtime.Gosched() // Reload is applied by Run's loop; wait for it
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Run after cancel = %v, want nil", err)
 	}
 	f.stopped(t)
@@ -243,7 +236,8 @@ func TestPlantedDirectoryRefused(t *testing.T) {
 }
 
 // runUntilReady runs d; if it comes up, stops it and returns nil: for
-// tests that expect start-up to fail, without hanging when it does not.
+// tests that expect start-up to fail, without hanging when it does not
+// (serve is for tests that expect it to serve).
 func runUntilReady(d *daemon.Daemon) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -256,6 +250,22 @@ func runUntilReady(d *daemon.Daemon) error {
 		return nil
 	}
 	return <-done
+}
+
+// serve runs d until stop, and returns its engine once it serves; stop
+// ends Run and returns what Run returned. A daemon that does not come up
+// fails the test with Run's error.
+func serve(t *testing.T, d *daemon.Daemon) (a *agent.Agent, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-d.Ready()
+	if a = d.Agent(); a == nil {
+		cancel()
+		t.Fatalf("not serving: %v", <-done)
+	}
+	return a, func() error { cancel(); return <-done }
 }
 
 func appendFile(t *testing.T, path, text string) {
@@ -284,15 +294,8 @@ func TestReadOnlyStoreAtStart(t *testing.T) {
 	}
 
 	f.write(t, "", "p")
-	d := f.daemon(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	<-d.Ready()
-	a := d.Agent()
-	if a == nil {
-		t.Fatalf("not serving with a read-only store: %v", <-done)
-	}
+	a, stop := serve(t, f.daemon(t))
+	ctx := context.Background()
 	if _, err := a.Token(ctx, ipc.Caller{UID: uint32(os.Geteuid())}, "p", 0); err != nil {
 		t.Errorf("token with a read-only store: %v", err)
 	}
@@ -317,8 +320,7 @@ func TestReadOnlyStoreAtStart(t *testing.T) {
 	if !strings.Contains(string(body), `tokenagent_store_state{state="unavailable"} 1`) {
 		t.Errorf("/metrics does not say the store is unavailable:\n%s", body)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Run = %v", err)
 	}
 }
@@ -334,16 +336,11 @@ func TestHealthTellsTheTruth(t *testing.T) {
 	self := ipc.Caller{UID: uint32(os.Geteuid())}
 	runOnce := func(check func(a *agent.Agent, c *clientlib.Client)) {
 		t.Helper()
-		d := f.daemon(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- d.Run(ctx) }()
-		<-d.Ready()
+		a, stop := serve(t, f.daemon(t))
 		c := &clientlib.Client{Socket: f.socket}
-		check(d.Agent(), c)
+		check(a, c)
 		c.Close()
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -385,11 +382,8 @@ func TestLogLevelAppliesOnReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-d.Ready()
+	_, stop := serve(t, d)
+	defer stop()
 	log.Debug().Msg("probe before the reload")
 	f.write(t, `log_level = "debug"`, "p")
 	d.Reload()
