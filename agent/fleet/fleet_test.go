@@ -1,0 +1,204 @@
+package fleet_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/tokenagent/tokenagent/agent/fleet"
+)
+
+// cluster starts a real etcd cluster of n members on loopback, for t.
+func cluster(t *testing.T, n int) []string {
+	t.Helper()
+	free := func() *url.URL {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+	}
+	type member struct{ peer, client *url.URL }
+	members := make([]member, n)
+	var initial []string
+	for i := range members {
+		members[i] = member{free(), free()}
+		initial = append(initial, fmt.Sprintf("m%d=%s", i, members[i].peer))
+	}
+	var endpoints []string
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, m := range members {
+		cfg := embed.NewConfig()
+		cfg.Name = fmt.Sprintf("m%d", i)
+		cfg.Dir = filepath.Join(t.TempDir(), cfg.Name)
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*m.peer}, []url.URL{*m.peer}
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*m.client}, []url.URL{*m.client}
+		cfg.InitialCluster = strings.Join(initial, ",")
+		cfg.InitialClusterToken = "tokenagent-test"
+		cfg.LogLevel = "error"
+		endpoints = append(endpoints, m.client.String())
+		wg.Go(func() {
+			e, err := embed.StartEtcd(cfg)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			t.Cleanup(e.Close)
+			select {
+			case <-e.Server.ReadyNotify():
+			case <-time.After(30 * time.Second):
+				errs[i] = errors.New("member not ready within 30 s")
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("etcd cluster: %v", err)
+	}
+	return endpoints
+}
+
+func newKey(t *testing.T) *fleet.Key {
+	t.Helper()
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	k, err := fleet.ParseKey(base64.StdEncoding.EncodeToString(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func client(t *testing.T, endpoints []string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// TestSealedRecordsInEtcd: what one host writes another reads; etcd holds
+// no token text; a record moved to another fingerprint's key, or sealed
+// with another seal key, is refused with a clear error.
+func TestSealedRecordsInEtcd(t *testing.T) {
+	endpoints := cluster(t, 3)
+	key := newKey(t)
+	a := fleet.NewEtcd(client(t, endpoints[:1]), "/tokenagent/", key, 2*time.Second)
+	b := fleet.NewEtcd(client(t, endpoints[2:]), "/tokenagent/", key, 2*time.Second)
+	ctx := context.Background()
+	rec := fleet.Record{AccessToken: "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJmbGVldCJ9.c2ln", TokenType: "Bearer",
+		ExpiresAt: time.Now().Add(time.Hour).Round(0), ObtainedAt: time.Now().Round(0), MintedBy: "host-a"}
+	if _, ok, err := b.Get(ctx, "fp1"); ok || err != nil {
+		t.Fatalf("Get before any Put = %v, %v; want none", ok, err)
+	}
+	if err := a.Put(ctx, "fp1", rec); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := b.Get(ctx, "fp1")
+	if err != nil || !ok || got.AccessToken != rec.AccessToken || !got.ExpiresAt.Equal(rec.ExpiresAt) || got.MintedBy != "host-a" {
+		t.Fatalf("Get from another member = %+v, %v, %v", got, ok, err)
+	}
+	// etcd itself (as etcdctl get --prefix shows it) holds no token text.
+	raw := client(t, endpoints[1:2])
+	all, err := raw.Get(ctx, "/tokenagent/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range all.Kvs {
+		if strings.Contains(string(kv.Value), "eyJ") || strings.Contains(string(kv.Value), "host-a") {
+			t.Errorf("etcd holds plaintext under %s", kv.Key)
+		}
+	}
+	// The sealed bytes moved to another fingerprint's key do not open.
+	raw.Put(ctx, "/tokenagent/tokens/fp2", string(all.Kvs[0].Value))
+	if _, ok, err := b.Get(ctx, "fp2"); ok || !errors.Is(err, fleet.ErrTampered) {
+		t.Errorf("a record moved to another fingerprint = %v, %v; want ErrTampered", ok, err)
+	}
+	// Another seal key: refused, naming the key ids.
+	other := fleet.NewEtcd(client(t, endpoints), "/tokenagent/", newKey(t), 2*time.Second)
+	if _, ok, err := other.Get(ctx, "fp1"); ok || !errors.Is(err, fleet.ErrWrongKey) || !strings.Contains(err.Error(), key.ID()) {
+		t.Errorf("Get with another seal key = %v, %v; want ErrWrongKey naming key id %s", ok, err, key.ID())
+	}
+}
+
+// TestLockIsExclusiveAndDiesWithItsHolder: one holder at a time across
+// hosts; a holder whose lease ends (a host killed) gives way within the
+// lease's TTL.
+func TestLockIsExclusiveAndDiesWithItsHolder(t *testing.T) {
+	endpoints := cluster(t, 3)
+	key := newKey(t)
+	var inside, most atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 6 {
+		e := fleet.NewEtcd(client(t, endpoints[i%3:i%3+1]), "/tokenagent/", key, 2*time.Second)
+		wg.Go(func() {
+			unlock, err := e.Lock(context.Background(), "fp", 5*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := inside.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(20 * time.Millisecond)
+			inside.Add(-1)
+			unlock()
+		})
+	}
+	wg.Wait()
+	if most.Load() != 1 {
+		t.Errorf("%d holders at once, want 1", most.Load())
+	}
+	// A holder that vanishes without unlocking (its client closed, as when
+	// the host dies): the next one gets the lock once the lease expires.
+	dying := client(t, endpoints[:1])
+	if _, err := fleet.NewEtcd(dying, "/tokenagent/", key, 2*time.Second).Lock(context.Background(), "fp", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	dying.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	unlock, err := fleet.NewEtcd(client(t, endpoints[1:2]), "/tokenagent/", key, 2*time.Second).Lock(ctx, "fp", 2*time.Second)
+	if err != nil {
+		t.Fatalf("lock after its holder died: %v", err)
+	}
+	unlock()
+}
+
+// TestWatchDeliversNewRecords: a host learns another's new token by watch.
+func TestWatchDeliversNewRecords(t *testing.T) {
+	endpoints := cluster(t, 3)
+	key := newKey(t)
+	a := fleet.NewEtcd(client(t, endpoints[:1]), "/tokenagent/", key, 2*time.Second)
+	b := fleet.NewEtcd(client(t, endpoints[1:2]), "/tokenagent/", key, 2*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := b.Watch(ctx, "fp")
+	time.Sleep(100 * time.Millisecond) // the watch is registered
+	a.Put(ctx, "fp", fleet.Record{AccessToken: "t1", ExpiresAt: time.Now().Add(time.Hour)})
+	select {
+	case r := <-ch:
+		if r.AccessToken != "t1" {
+			t.Errorf("watched %q, want t1", r.AccessToken)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no record by watch")
+	}
+}

@@ -1,0 +1,127 @@
+// Package fleet shares one token stream per profile fingerprint across
+// hosts through etcd (see DESIGN.md, "Fleet"). Records in etcd are sealed
+// with AES-256-GCM under the fleet's seal key and bound to the key prefix
+// and the fingerprint, so that etcd and its backups never hold a
+// plaintext token and a record moved to another fingerprint does not open.
+//
+// Work in progress (branch fleet-wip): sealing and the etcd store; the
+// engine does not use it yet.
+package fleet
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Record is a token as the fleet shares it.
+type Record struct {
+	AccessToken string    `json:"access_token"`
+	TokenType   string    `json:"token_type,omitempty"`
+	Scope       string    `json:"scope,omitempty"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	ObtainedAt  time.Time `json:"obtained_at"`
+	// MintedBy names the host whose agent fetched it.
+	MintedBy string `json:"minted_by,omitempty"`
+}
+
+// Key is a seal key: 32 random bytes, the same on every host.
+type Key struct {
+	aead cipher.AEAD
+	id   [8]byte
+}
+
+// ParseKey reads a seal key: 32 bytes in standard base64.
+func ParseKey(text string) (*Key, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
+	if err != nil || len(raw) != 32 {
+		return nil, errors.New("seal_key must be 32 random bytes in standard base64 (openssl rand -base64 32)")
+	}
+	block, err := aes.NewCipher(raw)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	k := &Key{aead: aead}
+	sum := sha256.Sum256(raw)
+	copy(k.id[:], sum[:8])
+	return k, nil
+}
+
+// ID names the key in errors and logs without revealing it.
+func (k *Key) ID() string { return hex.EncodeToString(k.id[:]) }
+
+// ErrWrongKey: a record sealed with a seal key this host does not have.
+var ErrWrongKey = errors.New("sealed with another seal_key")
+
+// ErrTampered: a record that does not authenticate (altered, or moved to
+// another fingerprint's key).
+var ErrTampered = errors.New("does not authenticate")
+
+const formatVersion = 1
+
+// aad binds a record to the key prefix and the fingerprint it is for.
+func aad(prefix, fingerprint string) []byte {
+	return []byte(fmt.Sprintf("tokenagent fleet v%d\x00%s\x00%s", formatVersion, prefix, fingerprint))
+}
+
+// Seal encrypts r for fingerprint under prefix: version(1) ‖ key id(8) ‖
+// nonce(12) ‖ ciphertext+tag.
+func (k *Key) Seal(prefix, fingerprint string, r Record) ([]byte, error) {
+	plain, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 1+8+k.aead.NonceSize(), 1+8+k.aead.NonceSize()+len(plain)+k.aead.Overhead())
+	out[0] = formatVersion
+	copy(out[1:9], k.id[:])
+	if _, err := rand.Read(out[9:]); err != nil {
+		return nil, err
+	}
+	return k.aead.Seal(out, out[9:], plain, aad(prefix, fingerprint)), nil
+}
+
+// Open decrypts a sealed record for fingerprint under prefix with the
+// key that sealed it, among keys.
+func Open(keys []*Key, prefix, fingerprint string, sealed []byte) (Record, error) {
+	var r Record
+	if len(sealed) < 1+8+12+16 || sealed[0] != formatVersion {
+		return r, fmt.Errorf("fleet record for %s: %w (malformed)", fingerprint, ErrTampered)
+	}
+	var id [8]byte
+	copy(id[:], sealed[1:9])
+	for _, k := range keys {
+		if k.id != id {
+			continue
+		}
+		n := 9 + k.aead.NonceSize()
+		plain, err := k.aead.Open(nil, sealed[9:n], sealed[n:], aad(prefix, fingerprint))
+		if err != nil {
+			return r, fmt.Errorf("fleet record for %s: %w", fingerprint, ErrTampered)
+		}
+		if err := json.Unmarshal(plain, &r); err != nil {
+			return r, fmt.Errorf("fleet record for %s: %w (%v)", fingerprint, ErrTampered, err)
+		}
+		return r, nil
+	}
+	return r, fmt.Errorf("fleet record for %s: %w (key id %s; this host has %s)", fingerprint, ErrWrongKey, hex.EncodeToString(id[:]), keyIDs(keys))
+}
+
+func keyIDs(keys []*Key) string {
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID()
+	}
+	return strings.Join(ids, ", ")
+}
