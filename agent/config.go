@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -70,6 +71,9 @@ type Config struct {
 	// agent serving from memory (said in the log, status and /metrics)
 	// while it keeps trying to open it.
 	StoreRequired bool `toml:"store_required"`
+	// Fleet shares tokens with the agents of other hosts through etcd
+	// ([fleet]); nil keeps every token to this host.
+	Fleet *FleetConfig `toml:"fleet"`
 	// Timing holds the defaults for every profile.
 	Timing
 	// Profiles maps a profile name to its settings.
@@ -175,8 +179,52 @@ type ProfileConfig struct {
 	AllowGIDs   []uint32 `toml:"allow_gids"`
 	AllowUsers  []string `toml:"allow_users"`
 	AllowGroups []string `toml:"allow_groups"`
+	// Fleet = false keeps this profile's tokens to this host when [fleet]
+	// is configured (default: shared).
+	Fleet *bool `toml:"fleet"`
 	// Timing overrides the top-level defaults for this profile.
 	Timing
+}
+
+// FleetConfig is [fleet]: the etcd cluster the agents of many hosts share
+// tokens through (see docs/fleet.md).
+type FleetConfig struct {
+	// Endpoints are etcd client URLs.
+	Endpoints []string `toml:"endpoints"`
+	// Prefix is the key prefix; default "/tokenagent/".
+	Prefix string `toml:"prefix"`
+	// SealKey is a secret reference to 32 random bytes, standard base64,
+	// the same on every host: records in etcd are sealed with it.
+	SealKey string `toml:"seal_key"`
+	// TLSCA, TLSCert and TLSKey are references to PEM files for etcd's TLS.
+	TLSCA   string `toml:"tls_ca"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// Timeout bounds each etcd operation; default 2s.
+	Timeout Duration `toml:"timeout"`
+}
+
+// validate checks [fleet] as far as it can without reading secrets.
+func (f *FleetConfig) validate(path string) []error {
+	var errs []error
+	if len(f.Endpoints) == 0 {
+		errs = append(errs, fmt.Errorf("config %s: [fleet] endpoints: name the etcd client URLs (https://etcd-1:2379, …)", path))
+	}
+	for _, e := range f.Endpoints {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("config %s: [fleet] endpoints: %q is not an http(s) URL", path, e))
+		}
+	}
+	if f.SealKey == "" || !isReference(f.SealKey) {
+		errs = append(errs, fmt.Errorf("config %s: [fleet] seal_key: use file:PATH, env:NAME or systemd-credential:NAME (32 random bytes, base64, the same on every host), never the key itself", path))
+	}
+	if f.Prefix != "" && (!strings.HasPrefix(f.Prefix, "/") || !strings.HasSuffix(f.Prefix, "/")) {
+		errs = append(errs, fmt.Errorf("config %s: [fleet] prefix %q: start and end it with /", path, f.Prefix))
+	}
+	if f.Timeout.Duration < 0 {
+		errs = append(errs, fmt.Errorf("config %s: [fleet] timeout must not be negative", path))
+	}
+	return errs
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
@@ -290,6 +338,9 @@ func (c *Config) dir() string {
 
 func (c *Config) validate() error {
 	var errs []error
+	if c.Fleet != nil {
+		errs = append(errs, c.Fleet.validate(c.path)...)
+	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
