@@ -88,6 +88,9 @@ type Options struct {
 	// unavailable, and after its file was deleted. nil means OpenStore
 	// with the configuration given to New.
 	ReopenStore func() (*store.Store, error)
+	// Fleet, when set, shares tokens with other hosts' agents (package
+	// fleet); nil keeps them to this host.
+	Fleet Fleet
 }
 
 // Agent serves tokens for the profiles of one configuration.
@@ -110,6 +113,9 @@ type Agent struct {
 	closed   bool // guarded by fetching
 
 	persister *persister // nil with store = "memory"
+
+	fleet    Fleet  // nil without [fleet]
+	hostname string // names this host in fleet records
 
 	// changed is closed, and replaced, whenever a fetch ends or the
 	// store's state may have changed: whoever needs to see such a change
@@ -176,7 +182,8 @@ type ProfileStatus struct {
 // and fails, naming the profile and key, if any cannot be used. It makes
 // no network requests; tokens are fetched on first demand.
 func New(cfg *Config, opts Options) (*Agent, error) {
-	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), httpClient: opts.HTTPClient}
+	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), httpClient: opts.HTTPClient, fleet: opts.Fleet}
+	a.hostname, _ = os.Hostname()
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}

@@ -39,6 +39,9 @@ type profile struct {
 	localSecret [32]byte
 	// sinks are the files the current token is kept in.
 	sinks []sink
+	// fleetShared: the profile's tokens go through the fleet, when the
+	// agent has one (fleet = false keeps them to this host).
+	fleetShared bool
 }
 
 // buildProfile reads the profile's secrets and keys and makes its client.
@@ -121,6 +124,7 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 		access:      acc,
 		client:      client,
 		fingerprint: p.fingerprint(),
+		fleetShared: p.Fleet == nil || *p.Fleet,
 	}
 	settings.Sum(prof.settings[:0])
 	return prof, nil

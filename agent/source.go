@@ -147,6 +147,8 @@ type source struct {
 	lastRefresh time.Time
 	skew        time.Duration // the JWT's exp − (sent + expires_in), last seen
 	skewLogged  bool
+	fleetHits   uint64 // tokens taken from the fleet instead of the IdP
+	fleetDown   bool   // the fleet failed; logged once
 	idle        bool
 	closed      bool
 }
@@ -255,11 +257,35 @@ func (s *source) fetch() (any, error) {
 	t := s.prof.timing
 	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
 	defer cancel()
+	// With a fleet, a token another host fetched is used as it is; else
+	// this host takes the fingerprint's lock, looks again, and fetches
+	// for all (see fleet.go). etcd trouble leaves it fetching for itself.
+	var shared func(*cached)
+	if f := s.agent.fleet; f != nil && s.prof.fleetShared {
+		if c := s.fromFleet(ctx); c != nil {
+			return s.adopted(c), nil
+		}
+		unlock, err := f.Lock(ctx, s.prof.fingerprint, t.FetchTimeout.Duration+fleetLockSlack)
+		if err == nil {
+			defer unlock()
+			if c := s.fromFleet(ctx); c != nil {
+				return s.adopted(c), nil
+			}
+			shared = s.toFleet
+		} else {
+			s.fleetTrouble(err)
+		}
+	}
 	sent, sentMono := readClock(s.agent.clock)
 	sent = sent.Round(0) // wall time only: it is stored and compared as such
 	start := time.Now()
 	resp, err := s.prof.client.Fetch(ctx)
 	latency := time.Since(start)
+	defer func() {
+		if c := s.cur.Load(); err == nil && shared != nil && c != nil {
+			shared(c)
+		}
+	}()
 
 	s.mu.Lock()
 	s.requests++

@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"time"
+
+	"github.com/tokenagent/tokenagent/agent/fleet"
+)
+
+// Fleet is where agents on many hosts share tokens (package fleet's Etcd
+// is one); another store (a Kubernetes Lease and Secret, Redis) could
+// follow behind the same interface.
+type Fleet interface {
+	// Get returns the fingerprint's record (ok false: none).
+	Get(ctx context.Context, fingerprint string) (r fleet.Record, ok bool, err error)
+	// Put writes the fingerprint's record.
+	Put(ctx context.Context, fingerprint string, r fleet.Record) error
+	// Lock takes the fingerprint's lock, held for at most ttl by a host
+	// that dies; it waits until ctx ends.
+	Lock(ctx context.Context, fingerprint string, ttl time.Duration) (unlock func(), err error)
+}
+
+// fleetLockSlack is how much longer than fetch_timeout a fetch lock is
+// held by a host that dies mid-fetch.
+const fleetLockSlack = 5 * time.Second
+
+// fromFleet installs the fleet's token for the profile when it is newer
+// than the one held and has at least min_valid left; nil when there is
+// none such (or the fleet could not be read: then this host fetches for
+// itself).
+func (s *source) fromFleet(ctx context.Context) *cached {
+	r, ok, err := s.agent.fleet.Get(ctx, s.prof.fingerprint)
+	if err != nil {
+		s.fleetTrouble(err)
+		return nil
+	}
+	s.mu.Lock()
+	if s.fleetDown {
+		s.fleetDown = false
+		s.log.Info().Msg("fleet available again; sharing tokens with the other hosts")
+	}
+	s.mu.Unlock()
+	now, mono := readClock(s.agent.clock)
+	if !ok || r.ExpiresAt.Sub(now) < s.prof.timing.MinValid.Duration {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.cur.Load(); cur != nil && !r.ExpiresAt.After(cur.ExpiresAt) {
+		return nil // nothing newer than what this host holds (and is refreshing)
+	}
+	ttl := r.ExpiresAt.Sub(r.ObtainedAt)
+	c := &cached{
+		Token:     Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0)},
+		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
+		sum:       sha256.Sum256([]byte(r.AccessToken)),
+	}
+	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
+	s.cur.Store(c)
+	s.fleetHits++
+	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	s.armLocked(now, c.refreshAt)
+	s.log.Info().Str("minted_by", r.MintedBy).Time("expires_at", c.ExpiresAt).Msg("token from the fleet; no IdP request")
+	return c
+}
+
+// adopted keeps a token from the fleet as a fetched one is kept: in the
+// store and the file sinks.
+func (s *source) adopted(c *cached) *cached {
+	s.agent.persist(s.record(c))
+	s.writeSinksAfter(c)
+	return c
+}
+
+// toFleet writes a token this host fetched for the fleet.
+func (s *source) toFleet(c *cached) {
+	err := s.agent.fleet.Put(s.agent.ctx, s.prof.fingerprint, fleet.Record{
+		AccessToken: c.AccessToken, TokenType: c.TokenType, Scope: c.Scope,
+		ExpiresAt: c.ExpiresAt, ObtainedAt: c.ObtainedAt, MintedBy: s.agent.hostname,
+	})
+	if err != nil {
+		s.fleetTrouble(err)
+	}
+}
+
+// fleetTrouble logs an etcd failure once per profile until the fleet
+// works again; the profile goes on fetching for this host alone.
+func (s *source) fleetTrouble(err error) {
+	s.mu.Lock()
+	first := !s.fleetDown
+	s.fleetDown = true
+	s.mu.Unlock()
+	if first {
+		s.log.Warn().Err(err).Msg("fleet unavailable; fetching tokens for this host alone until it answers")
+	}
+}

@@ -1,0 +1,62 @@
+package fleet_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/fleet"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// TestColdHerdAcrossAgentsIsOneRequest: agents of several hosts (here,
+// three engines, each with its own etcd client) asked at once for a cold
+// profile cost the IdP one token request, and all serve that token.
+func TestColdHerdAcrossAgentsIsOneRequest(t *testing.T) {
+	endpoints := cluster(t, 3)
+	key := newKey(t)
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n", idp.TokenURL)), "fleet.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var agents []*agent.Agent
+	for i := range 3 {
+		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), "/tokenagent/", key, 2*time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		agents = append(agents, a)
+	}
+	self := ipc.Caller{UID: 0}
+	tokens := make(chan string, 300)
+	var wg sync.WaitGroup
+	for _, a := range agents {
+		for range 100 {
+			wg.Go(func() {
+				tok, err := a.Token(context.Background(), self, "p", 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				tokens <- tok.AccessToken
+			})
+		}
+	}
+	wg.Wait()
+	close(tokens)
+	seen := map[string]int{}
+	for tok := range tokens {
+		seen[tok]++
+	}
+	if n := idp.TotalRequests(); n != 1 || len(seen) != 1 {
+		t.Errorf("3 agents × 100 callers on a cold profile: %d IdP requests, %d distinct tokens; want 1 and 1", n, len(seen))
+	}
+}
