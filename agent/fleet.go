@@ -84,12 +84,26 @@ func (s *source) toFleet(c *cached) {
 	}
 }
 
+// fleetRetryAfter is how long a profile fetches for this host alone after
+// the fleet failed it, before asking the fleet again: an unreachable etcd
+// costs a fetch at most one operation timeout now and then, not on every
+// fetch (static stability).
+const fleetRetryAfter = 30 * time.Second
+
+// fleetUsable reports whether the fleet is to be asked now.
+func (s *source) fleetUsable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.fleetDown || !s.agent.clock.Now().Before(s.fleetRetry)
+}
+
 // fleetTrouble logs an etcd failure once per profile until the fleet
-// works again; the profile goes on fetching for this host alone.
+// works again; the profile goes on fetching for this host alone, and asks
+// the fleet again after fleetRetryAfter.
 func (s *source) fleetTrouble(err error) {
 	s.mu.Lock()
 	first := !s.fleetDown
-	s.fleetDown = true
+	s.fleetDown, s.fleetRetry = true, s.agent.clock.Now().Add(fleetRetryAfter)
 	s.mu.Unlock()
 	if first {
 		s.log.Warn().Err(err).Msg("fleet unavailable; fetching tokens for this host alone until it answers")

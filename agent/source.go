@@ -147,8 +147,9 @@ type source struct {
 	lastRefresh time.Time
 	skew        time.Duration // the JWT's exp − (sent + expires_in), last seen
 	skewLogged  bool
-	fleetHits   uint64 // tokens taken from the fleet instead of the IdP
-	fleetDown   bool   // the fleet failed; logged once
+	fleetHits   uint64    // tokens taken from the fleet instead of the IdP
+	fleetDown   bool      // the fleet failed; logged once
+	fleetRetry  time.Time // while down, not asked again before this
 	idle        bool
 	closed      bool
 }
@@ -261,7 +262,7 @@ func (s *source) fetch() (any, error) {
 	// this host takes the fingerprint's lock, looks again, and fetches
 	// for all (see fleet.go). etcd trouble leaves it fetching for itself.
 	var shared func(*cached)
-	if f := s.agent.fleet; f != nil && s.prof.fleetShared {
+	if f := s.agent.fleet; f != nil && s.prof.fleetShared && s.fleetUsable() {
 		if c := s.fromFleet(ctx); c != nil {
 			return s.adopted(c), nil
 		}

@@ -62,7 +62,16 @@ func (e *Etcd) Put(ctx context.Context, fp string, r Record) error {
 // that dies loses it within ttl. It waits until ctx ends; unlock releases
 // it (and its lease).
 func (e *Etcd) Lock(ctx context.Context, fp string, ttl time.Duration) (unlock func(), err error) {
-	sess, err := concurrency.NewSession(e.cli, concurrency.WithTTL(max(int(ttl/time.Second), 1)), concurrency.WithContext(ctx))
+	// The lease is granted within the operation timeout, so that an etcd
+	// that does not answer fails fast; the wait for another holder is
+	// bounded by ctx alone.
+	gctx, cancel := context.WithTimeout(ctx, e.timeout)
+	lease, err := e.cli.Grant(gctx, int64(max(ttl/time.Second, 1)))
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("fleet: etcd lease: %w", err)
+	}
+	sess, err := concurrency.NewSession(e.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: etcd session: %w", err)
 	}
