@@ -1,9 +1,16 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tokenagent/tokenagent/agent/fleet"
 )
@@ -108,4 +115,69 @@ func (s *source) fleetTrouble(err error) {
 	if first {
 		s.log.Warn().Err(err).Msg("fleet unavailable; fetching tokens for this host alone until it answers")
 	}
+}
+
+// OpenFleet connects to the etcd cluster of cfg's [fleet] (nil, nil, nil
+// without one): it reads the seal key and the TLS material from their
+// references. The caller closes the returned io.Closer after the agent.
+func OpenFleet(cfg *Config) (Fleet, io.Closer, error) {
+	f := cfg.Fleet
+	if f == nil {
+		return nil, nil, nil
+	}
+	keyText, err := readReference(f.SealKey, cfg.dir(), secretRef)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config %s: [fleet] seal_key %s: %w", cfg.path, refName(f.SealKey), err)
+	}
+	key, err := fleet.ParseKey(string(keyText))
+	if err != nil {
+		return nil, nil, fmt.Errorf("config %s: [fleet] seal_key %s: %w", cfg.path, refName(f.SealKey), err)
+	}
+	var tlsCfg *tls.Config
+	if f.TLSCA != "" || f.TLSCert != "" || f.TLSKey != "" {
+		if tlsCfg, err = cfg.fleetTLS(); err != nil {
+			return nil, nil, err
+		}
+	}
+	timeout := cmp.Or(f.Timeout.Duration, 2*time.Second)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: f.Endpoints, TLS: tlsCfg, DialTimeout: timeout})
+	if err != nil {
+		return nil, nil, fmt.Errorf("config %s: [fleet] endpoints: %w", cfg.path, err)
+	}
+	return fleet.NewEtcd(cli, cmp.Or(f.Prefix, "/tokenagent/"), key, timeout), cli, nil
+}
+
+// fleetTLS builds the etcd client's TLS from [fleet]'s references.
+func (c *Config) fleetTLS() (*tls.Config, error) {
+	f := c.Fleet
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.TLSCA != "" {
+		pem, err := readReference(f.TLSCA, c.dir(), publicRef)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: [fleet] tls_ca %s: %w", c.path, refName(f.TLSCA), err)
+		}
+		t.RootCAs = x509.NewCertPool()
+		if !t.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("config %s: [fleet] tls_ca %s: no PEM certificate in it", c.path, refName(f.TLSCA))
+		}
+	}
+	if (f.TLSCert == "") != (f.TLSKey == "") {
+		return nil, fmt.Errorf("config %s: [fleet] tls_cert and tls_key go together", c.path)
+	}
+	if f.TLSCert != "" {
+		certPEM, err := readReference(f.TLSCert, c.dir(), publicRef)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: [fleet] tls_cert %s: %w", c.path, refName(f.TLSCert), err)
+		}
+		keyPEM, err := readReference(f.TLSKey, c.dir(), secretRef)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: [fleet] tls_key %s: %w", c.path, refName(f.TLSKey), err)
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: [fleet] tls_cert/tls_key: %w", c.path, err)
+		}
+		t.Certificates = []tls.Certificate{pair}
+	}
+	return t, nil
 }

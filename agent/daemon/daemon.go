@@ -190,7 +190,17 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 		return storeErr
 	}
-	a, err := agent.New(cfg, agent.Options{Logger: &d.log, Store: st, StoreErr: storeErr,
+	fl, flClient, err := agent.OpenFleet(cfg)
+	if err != nil {
+		if st != nil {
+			st.Close()
+		}
+		return err
+	}
+	if flClient != nil {
+		defer flClient.Close() // after the engine's Close
+	}
+	a, err := agent.New(cfg, agent.Options{Logger: &d.log, Store: st, StoreErr: storeErr, Fleet: fl,
 		ReopenStore: func() (*store.Store, error) { return agent.OpenStore(cfg) }})
 	if err != nil {
 		if st != nil {

@@ -2,14 +2,22 @@ package fleet_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/fleet"
+	"github.com/tokenagent/tokenagent/agent/fleet/fleettest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/clientlib"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -17,7 +25,7 @@ import (
 // three engines, each with its own etcd client) asked at once for a cold
 // profile cost the IdP one token request, and all serve that token.
 func TestColdHerdAcrossAgentsIsOneRequest(t *testing.T) {
-	endpoints := cluster(t, 3)
+	endpoints := fleettest.Cluster(t, 3)
 	key := newKey(t)
 	idp := idptest.New()
 	defer idp.Close()
@@ -85,5 +93,52 @@ func TestEtcdDownMeansLocalMode(t *testing.T) {
 	}
 	if n := idp.TotalRequests(); n != 2 {
 		t.Errorf("IdP requests = %d, want 2 (one per profile, as a single host)", n)
+	}
+}
+
+// TestDaemonsShareThroughTheFleet: two daemons (sockets of their own)
+// configured with the same [fleet] on a 3-member cluster, each asked on
+// its socket: one IdP request, one token.
+func TestDaemonsShareThroughTheFleet(t *testing.T) {
+	endpoints := fleettest.Cluster(t, 3)
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
+	dir := t.TempDir()
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	keyFile := filepath.Join(dir, "fleet.key")
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(raw)), 0o600)
+	var tokens []string
+	for i := range 2 {
+		sub := filepath.Join(dir, fmt.Sprintf("host%d", i))
+		os.Mkdir(sub, 0o700)
+		path := filepath.Join(sub, "agent.toml")
+		os.WriteFile(path, []byte(fmt.Sprintf("store = \"memory\"\n[fleet]\nendpoints = [%q, %q]\nseal_key = \"file:%s\"\n[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n",
+			endpoints[i], endpoints[2], keyFile, idp.TokenURL)), 0o600)
+		cfg, err := agent.LoadConfig(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := zerolog.Nop()
+		d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Socket: filepath.Join(sub, "agent.sock"), Logger: &log, NoSignals: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		<-d.Ready()
+		c := &clientlib.Client{Socket: filepath.Join(sub, "agent.sock")}
+		tok, err := c.Token(context.Background(), "p")
+		c.Close()
+		if err != nil {
+			t.Fatalf("daemon %d: %v", i, err)
+		}
+		tokens = append(tokens, tok.AccessToken)
+	}
+	if idp.TotalRequests() != 1 || tokens[0] != tokens[1] {
+		t.Errorf("two daemons on one fleet: %d IdP requests, same token %v; want 1 and true", idp.TotalRequests(), tokens[0] == tokens[1])
 	}
 }

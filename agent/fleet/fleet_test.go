@@ -5,10 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"fmt"
-	"net"
-	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,62 +12,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/tokenagent/tokenagent/agent/fleet"
+	"github.com/tokenagent/tokenagent/agent/fleet/fleettest"
 )
-
-// cluster starts a real etcd cluster of n members on loopback, for t.
-func cluster(t *testing.T, n int) []string {
-	t.Helper()
-	free := func() *url.URL {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return &url.URL{Scheme: "http", Host: ln.Addr().String()}
-	}
-	type member struct{ peer, client *url.URL }
-	members := make([]member, n)
-	var initial []string
-	for i := range members {
-		members[i] = member{free(), free()}
-		initial = append(initial, fmt.Sprintf("m%d=%s", i, members[i].peer))
-	}
-	var endpoints []string
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i, m := range members {
-		cfg := embed.NewConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = filepath.Join(t.TempDir(), cfg.Name)
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*m.peer}, []url.URL{*m.peer}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*m.client}, []url.URL{*m.client}
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialClusterToken = "tokenagent-test"
-		cfg.LogLevel = "error"
-		endpoints = append(endpoints, m.client.String())
-		wg.Go(func() {
-			e, err := embed.StartEtcd(cfg)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			t.Cleanup(e.Close)
-			select {
-			case <-e.Server.ReadyNotify():
-			case <-time.After(30 * time.Second):
-				errs[i] = errors.New("member not ready within 30 s")
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("etcd cluster: %v", err)
-	}
-	return endpoints
-}
 
 func newKey(t *testing.T) *fleet.Key {
 	t.Helper()
@@ -98,7 +42,7 @@ func client(t *testing.T, endpoints []string) *clientv3.Client {
 // no token text; a record moved to another fingerprint's key, or sealed
 // with another seal key, is refused with a clear error.
 func TestSealedRecordsInEtcd(t *testing.T) {
-	endpoints := cluster(t, 3)
+	endpoints := fleettest.Cluster(t, 3)
 	key := newKey(t)
 	a := fleet.NewEtcd(client(t, endpoints[:1]), "/tokenagent/", key, 2*time.Second)
 	b := fleet.NewEtcd(client(t, endpoints[2:]), "/tokenagent/", key, 2*time.Second)
@@ -142,7 +86,7 @@ func TestSealedRecordsInEtcd(t *testing.T) {
 // hosts; a holder whose lease ends (a host killed) gives way within the
 // lease's TTL.
 func TestLockIsExclusiveAndDiesWithItsHolder(t *testing.T) {
-	endpoints := cluster(t, 3)
+	endpoints := fleettest.Cluster(t, 3)
 	key := newKey(t)
 	var inside, most atomic.Int32
 	var wg sync.WaitGroup
@@ -184,7 +128,7 @@ func TestLockIsExclusiveAndDiesWithItsHolder(t *testing.T) {
 
 // TestWatchDeliversNewRecords: a host learns another's new token by watch.
 func TestWatchDeliversNewRecords(t *testing.T) {
-	endpoints := cluster(t, 3)
+	endpoints := fleettest.Cluster(t, 3)
 	key := newKey(t)
 	a := fleet.NewEtcd(client(t, endpoints[:1]), "/tokenagent/", key, 2*time.Second)
 	b := fleet.NewEtcd(client(t, endpoints[1:2]), "/tokenagent/", key, 2*time.Second)
