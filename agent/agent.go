@@ -210,6 +210,9 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.sources.Store(&sources)
+	for _, s := range sources {
+		s.watchFleet()
+	}
 	if opts.Store != nil || opts.StoreErr != nil {
 		path := cfg.StorePath()
 		if opts.Store != nil {
@@ -522,6 +525,7 @@ func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
 		switch {
 		case prev == nil:
 			next[name] = newSource(a, p)
+			next[name].watchFleet()
 			sum.Added = append(sum.Added, name)
 		case prev.prof.settings == p.settings:
 			// Its secrets read the same, but the fix for a refusal is often
@@ -531,6 +535,7 @@ func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
 			sum.Unchanged = append(sum.Unchanged, name)
 		default:
 			s := newSource(a, p)
+			s.watchFleet()
 			if c := prev.cur.Load(); c != nil && prev.prof.fingerprint == p.fingerprint {
 				s.cur.Store(c)
 				s.writeSinks(c.Token) // a sink may be new

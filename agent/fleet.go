@@ -26,6 +26,9 @@ type Fleet interface {
 	// Lock takes the fingerprint's lock, held for at most ttl by a host
 	// that dies; it waits until ctx ends.
 	Lock(ctx context.Context, fingerprint string, ttl time.Duration) (unlock func(), err error)
+	// Watch sends the records written for the fingerprint from now on,
+	// until ctx ends.
+	Watch(ctx context.Context, fingerprint string) <-chan fleet.Record
 }
 
 // fleetLockSlack is how much longer than fetch_timeout a fetch lock is
@@ -48,14 +51,30 @@ func (s *source) fromFleet(ctx context.Context) *cached {
 		s.log.Info().Msg("fleet available again; sharing tokens with the other hosts")
 	}
 	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return s.adoptRecord(r)
+}
+
+// adoptRecord installs a fleet record when it has at least min_valid left
+// and outlives the token held; nil otherwise.
+func (s *source) adoptRecord(r fleet.Record) *cached {
 	now, mono := readClock(s.agent.clock)
-	if !ok || r.ExpiresAt.Sub(now) < s.prof.timing.MinValid.Duration {
+	if r.ExpiresAt.Sub(now) < s.prof.timing.MinValid.Duration {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur := s.cur.Load(); cur != nil && !r.ExpiresAt.After(cur.ExpiresAt) {
-		return nil // nothing newer than what this host holds (and is refreshing)
+	if s.closed {
+		return nil
+	}
+	if cur := s.cur.Load(); cur != nil && (r.AccessToken == cur.AccessToken ||
+		!r.ExpiresAt.After(cur.ExpiresAt) && !(r.ExpiresAt.Equal(cur.ExpiresAt) && r.ObtainedAt.After(cur.ObtainedAt))) {
+		// Nothing newer than what this host holds (and may be refreshing).
+		// Expiry decides; tokens that expire in the same second (a JWT's
+		// exp counts whole seconds) by when they were fetched.
+		return nil
 	}
 	ttl := r.ExpiresAt.Sub(r.ObtainedAt)
 	c := &cached{
@@ -70,6 +89,25 @@ func (s *source) fromFleet(ctx context.Context) *cached {
 	s.armLocked(now, c.refreshAt)
 	s.log.Info().Str("minted_by", r.MintedBy).Time("expires_at", c.ExpiresAt).Msg("token from the fleet; no IdP request")
 	return c
+}
+
+// watchFleet serves the tokens other hosts fetch as soon as they are
+// written, until the source closes.
+func (s *source) watchFleet() {
+	if s.agent.fleet == nil || !s.prof.fleetShared {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.agent.ctx)
+	s.mu.Lock()
+	s.stopWatch = cancel
+	s.mu.Unlock()
+	go func() {
+		for r := range s.agent.fleet.Watch(ctx, s.prof.fingerprint) {
+			if c := s.adoptRecord(r); c != nil {
+				s.adopted(c)
+			}
+		}
+	}()
 }
 
 // adopted keeps a token from the fleet as a fetched one is kept: in the

@@ -150,6 +150,7 @@ type source struct {
 	fleetHits   uint64    // tokens taken from the fleet instead of the IdP
 	fleetDown   bool      // the fleet failed; logged once
 	fleetRetry  time.Time // while down, not asked again before this
+	stopWatch   func()    // ends watchFleet
 	idle        bool
 	closed      bool
 }
@@ -263,12 +264,24 @@ func (s *source) fetch() (any, error) {
 	// for all (see fleet.go). etcd trouble leaves it fetching for itself.
 	var shared func(*cached)
 	if f := s.agent.fleet; f != nil && s.prof.fleetShared && s.fleetUsable() {
+		held := s.cur.Load()
+		// A token the watch installed while this fetch waited serves as well.
+		arrived := func() *cached {
+			c := s.cur.Load()
+			if now, mono := readClock(s.agent.clock); c != nil && c != held && !c.due(now, mono) {
+				return c
+			}
+			return nil
+		}
 		if c := s.fromFleet(ctx); c != nil {
 			return s.adopted(c), nil
 		}
 		unlock, err := f.Lock(ctx, s.prof.fingerprint, t.FetchTimeout.Duration+fleetLockSlack)
 		if err == nil {
 			defer unlock()
+			if c := arrived(); c != nil {
+				return c, nil
+			}
 			if c := s.fromFleet(ctx); c != nil {
 				return s.adopted(c), nil
 			}
@@ -611,6 +624,9 @@ func (s *source) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
 	if s.stopTimer != nil {
 		s.stopTimer()
 		s.stopTimer = nil

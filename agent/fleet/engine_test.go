@@ -142,3 +142,51 @@ func TestDaemonsShareThroughTheFleet(t *testing.T) {
 		t.Errorf("two daemons on one fleet: %d IdP requests, same token %v; want 1 and true", idp.TotalRequests(), tokens[0] == tokens[1])
 	}
 }
+
+// TestWatchServesAnotherHostsRefresh: when one host refreshes, the others
+// serve the new token as soon as etcd tells them, without asking the IdP.
+func TestWatchServesAnotherHostsRefresh(t *testing.T) {
+	endpoints := fleettest.Cluster(t, 3)
+	key := newKey(t)
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n", idp.TokenURL)), "watch.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var agents []*agent.Agent
+	for i := range 2 {
+		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), "/tokenagent/", key, 2*time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		agents = append(agents, a)
+	}
+	self := ipc.Caller{UID: 0}
+	first, err := agents[0].Token(context.Background(), self, "p", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := agents[1].Token(context.Background(), self, "p", 0); err != nil || tok.AccessToken != first.AccessToken {
+		t.Fatalf("second host: %v, same token %v", err, err == nil && tok.AccessToken == first.AccessToken)
+	}
+	// Host 0 refreshes (its token reported rejected); host 1 learns by watch.
+	fresh, err := agents[0].ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(first.AccessToken), 0)
+	if err != nil || fresh.AccessToken == first.AccessToken {
+		t.Fatalf("refresh on host 0: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		tok, err := agents[1].Token(context.Background(), self, "p", 0)
+		if err == nil && tok.AccessToken == fresh.AccessToken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("host 1 never served host 0's new token")
+		}
+	}
+	if n := idp.TotalRequests(); n != 2 {
+		t.Errorf("IdP requests = %d, want 2 (the first token and host 0's refresh)", n)
+	}
+}
