@@ -156,6 +156,15 @@ type ProfileStatus struct {
 	// when it was fetched.
 	Origin     string
 	ObtainedAt time.Time
+	// Fleet is "" without a fleet, else "fleet" (shared), "local" (fleet
+	// = false) or "fleet unavailable" (fetching for this host alone);
+	// MintedBy names the host that fetched the held token; FleetHits
+	// counts tokens taken from the fleet, FleetFallbacks fetches made
+	// alone because the fleet failed.
+	Fleet          string
+	MintedBy       string
+	FleetHits      uint64
+	FleetFallbacks uint64
 	// ClockSkew is the last token's JWT exp minus its expiry by the
 	// IdP's expires_in on this host's clock, when that exceeds 30 s (the
 	// two clocks disagree; the earlier expiry is used); else 0.

@@ -85,6 +85,7 @@ func (s *source) adoptRecord(r fleet.Record) *cached {
 	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
 	s.cur.Store(c)
 	s.fleetHits++
+	s.mintedBy = r.MintedBy
 	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
 	s.armLocked(now, c.refreshAt)
 	s.log.Info().Str("minted_by", r.MintedBy).Time("expires_at", c.ExpiresAt).Msg("token from the fleet; no IdP request")
@@ -149,6 +150,7 @@ func (s *source) fleetTrouble(err error) {
 	s.mu.Lock()
 	first := !s.fleetDown
 	s.fleetDown, s.fleetRetry = true, s.agent.clock.Now().Add(fleetRetryAfter)
+	s.fleetFalls++
 	s.mu.Unlock()
 	if first {
 		s.log.Warn().Err(err).Msg("fleet unavailable; fetching tokens for this host alone until it answers")

@@ -148,6 +148,8 @@ type source struct {
 	skew        time.Duration // the JWT's exp − (sent + expires_in), last seen
 	skewLogged  bool
 	fleetHits   uint64    // tokens taken from the fleet instead of the IdP
+	fleetFalls  uint64    // fetches made for this host alone because the fleet failed
+	mintedBy    string    // the host whose agent fetched the held token
 	fleetDown   bool      // the fleet failed; logged once
 	fleetRetry  time.Time // while down, not asked again before this
 	stopWatch   func()    // ends watchFleet
@@ -337,6 +339,7 @@ func (s *source) fetch() (any, error) {
 	c.monoRefresh = sentMono + c.refreshAt.Sub(sent)
 	s.cur.Store(c)
 	s.minted++
+	s.mintedBy = s.agent.hostname
 	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
 	s.armLocked(now, c.refreshAt)
 	s.mu.Unlock()
@@ -668,6 +671,20 @@ func (s *source) status(now time.Time) ProfileStatus {
 	}
 	if s.skew.Abs() > clockSkewWarn {
 		st.ClockSkew = s.skew
+	}
+	if s.agent.fleet != nil {
+		switch {
+		case !s.prof.fleetShared:
+			st.Fleet = "local"
+		case s.fleetDown:
+			st.Fleet = "fleet unavailable"
+		default:
+			st.Fleet = "fleet"
+		}
+		st.MintedBy, st.FleetHits, st.FleetFallbacks = s.mintedBy, s.fleetHits, s.fleetFalls
+		if st.MintedBy == "" && s.cur.Load() != nil {
+			st.MintedBy = s.agent.hostname
+		}
 	}
 	return st
 }

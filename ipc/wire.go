@@ -135,6 +135,11 @@ type ProfileInfo struct {
 	// when it was fetched).
 	Origin     string    `json:"origin,omitempty"`
 	ObtainedAt time.Time `json:"obtained_at,omitzero"`
+	// Fleet is "fleet", "local" or "fleet unavailable" when the agent
+	// shares tokens with other hosts; MintedBy names the host whose agent
+	// fetched the held token.
+	Fleet    string `json:"fleet,omitempty"`
+	MintedBy string `json:"minted_by,omitempty"`
 	// ClockSkewSeconds is how far the last token's JWT exp lay from the
 	// IdP's expires_in counted on the agent's clock, when that is more
 	// than 30 s: the host's and the IdP's clocks disagree.

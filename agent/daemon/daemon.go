@@ -508,7 +508,7 @@ func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
 			Name: st.Name, ExpiresAt: st.ExpiresAt.UTC(), LastRefresh: st.LastRefresh.UTC(),
 			LastError: st.LastError, NextAttempt: st.NextAttempt.UTC(), UpstreamRequests: st.UpstreamRequests, Idle: st.Idle,
 			Audience: st.Audience, Scopes: st.Scopes, ClockSkewSeconds: st.ClockSkew.Seconds(),
-			Origin: st.Origin, ObtainedAt: st.ObtainedAt.UTC(),
+			Origin: st.Origin, ObtainedAt: st.ObtainedAt.UTC(), Fleet: st.Fleet, MintedBy: st.MintedBy,
 		})
 	}
 	return out
@@ -524,6 +524,7 @@ func (b backend) Stats() []localapi.ProfileStats {
 			LatencyBuckets: agent.LatencyBuckets(), LatencyCounts: st.Latency.Counts[:], LatencySum: st.Latency.Sum,
 			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
 			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(), LastSuccess: st.LastRefresh,
+			Fleet: st.Fleet != "", FleetHits: st.FleetHits, FleetFallbacks: st.FleetFallbacks,
 		})
 	}
 	return out

@@ -189,4 +189,8 @@ func TestWatchServesAnotherHostsRefresh(t *testing.T) {
 	if n := idp.TotalRequests(); n != 2 {
 		t.Errorf("IdP requests = %d, want 2 (the first token and host 0's refresh)", n)
 	}
+	host, _ := os.Hostname()
+	if st := agents[1].Status()[0]; st.Fleet != "fleet" || st.FleetHits < 2 || st.MintedBy != host || st.UpstreamRequests != 0 {
+		t.Errorf("host 1's status = fleet %q, hits %d, minted by %q, IdP requests %d; want fleet, 2 hits, %q, 0", st.Fleet, st.FleetHits, st.MintedBy, st.UpstreamRequests, host)
+	}
 }

@@ -272,6 +272,13 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 		case p.Origin == "store":
 			last = "from store: " + p.ObtainedAt.Local().Format(time.DateTime)
 		}
+		if p.Fleet != "" {
+			last += " [" + p.Fleet
+			if p.MintedBy != "" {
+				last += ", minted by " + p.MintedBy
+			}
+			last += "]"
+		}
 		lastErr := "-"
 		if p.LastError != "" {
 			lastErr = p.LastError

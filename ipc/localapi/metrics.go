@@ -38,6 +38,12 @@ type ProfileStats struct {
 	// LastSuccess is when the last token was fetched (zero: never, by
 	// this agent).
 	LastSuccess time.Time
+	// Fleet is set when the agent shares tokens with other hosts:
+	// FleetHits counts tokens taken from the fleet instead of the IdP,
+	// FleetFallbacks fetches made alone because the fleet failed.
+	Fleet          bool
+	FleetHits      uint64
+	FleetFallbacks uint64
 }
 
 // MetricsHandler serves /metrics alone, for a separate TCP listener
@@ -231,6 +237,16 @@ func writeStats(w io.Writer, all []ProfileStats) {
 	each("tokenagent_last_success_timestamp_seconds", "gauge", "When the last token was fetched from the IdP, Unix seconds (absent: never, by this agent).", func(m ProfileStats) {
 		if !m.LastSuccess.IsZero() {
 			fmt.Fprintf(w, "tokenagent_last_success_timestamp_seconds{profile=%q} %d\n", m.Profile, m.LastSuccess.Unix())
+		}
+	})
+	each("tokenagent_fleet_hits_total", "counter", "Tokens taken from the fleet (another host's fetch) instead of the IdP.", func(m ProfileStats) {
+		if m.Fleet {
+			fmt.Fprintf(w, "tokenagent_fleet_hits_total{profile=%q} %d\n", m.Profile, m.FleetHits)
+		}
+	})
+	each("tokenagent_fleet_fallbacks_total", "counter", "Fetches made for this host alone because the fleet (etcd) failed.", func(m ProfileStats) {
+		if m.Fleet {
+			fmt.Fprintf(w, "tokenagent_fleet_fallbacks_total{profile=%q} %d\n", m.Profile, m.FleetFallbacks)
 		}
 	})
 	each("tokenagent_coalesced_waiters_total", "counter", "Callers that waited on a fetch another caller had started.", func(m ProfileStats) {
