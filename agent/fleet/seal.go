@@ -3,9 +3,8 @@
 // with AES-256-GCM under the fleet's seal key and bound to the key prefix
 // and the fingerprint, so that etcd and its backups never hold a
 // plaintext token and a record moved to another fingerprint does not open.
-//
-// Work in progress (branch fleet-wip): sealing and the etcd store; the
-// engine does not use it yet.
+// The engine's side (when to read, lock, fetch and write) is in package
+// agent, behind its Fleet interface.
 package fleet
 
 import (
