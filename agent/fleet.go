@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -13,6 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tokenagent/tokenagent/agent/fleet"
+	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // Fleet is where agents on many hosts share tokens (package fleet's Etcd
@@ -36,14 +39,16 @@ type Fleet interface {
 const fleetLockSlack = 5 * time.Second
 
 // fromFleet installs the fleet's token for the profile when it is newer
-// than the one held and has at least min_valid left; nil when there is
-// none such (or the fleet could not be read: then this host fetches for
-// itself).
-func (s *source) fromFleet(ctx context.Context) *cached {
+// than the one held and has at least min_valid left. Failing that, a
+// permanent refusal another host recorded for this credential holds this
+// host off the IdP too: the error is a holdError. Both nil: there is
+// nothing to use (or the fleet could not be read: then this host fetches
+// for itself).
+func (s *source) fromFleet(ctx context.Context) (*cached, error) {
 	r, ok, err := s.agent.fleet.Get(ctx, s.prof.fingerprint)
 	if err != nil {
 		s.fleetTrouble(err)
-		return nil
+		return nil, nil
 	}
 	s.mu.Lock()
 	if s.fleetDown {
@@ -52,16 +57,64 @@ func (s *source) fromFleet(ctx context.Context) *cached {
 	}
 	s.mu.Unlock()
 	if !ok {
+		return nil, nil
+	}
+	if c := s.adoptRecord(r); c != nil {
+		return c, nil
+	}
+	return nil, s.adoptFailure(r)
+}
+
+// adoptFailure holds this host off the IdP until the record's failure
+// ends, when it is a refusal of this host's credential made since the
+// last reload; nil otherwise.
+func (s *source) adoptFailure(r fleet.Record) error {
+	f := r.Failure
+	now := s.agent.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || f == nil || f.Credential != s.prof.credential || !f.Until.After(now) || f.At.Before(s.fleetForgot) {
 		return nil
 	}
-	return s.adoptRecord(r)
+	err := fmt.Errorf("%w (refused to host %s; shared through the fleet)", &idp.Error{
+		Endpoint: f.Endpoint, StatusCode: f.Status, Code: f.Code, Description: f.Description,
+	}, ipc.SafeText(r.MintedBy))
+	first := s.lastErr == nil || !s.permanent
+	s.lastErr, s.lastFailure, s.permanent, s.retryUntil = err, now, true, time.Time{}
+	s.nextAttempt = f.Until
+	s.armLocked(now, f.Until)
+	if first {
+		s.log.Warn().Str("refused_host", ipc.SafeText(r.MintedBy)).Str("idp_error", f.Code).Int("status", f.Status).Time("until", f.Until).
+			Msg("the IdP refused this client to another host of the fleet; not asking it until then (fix the credential, then reload)")
+	}
+	return &holdError{wait: f.Until.Sub(now), err: err, fresh: true}
+}
+
+// failToFleet shares a permanent refusal this host got, so that the other
+// hosts with the same credential hold off the IdP until it ends instead
+// of each learning it for itself. The record keeps the token held, if any.
+func (s *source) failToFleet(err error, at, until time.Time) {
+	var ie *idp.Error
+	if !errors.As(err, &ie) || ie.Transient {
+		return
+	}
+	r := fleet.Record{MintedBy: s.agent.hostname, Failure: &fleet.Failure{
+		Endpoint: ie.Endpoint, Status: ie.StatusCode, Code: ie.Code, Description: ie.Description,
+		At: at, Until: until, Credential: s.prof.credential,
+	}}
+	if c := s.cur.Load(); c != nil {
+		r.AccessToken, r.TokenType, r.Scope, r.ExpiresAt, r.ObtainedAt = c.AccessToken, c.TokenType, c.Scope, c.ExpiresAt, c.ObtainedAt
+	}
+	if err := s.agent.fleet.Put(s.agent.ctx, s.prof.fingerprint, r); err != nil {
+		s.fleetTrouble(err)
+	}
 }
 
 // adoptRecord installs a fleet record when it has at least min_valid left
 // and outlives the token held; nil otherwise.
 func (s *source) adoptRecord(r fleet.Record) *cached {
 	now, mono := readClock(s.agent.clock)
-	if r.ExpiresAt.Sub(now) < s.prof.timing.MinValid.Duration {
+	if r.AccessToken == "" || r.ExpiresAt.Sub(now) < s.prof.timing.MinValid.Duration {
 		return nil
 	}
 	s.mu.Lock()
@@ -109,6 +162,15 @@ func (s *source) watchFleet() {
 			}
 		}
 	}()
+}
+
+// adoptedOr is fetch's answer for what fromFleet found: the adopted
+// token, or the fleet's hold.
+func (s *source) adoptedOr(c *cached, held error) (any, error) {
+	if c == nil {
+		return nil, held
+	}
+	return s.adopted(c), nil
 }
 
 // adopted keeps a token from the fleet as a fetched one is kept: in the

@@ -42,6 +42,9 @@ type profile struct {
 	// fleetShared: the profile's tokens go through the fleet, when the
 	// agent has one (fleet = false keeps them to this host).
 	fleetShared bool
+	// credential tags the client credential (secret or signing key) for
+	// fleet failure records: a hash prefix, never the credential.
+	credential string
 }
 
 // buildProfile reads the profile's secrets and keys and makes its client.
@@ -126,6 +129,12 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 		fingerprint: p.fingerprint(),
 		fleetShared: p.Fleet == nil || *p.Fleet,
 	}
+	cred := sha256.New()
+	fmt.Fprintf(cred, "tokenagent fleet credential\x00%s\x00", cfg.ClientSecret)
+	if cfg.Signer != nil {
+		cred.Write([]byte(cfg.Signer.KeyID()))
+	}
+	prof.credential = hex.EncodeToString(cred.Sum(nil)[:8])
 	settings.Sum(prof.settings[:0])
 	return prof, nil
 }

@@ -153,6 +153,7 @@ type source struct {
 	fleetDown   bool      // the fleet failed; logged once
 	fleetRetry  time.Time // while down, not asked again before this
 	stopWatch   func()    // ends watchFleet
+	fleetForgot time.Time // fleet refusals from before this are not held (a reload)
 	idle        bool
 	closed      bool
 }
@@ -275,8 +276,8 @@ func (s *source) fetch() (any, error) {
 			}
 			return nil
 		}
-		if c := s.fromFleet(ctx); c != nil {
-			return s.adopted(c), nil
+		if c, held := s.fromFleet(ctx); c != nil || held != nil {
+			return s.adoptedOr(c, held)
 		}
 		unlock, err := f.Lock(ctx, s.prof.fingerprint, t.FetchTimeout.Duration+fleetLockSlack)
 		if err == nil {
@@ -284,8 +285,8 @@ func (s *source) fetch() (any, error) {
 			if c := arrived(); c != nil {
 				return c, nil
 			}
-			if c := s.fromFleet(ctx); c != nil {
-				return s.adopted(c), nil
+			if c, held := s.fromFleet(ctx); c != nil || held != nil {
+				return s.adoptedOr(c, held)
 			}
 			shared = s.toFleet
 		} else {
@@ -318,7 +319,11 @@ func (s *source) fetch() (any, error) {
 	if err != nil {
 		s.failedLocked(now, err, latency)
 		wait := s.holdLocked(now)
+		until := s.nextAttempt
 		s.mu.Unlock()
+		if shared != nil {
+			s.failToFleet(err, now, until)
+		}
 		// The callers learn when it is worth asking again (Retry-After).
 		return nil, &holdError{wait: wait, err: err, fresh: true}
 	}
@@ -611,6 +616,9 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 func (s *source) releaseHold() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A refusal the fleet shared before the reload is forgotten too: the
+	// operator may have fixed it at the IdP.
+	s.fleetForgot = s.agent.clock.Now()
 	if s.lastErr == nil {
 		return
 	}

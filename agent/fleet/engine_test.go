@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +17,6 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/fleet"
-	"github.com/tokenagent/tokenagent/agent/fleet/fleettest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/clientlib"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -25,7 +26,7 @@ import (
 // three engines, each with its own etcd client) asked at once for a cold
 // profile cost the IdP one token request, and all serve that token.
 func TestColdHerdAcrossAgentsIsOneRequest(t *testing.T) {
-	endpoints := fleettest.Cluster(t, 3)
+	endpoints, prefix := shared(t)
 	key := newKey(t)
 	idp := idptest.New()
 	defer idp.Close()
@@ -36,7 +37,7 @@ func TestColdHerdAcrossAgentsIsOneRequest(t *testing.T) {
 	}
 	var agents []*agent.Agent
 	for i := range 3 {
-		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), "/tokenagent/", key, 2*time.Second)})
+		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), prefix, key, 2*time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +101,7 @@ func TestEtcdDownMeansLocalMode(t *testing.T) {
 // configured with the same [fleet] on a 3-member cluster, each asked on
 // its socket: one IdP request, one token.
 func TestDaemonsShareThroughTheFleet(t *testing.T) {
-	endpoints := fleettest.Cluster(t, 3)
+	endpoints, prefix := shared(t)
 	idp := idptest.New()
 	defer idp.Close()
 	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
@@ -114,8 +115,8 @@ func TestDaemonsShareThroughTheFleet(t *testing.T) {
 		sub := filepath.Join(dir, fmt.Sprintf("host%d", i))
 		os.Mkdir(sub, 0o700)
 		path := filepath.Join(sub, "agent.toml")
-		os.WriteFile(path, []byte(fmt.Sprintf("store = \"memory\"\n[fleet]\nendpoints = [%q, %q]\nseal_key = \"file:%s\"\n[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n",
-			endpoints[i], endpoints[2], keyFile, idp.TokenURL)), 0o600)
+		os.WriteFile(path, []byte(fmt.Sprintf("store = \"memory\"\n[fleet]\nendpoints = [%q, %q]\nprefix = %q\nseal_key = \"file:%s\"\n[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n",
+			endpoints[i], endpoints[2], prefix, keyFile, idp.TokenURL)), 0o600)
 		cfg, err := agent.LoadConfig(path)
 		if err != nil {
 			t.Fatal(err)
@@ -146,7 +147,7 @@ func TestDaemonsShareThroughTheFleet(t *testing.T) {
 // TestWatchServesAnotherHostsRefresh: when one host refreshes, the others
 // serve the new token as soon as etcd tells them, without asking the IdP.
 func TestWatchServesAnotherHostsRefresh(t *testing.T) {
-	endpoints := fleettest.Cluster(t, 3)
+	endpoints, prefix := shared(t)
 	key := newKey(t)
 	idp := idptest.New()
 	defer idp.Close()
@@ -157,7 +158,7 @@ func TestWatchServesAnotherHostsRefresh(t *testing.T) {
 	}
 	var agents []*agent.Agent
 	for i := range 2 {
-		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), "/tokenagent/", key, 2*time.Second)})
+		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), prefix, key, 2*time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,5 +193,115 @@ func TestWatchServesAnotherHostsRefresh(t *testing.T) {
 	host, _ := os.Hostname()
 	if st := agents[1].Status()[0]; st.Fleet != "fleet" || st.FleetHits < 2 || st.MintedBy != host || st.UpstreamRequests != 0 {
 		t.Errorf("host 1's status = fleet %q, hits %d, minted by %q, IdP requests %d; want fleet, 2 hits, %q, 0", st.Fleet, st.FleetHits, st.MintedBy, st.UpstreamRequests, host)
+	}
+}
+
+// fleetAgents starts n engines of cfg on the shared cluster, each with an
+// etcd client of its own (as on n hosts).
+func fleetAgents(t *testing.T, n int, cfgs ...*agent.Config) []*agent.Agent {
+	t.Helper()
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	var agents []*agent.Agent
+	for i := range n {
+		a, err := agent.New(cfgs[min(i, len(cfgs)-1)], agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i%3:i%3+1]), prefix, key, 2*time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		agents = append(agents, a)
+	}
+	return agents
+}
+
+func profileConfig(t *testing.T, tokenURL, secret string) *agent.Config {
+	t.Helper()
+	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", tokenURL, secret)), "fleet.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestPermanentRefusalIsSharedByTheFleet: one host's invalid_client holds
+// the other hosts with the same credential off the IdP for
+// permanent_backoff; a host with another credential (a rotated secret)
+// is not held; a reload forgets the fleet's refusal as it forgets its own.
+func TestPermanentRefusalIsSharedByTheFleet(t *testing.T) {
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
+	wrong := profileConfig(t, idp.TokenURL, "stale-fleet-secret")
+	right := profileConfig(t, idp.TokenURL, "fleet-test-secret")
+	agents := fleetAgents(t, 4, wrong, wrong, wrong, right)
+	self := ipc.Caller{UID: 0}
+	for i, a := range agents[:3] {
+		_, err := a.Token(context.Background(), self, "p", 0)
+		var ie *ipc.Error
+		if !errors.As(err, &ie) || !errors.Is(err, ipc.ErrIdPRefused) || ie.Code != "invalid_client" {
+			t.Fatalf("host %d with a refused secret: %v; want the IdP's invalid_client", i, err)
+		}
+		if i > 0 && !strings.Contains(err.Error(), "shared through the fleet") {
+			t.Errorf("host %d's error does not say the refusal came through the fleet: %v", i, err)
+		}
+		if strings.Contains(err.Error(), "stale-fleet-secret") {
+			t.Errorf("host %d's error quotes the secret: %v", i, err)
+		}
+	}
+	if n := idp.TotalRequests(); n != 1 {
+		t.Errorf("3 hosts with a refused secret: %d IdP requests, want 1", n)
+	}
+	// A reload on host 1 (say, after a fix at the IdP) asks the IdP again.
+	if _, err := agents[1].Reload(wrong); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agents[1].Token(context.Background(), self, "p", 0); !errors.Is(err, ipc.ErrIdPRefused) {
+		t.Fatalf("host 1 after a reload: %v; want refused again", err)
+	}
+	if n := idp.TotalRequests(); n != 2 {
+		t.Errorf("after host 1's reload: %d IdP requests, want 2", n)
+	}
+	// The host with the right secret is not held by the others' refusal.
+	if _, err := agents[3].Token(context.Background(), self, "p", 0); err != nil {
+		t.Errorf("host with the right secret: %v; want a token", err)
+	}
+}
+
+// TestRejectedTokenIsRefreshedOnceForTheFleet: every host reports the
+// shared token rejected at once; the fleet fetches one replacement.
+func TestRejectedTokenIsRefreshedOnceForTheFleet(t *testing.T) {
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
+	agents := fleetAgents(t, 3, profileConfig(t, idp.TokenURL, "fleet-test-secret"))
+	self := ipc.Caller{UID: 0}
+	var first string
+	for i, a := range agents {
+		tok, err := a.Token(context.Background(), self, "p", 0)
+		if err != nil || first != "" && tok.AccessToken != first {
+			t.Fatalf("host %d: %v (same token: %v)", i, err, err == nil && tok.AccessToken == first)
+		}
+		first = tok.AccessToken
+	}
+	fresh := make([]string, len(agents))
+	var wg sync.WaitGroup
+	for i, a := range agents {
+		wg.Go(func() {
+			tok, err := a.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(first), 0)
+			if err != nil {
+				t.Errorf("host %d's report: %v", i, err)
+				return
+			}
+			fresh[i] = tok.AccessToken
+		})
+	}
+	wg.Wait()
+	if n := idp.TotalRequests(); n != 2 {
+		t.Errorf("3 hosts report the shared token rejected: %d IdP requests, want 2 (the first token and one replacement)", n)
+	}
+	for i, tok := range fresh {
+		if tok == first || tok != fresh[0] {
+			t.Errorf("host %d was handed %s after the report; want the one replacement", i, map[bool]string{true: "the rejected token", false: "another token"}[tok == first])
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,33 @@ import (
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/fleet/fleettest"
 )
+
+// cluster is the package's 3-member etcd cluster, shared by the tests
+// that do not fault it; each test keeps to its own prefix (shared).
+var cluster *fleettest.Cluster
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fleet-test-etcd")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cluster, err = fleettest.Start(3, dir, fleettest.Binary())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	cluster.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// shared returns the shared cluster's endpoints and t's own key prefix.
+func shared(t *testing.T) (endpoints []string, prefix string) {
+	return cluster.Endpoints, "/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"
+}
 
 func newKey(t *testing.T) *fleet.Key {
 	t.Helper()
@@ -42,10 +71,10 @@ func client(t *testing.T, endpoints []string) *clientv3.Client {
 // no token text; a record moved to another fingerprint's key, or sealed
 // with another seal key, is refused with a clear error.
 func TestSealedRecordsInEtcd(t *testing.T) {
-	endpoints := fleettest.Cluster(t, 3)
+	endpoints, prefix := shared(t)
 	key := newKey(t)
-	a := fleet.NewEtcd(client(t, endpoints[:1]), "/tokenagent/", key, 2*time.Second)
-	b := fleet.NewEtcd(client(t, endpoints[2:]), "/tokenagent/", key, 2*time.Second)
+	a := fleet.NewEtcd(client(t, endpoints[:1]), prefix, key, 2*time.Second)
+	b := fleet.NewEtcd(client(t, endpoints[2:]), prefix, key, 2*time.Second)
 	ctx := context.Background()
 	rec := fleet.Record{AccessToken: "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJmbGVldCJ9.c2ln", TokenType: "Bearer",
 		ExpiresAt: time.Now().Add(time.Hour).Round(0), ObtainedAt: time.Now().Round(0), MintedBy: "host-a"}
@@ -61,7 +90,7 @@ func TestSealedRecordsInEtcd(t *testing.T) {
 	}
 	// etcd itself (as etcdctl get --prefix shows it) holds no token text.
 	raw := client(t, endpoints[1:2])
-	all, err := raw.Get(ctx, "/tokenagent/", clientv3.WithPrefix())
+	all, err := raw.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,12 +100,12 @@ func TestSealedRecordsInEtcd(t *testing.T) {
 		}
 	}
 	// The sealed bytes moved to another fingerprint's key do not open.
-	raw.Put(ctx, "/tokenagent/tokens/fp2", string(all.Kvs[0].Value))
+	raw.Put(ctx, prefix+"tokens/fp2", string(all.Kvs[0].Value))
 	if _, ok, err := b.Get(ctx, "fp2"); ok || !errors.Is(err, fleet.ErrTampered) {
 		t.Errorf("a record moved to another fingerprint = %v, %v; want ErrTampered", ok, err)
 	}
 	// Another seal key: refused, naming the key ids.
-	other := fleet.NewEtcd(client(t, endpoints), "/tokenagent/", newKey(t), 2*time.Second)
+	other := fleet.NewEtcd(client(t, endpoints), prefix, newKey(t), 2*time.Second)
 	if _, ok, err := other.Get(ctx, "fp1"); ok || !errors.Is(err, fleet.ErrWrongKey) || !strings.Contains(err.Error(), key.ID()) {
 		t.Errorf("Get with another seal key = %v, %v; want ErrWrongKey naming key id %s", ok, err, key.ID())
 	}
@@ -86,12 +115,12 @@ func TestSealedRecordsInEtcd(t *testing.T) {
 // hosts; a holder whose lease ends (a host killed) gives way within the
 // lease's TTL.
 func TestLockIsExclusiveAndDiesWithItsHolder(t *testing.T) {
-	endpoints := fleettest.Cluster(t, 3)
+	endpoints, prefix := shared(t)
 	key := newKey(t)
 	var inside, most atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 6 {
-		e := fleet.NewEtcd(client(t, endpoints[i%3:i%3+1]), "/tokenagent/", key, 2*time.Second)
+		e := fleet.NewEtcd(client(t, endpoints[i%3:i%3+1]), prefix, key, 2*time.Second)
 		wg.Go(func() {
 			unlock, err := e.Lock(context.Background(), "fp", 5*time.Second)
 			if err != nil {
@@ -113,13 +142,13 @@ func TestLockIsExclusiveAndDiesWithItsHolder(t *testing.T) {
 	// A holder that vanishes without unlocking (its client closed, as when
 	// the host dies): the next one gets the lock once the lease expires.
 	dying := client(t, endpoints[:1])
-	if _, err := fleet.NewEtcd(dying, "/tokenagent/", key, 2*time.Second).Lock(context.Background(), "fp", 2*time.Second); err != nil {
+	if _, err := fleet.NewEtcd(dying, prefix, key, 2*time.Second).Lock(context.Background(), "fp", 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	dying.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	unlock, err := fleet.NewEtcd(client(t, endpoints[1:2]), "/tokenagent/", key, 2*time.Second).Lock(ctx, "fp", 2*time.Second)
+	unlock, err := fleet.NewEtcd(client(t, endpoints[1:2]), prefix, key, 2*time.Second).Lock(ctx, "fp", 2*time.Second)
 	if err != nil {
 		t.Fatalf("lock after its holder died: %v", err)
 	}
@@ -128,10 +157,10 @@ func TestLockIsExclusiveAndDiesWithItsHolder(t *testing.T) {
 
 // TestWatchDeliversNewRecords: a host learns another's new token by watch.
 func TestWatchDeliversNewRecords(t *testing.T) {
-	endpoints := fleettest.Cluster(t, 3)
+	endpoints, prefix := shared(t)
 	key := newKey(t)
-	a := fleet.NewEtcd(client(t, endpoints[:1]), "/tokenagent/", key, 2*time.Second)
-	b := fleet.NewEtcd(client(t, endpoints[1:2]), "/tokenagent/", key, 2*time.Second)
+	a := fleet.NewEtcd(client(t, endpoints[:1]), prefix, key, 2*time.Second)
+	b := fleet.NewEtcd(client(t, endpoints[1:2]), prefix, key, 2*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch := b.Watch(ctx, "fp")

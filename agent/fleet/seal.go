@@ -30,6 +30,26 @@ type Record struct {
 	ObtainedAt  time.Time `json:"obtained_at"`
 	// MintedBy names the host whose agent fetched it.
 	MintedBy string `json:"minted_by,omitempty"`
+	// Failure, when set, is a permanent refusal the IdP gave a host: the
+	// fleet holds off the IdP until Failure.Until instead of each host
+	// learning it for itself. The token fields may still hold a valid
+	// token to serve meanwhile (or be empty).
+	Failure *Failure `json:"failure,omitempty"`
+}
+
+// Failure is a permanent IdP refusal shared by the fleet.
+type Failure struct {
+	Endpoint    string `json:"endpoint,omitempty"` // the token endpoint that refused
+	Status      int    `json:"status,omitempty"`
+	Code        string `json:"code,omitempty"`
+	Description string `json:"description,omitempty"` // already cleaned of the secret
+	// At is when the IdP refused; Until is when a host may ask it again.
+	At    time.Time `json:"at"`
+	Until time.Time `json:"until"`
+	// Credential tags the client credential that was refused (a hash
+	// prefix, not the credential): a host configured with another secret
+	// or key, say a rotated one, does not hold itself back for it.
+	Credential string `json:"credential"`
 }
 
 // Key is a seal key: 32 random bytes, the same on every host.

@@ -1,71 +1,237 @@
-// Package fleettest runs real etcd clusters (go.etcd.io/etcd/server/v3/embed)
-// on loopback for tests of the fleet.
+// Package fleettest runs real etcd clusters on loopback for tests of the
+// fleet: embedded members (go.etcd.io/etcd/server/v3/embed) by default,
+// or processes of an etcd binary (Debian's etcd-server in CI) when
+// TOKENAGENT_ETCD names one. Members can be stopped — killed, for
+// processes — and restarted on their data, to test faults.
 package fleettest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
-// Cluster starts a real etcd cluster of n members on loopback, for t,
-// and returns its client URLs; it stops with t.
-func Cluster(t *testing.T, n int) []string {
+// A Cluster is a running etcd cluster of real members on loopback.
+type Cluster struct {
+	// Endpoints are the members' client URLs, in member order.
+	Endpoints []string
+	members   []*member
+	binary    string // "" for embedded members
+}
+
+type member struct {
+	name, dir   string
+	peer, cli   *url.URL
+	initial     string
+	mu          sync.Mutex
+	embedded    *embed.Etcd
+	proc        *exec.Cmd
+	procExited  chan struct{}
+	startedOnce bool
+}
+
+// Binary is the etcd binary TOKENAGENT_ETCD names ("" for embedded).
+func Binary() string { return os.Getenv("TOKENAGENT_ETCD") }
+
+// New starts a cluster of n members for t; it stops with t.
+func New(t testing.TB, n int) *Cluster {
 	t.Helper()
-	free := func() *url.URL {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+	c, err := Start(n, t.TempDir(), Binary())
+	if err != nil {
+		t.Fatalf("etcd cluster: %v", err)
 	}
-	type member struct{ peer, client *url.URL }
-	members := make([]member, n)
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Start starts a cluster of n members with their data under dir, as
+// processes of binary, or embedded when binary is "".
+func Start(n int, dir, binary string) (*Cluster, error) {
+	c := &Cluster{binary: binary}
 	var initial []string
-	for i := range members {
-		members[i] = member{free(), free()}
-		initial = append(initial, fmt.Sprintf("m%d=%s", i, members[i].peer))
+	for i := range n {
+		peer, err := freeURL()
+		if err != nil {
+			return nil, err
+		}
+		cli, err := freeURL()
+		if err != nil {
+			return nil, err
+		}
+		m := &member{name: fmt.Sprintf("m%d", i), dir: filepath.Join(dir, fmt.Sprintf("m%d", i)), peer: peer, cli: cli}
+		c.members = append(c.members, m)
+		c.Endpoints = append(c.Endpoints, cli.String())
+		initial = append(initial, fmt.Sprintf("%s=%s", m.name, peer))
 	}
-	var endpoints []string
+	for _, m := range c.members {
+		m.initial = strings.Join(initial, ",")
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, n)
-	for i, m := range members {
-		cfg := embed.NewConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = filepath.Join(t.TempDir(), cfg.Name)
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*m.peer}, []url.URL{*m.peer}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*m.client}, []url.URL{*m.client}
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialClusterToken = "tokenagent-test"
-		cfg.LogLevel = "error"
-		cfg.LogOutputs = []string{"/dev/null"}
-		endpoints = append(endpoints, m.client.String())
-		wg.Go(func() {
-			e, err := embed.StartEtcd(cfg)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			t.Cleanup(e.Close)
-			select {
-			case <-e.Server.ReadyNotify():
-			case <-time.After(30 * time.Second):
-				errs[i] = errors.New("member not ready within 30 s")
-			}
-		})
+	for i := range c.members {
+		wg.Go(func() { errs[i] = c.Restart(i) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("etcd cluster: %v", err)
+		c.Close()
+		return nil, err
 	}
-	return endpoints
+	if err := c.WaitLeader(30 * time.Second); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// WaitLeader waits until a member leads.
+func (c *Cluster) WaitLeader(within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for c.Leader() < 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd cluster: no leader within %v", within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+func freeURL() (*url.URL, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, nil
+}
+
+// Stop stops member i: a process is killed (SIGKILL), an embedded member
+// closed at once.
+func (c *Cluster) Stop(i int) {
+	m := c.members[i]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.embedded != nil {
+		m.embedded.Close()
+		m.embedded = nil
+	}
+	if m.proc != nil {
+		m.proc.Process.Signal(syscall.SIGKILL)
+		<-m.procExited
+		m.proc = nil
+	}
+}
+
+// Restart starts member i (again) on its data and waits until it serves.
+func (c *Cluster) Restart(i int) error {
+	m := c.members[i]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.embedded != nil || m.proc != nil {
+		return nil
+	}
+	state := "new"
+	if m.startedOnce {
+		state = "existing"
+	}
+	m.startedOnce = true
+	if c.binary == "" {
+		cfg := embed.NewConfig()
+		cfg.Name, cfg.Dir = m.name, m.dir
+		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*m.peer}, []url.URL{*m.peer}
+		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*m.cli}, []url.URL{*m.cli}
+		cfg.InitialCluster, cfg.ClusterState = m.initial, state
+		cfg.InitialClusterToken = "tokenagent-test"
+		// Elections at a tenth of etcd's default pace, to keep tests
+		// short; processes keep the defaults (100 ms / 1 s).
+		cfg.TickMs, cfg.ElectionMs = 10, 100
+		cfg.LogLevel = "error"
+		cfg.LogOutputs = []string{"/dev/null"}
+		e, err := embed.StartEtcd(cfg)
+		if err != nil {
+			return fmt.Errorf("member %s: %w", m.name, err)
+		}
+		select {
+		case <-e.Server.ReadyNotify():
+		case <-time.After(30 * time.Second):
+			e.Close()
+			return fmt.Errorf("member %s not ready within 30 s", m.name)
+		}
+		m.embedded = e
+		return nil
+	}
+	cmd := exec.Command(c.binary,
+		"--name", m.name, "--data-dir", m.dir,
+		"--listen-peer-urls", m.peer.String(), "--initial-advertise-peer-urls", m.peer.String(),
+		"--listen-client-urls", m.cli.String(), "--advertise-client-urls", m.cli.String(),
+		"--initial-cluster", m.initial, "--initial-cluster-state", state,
+		"--initial-cluster-token", "tokenagent-test", "--logger", "zap", "--log-level", "error")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("member %s: %w", m.name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	m.proc, m.procExited = cmd, exited
+	// A member of a cluster being formed answers once a quorum is up; a
+	// restarted one once it rejoined. Either way: ask it for its status.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.cli.String()}, DialTimeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		if _, err := cli.Status(ctx, m.cli.String()); err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("member %s: %s exited", m.name, c.binary)
+		case <-ctx.Done():
+			return fmt.Errorf("member %s not ready within 30 s", m.name)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Leader returns the index of the member that leads now (-1: none known).
+func (c *Cluster) Leader() int {
+	for i, ep := range c.Endpoints {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 2 * time.Second})
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := cli.Status(ctx, ep)
+		cancel()
+		cli.Close()
+		if err == nil && st.Header.MemberId == st.Leader {
+			return i
+		}
+	}
+	return -1
+}
+
+// Close stops every member (at once: an embedded member closing alone
+// waits for the others).
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for i := range c.members {
+		wg.Go(func() { c.Stop(i) })
+	}
+	wg.Wait()
 }
