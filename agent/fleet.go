@@ -26,17 +26,54 @@ type Fleet interface {
 	Get(ctx context.Context, fingerprint string) (r fleet.Record, ok bool, err error)
 	// Put writes the fingerprint's record.
 	Put(ctx context.Context, fingerprint string, r fleet.Record) error
-	// Lock takes the fingerprint's lock, held for at most ttl by a host
-	// that dies; it waits until ctx ends.
-	Lock(ctx context.Context, fingerprint string, ttl time.Duration) (unlock func(), err error)
+	// Lock takes the fingerprint's lock, waiting until ctx ends; a host
+	// that dies holding it loses it within seconds.
+	Lock(ctx context.Context, fingerprint string) (unlock func(), err error)
 	// Watch sends the records written for the fingerprint from now on,
 	// until ctx ends.
 	Watch(ctx context.Context, fingerprint string) <-chan fleet.Record
 }
 
-// fleetLockSlack is how much longer than fetch_timeout a fetch lock is
-// held by a host that dies mid-fetch.
-const fleetLockSlack = 5 * time.Second
+// lockFleet takes the fingerprint's lock for a fetch. It waits at most
+// fetch_timeout (a live holder's fetch takes no longer; a dead holder's
+// lock is gone within fleet.LockTTL), and stops waiting when the watch
+// installs a token meanwhile (errArrived). A wait that times out is no
+// fault of the fleet's (errLockWait): the holder is slow.
+func (s *source) lockFleet() (unlock func(), err error) {
+	s.mu.Lock()
+	if s.arrivedSig == nil {
+		s.arrivedSig = make(chan struct{})
+	}
+	sig := s.arrivedSig
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.agent.ctx, s.prof.timing.FetchTimeout.Duration)
+	defer cancel()
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	unlock, err = s.agent.fleet.Lock(ctx, s.prof.fingerprint)
+	if err == nil {
+		return unlock, nil
+	}
+	select {
+	case <-sig:
+		return nil, errArrived
+	default:
+	}
+	if ctx.Err() != nil && s.agent.ctx.Err() == nil {
+		return nil, errLockWait
+	}
+	return nil, err
+}
+
+var (
+	errArrived  = errors.New("fleet: a token arrived while waiting for the lock")
+	errLockWait = errors.New("fleet: the lock's holder did not finish within fetch_timeout")
+)
 
 // fromFleet installs the fleet's token for the profile when it is newer
 // than the one held and has at least min_valid left. Failing that, a
@@ -46,6 +83,11 @@ const fleetLockSlack = 5 * time.Second
 // for itself).
 func (s *source) fromFleet(ctx context.Context) (*cached, error) {
 	r, ok, err := s.agent.fleet.Get(ctx, s.prof.fingerprint)
+	if errors.Is(err, fleet.ErrTampered) {
+		// Not served; this host, under the lock, writes a good record over it.
+		s.log.Error().Err(err).Msg("the fleet's record for this profile does not authenticate (altered in etcd, or copied from another fingerprint's key); ignored")
+		return nil, nil
+	}
 	if err != nil {
 		s.fleetTrouble(err)
 		return nil, nil
@@ -137,6 +179,10 @@ func (s *source) adoptRecord(r fleet.Record) *cached {
 	}
 	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
 	s.cur.Store(c)
+	if s.arrivedSig != nil {
+		close(s.arrivedSig) // a fetch waiting for the lock has its token
+		s.arrivedSig = nil
+	}
 	s.fleetHits++
 	s.mintedBy = r.MintedBy
 	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
@@ -212,11 +258,26 @@ func (s *source) fleetTrouble(err error) {
 	s.mu.Lock()
 	first := !s.fleetDown
 	s.fleetDown, s.fleetRetry = true, s.agent.clock.Now().Add(fleetRetryAfter)
+	s.fleetWrongKey = errors.Is(err, fleet.ErrWrongKey)
 	s.fleetFalls++
 	s.mu.Unlock()
-	if first {
+	switch {
+	case !first:
+	case errors.Is(err, fleet.ErrWrongKey):
+		s.log.Error().Err(err).Msg("this host's [fleet] seal_key is not the fleet's: it fetches tokens for itself and shares none; give it the fleet's seal_key and reload")
+	default:
 		s.log.Warn().Err(err).Msg("fleet unavailable; fetching tokens for this host alone until it answers")
 	}
+}
+
+// fleetAlone notes a fetch made for this host alone because the lock's
+// holder took longer than fetch_timeout (alive, as its lease says, but
+// slow: a hung IdP connection, say). The fleet stays in use.
+func (s *source) fleetAlone(err error) {
+	s.mu.Lock()
+	s.fleetFalls++
+	s.mu.Unlock()
+	s.log.Warn().Err(err).Msg("the fleet's lock holder is slow; fetching for this host")
 }
 
 // OpenFleet connects to the etcd cluster of cfg's [fleet] (nil, nil, nil

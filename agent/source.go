@@ -129,33 +129,35 @@ type source struct {
 	served   atomic.Uint64          // tokens handed out over the socket
 	sf       singleflight.Group
 
-	mu          sync.Mutex
-	stopTimer   func() bool
-	failures    int               // consecutive transient failures
-	nextAttempt time.Time         // no upstream request before this, after a failure
-	lastErr     error             // most recent fetch error; nil after a success
-	lastFailure time.Time         // when the last failed request was answered
-	retryUntil  time.Time         // the IdP's Retry-After, as a time
-	permanent   bool              // lastErr is a permanent IdP error
-	forcing     [32]byte          // the token whose forced refresh is under way
-	lastForced  time.Time         // when the last forced refresh started
-	requests    int               // upstream requests made
-	results     map[string]uint64 // upstream requests by result ("ok" or an error class)
-	latency     Histogram
-	minted      uint64 // successful fetches
-	coalesced   uint64 // callers who waited on a fetch another caller started
-	lastRefresh time.Time
-	skew        time.Duration // the JWT's exp − (sent + expires_in), last seen
-	skewLogged  bool
-	fleetHits   uint64    // tokens taken from the fleet instead of the IdP
-	fleetFalls  uint64    // fetches made for this host alone because the fleet failed
-	mintedBy    string    // the host whose agent fetched the held token
-	fleetDown   bool      // the fleet failed; logged once
-	fleetRetry  time.Time // while down, not asked again before this
-	stopWatch   func()    // ends watchFleet
-	fleetForgot time.Time // fleet refusals from before this are not held (a reload)
-	idle        bool
-	closed      bool
+	mu            sync.Mutex
+	stopTimer     func() bool
+	failures      int               // consecutive transient failures
+	nextAttempt   time.Time         // no upstream request before this, after a failure
+	lastErr       error             // most recent fetch error; nil after a success
+	lastFailure   time.Time         // when the last failed request was answered
+	retryUntil    time.Time         // the IdP's Retry-After, as a time
+	permanent     bool              // lastErr is a permanent IdP error
+	forcing       [32]byte          // the token whose forced refresh is under way
+	lastForced    time.Time         // when the last forced refresh started
+	requests      int               // upstream requests made
+	results       map[string]uint64 // upstream requests by result ("ok" or an error class)
+	latency       Histogram
+	minted        uint64 // successful fetches
+	coalesced     uint64 // callers who waited on a fetch another caller started
+	lastRefresh   time.Time
+	skew          time.Duration // the JWT's exp − (sent + expires_in), last seen
+	skewLogged    bool
+	fleetHits     uint64        // tokens taken from the fleet instead of the IdP
+	fleetFalls    uint64        // fetches made for this host alone because the fleet failed
+	mintedBy      string        // the host whose agent fetched the held token
+	fleetDown     bool          // the fleet failed; logged once
+	fleetWrongKey bool          // ... because this host's seal key is not the fleet's
+	fleetRetry    time.Time     // while down, not asked again before this
+	stopWatch     func()        // ends watchFleet
+	arrivedSig    chan struct{} // closed when the fleet's token is installed; made by lockFleet
+	fleetForgot   time.Time     // fleet refusals from before this are not held (a reload)
+	idle          bool
+	closed        bool
 }
 
 func newSource(a *Agent, p *profile) *source {
@@ -260,13 +262,11 @@ func (s *source) fetch() (any, error) {
 	defer s.agent.endFetch()
 	defer s.agent.notify()
 	t := s.prof.timing
-	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
-	defer cancel()
 	// With a fleet, a token another host fetched is used as it is; else
 	// this host takes the fingerprint's lock, looks again, and fetches
 	// for all (see fleet.go). etcd trouble leaves it fetching for itself.
 	var shared func(*cached)
-	if f := s.agent.fleet; f != nil && s.prof.fleetShared && s.fleetUsable() {
+	if s.agent.fleet != nil && s.prof.fleetShared && s.fleetUsable() {
 		held := s.cur.Load()
 		// A token the watch installed while this fetch waited serves as well.
 		arrived := func() *cached {
@@ -276,23 +276,32 @@ func (s *source) fetch() (any, error) {
 			}
 			return nil
 		}
-		if c, held := s.fromFleet(ctx); c != nil || held != nil {
-			return s.adoptedOr(c, held)
+		if c, hold := s.fromFleet(s.agent.ctx); c != nil || hold != nil {
+			return s.adoptedOr(c, hold)
 		}
-		unlock, err := f.Lock(ctx, s.prof.fingerprint, t.FetchTimeout.Duration+fleetLockSlack)
-		if err == nil {
-			defer unlock()
-			if c := arrived(); c != nil {
-				return c, nil
+		if s.fleetUsable() { // the read did not find etcd down
+			unlock, err := s.lockFleet()
+			switch {
+			case err == nil:
+				defer unlock()
+				if c := arrived(); c != nil {
+					return c, nil
+				}
+				if c, hold := s.fromFleet(s.agent.ctx); c != nil || hold != nil {
+					return s.adoptedOr(c, hold)
+				}
+				shared = s.toFleet
+			case errors.Is(err, errArrived) && arrived() != nil:
+				return arrived(), nil
+			case errors.Is(err, errLockWait):
+				s.fleetAlone(err)
+			default:
+				s.fleetTrouble(err)
 			}
-			if c, held := s.fromFleet(ctx); c != nil || held != nil {
-				return s.adoptedOr(c, held)
-			}
-			shared = s.toFleet
-		} else {
-			s.fleetTrouble(err)
 		}
 	}
+	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
+	defer cancel()
 	sent, sentMono := readClock(s.agent.clock)
 	sent = sent.Round(0) // wall time only: it is stored and compared as such
 	start := time.Now()
@@ -684,6 +693,8 @@ func (s *source) status(now time.Time) ProfileStatus {
 		switch {
 		case !s.prof.fleetShared:
 			st.Fleet = "local"
+		case s.fleetDown && s.fleetWrongKey:
+			st.Fleet = "local: wrong seal_key"
 		case s.fleetDown:
 			st.Fleet = "fleet unavailable"
 		default:

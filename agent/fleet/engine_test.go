@@ -305,3 +305,42 @@ func TestRejectedTokenIsRefreshedOnceForTheFleet(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongSealKeyHostFetchesAlone: a host given another seal_key serves
+// its callers (fetching for itself), says so in status, and neither reads
+// nor spoils the fleet's records: the others go on sharing.
+func TestWrongSealKeyHostFetchesAlone(t *testing.T) {
+	idp := idptest.New()
+	defer idp.Close()
+	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
+	cfg := profileConfig(t, idp.TokenURL, "fleet-test-secret")
+	endpoints, prefix := shared(t)
+	good, bad := newKey(t), newKey(t)
+	var agents []*agent.Agent
+	for i, k := range []*fleet.Key{good, bad, good} {
+		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), prefix, k, 2*time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		agents = append(agents, a)
+	}
+	self := ipc.Caller{UID: 0}
+	var toks []string
+	for i, a := range agents {
+		tok, err := a.Token(context.Background(), self, "p", 0)
+		if err != nil {
+			t.Fatalf("host %d: %v", i, err)
+		}
+		toks = append(toks, tok.AccessToken)
+	}
+	if n := idp.TotalRequests(); n != 2 || toks[0] != toks[2] || toks[1] == toks[0] {
+		t.Errorf("IdP requests = %d, hosts 0 and 2 share: %v, host 1 its own: %v; want 2, true, true", n, toks[0] == toks[2], toks[1] != toks[0])
+	}
+	if st := agents[1].Status()[0]; st.Fleet != "local: wrong seal_key" {
+		t.Errorf("the wrong-key host's status says %q", st.Fleet)
+	}
+	if st := agents[2].Status()[0]; st.Fleet != "fleet" || st.FleetHits != 1 {
+		t.Errorf("a good host's status says %q with %d fleet hits; want fleet, 1", st.Fleet, st.FleetHits)
+	}
+}

@@ -10,20 +10,32 @@ import (
 )
 
 // Etcd keeps sealed records and per-fingerprint locks in etcd:
-// PREFIX/tokens/FINGERPRINT and PREFIX/locks/FINGERPRINT.
+// PREFIX/tokens/FINGERPRINT and PREFIX/locks/FINGERPRINT, and the id of
+// the fleet's seal key at PREFIX/seal-key-id (the first host to write
+// pins it; a host with another key writes nothing).
 type Etcd struct {
 	cli     *clientv3.Client
 	prefix  string
 	key     *Key   // seals what this host writes
 	keys    []*Key // open what others wrote: key first
 	timeout time.Duration
+	lockTTL time.Duration
 }
+
+// LockTTL is how long a fetch lock outlives a host that died holding it:
+// a live holder keeps its lease alive however long its fetch takes.
+const LockTTL = 5 * time.Second
 
 // NewEtcd uses cli (the caller closes it) with prefix, sealing with key.
 // timeout bounds every operation but Lock's wait.
 func NewEtcd(cli *clientv3.Client, prefix string, key *Key, timeout time.Duration) *Etcd {
-	return &Etcd{cli: cli, prefix: prefix, key: key, keys: []*Key{key}, timeout: timeout}
+	return &Etcd{cli: cli, prefix: prefix, key: key, keys: []*Key{key}, timeout: timeout, lockTTL: LockTTL}
 }
+
+// SetLockTTL changes LockTTL, for tests (etcd grants at least 2 s or so).
+func (e *Etcd) SetLockTTL(d time.Duration) { e.lockTTL = d }
+
+func (e *Etcd) pinKey() string { return e.prefix + "seal-key-id" }
 
 func (e *Etcd) tokenKey(fp string) string { return e.prefix + "tokens/" + fp }
 
@@ -44,7 +56,8 @@ func (e *Etcd) Get(ctx context.Context, fp string) (r Record, ok bool, err error
 	return r, err == nil, err
 }
 
-// Put writes the fingerprint's record, sealed.
+// Put writes the fingerprint's record, sealed, if the fleet's seal key
+// is this host's (pinning it when no host has yet); ErrWrongKey if not.
 func (e *Etcd) Put(ctx context.Context, fp string, r Record) error {
 	sealed, err := e.key.Seal(e.prefix, fp, r)
 	if err != nil {
@@ -52,40 +65,79 @@ func (e *Etcd) Put(ctx context.Context, fp string, r Record) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	if _, err := e.cli.Put(ctx, e.tokenKey(fp), string(sealed)); err != nil {
-		return fmt.Errorf("fleet: etcd put: %w", err)
+	for range 2 {
+		resp, err := e.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(e.pinKey()), "=", e.key.ID())).
+			Then(clientv3.OpPut(e.tokenKey(fp), string(sealed))).
+			Else(clientv3.OpGet(e.pinKey())).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("fleet: etcd put: %w", err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			return fmt.Errorf("fleet: this host's seal_key (key id %s) is not the fleet's (key id %s at %s); it fetches for itself and writes nothing: %w",
+				e.key.ID(), safeID(kvs[0].Value), e.pinKey(), ErrWrongKey)
+		}
+		// No key pinned yet: this host's is the fleet's from now on.
+		if _, err := e.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(e.pinKey()), "=", 0)).
+			Then(clientv3.OpPut(e.pinKey(), e.key.ID())).
+			Commit(); err != nil {
+			return fmt.Errorf("fleet: etcd put: %w", err)
+		}
 	}
-	return nil
+	return fmt.Errorf("fleet: etcd put: %s changes under this host", e.pinKey())
 }
 
-// Lock takes the fingerprint's lock, held by a lease of ttl: a holder
-// that dies loses it within ttl. It waits until ctx ends; unlock releases
-// it (and its lease).
-func (e *Etcd) Lock(ctx context.Context, fp string, ttl time.Duration) (unlock func(), err error) {
+// safeID quotes a key id read from etcd for an error: hex only.
+func safeID(b []byte) string {
+	for _, c := range b {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') || len(b) > 16 {
+			return "(not a key id)"
+		}
+	}
+	return string(b)
+}
+
+// Lock takes the fingerprint's lock, waiting until ctx ends. The lock
+// lives on a lease this host keeps alive until unlock: a host that dies
+// holding it loses it within LockTTL.
+func (e *Etcd) Lock(ctx context.Context, fp string) (unlock func(), err error) {
 	// The lease is granted within the operation timeout, so that an etcd
 	// that does not answer fails fast; the wait for another holder is
 	// bounded by ctx alone.
 	gctx, cancel := context.WithTimeout(ctx, e.timeout)
-	lease, err := e.cli.Grant(gctx, int64(max(ttl/time.Second, 1)))
+	lease, err := e.cli.Grant(gctx, int64(max(e.lockTTL/time.Second, 1)))
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("fleet: etcd lease: %w", err)
 	}
-	sess, err := concurrency.NewSession(e.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
+	sess, err := concurrency.NewSession(e.cli, concurrency.WithLease(lease.ID))
 	if err != nil {
+		e.revoke(lease.ID)
 		return nil, fmt.Errorf("fleet: etcd session: %w", err)
 	}
 	m := concurrency.NewMutex(sess, e.prefix+"locks/"+fp)
 	if err := m.Lock(ctx); err != nil {
-		sess.Close()
+		e.revoke(lease.ID)
+		sess.Orphan()
 		return nil, fmt.Errorf("fleet: lock %s: %w", fp, err)
 	}
 	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
-		defer cancel()
-		m.Unlock(ctx)
-		sess.Close()
+		e.revoke(lease.ID) // the lock's key goes with its lease
+		sess.Orphan()
 	}, nil
+}
+
+// revoke ends a lease within the operation timeout; a failure leaves it
+// to expire within LockTTL.
+func (e *Etcd) revoke(id clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+	defer cancel()
+	e.cli.Revoke(ctx, id)
 }
 
 // Watch sends every record written for the fingerprint from now on,

@@ -100,7 +100,11 @@ func TestSealedRecordsInEtcd(t *testing.T) {
 		}
 	}
 	// The sealed bytes moved to another fingerprint's key do not open.
-	raw.Put(ctx, prefix+"tokens/fp2", string(all.Kvs[0].Value))
+	sealed, err := raw.Get(ctx, prefix+"tokens/fp1")
+	if err != nil || len(sealed.Kvs) != 1 {
+		t.Fatalf("the record's key: %v", err)
+	}
+	raw.Put(ctx, prefix+"tokens/fp2", string(sealed.Kvs[0].Value))
 	if _, ok, err := b.Get(ctx, "fp2"); ok || !errors.Is(err, fleet.ErrTampered) {
 		t.Errorf("a record moved to another fingerprint = %v, %v; want ErrTampered", ok, err)
 	}
@@ -108,6 +112,13 @@ func TestSealedRecordsInEtcd(t *testing.T) {
 	other := fleet.NewEtcd(client(t, endpoints), prefix, newKey(t), 2*time.Second)
 	if _, ok, err := other.Get(ctx, "fp1"); ok || !errors.Is(err, fleet.ErrWrongKey) || !strings.Contains(err.Error(), key.ID()) {
 		t.Errorf("Get with another seal key = %v, %v; want ErrWrongKey naming key id %s", ok, err, key.ID())
+	}
+	// ... and cannot write: the first writer's key is the fleet's.
+	if err := other.Put(ctx, "fp1", rec); !errors.Is(err, fleet.ErrWrongKey) || !strings.Contains(err.Error(), key.ID()) {
+		t.Errorf("Put with another seal key = %v; want ErrWrongKey naming the fleet's key id %s", err, key.ID())
+	}
+	if got, ok, err := b.Get(ctx, "fp1"); err != nil || !ok || got.AccessToken != rec.AccessToken {
+		t.Errorf("after a host with another key tried to write: %+v, %v, %v; want the record as it was", got, ok, err)
 	}
 }
 
@@ -122,7 +133,7 @@ func TestLockIsExclusiveAndDiesWithItsHolder(t *testing.T) {
 	for i := range 6 {
 		e := fleet.NewEtcd(client(t, endpoints[i%3:i%3+1]), prefix, key, 2*time.Second)
 		wg.Go(func() {
-			unlock, err := e.Lock(context.Background(), "fp", 5*time.Second)
+			unlock, err := e.Lock(context.Background(), "fp")
 			if err != nil {
 				t.Error(err)
 				return
@@ -142,13 +153,15 @@ func TestLockIsExclusiveAndDiesWithItsHolder(t *testing.T) {
 	// A holder that vanishes without unlocking (its client closed, as when
 	// the host dies): the next one gets the lock once the lease expires.
 	dying := client(t, endpoints[:1])
-	if _, err := fleet.NewEtcd(dying, prefix, key, 2*time.Second).Lock(context.Background(), "fp", 2*time.Second); err != nil {
+	holder := fleet.NewEtcd(dying, prefix, key, 2*time.Second)
+	holder.SetLockTTL(2 * time.Second)
+	if _, err := holder.Lock(context.Background(), "fp"); err != nil {
 		t.Fatal(err)
 	}
 	dying.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	unlock, err := fleet.NewEtcd(client(t, endpoints[1:2]), prefix, key, 2*time.Second).Lock(ctx, "fp", 2*time.Second)
+	unlock, err := fleet.NewEtcd(client(t, endpoints[1:2]), prefix, key, 2*time.Second).Lock(ctx, "fp")
 	if err != nil {
 		t.Fatalf("lock after its holder died: %v", err)
 	}
