@@ -193,6 +193,9 @@ type ProfileStatus struct {
 func New(cfg *Config, opts Options) (*Agent, error) {
 	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), httpClient: opts.HTTPClient, fleet: opts.Fleet}
 	a.hostname, _ = os.Hostname()
+	if cfg.Fleet != nil && cfg.Fleet.Host != "" {
+		a.hostname = cfg.Fleet.Host
+	}
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}

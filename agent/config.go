@@ -202,6 +202,10 @@ type FleetConfig struct {
 	TLSKey  string `toml:"tls_key"`
 	// Timeout bounds each etcd operation; default 2s.
 	Timeout Duration `toml:"timeout"`
+	// Host names this agent in the records it writes and in status
+	// ("minted by"); default the host name. Set it when one host runs
+	// more than one agent.
+	Host string `toml:"host"`
 }
 
 // validate checks [fleet] as far as it can without reading secrets.
@@ -223,6 +227,9 @@ func (f *FleetConfig) validate(path string) []error {
 	}
 	if f.Timeout.Duration < 0 {
 		errs = append(errs, fmt.Errorf("config %s: [fleet] timeout must not be negative", path))
+	}
+	if len(f.Host) > 255 || f.Host != ipc.SafeText(f.Host) {
+		errs = append(errs, fmt.Errorf("config %s: [fleet] host: at most 255 printable characters", path))
 	}
 	return errs
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/idp"
@@ -241,8 +243,10 @@ func (s *source) toFleet(c *cached) {
 // fleetRetryAfter is how long a profile fetches for this host alone after
 // the fleet failed it, before asking the fleet again: an unreachable etcd
 // costs a fetch at most one operation timeout now and then, not on every
-// fetch (static stability).
-const fleetRetryAfter = 30 * time.Second
+// fetch (static stability). Meanwhile a probe reads the fleet at this
+// pace, so that the profile rejoins (and takes the fleet's token) within
+// it of etcd's return, not at its next fetch.
+const fleetRetryAfter = 10 * time.Second
 
 // fleetUsable reports whether the fleet is to be asked now.
 func (s *source) fleetUsable() bool {
@@ -259,7 +263,9 @@ func (s *source) fleetTrouble(err error) {
 	first := !s.fleetDown
 	s.fleetDown, s.fleetRetry = true, s.agent.clock.Now().Add(fleetRetryAfter)
 	s.fleetWrongKey = errors.Is(err, fleet.ErrWrongKey)
-	s.fleetFalls++
+	if first && !s.closed {
+		s.stopProbe = s.agent.clock.AfterFunc(fleetRetryAfter, s.probeFleet)
+	}
 	s.mu.Unlock()
 	switch {
 	case !first:
@@ -274,10 +280,31 @@ func (s *source) fleetTrouble(err error) {
 // holder took longer than fetch_timeout (alive, as its lease says, but
 // slow: a hung IdP connection, say). The fleet stays in use.
 func (s *source) fleetAlone(err error) {
-	s.mu.Lock()
-	s.fleetFalls++
-	s.mu.Unlock()
 	s.log.Warn().Err(err).Msg("the fleet's lock holder is slow; fetching for this host")
+}
+
+// probeFleet reads the fleet while the profile is down to this host
+// alone; once it answers, the profile rejoins and takes the fleet's token
+// if that is newer. It probes again after fleetRetryAfter until then.
+func (s *source) probeFleet() {
+	s.mu.Lock()
+	s.stopProbe = nil
+	down, closed := s.fleetDown, s.closed
+	s.mu.Unlock()
+	if !down || closed {
+		return
+	}
+	c, _ := s.fromFleet(s.agent.ctx) // a failure re-arms the probe (fleetTrouble)
+	s.mu.Lock()
+	if s.fleetDown && s.stopProbe == nil && !s.closed {
+		// Still down without a new failure logged (a wrong key read as
+		// such again): probe on.
+		s.stopProbe = s.agent.clock.AfterFunc(fleetRetryAfter, s.probeFleet)
+	}
+	s.mu.Unlock()
+	if c != nil {
+		s.adopted(c)
+	}
 }
 
 // OpenFleet connects to the etcd cluster of cfg's [fleet] (nil, nil, nil
@@ -303,7 +330,15 @@ func OpenFleet(cfg *Config) (Fleet, io.Closer, error) {
 		}
 	}
 	timeout := cmp.Or(f.Timeout.Duration, 2*time.Second)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: f.Endpoints, TLS: tlsCfg, DialTimeout: timeout})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: f.Endpoints, TLS: tlsCfg, DialTimeout: timeout,
+		// gRPC's reconnect backoff grows to two minutes by default: after
+		// an outage the agent would rejoin long after etcd is back.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: timeout,
+		})},
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("config %s: [fleet] endpoints: %w", cfg.path, err)
 	}

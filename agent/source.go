@@ -152,6 +152,7 @@ type source struct {
 	mintedBy      string        // the host whose agent fetched the held token
 	fleetDown     bool          // the fleet failed; logged once
 	fleetWrongKey bool          // ... because this host's seal key is not the fleet's
+	stopProbe     func() bool   // ends the pending probeFleet
 	fleetRetry    time.Time     // while down, not asked again before this
 	stopWatch     func()        // ends watchFleet
 	arrivedSig    chan struct{} // closed when the fleet's token is installed; made by lockFleet
@@ -299,6 +300,11 @@ func (s *source) fetch() (any, error) {
 				s.fleetTrouble(err)
 			}
 		}
+	}
+	if s.agent.fleet != nil && s.prof.fleetShared && shared == nil {
+		s.mu.Lock()
+		s.fleetFalls++ // this fetch is for this host alone
+		s.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
 	defer cancel()
@@ -646,6 +652,10 @@ func (s *source) close() {
 	s.closed = true
 	if s.stopWatch != nil {
 		s.stopWatch()
+	}
+	if s.stopProbe != nil {
+		s.stopProbe()
+		s.stopProbe = nil
 	}
 	if s.stopTimer != nil {
 		s.stopTimer()
