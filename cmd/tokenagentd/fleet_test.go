@@ -477,3 +477,43 @@ func (r *fleetRig) checkEtcdHoldsNoSecrets() {
 		}
 	}
 }
+
+// TestFleetStream: ten agents on one cluster, one profile with a 30 s
+// TTL, each asked continuously for TOKENAGENT_FLEET_SOAK (the issue's
+// figure: 5m): the fleet's IdP requests are one agent's —
+// soak / (30 s × 0.75) + 1, give or take a lock handover — against about
+// ten times that for the same ten agents with fleet = false. Both run at
+// once, on clusters of their own.
+func TestFleetStream(t *testing.T) {
+	soak, _ := time.ParseDuration(os.Getenv("TOKENAGENT_FLEET_SOAK"))
+	if soak <= 0 {
+		t.Skip("set TOKENAGENT_FLEET_SOAK=5m (CI: 60s) to measure the fleet's token stream")
+	}
+	const ttl = 30 * time.Second
+	var rigs [2]*fleetRig
+	var wg sync.WaitGroup
+	for i, shared := range []bool{true, false} {
+		wg.Go(func() { rigs[i] = newFleetRig(t, 10, ttl, shared) })
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for _, r := range rigs {
+		r.load.startAll()
+	}
+	time.Sleep(soak)
+	for _, r := range rigs {
+		r.load.stop(t)
+	}
+	fleet, alone := rigs[0].idp.TotalRequests(), rigs[1].idp.TotalRequests()
+	want := float64(soak)/(float64(ttl)*0.75) + 1
+	t.Logf("10 agents asked continuously for %v, TTL %v: %d IdP requests sharing through the fleet (one agent alone: %.1f), %d with fleet = false",
+		soak, ttl, fleet, want, alone)
+	if float64(fleet) > want+2 {
+		t.Errorf("the fleet made %d IdP requests in %v; one agent's stream is %.1f", fleet, soak, want)
+	}
+	if alone < 5*fleet {
+		t.Errorf("fleet = false made %d IdP requests against the fleet's %d; want about ten times as many", alone, fleet)
+	}
+}
