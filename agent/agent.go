@@ -192,10 +192,7 @@ type ProfileStatus struct {
 // no network requests; tokens are fetched on first demand.
 func New(cfg *Config, opts Options) (*Agent, error) {
 	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), httpClient: opts.HTTPClient, fleet: opts.Fleet}
-	a.hostname, _ = os.Hostname()
-	if cfg.Fleet != nil && cfg.Fleet.Host != "" {
-		a.hostname = cfg.Fleet.Host
-	}
+	a.hostname = cfg.FleetHost()
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}

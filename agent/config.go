@@ -208,6 +208,27 @@ type FleetConfig struct {
 	Host string `toml:"host"`
 }
 
+// FleetHost is the name this agent gives itself in the fleet: [fleet]
+// host, else the host name.
+func (c *Config) FleetHost() string {
+	if c.Fleet != nil && c.Fleet.Host != "" {
+		return c.Fleet.Host
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// LocalProfiles names the profiles that say fleet = false, sorted.
+func (c *Config) LocalProfiles() []string {
+	var out []string
+	for _, name := range c.ProfileNames() {
+		if p := c.Profiles[name]; p.Fleet != nil && !*p.Fleet {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // validate checks [fleet] as far as it can without reading secrets.
 func (f *FleetConfig) validate(path string) []error {
 	var errs []error

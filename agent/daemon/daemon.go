@@ -9,6 +9,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -408,11 +409,18 @@ func warnRestartOnly(old, next *agent.Config, log zerolog.Logger) {
 		{"store_key_previous", fmt.Sprint(old.StoreKeyPrevious), fmt.Sprint(next.StoreKeyPrevious)},
 		{"log_level", old.LogLevel, next.LogLevel},
 		{"log_format", old.LogFormat, next.LogFormat},
+		{"[fleet]", fleetText(old), fleetText(next)},
 	} {
 		if s.was != s.then {
 			log.Warn().Str("setting", s.key).Msg("changed in the file, but applies only at start: restart the agent to use it")
 		}
 	}
+}
+
+// fleetText is [fleet] as text, to see whether a reload changed it.
+func fleetText(c *agent.Config) string {
+	b, _ := json.Marshal(c.Fleet)
+	return string(b)
 }
 
 // NewLogger logs to w: console format on a terminal, JSON otherwise,

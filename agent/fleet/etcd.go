@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -34,6 +35,28 @@ func NewEtcd(cli *clientv3.Client, prefix string, key *Key, timeout time.Duratio
 
 // SetLockTTL changes LockTTL, for tests (etcd grants at least 2 s or so).
 func (e *Etcd) SetLockTTL(d time.Duration) { e.lockTTL = d }
+
+// String describes the store for check-config: endpoints, prefix and
+// the seal key's id (never the key).
+func (e *Etcd) String() string {
+	return fmt.Sprintf("etcd %s, prefix %s, seal key id %s", strings.Join(e.cli.Endpoints(), " "), e.prefix, e.key.ID())
+}
+
+// Check asks etcd for the fleet's seal key id, within the operation
+// timeout: nil when it is this host's key or no host has written yet.
+func (e *Etcd) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	resp, err := e.cli.Get(ctx, e.pinKey())
+	if err != nil {
+		return fmt.Errorf("fleet: etcd %s: %w", strings.Join(e.cli.Endpoints(), " "), err)
+	}
+	if len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) != e.key.ID() {
+		return fmt.Errorf("fleet: this host's seal_key (key id %s) is not the fleet's (key id %s at %s): %w",
+			e.key.ID(), safeID(resp.Kvs[0].Value), e.pinKey(), ErrWrongKey)
+	}
+	return nil
+}
 
 func (e *Etcd) pinKey() string { return e.prefix + "seal-key-id" }
 

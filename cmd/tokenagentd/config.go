@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -89,7 +90,25 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "warning: metrics_listen = %q is reachable from other hosts: /metrics has no access control and names every profile; "+
 			"bind it to 127.0.0.1 (or ::1) unless a firewall or network policy restricts it\n", m)
 	}
+	fl, flClose, err := agent.OpenFleet(cfg)
+	if err != nil {
+		return err
+	}
+	if fl != nil {
+		defer flClose.Close()
+		fmt.Fprintf(stdout, "fleet: %v; this agent is %q\n", fl, cfg.FleetHost())
+		if local := cfg.LocalProfiles(); len(local) > 0 {
+			fmt.Fprintf(stdout, "  kept to this host (fleet = false): %s\n", strings.Join(local, ", "))
+		}
+	}
 	if *online {
+		if e, ok := fl.(*fleet.Etcd); ok {
+			if err := e.Check(ctx); err != nil {
+				fmt.Fprintf(stdout, "fleet: FAILED: %v\n", err)
+				return &exitError{code: exitIdP, err: fmt.Errorf("the fleet cannot be used; the agent would fetch for this host alone")}
+			}
+			fmt.Fprintln(stdout, "fleet: ok, etcd answers and the seal key is the fleet's")
+		}
 		return checkOnline(ctx, a, names, stdout)
 	}
 	return nil

@@ -517,3 +517,36 @@ func TestFleetStream(t *testing.T) {
 		t.Errorf("fleet = false made %d IdP requests against the fleet's %d; want about ten times as many", alone, fleet)
 	}
 }
+
+// TestCheckConfigFleet: check-config reads [fleet]'s seal key and names
+// its id (never the key); --online asks etcd and finds a seal key that is
+// not the fleet's; a seal key that is not 32 bytes of base64 is refused
+// naming the reference.
+func TestCheckConfigFleet(t *testing.T) {
+	r := &fleetRig{t: t, cluster: fleettest.New(t, 1), idp: idptest.New(), dir: t.TempDir(), shared: true}
+	defer r.idp.Close()
+	r.idp.AddClient(idptest.Client{ID: "c", Secret: fleetSecret, Method: "client_secret_basic"})
+	a := &fleetAgent{name: "checker", dir: r.dir, config: filepath.Join(r.dir, "agent.toml")}
+	r.writeConfig(a, r.newKey("fleet.key"))
+	out, errOut, code := cli("check-config", "--online", a.config)
+	if code != 0 || !strings.Contains(out, "seal key id ") || !strings.Contains(out, `this agent is "checker"`) || !strings.Contains(out, "fleet: ok") {
+		t.Fatalf("check-config --online with [fleet]: exit %d\n%s%s", code, out, errOut)
+	}
+	// Another host's key, once an agent with the first has written.
+	r.start(a)
+	a.token(t)
+	r.kill(a)
+	r.writeConfig(a, r.newKey("other.key"))
+	out, errOut, code = cli("check-config", "--online", a.config)
+	if code == 0 || !strings.Contains(out, "is not the fleet's") {
+		t.Errorf("check-config --online with another seal_key: exit %d\n%s%s", code, out, errOut)
+	}
+	// Not a key at all.
+	bad := filepath.Join(r.dir, "bad.key")
+	writeConfig(t, bad, "not-a-key")
+	r.writeConfig(a, bad)
+	out, errOut, code = cli("check-config", a.config)
+	if code == 0 || !strings.Contains(errOut, "seal_key file:"+bad) || strings.Contains(errOut, "not-a-key") {
+		t.Errorf("check-config with a malformed seal key: exit %d\n%s%s", code, out, errOut)
+	}
+}
