@@ -350,6 +350,17 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("profile %q: client_secret is literal text that looks like a file name; to read the secret from that file, write client_secret = \"file:...\"", name))
 		}
 	}
+	if c.Fleet != nil {
+		for _, e := range c.Fleet.Endpoints {
+			u, err := url.Parse(e)
+			if err != nil || u.Scheme != "http" {
+				continue
+			}
+			if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				out = append(out, fmt.Sprintf("[fleet] endpoint %s is plain http to another host: the records are sealed, but etcd's credentials and the lock traffic are not; use https with tls_ca (see docs/fleet.md)", e))
+			}
+		}
+	}
 	return out
 }
 

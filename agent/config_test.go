@@ -308,6 +308,21 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if _, err := agent.LoadConfig("../agent.toml.example"); err != nil {
 		t.Errorf("agent.toml.example: %v", err)
 	}
+	// Its commented-out [fleet] block, uncommented, is valid too.
+	data, err := os.ReadFile("../agent.toml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fleet []string
+	for line := range strings.Lines(string(data)) {
+		if body, ok := strings.CutPrefix(line, "# "); ok && (strings.HasPrefix(body, "[fleet]") || len(fleet) > 0 && len(fleet) < 9 && !strings.HasPrefix(body, " ")) {
+			fleet = append(fleet, body)
+		}
+	}
+	cfg, err := agent.ParseConfig([]byte(strings.Join(fleet, "")+"[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\n"), "fleet-example.toml")
+	if err != nil || cfg.Fleet == nil || len(cfg.Fleet.Endpoints) != 3 || cfg.Fleet.Host != "worker-17" {
+		t.Errorf("agent.toml.example's [fleet] block:\n%s\nparsed as %v", strings.Join(fleet, ""), err)
+	}
 }
 
 // FuzzParseConfig: any input gives a config or an error, never a panic.

@@ -135,9 +135,10 @@ type ProfileInfo struct {
 	// when it was fetched).
 	Origin     string    `json:"origin,omitempty"`
 	ObtainedAt time.Time `json:"obtained_at,omitzero"`
-	// Fleet is "fleet", "local" or "fleet unavailable" when the agent
-	// shares tokens with other hosts; MintedBy names the host whose agent
-	// fetched the held token.
+	// Fleet is "fleet", "local" (the profile says fleet = false), "fleet
+	// unavailable" or "local: wrong seal_key" when the agent shares tokens
+	// with other hosts; MintedBy names the host whose agent fetched the
+	// held token.
 	Fleet    string `json:"fleet,omitempty"`
 	MintedBy string `json:"minted_by,omitempty"`
 	// ClockSkewSeconds is how far the last token's JWT exp lay from the

@@ -15,11 +15,23 @@ func TestFleetConfig(t *testing.T) {
 	if _, err := agent.ParseConfig([]byte(ok+profile), "ok.toml"); err != nil {
 		t.Errorf("a good [fleet]: %v", err)
 	}
+	// Plain http to another host is allowed, with a warning; to loopback
+	// without one.
+	for endpoint, warned := range map[string]bool{"http://etcd-1:2379": true, "http://127.0.0.1:2379": false, "https://etcd-1:2379": false} {
+		cfg, err := agent.ParseConfig([]byte("[fleet]\nendpoints = [\""+endpoint+"\"]\nseal_key = \"env:K\"\n"+profile), "w.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(strings.Join(cfg.Warnings(), "\n"), "plain http"); got != warned {
+			t.Errorf("[fleet] endpoint %s: warned %v, want %v", endpoint, got, warned)
+		}
+	}
 	for _, tc := range []struct{ fleet, want string }{
 		{"[fleet]\nseal_key = \"env:K\"\n", "endpoints"},
 		{"[fleet]\nendpoints = [\"etcd-1:2379\"]\nseal_key = \"env:K\"\n", `"etcd-1:2379" is not an http(s) URL`},
 		{"[fleet]\nendpoints = [\"https://e:2379\"]\nseal_key = \"c2VjcmV0LWtleS1ieXRlcy0xMjM0NTY3ODkwMTIzNDU2\"\n", "seal_key: use file:PATH"},
 		{"[fleet]\nendpoints = [\"https://e:2379\"]\nseal_key = \"env:K\"\nprefix = \"tokenagent\"\n", "start and end it with /"},
+		{"[fleet]\nendpoints = [\"https://e:2379\"]\nseal_key = \"env:K\"\nhost = \"a\\u001b[31mb\"\n", "host: at most 255 printable"},
 	} {
 		_, err := agent.ParseConfig([]byte(tc.fleet+profile), "bad.toml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
