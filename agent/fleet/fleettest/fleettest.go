@@ -178,7 +178,7 @@ func (c *Cluster) Restart(i int) error {
 		"--listen-client-urls", m.cli.String(), "--advertise-client-urls", m.cli.String(),
 		"--initial-cluster", m.initial, "--initial-cluster-state", state,
 		"--initial-cluster-token", "tokenagent-test", "--logger", "zap", "--log-level", "error")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("member %s: %w", m.name, err)
 	}
