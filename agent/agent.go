@@ -134,6 +134,14 @@ func (a *Agent) notify() {
 	close(*a.changed.Swap(&ch))
 }
 
+// FleetStats counts a profile's work through the fleet: records read,
+// tokens taken from it instead of the IdP, lock acquisitions tried,
+// tokens this host fetched and shared, and fetches made for this host
+// alone (the fleet failed, or its lock holder was slow).
+type FleetStats struct {
+	Reads, Hits, LockWaits, Mints, Fallbacks uint64
+}
+
 // ProfileStatus is what the agent knows about a profile, for status
 // displays. It never holds a token or a secret.
 type ProfileStatus struct {
@@ -157,14 +165,12 @@ type ProfileStatus struct {
 	Origin     string
 	ObtainedAt time.Time
 	// Fleet is "" without a fleet, else "fleet" (shared), "local" (fleet
-	// = false) or "fleet unavailable" (fetching for this host alone);
-	// MintedBy names the host that fetched the held token; FleetHits
-	// counts tokens taken from the fleet, FleetFallbacks fetches made
-	// alone because the fleet failed.
-	Fleet          string
-	MintedBy       string
-	FleetHits      uint64
-	FleetFallbacks uint64
+	// = false), "fleet unavailable" or "local: wrong seal_key" (fetching
+	// for this host alone); MintedBy names the host that fetched the held
+	// token; FleetStats counts what the profile did through the fleet.
+	Fleet      string
+	MintedBy   string
+	FleetStats FleetStats
 	// ClockSkew is the last token's JWT exp minus its expiry by the
 	// IdP's expires_in on this host's clock, when that exceeds 30 s (the
 	// two clocks disagree; the earlier expiry is used); else 0.

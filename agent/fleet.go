@@ -47,6 +47,7 @@ func (s *source) lockFleet() (unlock func(), err error) {
 		s.arrivedSig = make(chan struct{})
 	}
 	sig := s.arrivedSig
+	s.fleetStats.LockWaits++
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(s.agent.ctx, s.prof.timing.FetchTimeout.Duration)
 	defer cancel()
@@ -84,6 +85,9 @@ var (
 // nothing to use (or the fleet could not be read: then this host fetches
 // for itself).
 func (s *source) fromFleet(ctx context.Context) (*cached, error) {
+	s.mu.Lock()
+	s.fleetStats.Reads++
+	s.mu.Unlock()
 	r, ok, err := s.agent.fleet.Get(ctx, s.prof.fingerprint)
 	if errors.Is(err, fleet.ErrTampered) {
 		// Not served; this host, under the lock, writes a good record over it.
@@ -185,7 +189,7 @@ func (s *source) adoptRecord(r fleet.Record) *cached {
 		close(s.arrivedSig) // a fetch waiting for the lock has its token
 		s.arrivedSig = nil
 	}
-	s.fleetHits++
+	s.fleetStats.Hits++
 	s.mintedBy = r.MintedBy
 	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
 	s.armLocked(now, c.refreshAt)
@@ -237,7 +241,11 @@ func (s *source) toFleet(c *cached) {
 	})
 	if err != nil {
 		s.fleetTrouble(err)
+		return
 	}
+	s.mu.Lock()
+	s.fleetStats.Mints++
+	s.mu.Unlock()
 }
 
 // fleetRetryAfter is how long a profile fetches for this host alone after

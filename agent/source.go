@@ -147,8 +147,7 @@ type source struct {
 	lastRefresh   time.Time
 	skew          time.Duration // the JWT's exp − (sent + expires_in), last seen
 	skewLogged    bool
-	fleetHits     uint64        // tokens taken from the fleet instead of the IdP
-	fleetFalls    uint64        // fetches made for this host alone because the fleet failed
+	fleetStats    FleetStats    // guarded by mu
 	mintedBy      string        // the host whose agent fetched the held token
 	fleetDown     bool          // the fleet failed; logged once
 	fleetWrongKey bool          // ... because this host's seal key is not the fleet's
@@ -303,7 +302,7 @@ func (s *source) fetch() (any, error) {
 	}
 	if s.agent.fleet != nil && s.prof.fleetShared && shared == nil {
 		s.mu.Lock()
-		s.fleetFalls++ // this fetch is for this host alone
+		s.fleetStats.Fallbacks++ // this fetch is for this host alone
 		s.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
@@ -710,7 +709,7 @@ func (s *source) status(now time.Time) ProfileStatus {
 		default:
 			st.Fleet = "fleet"
 		}
-		st.MintedBy, st.FleetHits, st.FleetFallbacks = s.mintedBy, s.fleetHits, s.fleetFalls
+		st.MintedBy, st.FleetStats = s.mintedBy, s.fleetStats
 		if st.MintedBy == "" && s.cur.Load() != nil {
 			st.MintedBy = s.agent.hostname
 		}

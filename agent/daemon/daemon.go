@@ -532,7 +532,7 @@ func (b backend) Stats() []localapi.ProfileStats {
 			LatencyBuckets: agent.LatencyBuckets(), LatencyCounts: st.Latency.Counts[:], LatencySum: st.Latency.Sum,
 			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
 			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(), LastSuccess: st.LastRefresh,
-			Fleet: st.Fleet != "", FleetHits: st.FleetHits, FleetFallbacks: st.FleetFallbacks,
+			Fleet: st.Fleet, FleetStats: localapi.FleetStats(st.FleetStats),
 		})
 	}
 	return out

@@ -6,6 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,7 +113,7 @@ func TestDaemonsShareThroughTheFleet(t *testing.T) {
 	rand.Read(raw)
 	keyFile := filepath.Join(dir, "fleet.key")
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(raw)), 0o600)
-	var tokens []string
+	var tokens, sockets []string
 	for i := range 2 {
 		sub := filepath.Join(dir, fmt.Sprintf("host%d", i))
 		os.Mkdir(sub, 0o700)
@@ -138,10 +141,49 @@ func TestDaemonsShareThroughTheFleet(t *testing.T) {
 			t.Fatalf("daemon %d: %v", i, err)
 		}
 		tokens = append(tokens, tok.AccessToken)
+		sockets = append(sockets, filepath.Join(sub, "agent.sock"))
 	}
 	if idp.TotalRequests() != 1 || tokens[0] != tokens[1] {
 		t.Errorf("two daemons on one fleet: %d IdP requests, same token %v; want 1 and true", idp.TotalRequests(), tokens[0] == tokens[1])
 	}
+	// Their metrics say who minted and who took the token from the fleet.
+	for i, want := range [][]string{
+		{`tokenagent_fleet_mints_total{profile="p"} 1`, `tokenagent_fleet_hits_total{profile="p"} 0`, `tokenagent_fleet_sharing{profile="p"} 1`},
+		{`tokenagent_fleet_mints_total{profile="p"} 0`, `tokenagent_fleet_hits_total{profile="p"} 1`, `tokenagent_fleet_reads_total{profile="p"} 1`, `tokenagent_fleet_fallbacks_total{profile="p"} 0`},
+	} {
+		body := metrics(t, sockets[i])
+		for _, w := range want {
+			if !strings.Contains(body, w+"\n") {
+				t.Errorf("daemon %d's /metrics lacks %s:\n%s", i, w, grepLines(body, "tokenagent_fleet"))
+			}
+		}
+	}
+}
+
+// metrics reads /metrics on a daemon's socket.
+func metrics(t *testing.T, socket string) string {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://tokenagent/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
 }
 
 // TestWatchServesAnotherHostsRefresh: when one host refreshes, the others
@@ -191,8 +233,8 @@ func TestWatchServesAnotherHostsRefresh(t *testing.T) {
 		t.Errorf("IdP requests = %d, want 2 (the first token and host 0's refresh)", n)
 	}
 	host, _ := os.Hostname()
-	if st := agents[1].Status()[0]; st.Fleet != "fleet" || st.FleetHits < 2 || st.MintedBy != host || st.UpstreamRequests != 0 {
-		t.Errorf("host 1's status = fleet %q, hits %d, minted by %q, IdP requests %d; want fleet, 2 hits, %q, 0", st.Fleet, st.FleetHits, st.MintedBy, st.UpstreamRequests, host)
+	if st := agents[1].Status()[0]; st.Fleet != "fleet" || st.FleetStats.Hits < 2 || st.MintedBy != host || st.UpstreamRequests != 0 {
+		t.Errorf("host 1's status = fleet %q, hits %d, minted by %q, IdP requests %d; want fleet, 2 hits, %q, 0", st.Fleet, st.FleetStats.Hits, st.MintedBy, st.UpstreamRequests, host)
 	}
 }
 
@@ -340,7 +382,7 @@ func TestWrongSealKeyHostFetchesAlone(t *testing.T) {
 	if st := agents[1].Status()[0]; st.Fleet != "local: wrong seal_key" {
 		t.Errorf("the wrong-key host's status says %q", st.Fleet)
 	}
-	if st := agents[2].Status()[0]; st.Fleet != "fleet" || st.FleetHits != 1 {
-		t.Errorf("a good host's status says %q with %d fleet hits; want fleet, 1", st.Fleet, st.FleetHits)
+	if st := agents[2].Status()[0]; st.Fleet != "fleet" || st.FleetStats.Hits != 1 {
+		t.Errorf("a good host's status says %q with %d fleet hits; want fleet, 1", st.Fleet, st.FleetStats.Hits)
 	}
 }

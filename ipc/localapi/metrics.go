@@ -16,6 +16,11 @@ import (
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
+// FleetStats is a profile's fleet counters (see agent.FleetStats).
+type FleetStats struct {
+	Reads, Hits, LockWaits, Mints, Fallbacks uint64
+}
+
 // ProfileStats are one profile's counters, as the engine keeps them.
 type ProfileStats struct {
 	Profile string
@@ -38,12 +43,10 @@ type ProfileStats struct {
 	// LastSuccess is when the last token was fetched (zero: never, by
 	// this agent).
 	LastSuccess time.Time
-	// Fleet is set when the agent shares tokens with other hosts:
-	// FleetHits counts tokens taken from the fleet instead of the IdP,
-	// FleetFallbacks fetches made alone because the fleet failed.
-	Fleet          bool
-	FleetHits      uint64
-	FleetFallbacks uint64
+	// Fleet is the profile's fleet mode ("" without a fleet; "fleet" when
+	// sharing now); FleetStats what it did through the fleet.
+	Fleet      string
+	FleetStats FleetStats
 }
 
 // MetricsHandler serves /metrics alone, for a separate TCP listener
@@ -239,16 +242,31 @@ func writeStats(w io.Writer, all []ProfileStats) {
 			fmt.Fprintf(w, "tokenagent_last_success_timestamp_seconds{profile=%q} %d\n", m.Profile, m.LastSuccess.Unix())
 		}
 	})
-	each("tokenagent_fleet_hits_total", "counter", "Tokens taken from the fleet (another host's fetch) instead of the IdP.", func(m ProfileStats) {
-		if m.Fleet {
-			fmt.Fprintf(w, "tokenagent_fleet_hits_total{profile=%q} %d\n", m.Profile, m.FleetHits)
+	each("tokenagent_fleet_sharing", "gauge", "1 while the profile shares tokens through the fleet, 0 while it fetches for this host alone (fleet = false, etcd unavailable, wrong seal_key).", func(m ProfileStats) {
+		switch m.Fleet {
+		case "":
+		case "fleet":
+			fmt.Fprintf(w, "tokenagent_fleet_sharing{profile=%q} 1\n", m.Profile)
+		default:
+			fmt.Fprintf(w, "tokenagent_fleet_sharing{profile=%q} 0\n", m.Profile)
 		}
 	})
-	each("tokenagent_fleet_fallbacks_total", "counter", "Fetches made for this host alone because the fleet (etcd) failed.", func(m ProfileStats) {
-		if m.Fleet {
-			fmt.Fprintf(w, "tokenagent_fleet_fallbacks_total{profile=%q} %d\n", m.Profile, m.FleetFallbacks)
-		}
-	})
+	for _, c := range []struct {
+		name, help string
+		v          func(FleetStats) uint64
+	}{
+		{"tokenagent_fleet_reads_total", "Records read from the fleet before fetching.", func(f FleetStats) uint64 { return f.Reads }},
+		{"tokenagent_fleet_hits_total", "Tokens taken from the fleet (another host's fetch) instead of the IdP.", func(f FleetStats) uint64 { return f.Hits }},
+		{"tokenagent_fleet_lock_waits_total", "Times this host took, or waited for, a profile's fleet lock.", func(f FleetStats) uint64 { return f.LockWaits }},
+		{"tokenagent_fleet_mints_total", "Tokens this host fetched from the IdP and shared with the fleet.", func(f FleetStats) uint64 { return f.Mints }},
+		{"tokenagent_fleet_fallbacks_total", "Fetches made for this host alone while the profile takes part in the fleet (etcd failed, or the lock holder was slow).", func(f FleetStats) uint64 { return f.Fallbacks }},
+	} {
+		each(c.name, "counter", c.help, func(m ProfileStats) {
+			if m.Fleet != "" {
+				fmt.Fprintf(w, "%s{profile=%q} %d\n", c.name, m.Profile, c.v(m.FleetStats))
+			}
+		})
+	}
 	each("tokenagent_coalesced_waiters_total", "counter", "Callers that waited on a fetch another caller had started.", func(m ProfileStats) {
 		fmt.Fprintf(w, "tokenagent_coalesced_waiters_total{profile=%q} %d\n", m.Profile, m.Coalesced)
 	})
