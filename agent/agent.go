@@ -160,8 +160,8 @@ type ProfileStatus struct {
 	// Idle is set while background refresh is paused for lack of demand.
 	Idle bool
 	// Origin is "idp" for a token this agent fetched, "store" for one
-	// loaded from the store at start ("" with no token); ObtainedAt is
-	// when it was fetched.
+	// loaded from the store at start, "fleet" for one another host's
+	// agent fetched ("" with no token); ObtainedAt is when it was fetched.
 	Origin     string
 	ObtainedAt time.Time
 	// Fleet is "" without a fleet, else "fleet" (shared), "local" (fleet

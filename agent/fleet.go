@@ -182,6 +182,7 @@ func (s *source) adoptRecord(r fleet.Record) *cached {
 		Token:     Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0)},
 		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
 		sum:       sha256.Sum256([]byte(r.AccessToken)),
+		fromFleet: true,
 	}
 	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
 	s.cur.Store(c)

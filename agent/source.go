@@ -84,6 +84,7 @@ type cached struct {
 	// an NTP step back, the monotonic one alone after a suspend.
 	monoExpiry, monoRefresh time.Duration
 	fromStore               bool // loaded from the store, not fetched by this agent
+	fromFleet               bool // another host's agent fetched it
 }
 
 // left is how long the token stays valid: the lesser of what the wall
@@ -685,8 +686,11 @@ func (s *source) status(now time.Time) ProfileStatus {
 	}
 	if c := s.cur.Load(); c != nil {
 		st.Origin, st.ObtainedAt = "idp", c.ObtainedAt
-		if c.fromStore {
+		switch {
+		case c.fromStore:
 			st.Origin = "store"
+		case c.fromFleet:
+			st.Origin = "fleet"
 		}
 		st.ExpiresAt = c.serve(now, s.agent.clock.Mono()).ExpiresAt
 		st.RefreshAt = now.Add(c.untilDue(now, s.agent.clock.Mono()))

@@ -131,8 +131,8 @@ type ProfileInfo struct {
 	Audience string   `json:"audience,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
 	// Origin says where the held token came from: "idp" (fetched by this
-	// agent) or "store" (loaded from the store at start; ObtainedAt says
-	// when it was fetched).
+	// agent), "store" (loaded from the store at start) or "fleet" (fetched
+	// by another host's agent); ObtainedAt says when it was fetched.
 	Origin     string    `json:"origin,omitempty"`
 	ObtainedAt time.Time `json:"obtained_at,omitzero"`
 	// Fleet is "fleet", "local" (the profile says fleet = false), "fleet

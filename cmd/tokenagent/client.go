@@ -267,10 +267,10 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 		}
 		last := "never"
 		switch {
+		case p.Origin == "store", p.Origin == "fleet": // the token held is not this agent's fetch
+			last = "from " + p.Origin + ": " + p.ObtainedAt.Local().Format(time.DateTime)
 		case !p.LastRefresh.IsZero():
 			last = p.LastRefresh.Local().Format(time.DateTime)
-		case p.Origin == "store":
-			last = "from store: " + p.ObtainedAt.Local().Format(time.DateTime)
 		}
 		if p.Fleet != "" {
 			last += " [" + p.Fleet

@@ -431,6 +431,18 @@ func TestFleetOfAgentProcesses(t *testing.T) {
 		}
 	}
 
+	// tokenagent status says, per profile, where each agent stands.
+	for a, want := range map[*fleetAgent]string{
+		r.agents[8]: "from fleet: ",
+		r.agents[7]: "[fleet, minted by host07]",
+		r.agents[6]: "[local: wrong seal_key, minted by host06]",
+	} {
+		out, err := exec.Command(buildCLI(t), "status", "--socket", a.proc.socket).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("tokenagent status on %s: %v; want %q in\n%s", a.name, err, want, out)
+		}
+	}
+
 	r.load.stop(t)
 	r.checkEtcdHoldsNoSecrets()
 }
