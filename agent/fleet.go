@@ -11,10 +11,6 @@ import (
 	"io"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/idp"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -339,15 +335,7 @@ func OpenFleet(cfg *Config) (Fleet, io.Closer, error) {
 		}
 	}
 	timeout := cmp.Or(f.Timeout.Duration, 2*time.Second)
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: f.Endpoints, TLS: tlsCfg, DialTimeout: timeout,
-		// gRPC's reconnect backoff grows to two minutes by default: after
-		// an outage the agent would rejoin long after etcd is back.
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-			MinConnectTimeout: timeout,
-		})},
-	})
+	cli, err := fleet.Dial(f.Endpoints, tlsCfg, timeout)
 	if err != nil {
 		return nil, nil, fmt.Errorf("config %s: [fleet] endpoints: %w", cfg.path, err)
 	}

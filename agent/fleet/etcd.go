@@ -2,13 +2,32 @@ package fleet
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
+
+// Dial makes an etcd client for endpoints (tlsCfg nil: plain http), each
+// connection attempt bounded by timeout. gRPC's reconnect backoff, which
+// grows to two minutes by default, is held at 2 s: after an outage an
+// agent rejoins within seconds of etcd's return.
+func Dial(endpoints []string, tlsCfg *tls.Config, timeout time.Duration) (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{
+		Endpoints: endpoints, TLS: tlsCfg, DialTimeout: timeout,
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: timeout,
+		})},
+		Logger: zap.NewNop(),
+	})
+}
 
 // Etcd keeps sealed records and per-fingerprint locks in etcd:
 // PREFIX/tokens/FINGERPRINT and PREFIX/locks/FINGERPRINT, and the id of
@@ -164,27 +183,64 @@ func (e *Etcd) revoke(id clientv3.LeaseID) {
 }
 
 // Watch sends every record written for the fingerprint from now on,
-// until ctx ends; records that do not open are skipped.
+// until ctx ends; records that do not open are skipped. A watch that etcd
+// ends — its member lost the leader (a partition), or the revision to
+// resume from was compacted while this host was cut off — is started
+// again, and the record as it is then is sent, so that nothing written
+// meanwhile is missed.
 func (e *Etcd) Watch(ctx context.Context, fp string) <-chan Record {
 	out := make(chan Record, 1)
+	send := func(value []byte) bool {
+		r, err := Open(e.keys, e.prefix, fp, value)
+		if err != nil {
+			return true
+		}
+		select {
+		case out <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	go func() {
 		defer close(out)
-		for resp := range e.cli.Watch(ctx, e.tokenKey(fp)) {
-			for _, ev := range resp.Events {
-				if ev.Type != clientv3.EventTypePut {
-					continue
-				}
-				r, err := Open(e.keys, e.prefix, fp, ev.Kv.Value)
+		for again := false; ctx.Err() == nil; again = true {
+			var from int64
+			if again {
+				gctx, cancel := context.WithTimeout(ctx, e.timeout)
+				resp, err := e.cli.Get(gctx, e.tokenKey(fp))
+				cancel()
 				if err != nil {
+					select {
+					case <-ctx.Done():
+					case <-time.After(watchRetry):
+					}
 					continue
 				}
-				select {
-				case out <- r:
-				case <-ctx.Done():
+				if len(resp.Kvs) > 0 && !send(resp.Kvs[0].Value) {
 					return
 				}
+				from = resp.Header.Revision + 1
+			}
+			opts := []clientv3.OpOption{}
+			if from > 0 {
+				opts = append(opts, clientv3.WithRev(from))
+			}
+			for resp := range e.cli.Watch(clientv3.WithRequireLeader(ctx), e.tokenKey(fp), opts...) {
+				for _, ev := range resp.Events {
+					if ev.Type == clientv3.EventTypePut && !send(ev.Kv.Value) {
+						return
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(watchRetry):
 			}
 		}
 	}()
 	return out
 }
+
+// watchRetry spaces the restarts of a watch etcd ended.
+const watchRetry = time.Second

@@ -59,7 +59,7 @@ func newKey(t *testing.T) *fleet.Key {
 
 func client(t *testing.T, endpoints []string) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	cli, err := fleet.Dial(endpoints, nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,4 +187,57 @@ func TestWatchDeliversNewRecords(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no record by watch")
 	}
+}
+
+// TestWatchSurvivesCompactionWhileCutOff: a host cut off from etcd (its
+// only member stopped) while records were written and compacted away
+// still gets the newest record once the member is back: etcd ends the
+// watch that cannot resume, and the watch starts again from the record
+// as it is.
+func TestWatchSurvivesCompactionWhileCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of its own, and a member stopped with a watch open (about 15 s): not with -short")
+	}
+	c := fleettest.New(t, 3)
+	key := newKey(t)
+	a := fleet.NewEtcd(client(t, c.Endpoints[1:2]), "/w/", key, 2*time.Second)
+	b := fleet.NewEtcd(client(t, c.Endpoints[:1]), "/w/", key, 2*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := b.Watch(ctx, "fp")
+	receive := func(want string) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case r, ok := <-ch:
+				if !ok {
+					t.Fatalf("the watch ended before %s arrived", want)
+				}
+				if r.AccessToken == want {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("%s never arrived by watch", want)
+			}
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the watch is registered
+	a.Put(ctx, "fp", fleet.Record{AccessToken: "t1", ExpiresAt: time.Now().Add(time.Hour)})
+	receive("t1")
+	c.Stop(0)
+	a.Put(ctx, "fp", fleet.Record{AccessToken: "t2", ExpiresAt: time.Now().Add(time.Hour)})
+	a.Put(ctx, "fp", fleet.Record{AccessToken: "t3", ExpiresAt: time.Now().Add(time.Hour)})
+	raw := client(t, c.Endpoints[1:2])
+	resp, err := raw.Get(ctx, "/w/tokens/fp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	receive("t3")
 }
