@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -68,13 +69,23 @@ func (e *Etcd) Check(ctx context.Context) error {
 	defer cancel()
 	resp, err := e.cli.Get(ctx, e.pinKey())
 	if err != nil {
-		return fmt.Errorf("fleet: etcd %s: %w", strings.Join(e.cli.Endpoints(), " "), err)
+		return e.opErr("read", err)
 	}
 	if len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) != e.key.ID() {
 		return fmt.Errorf("fleet: this host's seal_key (key id %s) is not the fleet's (key id %s at %s): %w",
 			e.key.ID(), safeID(resp.Kvs[0].Value), e.pinKey(), ErrWrongKey)
 	}
 	return nil
+}
+
+// opErr names the endpoints and what to check in an etcd failure.
+func (e *Etcd) opErr(op string, err error) error {
+	eps := strings.Join(e.cli.Endpoints(), " ")
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("fleet: etcd %s: no answer from %s within %v (down, unreachable, or refusing this host's TLS: check [fleet] endpoints and tls_*; tokenagentd check-config --online): %w",
+			op, eps, e.timeout, err)
+	}
+	return fmt.Errorf("fleet: etcd %s at %s: %w", op, eps, err)
 }
 
 func (e *Etcd) pinKey() string { return e.prefix + "seal-key-id" }
@@ -89,7 +100,7 @@ func (e *Etcd) Get(ctx context.Context, fp string) (r Record, ok bool, err error
 	defer cancel()
 	resp, err := e.cli.Get(ctx, e.tokenKey(fp))
 	if err != nil {
-		return r, false, fmt.Errorf("fleet: etcd get: %w", err)
+		return r, false, e.opErr("read", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return r, false, nil
@@ -114,7 +125,7 @@ func (e *Etcd) Put(ctx context.Context, fp string, r Record) error {
 			Else(clientv3.OpGet(e.pinKey())).
 			Commit()
 		if err != nil {
-			return fmt.Errorf("fleet: etcd put: %w", err)
+			return e.opErr("write", err)
 		}
 		if resp.Succeeded {
 			return nil
@@ -128,7 +139,7 @@ func (e *Etcd) Put(ctx context.Context, fp string, r Record) error {
 			If(clientv3.Compare(clientv3.CreateRevision(e.pinKey()), "=", 0)).
 			Then(clientv3.OpPut(e.pinKey(), e.key.ID())).
 			Commit(); err != nil {
-			return fmt.Errorf("fleet: etcd put: %w", err)
+			return e.opErr("write", err)
 		}
 	}
 	return fmt.Errorf("fleet: etcd put: %s changes under this host", e.pinKey())
@@ -155,12 +166,12 @@ func (e *Etcd) Lock(ctx context.Context, fp string) (unlock func(), err error) {
 	lease, err := e.cli.Grant(gctx, int64(max(e.lockTTL/time.Second, 1)))
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("fleet: etcd lease: %w", err)
+		return nil, e.opErr("lease", err)
 	}
 	sess, err := concurrency.NewSession(e.cli, concurrency.WithLease(lease.ID))
 	if err != nil {
 		e.revoke(lease.ID)
-		return nil, fmt.Errorf("fleet: etcd session: %w", err)
+		return nil, e.opErr("session", err)
 	}
 	m := concurrency.NewMutex(sess, e.prefix+"locks/"+fp)
 	if err := m.Lock(ctx); err != nil {

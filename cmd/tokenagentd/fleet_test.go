@@ -562,3 +562,52 @@ func TestCheckConfigFleet(t *testing.T) {
 		t.Errorf("check-config with a malformed seal key: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// TestFleetOverTLS: etcd serving clients over TLS with client
+// certificates required, as docs/fleet.md says to run it. With tls_ca,
+// tls_cert and tls_key the agent shares through it; without a client
+// certificate, check-config --online names the failure, and the agent
+// serves its callers alone (static stability), saying so in status.
+func TestFleetOverTLS(t *testing.T) {
+	c := fleettest.NewTLS(t, 1)
+	r := &fleetRig{t: t, cluster: c, idp: idptest.New(), dir: t.TempDir(), shared: true}
+	defer r.idp.Close()
+	r.idp.AddClient(idptest.Client{ID: "c", Secret: fleetSecret, Method: "client_secret_basic"})
+	keyFile := r.newKey("fleet.key")
+	withTLS := fmt.Sprintf("tls_ca = \"file:%s\"\ntls_cert = \"file:%s\"\ntls_key = \"file:%s\"\n", c.TLS.CA, c.TLS.ClientCert, c.TLS.ClientKey)
+	var agents []*fleetAgent
+	for i, tlsLines := range []string{withTLS, withTLS, "tls_ca = \"file:" + c.TLS.CA + "\"\n"} {
+		a := &fleetAgent{name: fmt.Sprintf("tls%d", i), dir: filepath.Join(r.dir, fmt.Sprintf("tls%d", i))}
+		os.Mkdir(a.dir, 0o700)
+		a.config = filepath.Join(a.dir, "agent.toml")
+		r.writeConfig(a, keyFile)
+		data, _ := os.ReadFile(a.config)
+		writeConfig(t, a.config, strings.Replace(string(data), "[fleet]\n", "[fleet]\n"+tlsLines, 1))
+		agents = append(agents, a)
+	}
+	out, errOut, code := cli("check-config", "--online", agents[0].config)
+	if code != 0 || !strings.Contains(out, "https://127.0.0.1:") || !strings.Contains(out, "fleet: ok") {
+		t.Fatalf("check-config --online over TLS: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = cli("check-config", "--online", agents[2].config)
+	if code == 0 || !strings.Contains(out, "fleet: FAILED") || !strings.Contains(out, "tls_*") {
+		t.Errorf("check-config --online without a client certificate: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, a := range agents {
+		r.start(a)
+	}
+	before := r.idp.TotalRequests() // check-config --online asked for one
+	first := agents[0].token(t)
+	if got := agents[1].token(t); got != first || r.idp.TotalRequests()-before != 1 {
+		t.Errorf("two agents over TLS: same token %v, %d IdP requests; want true, 1", got == first, r.idp.TotalRequests()-before)
+	}
+	if got := agents[2].token(t); got == first {
+		t.Error("the agent without a client certificate served the fleet's token")
+	}
+	if st := agents[2].status(t); st.Fleet != "fleet unavailable" {
+		t.Errorf("the agent without a client certificate says %q; want fleet unavailable", st.Fleet)
+	}
+	if st := agents[1].status(t); st.Fleet != "fleet" || st.Origin != "fleet" {
+		t.Errorf("the second agent over TLS says %q, origin %q; want fleet, fleet", st.Fleet, st.Origin)
+	}
+}

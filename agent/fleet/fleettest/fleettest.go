@@ -7,6 +7,7 @@ package fleettest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -28,8 +30,11 @@ import (
 type Cluster struct {
 	// Endpoints are the members' client URLs, in member order.
 	Endpoints []string
+	// TLS, for a cluster NewTLS started, holds its certificates.
+	TLS       *TLSFiles
 	members   []*member
-	binary    string // "" for embedded members
+	binary    string      // "" for embedded members
+	clientTLS *tls.Config // nil: plain http
 }
 
 type member struct {
@@ -57,10 +62,35 @@ func New(t testing.TB, n int) *Cluster {
 	return c
 }
 
+// NewTLS starts a cluster of n members for t that serves clients over
+// TLS only and requires client certificates (c.TLS).
+func NewTLS(t testing.TB, n int) *Cluster {
+	t.Helper()
+	dir := t.TempDir()
+	files, err := writeTLS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := start(n, dir, Binary(), &files)
+	if err != nil {
+		t.Fatalf("etcd cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // Start starts a cluster of n members with their data under dir, as
 // processes of binary, or embedded when binary is "".
-func Start(n int, dir, binary string) (*Cluster, error) {
-	c := &Cluster{binary: binary}
+func Start(n int, dir, binary string) (*Cluster, error) { return start(n, dir, binary, nil) }
+
+func start(n int, dir, binary string, files *TLSFiles) (*Cluster, error) {
+	c := &Cluster{binary: binary, TLS: files}
+	if files != nil {
+		var err error
+		if c.clientTLS, err = files.clientTLS(); err != nil {
+			return nil, err
+		}
+	}
 	var initial []string
 	for i := range n {
 		peer, err := freeURL()
@@ -70,6 +100,9 @@ func Start(n int, dir, binary string) (*Cluster, error) {
 		cli, err := freeURL()
 		if err != nil {
 			return nil, err
+		}
+		if files != nil {
+			cli.Scheme = "https"
 		}
 		m := &member{name: fmt.Sprintf("m%d", i), dir: filepath.Join(dir, fmt.Sprintf("m%d", i)), peer: peer, cli: cli}
 		c.members = append(c.members, m)
@@ -159,6 +192,9 @@ func (c *Cluster) Restart(i int) error {
 		cfg.TickMs, cfg.ElectionMs = 10, 100
 		cfg.LogLevel = "error"
 		cfg.LogOutputs = []string{"/dev/null"}
+		if c.TLS != nil {
+			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.TLS.ServerCert, KeyFile: c.TLS.ServerKey, TrustedCAFile: c.TLS.CA, ClientCertAuth: true}
+		}
 		e, err := embed.StartEtcd(cfg)
 		if err != nil {
 			return fmt.Errorf("member %s: %w", m.name, err)
@@ -172,12 +208,16 @@ func (c *Cluster) Restart(i int) error {
 		m.embedded = e
 		return nil
 	}
-	cmd := exec.Command(c.binary,
+	args := []string{
 		"--name", m.name, "--data-dir", m.dir,
 		"--listen-peer-urls", m.peer.String(), "--initial-advertise-peer-urls", m.peer.String(),
 		"--listen-client-urls", m.cli.String(), "--advertise-client-urls", m.cli.String(),
 		"--initial-cluster", m.initial, "--initial-cluster-state", state,
-		"--initial-cluster-token", "tokenagent-test", "--logger", "zap", "--log-level", "error")
+		"--initial-cluster-token", "tokenagent-test", "--logger", "zap", "--log-level", "error"}
+	if c.TLS != nil {
+		args = append(args, "--cert-file", c.TLS.ServerCert, "--key-file", c.TLS.ServerKey, "--trusted-ca-file", c.TLS.CA, "--client-cert-auth")
+	}
+	cmd := exec.Command(c.binary, args...)
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("member %s: %w", m.name, err)
@@ -187,7 +227,7 @@ func (c *Cluster) Restart(i int) error {
 	m.proc, m.procExited = cmd, exited
 	// A member of a cluster being formed answers once a quorum is up; a
 	// restarted one once it rejoined. Either way: ask it for its status.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.cli.String()}, DialTimeout: 30 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.cli.String()}, DialTimeout: 30 * time.Second, TLS: c.clientTLS})
 	if err != nil {
 		return err
 	}
@@ -211,7 +251,7 @@ func (c *Cluster) Restart(i int) error {
 // Leader returns the index of the member that leads now (-1: none known).
 func (c *Cluster) Leader() int {
 	for i, ep := range c.Endpoints {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 2 * time.Second})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 2 * time.Second, TLS: c.clientTLS})
 		if err != nil {
 			continue
 		}
