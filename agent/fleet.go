@@ -32,6 +32,76 @@ type Fleet interface {
 	Watch(ctx context.Context, fingerprint string) <-chan fleet.Record
 }
 
+// fleetTurn is what the fleet says about a fetch: it is over (token, or
+// the fleet's hold on a refused credential), or this host fetches holding
+// the fingerprint's lock (unlock set: it shares what it gets, then
+// unlocks), or for itself alone (all nil).
+type fleetTurn struct {
+	token  *cached
+	hold   error
+	unlock func()
+}
+
+// fleetFirst is the fleet's part of a fetch: read the record; failing
+// that, take the lock and read again. A token the watch installs while
+// the fetch waits for the lock serves it as well.
+func (s *source) fleetFirst() (turn fleetTurn) {
+	defer func() {
+		if turn.token == nil && turn.hold == nil && turn.unlock == nil {
+			s.mu.Lock()
+			s.fleetStats.Fallbacks++ // the fetch is for this host alone
+			s.mu.Unlock()
+		}
+	}()
+	if !s.fleetUsable() {
+		return turn
+	}
+	held := s.cur.Load()
+	arrived := func() *cached {
+		c := s.cur.Load()
+		if now, mono := readClock(s.agent.clock); c != nil && c != held && !c.due(now, mono) {
+			return c
+		}
+		return nil
+	}
+	read := func() (fleetTurn, bool) {
+		c, hold := s.fromFleet(s.agent.ctx)
+		if c != nil {
+			return fleetTurn{token: s.adopted(c)}, true
+		}
+		return fleetTurn{hold: hold}, hold != nil
+	}
+	if t, done := read(); done {
+		return t
+	}
+	if !s.fleetUsable() { // the read found etcd down
+		return turn
+	}
+	unlock, err := s.lockFleet()
+	switch {
+	case err == nil:
+		if c := arrived(); c != nil {
+			unlock()
+			return fleetTurn{token: c}
+		}
+		if t, done := read(); done {
+			unlock()
+			return t
+		}
+		return fleetTurn{unlock: unlock}
+	case errors.Is(err, errArrived) && arrived() != nil:
+		return fleetTurn{token: arrived()}
+	case errors.Is(err, errLockWait):
+		if t, done := read(); done { // the holder finished after all
+			return t
+		}
+		s.fleetAlone(err)
+	default:
+		s.fleetTrouble(err)
+	}
+	return turn
+}
+
 // lockFleet takes the fingerprint's lock for a fetch. It waits at most
 // fetch_timeout (a live holder's fetch takes no longer; a dead holder's
 // lock is gone within fleet.LockTTL), and stops waiting when the watch
@@ -48,10 +118,25 @@ func (s *source) lockFleet() (unlock func(), err error) {
 	ctx, cancel := context.WithTimeout(s.agent.ctx, s.prof.timing.FetchTimeout.Duration)
 	defer cancel()
 	go func() {
-		select {
-		case <-sig:
-			cancel()
-		case <-ctx.Done():
+		// The watch normally brings the holder's token; reading the record
+		// now and then covers a watch not yet registered (a cold start)
+		// or cut off, so that waiters do not take the lock one by one.
+		tick := time.NewTicker(lockPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sig:
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if r, ok, err := s.agent.fleet.Get(ctx, s.prof.fingerprint); err == nil && ok {
+					if c := s.adoptRecord(r); c != nil { // closes sig
+						s.adopted(c)
+					}
+				}
+			}
 		}
 	}()
 	unlock, err = s.agent.fleet.Lock(ctx, s.prof.fingerprint)
@@ -68,6 +153,10 @@ func (s *source) lockFleet() (unlock func(), err error) {
 	}
 	return nil, err
 }
+
+// lockPoll is how often a host waiting for a fingerprint's lock reads its
+// record, besides watching it.
+const lockPoll = time.Second
 
 var (
 	errArrived  = errors.New("fleet: a token arrived while waiting for the lock")
@@ -211,15 +300,6 @@ func (s *source) watchFleet() {
 			}
 		}
 	}()
-}
-
-// adoptedOr is fetch's answer for what fromFleet found: the adopted
-// token, or the fleet's hold.
-func (s *source) adoptedOr(c *cached, held error) (any, error) {
-	if c == nil {
-		return nil, held
-	}
-	return s.adopted(c), nil
 }
 
 // adopted keeps a token from the fleet as a fetched one is kept: in the

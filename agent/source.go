@@ -264,47 +264,20 @@ func (s *source) fetch() (any, error) {
 	defer s.agent.notify()
 	t := s.prof.timing
 	// With a fleet, a token another host fetched is used as it is; else
-	// this host takes the fingerprint's lock, looks again, and fetches
-	// for all (see fleet.go). etcd trouble leaves it fetching for itself.
-	var shared func(*cached)
-	if s.agent.fleet != nil && s.prof.fleetShared && s.fleetUsable() {
-		held := s.cur.Load()
-		// A token the watch installed while this fetch waited serves as well.
-		arrived := func() *cached {
-			c := s.cur.Load()
-			if now, mono := readClock(s.agent.clock); c != nil && c != held && !c.due(now, mono) {
-				return c
-			}
-			return nil
+	// this host fetches holding the fingerprint's lock, and shares what it
+	// gets (see fleet.go). etcd trouble leaves it fetching for itself.
+	var turn fleetTurn
+	if s.agent.fleet != nil && s.prof.fleetShared {
+		turn = s.fleetFirst()
+		if turn.unlock != nil {
+			defer turn.unlock()
 		}
-		if c, hold := s.fromFleet(s.agent.ctx); c != nil || hold != nil {
-			return s.adoptedOr(c, hold)
+		switch {
+		case turn.hold != nil:
+			return nil, turn.hold
+		case turn.token != nil:
+			return turn.token, nil
 		}
-		if s.fleetUsable() { // the read did not find etcd down
-			unlock, err := s.lockFleet()
-			switch {
-			case err == nil:
-				defer unlock()
-				if c := arrived(); c != nil {
-					return c, nil
-				}
-				if c, hold := s.fromFleet(s.agent.ctx); c != nil || hold != nil {
-					return s.adoptedOr(c, hold)
-				}
-				shared = s.toFleet
-			case errors.Is(err, errArrived) && arrived() != nil:
-				return arrived(), nil
-			case errors.Is(err, errLockWait):
-				s.fleetAlone(err)
-			default:
-				s.fleetTrouble(err)
-			}
-		}
-	}
-	if s.agent.fleet != nil && s.prof.fleetShared && shared == nil {
-		s.mu.Lock()
-		s.fleetStats.Fallbacks++ // this fetch is for this host alone
-		s.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
 	defer cancel()
@@ -314,8 +287,8 @@ func (s *source) fetch() (any, error) {
 	resp, err := s.prof.client.Fetch(ctx)
 	latency := time.Since(start)
 	defer func() {
-		if c := s.cur.Load(); err == nil && shared != nil && c != nil {
-			shared(c)
+		if c := s.cur.Load(); err == nil && turn.unlock != nil && c != nil {
+			s.toFleet(c) // before the lock is released
 		}
 	}()
 
@@ -336,7 +309,7 @@ func (s *source) fetch() (any, error) {
 		wait := s.holdLocked(now)
 		until := s.nextAttempt
 		s.mu.Unlock()
-		if shared != nil {
+		if turn.unlock != nil {
 			s.failToFleet(err, now, until)
 		}
 		// The callers learn when it is worth asking again (Retry-After).
