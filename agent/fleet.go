@@ -276,10 +276,10 @@ func (s *source) adoptRecord(r fleet.Record) *cached {
 		s.arrivedSig = nil
 	}
 	s.fleetStats.Hits++
-	s.mintedBy = r.MintedBy
+	s.mintedBy = ipc.SafeText(r.MintedBy) // another host's text: shown and logged as text
 	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
 	s.armLocked(now, c.refreshAt)
-	s.log.Info().Str("minted_by", r.MintedBy).Time("expires_at", c.ExpiresAt).Msg("token from the fleet; no IdP request")
+	s.log.Info().Str("minted_by", s.mintedBy).Time("expires_at", c.ExpiresAt).Msg("token from the fleet; no IdP request")
 	return c
 }
 
