@@ -41,9 +41,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// runs numbers the tests' prefixes, so that each run (-count=N) of a test
+// starts on an empty prefix with no seal key pinned.
+var runs atomic.Int64
+
 // shared returns the shared cluster's endpoints and t's own key prefix.
 func shared(t *testing.T) (endpoints []string, prefix string) {
-	return cluster.Endpoints, "/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"
+	return cluster.Endpoints, fmt.Sprintf("/%s-%d/", strings.ReplaceAll(t.Name(), "/", "_"), runs.Add(1))
 }
 
 func newKey(t *testing.T) *fleet.Key {
