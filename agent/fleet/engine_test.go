@@ -29,24 +29,10 @@ import (
 // three engines, each with its own etcd client) asked at once for a cold
 // profile cost the IdP one token request, and all serve that token.
 func TestColdHerdAcrossAgentsIsOneRequest(t *testing.T) {
-	endpoints, prefix := shared(t)
-	key := newKey(t)
 	idp := idptest.New()
 	defer idp.Close()
 	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n", idp.TokenURL)), "fleet.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var agents []*agent.Agent
-	for i := range 3 {
-		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), prefix, key, 2*time.Second)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		agents = append(agents, a)
-	}
+	agents := fleetAgents(t, 3, profileConfig(t, idp.TokenURL, "fleet-test-secret"))
 	self := ipc.Caller{UID: 0}
 	tokens := make(chan string, 300)
 	var wg sync.WaitGroup
@@ -189,24 +175,10 @@ func grepLines(text, sub string) string {
 // TestWatchServesAnotherHostsRefresh: when one host refreshes, the others
 // serve the new token as soon as etcd tells them, without asking the IdP.
 func TestWatchServesAnotherHostsRefresh(t *testing.T) {
-	endpoints, prefix := shared(t)
-	key := newKey(t)
 	idp := idptest.New()
 	defer idp.Close()
 	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n", idp.TokenURL)), "watch.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var agents []*agent.Agent
-	for i := range 2 {
-		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), prefix, key, 2*time.Second)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		agents = append(agents, a)
-	}
+	agents := fleetAgents(t, 2, profileConfig(t, idp.TokenURL, "fleet-test-secret"))
 	self := ipc.Caller{UID: 0}
 	first, err := agents[0].Token(context.Background(), self, "p", 0)
 	if err != nil {
