@@ -330,7 +330,7 @@ func (a *Agent) StoreHealth() ipc.StoreHealth {
 // fetch in flight. ctx bounds only this caller's wait.
 //
 // Every error is an *ipc.Error whose Kind is one of ipc's sentinels:
-// ErrUnknownProfile, ErrForbidden, ErrMinValid, ErrIdPRefused (with the
+// ErrUnknownProfile (also for a profile the caller may not use), ErrMinValid, ErrIdPRefused (with the
 // IdP's code and the *idp.Error as cause), ErrIdPUnavailable (with
 // RetryAfter), ErrShuttingDown or ErrTimeout.
 func (a *Agent) Token(ctx context.Context, caller ipc.Caller, profile string, minValid time.Duration) (*Token, error) {
@@ -390,14 +390,10 @@ func (a *Agent) lookup(caller ipc.Caller, profile string) (*source, error) {
 	case s == nil && (caller.UID == 0 || caller.UID == a.uid):
 		return nil, ipc.Errorf(ipc.ErrUnknownProfile, fmt.Sprintf("no profile %q is configured", profile))
 	case s == nil, !s.prof.access.allows(caller, a.uid):
-		// The same answer whether the profile is missing or not theirs, so
-		// that nobody can list the profile names by guessing; in process,
-		// errors.Is(err, ipc.ErrForbidden) still tells a denial apart.
-		var cause error
-		if s != nil {
-			cause = ipc.ErrForbidden
-		}
-		return nil, &ipc.Error{Kind: ipc.ErrUnknownProfile, Err: cause, Description: fmt.Sprintf(
+		// The same answer whether the profile is missing or not theirs, in
+		// process and over the socket, so that nobody can list the profile
+		// names by guessing; Denied tells the audit log which it was.
+		return nil, &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: s != nil, Description: fmt.Sprintf(
 			"no profile %q for uid %d: it is not configured, or its allow_users, allow_groups, allow_uids and allow_gids do not include you", profile, caller.UID)}
 	}
 	return s, nil

@@ -41,10 +41,15 @@ var (
 	ErrAgentUnavailable = ipc.ErrAgentUnavailable
 	// ErrShuttingDown: the agent is stopping.
 	ErrShuttingDown = ipc.ErrShuttingDown
-	// ErrUnknownProfile: the agent has no such profile.
+	// ErrUnknownProfile: the agent has no such profile for this process's user
+	// (none of that name, or its allow lists leave the user out).
 	ErrUnknownProfile = ipc.ErrUnknownProfile
-	// ErrForbidden: this process's user may not use the profile.
+	// ErrForbidden: this process's user may not use the agent's socket or
+	// the endpoint. A profile it may not use is ErrUnknownProfile.
 	ErrForbidden = ipc.ErrForbidden
+	// ErrNotFound: the agent has no such endpoint (it is older or newer
+	// than this library).
+	ErrNotFound = ipc.ErrNotFound
 	// ErrMinValid: the IdP's tokens do not live as long as WithMinValid asks.
 	ErrMinValid = ipc.ErrMinValid
 	// ErrIdPRefused: the identity provider refused the agent; Error.Code
@@ -282,7 +287,9 @@ func kindOf(status int, code string) error {
 		return ErrIdPUnavailable
 	case 504:
 		return ErrTimeout
-	case 400, 404, 405, 431:
+	case 404, 405:
+		return ErrNotFound
+	case 400, 431:
 		return ErrBadRequest
 	case 403:
 		return ErrForbidden

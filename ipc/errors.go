@@ -19,10 +19,19 @@ var (
 	ErrAgentUnavailable = errors.New("agent not reachable")
 	// ErrBadRequest: the request does not fit the protocol.
 	ErrBadRequest = errors.New("bad request")
-	// ErrForbidden: the caller may not use the profile (or the endpoint).
+	// ErrForbidden: the caller may not use the endpoint (the metrics of a
+	// user who is neither root nor the agent's, a request a browser made,
+	// a connection whose peer cannot be identified).
 	ErrForbidden = errors.New("forbidden")
-	// ErrUnknownProfile: no profile has that name.
+	// ErrUnknownProfile: no profile of that name is configured for the
+	// caller: it does not exist, or its allow lists leave the caller out.
+	// The two are one answer on both sides of the socket, so that nobody
+	// can list the profile names by guessing; the engine marks a denial
+	// in Error.Denied, for the audit log only.
 	ErrUnknownProfile = errors.New("unknown profile")
+	// ErrNotFound: no such endpoint, or not with that method (the agent
+	// may be older or newer than the client).
+	ErrNotFound = errors.New("no such endpoint")
 	// ErrMinValid: the IdP's tokens do not live as long as the caller's
 	// min_valid asks; retrying cannot help.
 	ErrMinValid = errors.New("min_valid cannot be met")
@@ -57,6 +66,9 @@ type Error struct {
 	// Err is the cause in process (an *idp.Error, a context error); it is
 	// never sent over the socket.
 	Err error
+	// Denied marks an ErrUnknownProfile for a profile that exists but is
+	// not the caller's: for the agent's audit log, never sent.
+	Denied bool
 }
 
 func (e *Error) Error() string {
@@ -97,6 +109,8 @@ var kinds = []struct {
 	{ErrBadRequest, CodeInvalidRequest},
 	{ErrForbidden, CodeForbidden},
 	{ErrUnknownProfile, CodeUnknownProfile},
+	{ErrNotFound, CodeNotFound},
+	{ErrNotFound, CodeMethod},
 	{ErrMinValid, CodeMinValid},
 	{ErrIdPRefused, CodeIdPError},
 	{ErrIdPUnavailable, CodeIdPUnavailable},
@@ -124,6 +138,36 @@ func KindOf(code string) error {
 		}
 	}
 	return nil
+}
+
+// Status is the HTTP status every door answers a failure of kind with:
+// the one table for the socket, the token endpoint and clientlib's
+// reading of answers. (An int, not net/http's names: this package links
+// no net/http.)
+func Status(kind error) int {
+	switch kind {
+	case ErrBadRequest, ErrMinValid:
+		return 400
+	case ErrForbidden:
+		return 403
+	case ErrUnknownProfile, ErrNotFound:
+		return 404
+	case ErrIdPRefused:
+		return 502
+	case ErrIdPUnavailable, ErrShuttingDown, ErrAgentUnavailable:
+		return 503
+	case ErrTimeout:
+		return 504
+	}
+	return 500
+}
+
+// StatusOf is Status(e.Kind), except that a wrong method is 405.
+func StatusOf(e *Error) int {
+	if e.Kind == ErrNotFound && e.Code == CodeMethod {
+		return 405
+	}
+	return Status(e.Kind)
 }
 
 // Errorf is shorthand for an *Error of kind with a description.

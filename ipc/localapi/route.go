@@ -26,10 +26,15 @@ type Route struct {
 	MinValid time.Duration
 }
 
-// badRequest is a request that does not fit the protocol; code says how
-// (CodeInvalidRequest, CodeNotFound, CodeMethod), and statusOf maps it.
+// badRequest is a request that does not fit the protocol.
 func badRequest(code, description string) *ipc.Error {
 	return &ipc.Error{Kind: ipc.ErrBadRequest, Code: code, Description: description}
+}
+
+// notFound is a request for no endpoint, or with the wrong method (code
+// CodeMethod: 405).
+func notFound(code, description string) *ipc.Error {
+	return &ipc.Error{Kind: ipc.ErrNotFound, Code: code, Description: description}
 }
 
 // ParseRoute maps a method, an (unescaped) path and a raw query to an
@@ -53,21 +58,21 @@ func ParseRoute(method, path, rawQuery string) (Route, error) {
 		case action == "refresh":
 			r.Endpoint = EndpointRefresh
 		default:
-			return r, badRequest(ipc.CodeNotFound, fmt.Sprintf("no endpoint %s", path))
+			return r, notFound(ipc.CodeNotFound, fmt.Sprintf("no endpoint %s", path))
 		}
 		if !ipc.ValidProfileName(name) {
 			return r, badRequest(ipc.CodeInvalidRequest, "profile names are 1-64 letters, digits, '.', '_' or '-'")
 		}
 		r.Profile = name
 	default:
-		return r, badRequest(ipc.CodeNotFound, fmt.Sprintf("no endpoint %s; see /v1/tokens/{profile}, /v1/profiles, /v1/health, /metrics", path))
+		return r, notFound(ipc.CodeNotFound, fmt.Sprintf("no endpoint %s; see /v1/tokens/{profile}, /v1/profiles, /v1/health, /metrics", path))
 	}
 	want := http.MethodGet
 	if r.Endpoint == EndpointRefresh {
 		want = http.MethodPost
 	}
 	if method != want && !(method == http.MethodHead && want == http.MethodGet) {
-		return r, badRequest(ipc.CodeMethod, fmt.Sprintf("%s %s: use %s", method, path, want))
+		return r, notFound(ipc.CodeMethod, fmt.Sprintf("%s %s: use %s", method, path, want))
 	}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {

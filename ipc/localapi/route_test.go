@@ -55,7 +55,7 @@ func FuzzParseRoute(f *testing.F) {
 		r, err := ParseRoute(method, path, query)
 		if err != nil {
 			re, ok := err.(*ipc.Error)
-			if !ok || re.Kind != ipc.ErrBadRequest || statusOf(re) < 400 || statusOf(re) > 499 || re.WireCode() == "" {
+			if !ok || (re.Kind != ipc.ErrBadRequest && re.Kind != ipc.ErrNotFound) || ipc.StatusOf(re) < 400 || ipc.StatusOf(re) > 499 || re.WireCode() == "" {
 				t.Fatalf("error %#v is not a 4xx route error", err)
 			}
 			return

@@ -3,7 +3,7 @@
 // explicitly and never unlinks a live socket, the peer credentials of
 // every connection, and an HTTP/1.1 handler over the small Backend
 // interface that the daemon wires to the engine. It is where the shared
-// sentinel errors become HTTP statuses (statusOf), and where /metrics is
+// sentinel errors become HTTP statuses (ipc.StatusOf), and where /metrics is
 // written in the Prometheus text format.
 package localapi
 
@@ -169,37 +169,6 @@ func ConnFrom(ctx context.Context) uint64 {
 	return 0
 }
 
-// statusOf is the HTTP status of a failure: 400 bad request or
-// unsatisfiable min_valid, 403 not allowed, 404 unknown profile (or no
-// such endpoint), 405 wrong method, 502 the IdP refused, 503 IdP
-// unreachable, shutting down or overloaded, 504 the caller's deadline,
-// 500 anything else.
-func statusOf(e *ipc.Error) int {
-	switch e.Kind {
-	case ipc.ErrBadRequest:
-		switch e.Code {
-		case ipc.CodeNotFound:
-			return http.StatusNotFound
-		case ipc.CodeMethod:
-			return http.StatusMethodNotAllowed
-		}
-		return http.StatusBadRequest
-	case ipc.ErrMinValid:
-		return http.StatusBadRequest
-	case ipc.ErrForbidden:
-		return http.StatusForbidden
-	case ipc.ErrUnknownProfile:
-		return http.StatusNotFound
-	case ipc.ErrIdPRefused:
-		return http.StatusBadGateway
-	case ipc.ErrIdPUnavailable, ipc.ErrShuttingDown, ipc.ErrAgentUnavailable:
-		return http.StatusServiceUnavailable
-	case ipc.ErrTimeout:
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusInternalServerError
-}
-
 // asWireError turns any error into an *ipc.Error: those the backend made
 // pass through; a deadline becomes ErrTimeout; anything else is internal,
 // and its text is not sent (it may say more than a caller should know).
@@ -332,7 +301,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ev *RequestE
 	tok, err := s.cfg.Backend.Token(ctx, ev.Caller, req)
 	if err != nil {
 		e := asWireError(err, s.cfg.RequestTimeout)
-		ev.Denied = errors.Is(err, ipc.ErrForbidden)
+		ev.Denied = e.Denied
 		if e.Kind == ipc.ErrUnknownProfile && !ev.Denied {
 			ev.Profile = "" // callers choose these names: no metric label per guess
 		}
@@ -372,7 +341,7 @@ func (s *Server) ok(w http.ResponseWriter, ev *RequestEvent, v any) {
 }
 
 func (s *Server) fail(w http.ResponseWriter, ev *RequestEvent, e *ipc.Error) {
-	status, code := statusOf(e), e.WireCode()
+	status, code := ipc.StatusOf(e), e.WireCode()
 	ev.Status, ev.Code, ev.Reason = status, code, e.Description
 	s.count(ev.Profile, code)
 	if e.RetryAfter > 0 {

@@ -397,7 +397,7 @@ func (s *Server) failToken(w http.ResponseWriter, ev *localapi.RequestEvent, err
 	}
 	switch {
 	case errors.Is(err, ipc.ErrUnknownProfile), errors.Is(err, ipc.ErrForbidden):
-		ev.Denied = errors.Is(err, ipc.ErrForbidden)
+		ev.Denied = e != nil && e.Denied
 		s.fail(w, ev, http.StatusUnauthorized, "invalid_client", "no such profile for this caller", "")
 	case errors.Is(err, ipc.ErrIdPRefused):
 		s.fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable",
