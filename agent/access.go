@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -22,7 +23,7 @@ type access struct {
 // resolveAccess turns allow_users/allow_groups names into ids. Unknown
 // names are configuration errors: a typo must not silently lock users out,
 // or worse, keep a stale numeric id.
-func (p *ProfileConfig) resolveAccess() (access, error) {
+func resolveAccess(p *config.ProfileConfig) (access, error) {
 	var a access
 	var errs []error
 	a.UIDs = slices.Clone(p.AllowUIDs)

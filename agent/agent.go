@@ -6,7 +6,7 @@
 //
 // # Basics
 //
-// Load a Config (LoadConfig), create an Agent (New) and ask it for tokens
+// Load a config.Config (secretref.LoadConfig), create an Agent (New) and ask it for tokens
 // (Agent.Token). Every fetch runs on the agent's own context with the
 // profile's fetch_timeout, so a caller that gives up never cancels the
 // fetch other callers wait for. Close stops all timers and in-flight
@@ -53,6 +53,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idp"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
@@ -193,12 +194,23 @@ type ProfileStatus struct {
 	Served    uint64            // tokens handed to callers
 }
 
+// FleetHost is the name this agent gives itself in the fleet: [fleet]
+// host, else the host name (resolved here, at start-up, not by the
+// configuration).
+func FleetHost(cfg *config.Config) string {
+	if h := cfg.FleetHost(); h != "" {
+		return h
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
 // New builds an agent for cfg: it reads every profile's secrets and keys
 // and fails, naming the profile and key, if any cannot be used. It makes
 // no network requests; tokens are fetched on first demand.
-func New(cfg *Config, opts Options) (*Agent, error) {
+func New(cfg *config.Config, opts Options) (*Agent, error) {
 	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), httpClient: opts.HTTPClient, fleet: opts.Fleet}
-	a.hostname = cfg.FleetHost()
+	a.hostname = FleetHost(cfg)
 	if a.clock == nil {
 		a.clock = SystemClock{}
 	}
@@ -213,7 +225,7 @@ func New(cfg *Config, opts Options) (*Agent, error) {
 	sources := make(map[string]*source, len(cfg.Profiles))
 	var errs []error
 	for _, name := range cfg.ProfileNames() {
-		p, err := cfg.buildProfile(name, opts.HTTPClient, a.clock.Now)
+		p, err := buildProfile(cfg, name, opts.HTTPClient, a.clock.Now)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -512,12 +524,12 @@ func (a *Agent) endFetch() { a.fetching.RUnlock() }
 // was issued for the same endpoint, client, scopes, audience and resource; removed ones stop and their stored tokens are deleted. If any
 // profile cannot be built the agent keeps its old configuration entirely.
 // Store and socket settings are read only at start.
-func (a *Agent) Reload(cfg *Config) (ReloadSummary, error) {
+func (a *Agent) Reload(cfg *config.Config) (ReloadSummary, error) {
 	var sum ReloadSummary
 	built := make(map[string]*profile, len(cfg.Profiles))
 	var errs []error
 	for _, name := range cfg.ProfileNames() {
-		p, err := cfg.buildProfile(name, a.httpClient, a.clock.Now)
+		p, err := buildProfile(cfg, name, a.httpClient, a.clock.Now)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idp"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -360,7 +361,7 @@ func BenchmarkTokenCached(b *testing.B) {
 	srv := idptest.New()
 	defer srv.Close()
 	srv.AddClient(idptest.Client{ID: "c", Secret: "s", Method: "client_secret_basic"})
-	cfg, err := agent.ParseConfig([]byte("[profiles.p]\ntoken_url = \""+srv.TokenURL+"\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"), "bench.toml")
+	cfg, err := config.ParseConfig([]byte("[profiles.p]\ntoken_url = \""+srv.TokenURL+"\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"), "bench.toml")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,84 +14,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 )
-
-func TestConfigErrors(t *testing.T) {
-	const ok = "token_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\n"
-	tests := []struct {
-		name, toml string
-		want       []string // all must appear in the error
-	}{
-		{"unknown profile key", "[profiles.p]\n" + ok + "clent_id = \"x\"\n", []string{"test.toml:5", `unknown key "clent_id"`, "[profiles.p]"}},
-		{"unknown top-level key", "lg_level = \"info\"\n", []string{"test.toml:1", `"lg_level"`}},
-		{"unknown table", "[profiles.p]\n" + ok + "[profiles.p.extra]\na = 1\n", []string{"test.toml:5", `"extra"`}},
-		{"bad duration", "[profiles.p]\n" + ok + "min_valid = \"30 secs\"\n", []string{"test.toml:5", "min_valid", `"30 secs"`}},
-		{"integer duration", "[profiles.p]\n" + ok + "min_valid = 30\n", []string{"min_valid"}},
-		{"syntax error", "log_level = \"info\"\nlog_format = = 2\n", []string{"test.toml:2"}},
-		{"missing client_id", "[profiles.zeebe]\ntoken_url = \"https://idp.example/token\"\nclient_secret = \"env:S\"\n", []string{`profile "zeebe"`, "client_id: missing"}},
-		{"http to non-loopback", "[profiles.p]\ntoken_url = \"http://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\n", []string{`profile "p"`, "token_url", "http://", "https://"}},
-		{"no endpoint", "[profiles.p]\nclient_id = \"c\"\nclient_secret = \"env:S\"\n", []string{`profile "p"`, "token_url: missing"}},
-		{"both endpoints", "[profiles.p]\n" + ok + "issuer = \"https://idp.example\"\n", []string{`profile "p"`, "issuer", "not both"}},
-		{"no secret", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\n", []string{`profile "p"`, "client_secret: missing"}},
-		{"jwt without key", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nauth = \"private_key_jwt\"\n", []string{`profile "p"`, "private_key"}},
-		{"bad alg", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nprivate_key = \"file:k.pem\"\nassertion_alg = \"HS256\"\n", []string{`profile "p"`, "assertion_alg", "HS256"}},
-		{"bad auth", "[profiles.p]\n" + ok + "auth = \"magic\"\n", []string{`profile "p"`, "auth", "magic"}},
-		{"reserved param", "[profiles.p]\n" + ok + "params = { grant_type = \"password\" }\n", []string{`profile "p"`, "params", "grant_type"}},
-		{"resource with fragment", "[profiles.p]\n" + ok + "resource = [\"https://api.example#x\"]\n", []string{`profile "p"`, "resource", "fragment"}},
-		{"refresh_at out of range", "[profiles.p]\n" + ok + "refresh_at = 1.5\n", []string{`profile "p"`, "refresh_at"}},
-		{"negative duration", "idle_after = \"-1m\"\n", []string{"idle_after", "negative"}},
-		{"default_ttl over max_ttl", "[profiles.p]\n" + ok + "default_ttl = \"2h\"\nmax_ttl = \"1h\"\n", []string{`profile "p"`, "default_ttl", "max_ttl"}},
-		{"bad profile name", "[profiles.\"a b\"]\n" + ok, []string{`profile "a b"`, "name"}},
-		{"bad log level", "log_level = \"loud\"\n", []string{"log_level", "loud"}},
-		{"all problems at once", "[profiles.a]\nclient_secret = \"env:S\"\ntoken_url = \"https://x/t\"\n[profiles.b]\nclient_secret = \"env:S\"\ntoken_url = \"https://x/t\"\n",
-			[]string{`profile "a": client_id`, `profile "b": client_id`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := agent.ParseConfig([]byte(tt.toml), "test.toml")
-			if err == nil {
-				t.Fatalf("ParseConfig() = nil error, want one mentioning %q", tt.want)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("ParseConfig() error %q does not mention %q", err, w)
-				}
-			}
-		})
-	}
-}
-
-func TestConfigDefaultsAndOverrides(t *testing.T) {
-	cfg, err := agent.ParseConfig([]byte(`
-min_valid = "45s"
-[profiles.a]
-token_url = "https://idp.example/token"
-client_id = "a"
-client_secret = "env:S"
-[profiles.b]
-token_url = "https://idp.example/token"
-client_id = "b"
-client_secret = "env:S"
-min_valid = "1m"
-refresh_at = 0.5
-`), "x.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := cfg.ProfileTiming("a"), cfg.ProfileTiming("b")
-	if a.MinValid.Duration != 45*time.Second || a.RefreshAt != 0.75 || a.FetchTimeout.Duration != 10*time.Second {
-		t.Errorf("profile a timing = %+v, want top-level min_valid 45s and built-in defaults", a)
-	}
-	if b.MinValid.Duration != time.Minute || b.RefreshAt != 0.5 {
-		t.Errorf("profile b timing = %+v, want its own min_valid and refresh_at", b)
-	}
-}
 
 type pki struct {
 	rsa     *rsa.PrivateKey
@@ -209,7 +139,7 @@ pkcs12 = "env:TEST_P12_B64"
 pkcs12_password = "env:TEST_P12_PASSWORD"
 `, srv.TokenURL, srv.URL, filepath.Join(dir, "ec.pem"))
 	path := writeFile(t, filepath.Join(dir, "agent.toml"), []byte(config), 0o644)
-	cfg, err := agent.LoadConfig(path)
+	cfg, err := secretref.LoadConfig(path)
 	if err != nil {
 		t.Fatalf("LoadConfig: %v", err)
 	}
@@ -261,7 +191,7 @@ func TestKeyAndSecretErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := agent.ParseConfig([]byte(tt.toml), filepath.Join(dir, "agent.toml"))
+			cfg, err := config.ParseConfig([]byte(tt.toml), filepath.Join(dir, "agent.toml"))
 			if err != nil {
 				t.Fatalf("ParseConfig: %v", err)
 			}
@@ -284,70 +214,13 @@ func TestKeyAndSecretErrors(t *testing.T) {
 	}
 }
 
-func TestLiteralSecretNeedsPrivateFile(t *testing.T) {
-	dir := t.TempDir()
-	const literal = "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"literal-Secret-123\"\n"
-	suiteLog.secret("literal-Secret-123")
-	shared := writeFile(t, filepath.Join(dir, "shared.toml"), []byte(literal), 0o644)
-	_, err := agent.LoadConfig(shared)
-	suiteLog.err(t, err)
-	if err == nil || !strings.Contains(err.Error(), "literal secret") || !strings.Contains(err.Error(), "client_secret") {
-		t.Errorf("LoadConfig(0644 file with literal secret) = %v, want refusal naming client_secret", err)
-	}
-	private := writeFile(t, filepath.Join(dir, "private.toml"), []byte(literal), 0o600)
-	if _, err := agent.LoadConfig(private); err != nil {
-		t.Errorf("LoadConfig(0600 file with literal secret) = %v, want ok", err)
-	}
-	ref := writeFile(t, filepath.Join(dir, "ref.toml"), []byte(strings.Replace(literal, "literal-Secret-123", "env:X", 1)), 0o644)
-	if _, err := agent.LoadConfig(ref); err != nil {
-		t.Errorf("LoadConfig(0644 file with env: reference) = %v, want ok", err)
-	}
-}
-
-func TestExampleConfigIsValid(t *testing.T) {
-	if _, err := agent.LoadConfig("../agent.toml.example"); err != nil {
-		t.Errorf("agent.toml.example: %v", err)
-	}
-	// Its commented-out [fleet] block, uncommented, is valid too.
-	data, err := os.ReadFile("../agent.toml.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fleet []string
-	for line := range strings.Lines(string(data)) {
-		if body, ok := strings.CutPrefix(line, "# "); ok && (strings.HasPrefix(body, "[fleet]") || len(fleet) > 0 && len(fleet) < 9 && !strings.HasPrefix(body, " ")) {
-			fleet = append(fleet, body)
-		}
-	}
-	cfg, err := agent.ParseConfig([]byte(strings.Join(fleet, "")+"[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\n"), "fleet-example.toml")
-	if err != nil || cfg.Fleet == nil || len(cfg.Fleet.Endpoints) != 3 || cfg.Fleet.Host != "worker-17" {
-		t.Errorf("agent.toml.example's [fleet] block:\n%s\nparsed as %v", strings.Join(fleet, ""), err)
-	}
-}
-
-// FuzzParseConfig: any input gives a config or an error, never a panic.
-func FuzzParseConfig(f *testing.F) {
-	if data, err := os.ReadFile("../agent.toml.example"); err == nil {
-		f.Add(data)
-	}
-	f.Add([]byte("[profiles.p]\ntoken_url = \"https://x/t\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\nmin_valid = \"1s\"\n"))
-	f.Add([]byte("[profiles.\"\"]\n"))
-	f.Add([]byte("refresh_at = nan\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := agent.ParseConfig(data, "fuzz.toml")
-		if (cfg == nil) == (err == nil) {
-			t.Fatalf("ParseConfig = %v, %v; want exactly one", cfg, err)
-		}
-	})
-}
-
 // TestParsingHasNoSideEffects: parsing looks up no users or groups and
 // creates no files; the names are resolved — and a typo refused, naming
 // the profile and key — when the agent is built.
 func TestParsingHasNoSideEffects(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "agent.toml")
-	cfg, err := agent.ParseConfig([]byte(`socket_group = "no-such-group-x"
+	cfg, err := config.ParseConfig([]byte(`socket_group = "no-such-group-x"
 [profiles.p]
 token_url = "https://idp.example/token"
 client_id = "c"
@@ -370,32 +243,6 @@ allow_groups = ["no-such-group-x"]
 	}
 }
 
-// TestConfigOthersCanChangeRefused: a configuration file that another
-// user could change is refused at load (start, reload, check-config).
-func TestConfigOthersCanChangeRefused(t *testing.T) {
-	body := []byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:X\"\n")
-	dir := t.TempDir()
-	writable := filepath.Join(dir, "writable.toml")
-	os.WriteFile(writable, body, 0o600)
-	os.Chmod(writable, 0o666)
-	if _, err := agent.LoadConfig(writable); err == nil || !strings.Contains(err.Error(), writable) || !strings.Contains(err.Error(), "chmod go-w") {
-		t.Errorf("LoadConfig(mode 0666) = %v, want a refusal naming the file and what to do", err)
-	}
-	if os.Geteuid() == 0 {
-		owned := filepath.Join(dir, "owned.toml")
-		os.WriteFile(owned, body, 0o644)
-		os.Chown(owned, 1, 1) // another real user (daemon)
-		if _, err := agent.LoadConfig(owned); err == nil || !strings.Contains(err.Error(), "owned by uid 1") {
-			t.Errorf("LoadConfig(owned by uid 1) = %v, want a refusal naming the owner", err)
-		}
-	}
-	ok := filepath.Join(dir, "ok.toml")
-	os.WriteFile(ok, body, 0o644) // readable by others is fine without literal secrets
-	if _, err := agent.LoadConfig(ok); err != nil {
-		t.Errorf("LoadConfig(mode 0644, own) = %v", err)
-	}
-}
-
 // TestHideEnvSecrets: env: secrets leave the process environment once
 // read, and a reload still finds them.
 func TestHideEnvSecrets(t *testing.T) {
@@ -405,7 +252,7 @@ func TestHideEnvSecrets(t *testing.T) {
 	suiteLog.secret("env-secret-value")
 	t.Setenv("TEST_HIDDEN_SECRET", "env-secret-value")
 	toml := []byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"env:TEST_HIDDEN_SECRET\"\n", srv.TokenURL))
-	cfg, err := agent.ParseConfig(toml, "env.toml")
+	cfg, err := config.ParseConfig(toml, "env.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +261,7 @@ func TestHideEnvSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if moved := cfg.HideEnvSecrets(); len(moved) != 1 || moved[0] != "TEST_HIDDEN_SECRET" {
+	if moved := secretref.HideEnvSecrets(cfg); len(moved) != 1 || moved[0] != "TEST_HIDDEN_SECRET" {
 		t.Errorf("HideEnvSecrets() = %v", moved)
 	}
 	if _, set := os.LookupEnv("TEST_HIDDEN_SECRET"); set {
@@ -425,29 +272,12 @@ func TestHideEnvSecrets(t *testing.T) {
 			t.Error("the secret is still in os.Environ")
 		}
 	}
-	next, _ := agent.ParseConfig(append(toml, []byte("scopes = [\"x\"]\n")...), "env.toml")
+	next, _ := config.ParseConfig(append(toml, []byte("scopes = [\"x\"]\n")...), "env.toml")
 	if _, err := a.Reload(next); err != nil {
 		t.Errorf("reload after the secret left the environment: %v", err)
 	}
 	if _, err := a.Token(context.Background(), self, "p", 0); err != nil {
 		t.Errorf("Token after reload: %v", err)
-	}
-}
-
-// TestTokenEndpointLoopbackOnly: the token endpoint binds loopback IPs
-// only; a name or another address is refused when the file is read.
-func TestTokenEndpointLoopbackOnly(t *testing.T) {
-	for addr, ok := range map[string]bool{
-		"127.0.0.1:8731": true, "[::1]:8731": true, "127.0.0.2:0": true,
-		"0.0.0.0:8731": false, ":8731": false, "localhost:8731": false, "192.0.2.1:8731": false, "127.0.0.1": false, "[::]:1": false,
-	} {
-		_, err := agent.ParseConfig([]byte(fmt.Sprintf("token_endpoint = %q\n", addr)), "te.toml")
-		if (err == nil) != ok {
-			t.Errorf("token_endpoint = %q: %v, want accepted %v", addr, err, ok)
-		}
-		if err != nil && !strings.Contains(err.Error(), "token_endpoint") {
-			t.Errorf("token_endpoint = %q: the error does not name the key: %v", addr, err)
-		}
 	}
 }
 
@@ -459,7 +289,7 @@ func TestEnvSecretEmptyIsNotUnset(t *testing.T) {
 		{"env:TOKENAGENT_TEST_EMPTY_SECRET", "TOKENAGENT_TEST_EMPTY_SECRET is set but empty"},
 		{"env:TOKENAGENT_TEST_NEVER_SET", "TOKENAGENT_TEST_NEVER_SET is not set"},
 	} {
-		cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = %q\n", tc.ref)), "env.toml")
+		cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = %q\n", tc.ref)), "env.toml")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
@@ -125,7 +126,7 @@ func TestDeletedStoreFileIsRecreated(t *testing.T) {
 // storedRecords opens e's store and returns its records.
 func storedRecords(t *testing.T, e *storeEnv) []store.Record {
 	t.Helper()
-	cfg, err := agent.LoadConfig(filepath.Join(e.dir, "agent.toml"))
+	cfg, err := secretref.LoadConfig(filepath.Join(e.dir, "agent.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestStoreUnavailableAtStart(t *testing.T) {
 				undo = fs.Fill()
 			}
 			path := writeFile(t, filepath.Join(e.dir, "agent.toml"), []byte(e.config("")), 0o600)
-			cfg, err := agent.LoadConfig(path)
+			cfg, err := secretref.LoadConfig(path)
 			if err != nil {
 				t.Fatal(err)
 			}

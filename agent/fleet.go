@@ -11,8 +11,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -395,62 +397,62 @@ func (s *source) probeFleet() {
 // OpenFleet connects to the etcd cluster of cfg's [fleet] (nil, nil, nil
 // without one): it reads the seal key and the TLS material from their
 // references. The caller closes the returned io.Closer after the agent.
-func OpenFleet(cfg *Config) (Fleet, io.Closer, error) {
+func OpenFleet(cfg *config.Config) (Fleet, io.Closer, error) {
 	f := cfg.Fleet
 	if f == nil {
 		return nil, nil, nil
 	}
-	keyText, err := readReference(f.SealKey, cfg.dir(), secretRef)
+	keyText, err := secretref.Read(f.SealKey, cfg.Dir(), secretref.Secret)
 	if err != nil {
-		return nil, nil, fmt.Errorf("config %s: [fleet] seal_key %s: %w", cfg.path, refName(f.SealKey), err)
+		return nil, nil, fmt.Errorf("config %s: [fleet] seal_key %s: %w", cfg.Path(), config.RefName(f.SealKey), err)
 	}
 	key, err := fleet.ParseKey(string(keyText))
 	if err != nil {
-		return nil, nil, fmt.Errorf("config %s: [fleet] seal_key %s: %w", cfg.path, refName(f.SealKey), err)
+		return nil, nil, fmt.Errorf("config %s: [fleet] seal_key %s: %w", cfg.Path(), config.RefName(f.SealKey), err)
 	}
 	var tlsCfg *tls.Config
 	if f.TLSCA != "" || f.TLSCert != "" || f.TLSKey != "" {
-		if tlsCfg, err = cfg.fleetTLS(); err != nil {
+		if tlsCfg, err = fleetTLS(cfg); err != nil {
 			return nil, nil, err
 		}
 	}
 	timeout := cmp.Or(f.Timeout.Duration, 2*time.Second)
 	cli, err := fleet.Dial(f.Endpoints, tlsCfg, timeout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("config %s: [fleet] endpoints: %w", cfg.path, err)
+		return nil, nil, fmt.Errorf("config %s: [fleet] endpoints: %w", cfg.Path(), err)
 	}
 	return fleet.NewEtcd(cli, cmp.Or(f.Prefix, "/tokenagent/"), key, timeout), cli, nil
 }
 
 // fleetTLS builds the etcd client's TLS from [fleet]'s references.
-func (c *Config) fleetTLS() (*tls.Config, error) {
+func fleetTLS(c *config.Config) (*tls.Config, error) {
 	f := c.Fleet
 	t := &tls.Config{MinVersion: tls.VersionTLS12}
 	if f.TLSCA != "" {
-		pem, err := readReference(f.TLSCA, c.dir(), publicRef)
+		pem, err := secretref.Read(f.TLSCA, c.Dir(), secretref.Public)
 		if err != nil {
-			return nil, fmt.Errorf("config %s: [fleet] tls_ca %s: %w", c.path, refName(f.TLSCA), err)
+			return nil, fmt.Errorf("config %s: [fleet] tls_ca %s: %w", c.Path(), config.RefName(f.TLSCA), err)
 		}
 		t.RootCAs = x509.NewCertPool()
 		if !t.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("config %s: [fleet] tls_ca %s: no PEM certificate in it", c.path, refName(f.TLSCA))
+			return nil, fmt.Errorf("config %s: [fleet] tls_ca %s: no PEM certificate in it", c.Path(), config.RefName(f.TLSCA))
 		}
 	}
 	if (f.TLSCert == "") != (f.TLSKey == "") {
-		return nil, fmt.Errorf("config %s: [fleet] tls_cert and tls_key go together", c.path)
+		return nil, fmt.Errorf("config %s: [fleet] tls_cert and tls_key go together", c.Path())
 	}
 	if f.TLSCert != "" {
-		certPEM, err := readReference(f.TLSCert, c.dir(), publicRef)
+		certPEM, err := secretref.Read(f.TLSCert, c.Dir(), secretref.Public)
 		if err != nil {
-			return nil, fmt.Errorf("config %s: [fleet] tls_cert %s: %w", c.path, refName(f.TLSCert), err)
+			return nil, fmt.Errorf("config %s: [fleet] tls_cert %s: %w", c.Path(), config.RefName(f.TLSCert), err)
 		}
-		keyPEM, err := readReference(f.TLSKey, c.dir(), secretRef)
+		keyPEM, err := secretref.Read(f.TLSKey, c.Dir(), secretref.Secret)
 		if err != nil {
-			return nil, fmt.Errorf("config %s: [fleet] tls_key %s: %w", c.path, refName(f.TLSKey), err)
+			return nil, fmt.Errorf("config %s: [fleet] tls_key %s: %w", c.Path(), config.RefName(f.TLSKey), err)
 		}
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			return nil, fmt.Errorf("config %s: [fleet] tls_cert/tls_key: %w", c.path, err)
+			return nil, fmt.Errorf("config %s: [fleet] tls_cert/tls_key: %w", c.Path(), err)
 		}
 		t.Certificates = []tls.Certificate{pair}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/clocktest"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -161,7 +162,7 @@ func newHarness(t *testing.T, extra string) *harness {
 // newAgent builds an agent on the harness's clock from a TOML config.
 func (h *harness) newAgent(toml string) *agent.Agent {
 	h.t.Helper()
-	cfg, err := agent.ParseConfig([]byte(toml), "test.toml")
+	cfg, err := config.ParseConfig([]byte(toml), "test.toml")
 	if err != nil {
 		h.t.Fatalf("ParseConfig: %v", err)
 	}

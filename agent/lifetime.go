@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idp"
 )
 
@@ -26,7 +27,7 @@ const clockSkewWarn = 30 * time.Second
 // no expires_in, the JWT's exp; else default_ttl. The result is capped at
 // max_ttl. The second result says which rule applied, for the log; skew is
 // exp − (sent + expires_in), when both are known.
-func lifetime(resp *idp.Response, sent time.Time, t Timing) (ttl time.Duration, why string, skew time.Duration) {
+func lifetime(resp *idp.Response, sent time.Time, t config.Timing) (ttl time.Duration, why string, skew time.Duration) {
 	exp, isJWT := jwtExpiry(resp.AccessToken)
 	ttl, why = resp.ExpiresIn, "expires_in"
 	switch {
@@ -55,7 +56,7 @@ func lifetime(resp *idp.Response, sent time.Time, t Timing) (ttl time.Duration, 
 // refreshed: refresh_at of the lifetime, jittered ±5 % so that profiles
 // and hosts do not refresh in lockstep, never later than min_valid before
 // expiry and never sooner than minRefreshInterval. jitter is in [0, 1).
-func refreshTime(sent time.Time, ttl time.Duration, t Timing, jitter float64) time.Time {
+func refreshTime(sent time.Time, ttl time.Duration, t config.Timing, jitter float64) time.Time {
 	frac := t.RefreshAt * (0.95 + 0.1*jitter)
 	after := time.Duration(float64(ttl) * frac)
 	if latest := ttl - t.MinValid.Duration; latest > 0 && after > latest {

@@ -13,13 +13,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 )
 
 // profile is a validated profile with its secrets read and its IdP client built.
 type profile struct {
 	name   string
-	timing Timing
+	timing config.Timing
 	access access
 	client *idp.Client
 	// fingerprint identifies what the profile's tokens are for: endpoint,
@@ -49,14 +51,14 @@ type profile struct {
 
 // buildProfile reads the profile's secrets and keys and makes its client.
 // Errors name the profile and the key, never a secret.
-func (c *Config) buildProfile(name string, httpClient *http.Client, now func() time.Time) (*profile, error) {
+func buildProfile(c *config.Config, name string, httpClient *http.Client, now func() time.Time) (*profile, error) {
 	p := c.Profiles[name]
 	fail := func(key, ref string, err error) error { return refError(name, key, ref, err) }
 	cfg := idp.Config{
 		TokenURL:   p.TokenURL,
 		Issuer:     p.Issuer,
 		ClientID:   p.ClientID,
-		AuthMethod: p.auth(),
+		AuthMethod: p.AuthMethod(),
 		Scopes:     p.Scopes,
 		Audience:   p.Audience,
 		Resource:   p.Resource,
@@ -65,14 +67,14 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 		Now:        now,
 	}
 	if p.ClientSecret != "" {
-		secret, err := readReference(p.ClientSecret, c.dir(), secretOrLiteral)
+		secret, err := secretref.Read(p.ClientSecret, c.Dir(), secretref.SecretOrLiteral)
 		if err != nil {
-			return nil, fail("client_secret", refName(p.ClientSecret), err)
+			return nil, fail("client_secret", config.RefName(p.ClientSecret), err)
 		}
-		cfg.ClientSecret = string(trimNewline(secret))
+		cfg.ClientSecret = string(secretref.TrimNewline(secret))
 	}
 	if cfg.AuthMethod == idp.AuthPrivateKeyJWT {
-		key, cert, err := c.loadKey(name, p)
+		key, cert, err := loadKey(c, name, p)
 		if err != nil {
 			return nil, err
 		}
@@ -86,15 +88,15 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", name, err)
 	}
-	acc, err := p.resolveAccess()
+	acc, err := resolveAccess(p)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: profile %q: %w", c.path, name, err)
+		return nil, fmt.Errorf("config %s: profile %q: %w", c.Path(), name, err)
 	}
-	timing := p.Timing.timing(c.Timing)
+	timing := c.ProfileTiming(name)
 	settings := sha256.New()
 	json.NewEncoder(settings).Encode(struct {
-		P      *ProfileConfig
-		T      Timing
+		P      *config.ProfileConfig
+		T      config.Timing
 		Secret string
 		Access access
 	}{p, timing, cfg.ClientSecret, acc})
@@ -103,18 +105,18 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 	}
 	var localSecret [32]byte
 	if p.LocalSecret != "" {
-		v, err := readReference(p.LocalSecret, c.dir(), secretOrLiteral)
+		v, err := secretref.Read(p.LocalSecret, c.Dir(), secretref.SecretOrLiteral)
 		if err != nil {
-			return nil, fail("local_secret", refName(p.LocalSecret), err)
+			return nil, fail("local_secret", config.RefName(p.LocalSecret), err)
 		}
-		localSecret = sha256.Sum256(trimNewline(v))
+		localSecret = sha256.Sum256(secretref.TrimNewline(v))
 		settings.Write(localSecret[:])
 	}
 	var sinks []sink
 	for i, f := range p.Files {
-		sk, err := f.resolve()
+		sk, err := resolveSink(f)
 		if err != nil {
-			return nil, fmt.Errorf("config %s: profile %q: files[%d]: %w", c.path, name, i, err)
+			return nil, fmt.Errorf("config %s: profile %q: files[%d]: %w", c.Path(), name, i, err)
 		}
 		sinks = append(sinks, sk)
 	}
@@ -126,7 +128,7 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 		timing:      timing,
 		access:      acc,
 		client:      client,
-		fingerprint: p.fingerprint(),
+		fingerprint: fingerprint(p),
 		fleetShared: p.Fleet == nil || *p.Fleet,
 	}
 	cred := sha256.New()
@@ -139,31 +141,31 @@ func (c *Config) buildProfile(name string, httpClient *http.Client, now func() t
 	return prof, nil
 }
 
-func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Certificate, error) {
+func loadKey(c *config.Config, name string, p *config.ProfileConfig) (crypto.Signer, *x509.Certificate, error) {
 	fail := func(key, ref string, err error) error { return refError(name, key, ref, err) }
 	if p.PKCS12 != "" {
-		data, err := readReference(p.PKCS12, c.dir(), secretRef)
+		data, err := secretref.Read(p.PKCS12, c.Dir(), secretref.Secret)
 		if err != nil {
 			return nil, nil, fail("pkcs12", p.PKCS12, err)
 		}
-		if strings.HasPrefix(p.PKCS12, refEnv) {
-			if data, err = decodeBase64Binary(data); err != nil {
+		if strings.HasPrefix(p.PKCS12, config.RefEnv) {
+			if data, err = secretref.DecodeBase64(data); err != nil {
 				return nil, nil, fail("pkcs12", p.PKCS12, fmt.Errorf("an env: bundle must be base64: %w", err))
 			}
 		}
 		var password []byte
 		if p.PKCS12Password != "" {
-			if password, err = readReference(p.PKCS12Password, c.dir(), secretOrLiteral); err != nil {
-				return nil, nil, fail("pkcs12_password", refName(p.PKCS12Password), err)
+			if password, err = secretref.Read(p.PKCS12Password, c.Dir(), secretref.SecretOrLiteral); err != nil {
+				return nil, nil, fail("pkcs12_password", config.RefName(p.PKCS12Password), err)
 			}
 		}
-		key, cert, err := idp.ParsePKCS12(data, string(trimNewline(password)))
+		key, cert, err := idp.ParsePKCS12(data, string(secretref.TrimNewline(password)))
 		if err != nil {
 			return nil, nil, fail("pkcs12", p.PKCS12, err)
 		}
 		return key, cert, nil
 	}
-	data, err := readReference(p.PrivateKey, c.dir(), secretRef)
+	data, err := secretref.Read(p.PrivateKey, c.Dir(), secretref.Secret)
 	if err != nil {
 		return nil, nil, fail("private_key", p.PrivateKey, err)
 	}
@@ -173,7 +175,7 @@ func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Ce
 	}
 	var cert *x509.Certificate
 	if p.Certificate != "" {
-		data, err := readReference(p.Certificate, c.dir(), publicRef)
+		data, err := secretref.Read(p.Certificate, c.Dir(), secretref.Public)
 		if err != nil {
 			return nil, nil, fail("certificate", p.Certificate, err)
 		}
@@ -187,25 +189,16 @@ func (c *Config) loadKey(name string, p *ProfileConfig) (crypto.Signer, *x509.Ce
 // refError names the profile, the setting and its reference, unless the
 // error already names the file.
 func refError(profile, key, ref string, err error) error {
-	if path, ok := strings.CutPrefix(ref, refFile); ok && strings.Contains(err.Error(), path) {
+	if path, ok := strings.CutPrefix(ref, config.RefFile); ok && strings.Contains(err.Error(), path) {
 		return fmt.Errorf("profile %q: %s: %w", profile, key, err)
 	}
 	return fmt.Errorf("profile %q: %s %s: %w", profile, key, ref, err)
 }
 
-// refName is how a secret setting is named in errors: the reference, or
-// "(literal)" for a literal secret, which must never be shown.
-func refName(v string) string {
-	if isReference(v) {
-		return v
-	}
-	return "(literal value)"
-}
-
 // fingerprint hashes the settings that decide what a token grants.
-func (p *ProfileConfig) fingerprint() string {
+func fingerprint(p *config.ProfileConfig) string {
 	h := sha256.New()
-	parts := []string{p.TokenURL, p.Issuer, p.ClientID, p.auth(), strings.Join(p.Scopes, " "), p.Audience, strings.Join(p.Resource, " ")}
+	parts := []string{p.TokenURL, p.Issuer, p.ClientID, p.AuthMethod(), strings.Join(p.Scopes, " "), p.Audience, strings.Join(p.Resource, " ")}
 	for _, k := range slices.Sorted(maps.Keys(p.Params)) { // extra parameters change what is granted too
 		parts = append(parts, k, p.Params[k])
 	}

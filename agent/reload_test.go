@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -31,7 +33,7 @@ func TestReload(t *testing.T) {
 	}
 	before := h.srv.TotalRequests()
 
-	cfg, err := agent.ParseConfig([]byte(profile("keep", "c", "")+profile("change", "c", `scopes = ["b"]`)+profile("retime", "c", `min_valid = "50s"`)+profile("new", "other", "")), "reload.toml")
+	cfg, err := config.ParseConfig([]byte(profile("keep", "c", "")+profile("change", "c", `scopes = ["b"]`)+profile("retime", "c", `min_valid = "50s"`)+profile("new", "other", "")), "reload.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func TestReload(t *testing.T) {
 	}
 
 	// A broken configuration changes nothing.
-	broken, err := agent.ParseConfig([]byte(profile("keep", "c", "")+`[profiles.bad]
+	broken, err := config.ParseConfig([]byte(profile("keep", "c", "")+`[profiles.bad]
 token_url = "https://idp.example/token"
 client_id = "x"
 client_secret = "env:TOKENAGENT_TEST_UNSET_VAR"
@@ -95,7 +97,7 @@ func TestReloadClearsPermanentHold(t *testing.T) {
 		t.Fatal("want invalid_client")
 	}
 	h.srv.ClearFault() // the operator fixed the secret at the IdP...
-	cfg, _ := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nscopes = [\"fixed\"]\n", h.srv.TokenURL, testSecret)), "fixed.toml")
+	cfg, _ := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nscopes = [\"fixed\"]\n", h.srv.TokenURL, testSecret)), "fixed.toml")
 	if _, err := h.agent.Reload(cfg); err != nil { // ...and reloaded
 		t.Fatal(err)
 	}
@@ -124,7 +126,7 @@ func TestReloadRacingAnInFlightFetch(t *testing.T) {
 		}()
 	}
 	h.srv.WaitRequests(1) // the fetch is in flight, the callers wait on it
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nscopes = [\"after-reload\"]\n", h.srv.TokenURL, testSecret)), "changed.toml")
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nscopes = [\"after-reload\"]\n", h.srv.TokenURL, testSecret)), "changed.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +155,7 @@ func TestReloadRacingAnInFlightFetch(t *testing.T) {
 func TestReloadWithOtherParamsDropsTheToken(t *testing.T) {
 	h := newHarness(t, `params = { tenant = "a" }`)
 	first := h.mustToken(0)
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nparams = { tenant = \"b\" }\n", h.srv.TokenURL, testSecret)), "tenant-b.toml")
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\nparams = { tenant = \"b\" }\n", h.srv.TokenURL, testSecret)), "tenant-b.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +181,7 @@ func TestReloadReleasesHoldsOfUnchangedProfiles(t *testing.T) {
 	h.clock.Advance(11 * time.Second)
 	h.agent.ReportRejected(context.Background(), self, "p", ipc.TokenSHA256(tok.AccessToken), 0) // refused: held for permanent_backoff
 	h.srv.ClearFault()                                                                           // the operator fixed the client at the IdP...
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "same.toml")
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "same.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +206,7 @@ func TestCountersSurviveReloadOfUnchangedProfiles(t *testing.T) {
 	h.mustToken(0)
 	h.mustToken(0)
 	before := h.agent.Status()[0]
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "same.toml")
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "same.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +227,7 @@ func TestReloadRereadsSecretFiles(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := writeFile(t, filepath.Join(dir, "client.secret"), []byte("a-wrong-secret"), 0o600)
 	path := writeFile(t, filepath.Join(dir, "agent.toml"), []byte(fmt.Sprintf("[profiles.f]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"file:client.secret\"\n", h.srv.TokenURL)), 0o600)
-	cfg, err := agent.LoadConfig(path)
+	cfg, err := secretref.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +240,7 @@ func TestReloadRereadsSecretFiles(t *testing.T) {
 		t.Fatalf("with the wrong secret: %v, want the IdP's refusal", err)
 	}
 	writeFile(t, secretFile, []byte(testSecret), 0o600) // the operator fixes the file
-	cfg, err = agent.LoadConfig(path)
+	cfg, err = secretref.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 )
 
 // TestFileSinkUnderLoad: a reader that reads the token file 100,000 times
@@ -108,7 +109,7 @@ func TestFileSinkFormatsOwnerAndRemoval(t *testing.T) {
 		}
 	}
 	// The profile goes: so do its files.
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.q]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "q.toml")
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.q]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "q.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func TestFileSinkFormatsOwnerAndRemoval(t *testing.T) {
 	// A link planted at a sink's path is refused when the agent is built.
 	planted := filepath.Join(dir, "planted")
 	os.Symlink(filepath.Join(t.TempDir(), "victim"), planted)
-	bad, _ := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n[[profiles.p.files]]\npath = %q\n", h.srv.TokenURL, testSecret, planted)), "planted.toml")
+	bad, _ := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n[[profiles.p.files]]\npath = %q\n", h.srv.TokenURL, testSecret, planted)), "planted.toml")
 	if _, err := agent.New(bad, agent.Options{}); err == nil || !strings.Contains(err.Error(), planted) {
 		t.Errorf("agent.New with a link at the sink's path = %v, want a refusal naming it", err)
 	}
@@ -137,7 +138,7 @@ func TestFileSinkConfigErrors(t *testing.T) {
 		{`path = "/run/t"` + "\nmode = \"0666\"", "group or others write"},
 		{`path = "/run/t"` + "\nmode = \"rw\"", "octal"},
 	} {
-		_, err := agent.ParseConfig([]byte(base+tc.sink+"\n"), "sink.toml")
+		_, err := config.ParseConfig([]byte(base+tc.sink+"\n"), "sink.toml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "files[0]") {
 			t.Errorf("%s: %v, want an error naming files[0] and %q", tc.sink, err, tc.want)
 		}

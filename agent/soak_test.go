@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/store"
@@ -134,7 +135,7 @@ func TestFaultSoak(t *testing.T) {
 	srv.AddClient(idptest.Client{ID: "c", Secret: testSecret, Method: "client_secret_basic"})
 	srv.SetTTL(ttl)
 	f := newFront(t, strings.TrimPrefix(srv.URL, "http://"))
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf(`
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf(`
 [profiles.p]
 token_url = "http://%s/token"
 client_id = "c"

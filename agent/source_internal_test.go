@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -19,7 +20,7 @@ func TestClosedSourceNeverAsksTheIdP(t *testing.T) {
 	srv := idptest.New()
 	t.Cleanup(srv.Close)
 	srv.AddClient(idptest.Client{ID: "c", Secret: "s3cret-for-the-closed-source-test"})
-	cfg, err := ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"s3cret-for-the-closed-source-test\"\n", srv.TokenURL)), "closed.toml")
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"s3cret-for-the-closed-source-test\"\n", srv.TokenURL)), "closed.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/store"
 )
 
@@ -66,7 +68,7 @@ client_secret = %q
 func (e *storeEnv) start(toml string) (*agent.Agent, *store.Store, error) {
 	e.t.Helper()
 	path := writeFile(e.t, filepath.Join(e.dir, "agent.toml"), []byte(toml), 0o600)
-	cfg, err := agent.LoadConfig(path)
+	cfg, err := secretref.LoadConfig(path)
 	if err != nil {
 		e.t.Fatalf("LoadConfig: %v", err)
 	}
@@ -83,7 +85,7 @@ func (e *storeEnv) start(toml string) (*agent.Agent, *store.Store, error) {
 	return a, st, nil
 }
 
-func (e *storeEnv) agentFor(cfg *agent.Config, st *store.Store) (*agent.Agent, error) {
+func (e *storeEnv) agentFor(cfg *config.Config, st *store.Store) (*agent.Agent, error) {
 	logger := newTestLogger(e.t)
 	return agent.New(cfg, agent.Options{Clock: e.clock, Logger: &logger, Store: st})
 }
@@ -321,14 +323,14 @@ func TestStoreKeySources(t *testing.T) {
 	t.Run("literal key refused", func(t *testing.T) {
 		e := newStoreEnv(t)
 		path := writeFile(t, filepath.Join(e.dir, "agent.toml"), []byte(e.config(`store_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="`)), 0o600)
-		_, err := agent.LoadConfig(path)
+		_, err := secretref.LoadConfig(path)
 		if err == nil || strings.Contains(err.Error(), "MDEyMzQ1") || !strings.Contains(err.Error(), "store_key") {
 			t.Errorf("LoadConfig(literal store_key) = %v, want refusal that does not echo the key", err)
 		}
 	})
 	t.Run("memory", func(t *testing.T) {
 		e := newStoreEnv(t)
-		cfg, _ := agent.ParseConfig([]byte(`store = "memory"`), filepath.Join(e.dir, "agent.toml"))
+		cfg, _ := config.ParseConfig([]byte(`store = "memory"`), filepath.Join(e.dir, "agent.toml"))
 		if st, err := agent.OpenStore(cfg); st != nil || err != nil {
 			t.Errorf("OpenStore(memory) = %v, %v; want nil, nil", st, err)
 		}
@@ -337,15 +339,15 @@ func TestStoreKeySources(t *testing.T) {
 
 func TestCheckStore(t *testing.T) {
 	e := newStoreEnv(t)
-	load := func(extra string) *agent.Config {
+	load := func(extra string) *config.Config {
 		t.Helper()
-		cfg, err := agent.LoadConfig(writeFile(t, filepath.Join(e.dir, "agent.toml"), []byte(e.config(extra)), 0o600))
+		cfg, err := secretref.LoadConfig(writeFile(t, filepath.Join(e.dir, "agent.toml"), []byte(e.config(extra)), 0o600))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cfg
 	}
-	where, err := load("").CheckStore()
+	where, err := agent.CheckStore(load(""))
 	if err != nil || !strings.Contains(where, "created on first start") {
 		t.Errorf("CheckStore() with no key yet = %q, %v", where, err)
 	}
@@ -354,15 +356,15 @@ func TestCheckStore(t *testing.T) {
 	}
 	text, _ := store.NewKeyText()
 	writeFile(t, e.keyPath, text, 0o644)
-	if _, err := load("").CheckStore(); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := agent.CheckStore(load("")); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("CheckStore() with a 0644 key = %v, want refusal", err)
 	}
 	os.Chmod(e.keyPath, 0o600)
 	key, _ := store.ParseKey(text)
-	if where, err := load("").CheckStore(); err != nil || !strings.Contains(where, key.ID()) || !strings.Contains(where, e.dbPath) {
+	if where, err := agent.CheckStore(load("")); err != nil || !strings.Contains(where, key.ID()) || !strings.Contains(where, e.dbPath) {
 		t.Errorf("CheckStore() = %q, %v; want the path and key id %s", where, err, key.ID())
 	}
-	if _, err := load(`store_key_previous = ["file:missing.key"]`).CheckStore(); err == nil || !strings.Contains(err.Error(), "missing.key") {
+	if _, err := agent.CheckStore(load(`store_key_previous = ["file:missing.key"]`)); err == nil || !strings.Contains(err.Error(), "missing.key") {
 		t.Errorf("CheckStore() with a missing previous key = %v", err)
 	}
 }

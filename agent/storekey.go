@@ -5,42 +5,27 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/store"
 )
-
-// StoreMemory as the store setting keeps tokens in memory only.
-const StoreMemory = "memory"
-
-// StorePath is where the configuration keeps tokens: the store setting, or
-// the default for the mode; "" when it says "memory".
-func (c *Config) StorePath() string {
-	switch c.Store {
-	case StoreMemory:
-		return ""
-	case "":
-		return DefaultStorePath()
-	default:
-		return c.Store
-	}
-}
 
 // OpenStore opens the configuration's token store with its keys, or
 // returns nil for store = "memory". Errors name the file, the key source
 // and what to do.
-func OpenStore(cfg *Config) (*store.Store, error) {
+func OpenStore(cfg *config.Config) (*store.Store, error) {
 	path := cfg.StorePath()
 	if path == "" {
 		return nil, nil
 	}
-	key, source, err := cfg.storeKey(true)
+	key, source, err := storeKey(cfg, true)
 	if err != nil {
 		return nil, err
 	}
 	var previous []*store.Key
 	for i, ref := range cfg.StoreKeyPrevious {
-		k, err := readStoreKey(ref, cfg.dir())
+		k, err := secretref.StoreKey(ref, cfg.Dir())
 		if err != nil {
 			return nil, fmt.Errorf("store_key_previous[%d] %s: %w", i, ref, err)
 		}
@@ -58,12 +43,12 @@ func OpenStore(cfg *Config) (*store.Store, error) {
 
 // CheckStore reports where tokens will be kept and whether the store key
 // can be used, without creating or opening anything: for check-config.
-func (c *Config) CheckStore() (string, error) {
+func CheckStore(c *config.Config) (string, error) {
 	path := c.StorePath()
 	if path == "" {
 		return "in memory only (store = \"memory\")", nil
 	}
-	key, source, err := c.storeKey(false)
+	key, source, err := storeKey(c, false)
 	if err != nil {
 		return "", err
 	}
@@ -72,7 +57,7 @@ func (c *Config) CheckStore() (string, error) {
 	}
 	var previous []*store.Key
 	for i, ref := range c.StoreKeyPrevious {
-		k, err := readStoreKey(ref, c.dir())
+		k, err := secretref.StoreKey(ref, c.Dir())
 		if err != nil {
 			return "", fmt.Errorf("store_key_previous[%d] %s: %w", i, ref, err)
 		}
@@ -100,9 +85,9 @@ func (c *Config) CheckStore() (string, error) {
 // configuration file, created on first start when create is set (else a
 // missing file is reported as a nil key). It returns the key and a
 // description of its source for messages.
-func (c *Config) storeKey(create bool) (*store.Key, string, error) {
+func storeKey(c *config.Config, create bool) (*store.Key, string, error) {
 	if c.StoreKey != "" {
-		k, err := readStoreKey(c.StoreKey, c.dir())
+		k, err := secretref.StoreKey(c.StoreKey, c.Dir())
 		if err != nil {
 			return nil, c.StoreKey, fmt.Errorf("store_key %s: %w", c.StoreKey, err)
 		}
@@ -110,20 +95,20 @@ func (c *Config) storeKey(create bool) (*store.Key, string, error) {
 	}
 	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
 		if _, err := os.Stat(filepath.Join(dir, "store-key")); err == nil {
-			const ref = refCredential + "store-key"
-			k, err := readStoreKey(ref, c.dir())
+			const ref = config.RefCredential + "store-key"
+			k, err := secretref.StoreKey(ref, c.Dir())
 			if err != nil {
 				return nil, ref, fmt.Errorf("store key %s: %w", ref, err)
 			}
 			return k, ref, nil
 		}
 	}
-	dir := ConfigDir()
-	if c.path != "" && filepath.IsAbs(c.path) {
-		dir = filepath.Dir(c.path)
+	dir := config.ConfigDir()
+	if c.Path() != "" && filepath.IsAbs(c.Path()) {
+		dir = filepath.Dir(c.Path())
 	}
 	path := filepath.Join(dir, "store.key")
-	ref := refFile + path
+	ref := config.RefFile + path
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, ref, nil
@@ -131,7 +116,7 @@ func (c *Config) storeKey(create bool) (*store.Key, string, error) {
 	} else if err := createKeyFile(path); err != nil {
 		return nil, ref, fmt.Errorf("store key %s: %w", path, err)
 	}
-	k, err := readStoreKey(ref, dir)
+	k, err := secretref.StoreKey(ref, dir)
 	if err != nil {
 		return nil, ref, fmt.Errorf("store key %s: %w", ref, err)
 	}
@@ -161,46 +146,4 @@ func createKeyFile(path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// readStoreKey reads a key reference. Key files must not be readable by
-// group or others: the key is all that protects the store.
-func readStoreKey(ref, baseDir string) (*store.Key, error) {
-	if strings.HasPrefix(ref, refFile) {
-		path := strings.TrimPrefix(ref, refFile)
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(baseDir, path)
-		}
-		fi, err := os.Stat(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not exist; create it with: (umask 077; openssl rand -base64 32 > %s)", path, path)
-		}
-		if err != nil {
-			return nil, store.PathCause(err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("%s has mode %04o; a store key must be readable by its owner only: chmod 600 %s", path, fi.Mode().Perm(), path)
-		}
-	}
-	text, err := readReference(ref, baseDir, secretRef)
-	if err != nil {
-		return nil, err
-	}
-	return store.ParseKey(text)
-}
-
-// KeyFiles lists the files the store keys are read from (file:
-// references, resolved against the configuration's directory), for the
-// daemon's ownership checks.
-func (c *Config) KeyFiles() []string {
-	var out []string
-	for _, ref := range append([]string{c.StoreKey}, c.StoreKeyPrevious...) {
-		if path, ok := strings.CutPrefix(ref, refFile); ok {
-			if !filepath.IsAbs(path) {
-				path = filepath.Join(c.dir(), path)
-			}
-			out = append(out, path)
-		}
-	}
-	return out
 }

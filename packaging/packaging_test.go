@@ -12,7 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/packaging"
 )
@@ -61,7 +61,7 @@ func TestKubernetesManifests(t *testing.T) {
 	// The agent's config in the ConfigMap is valid and puts the socket
 	// where the agent puts it by default as root, and where the
 	// workload looks.
-	cfg, err := agent.ParseConfig([]byte(cm.Data["agent.toml"]), "configmap agent.toml")
+	cfg, err := config.ParseConfig([]byte(cm.Data["agent.toml"]), "configmap agent.toml")
 	if err != nil {
 		t.Fatalf("ConfigMap agent.toml: %v", err)
 	}

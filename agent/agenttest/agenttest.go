@@ -19,6 +19,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 )
 
@@ -48,14 +49,14 @@ type Options struct {
 	ReadHeaderTimeout time.Duration
 }
 
-// Start runs an agent for config, a TOML document in which IDP stands for
+// Start runs an agent for text, a TOML document in which IDP stands for
 // the in-process IdP's token URL. The IdP has no clients yet: add them
 // before the first request. It uses store = "memory" unless the config
 // names a store.
-func Start(config string) (*Running, error) { return StartWith(config, Options{}) }
+func Start(text string) (*Running, error) { return StartWith(text, Options{}) }
 
 // StartWith is Start with options.
-func StartWith(config string, opts Options) (*Running, error) {
+func StartWith(text string, opts Options) (*Running, error) {
 	r := &Running{IdP: idptest.New()}
 	ok := false
 	defer func() {
@@ -68,15 +69,15 @@ func StartWith(config string, opts Options) (*Running, error) {
 		return nil, err
 	}
 	os.Chmod(r.Dir, 0o755)
-	config = strings.ReplaceAll(config, "IDP", r.IdP.TokenURL)
-	if !strings.Contains(config, "store =") {
-		config = "store = \"memory\"\n" + config
+	text = strings.ReplaceAll(text, "IDP", r.IdP.TokenURL)
+	if !strings.Contains(text, "store =") {
+		text = "store = \"memory\"\n" + text
 	}
 	path := filepath.Join(r.Dir, "agent.toml")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
-	cfg, err := agent.LoadConfig(path)
+	cfg, err := secretref.LoadConfig(path)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
@@ -38,7 +40,7 @@ import (
 // of every other field is the production default.
 type Options struct {
 	// Config is the configuration to start with.
-	Config *agent.Config
+	Config *config.Config
 	// ConfigPath is the absolute path SIGHUP reloads; "" when the
 	// configuration came from elsewhere (--dev, environment variables).
 	ConfigPath string
@@ -74,7 +76,7 @@ type Daemon struct {
 	ready      chan struct{} // closed once serving (or once Run has failed)
 	hup        chan struct{} // Reload requests
 	mu         sync.Mutex
-	cfg        *agent.Config
+	cfg        *config.Config
 	agent      *agent.Agent
 	metricsLn  net.Addr
 	endpointLn net.Addr
@@ -211,7 +213,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	defer a.Close() // closes the store too, after the last write
 	if d.opts.HideEnvSecrets {
-		if moved := cfg.HideEnvSecrets(); len(moved) > 0 {
+		if moved := secretref.HideEnvSecrets(cfg); len(moved) > 0 {
 			d.log.Info().Strs("variables", moved).Msg("env: secrets moved out of the process environment")
 		}
 	}
@@ -365,7 +367,7 @@ func (d *Daemon) reload(a *agent.Agent) {
 	sdNotify("RELOADING=1")
 	defer sdNotify("READY=1")
 	d.log.Info().Str("config", path).Msg("SIGHUP: reloading configuration")
-	next, err := agent.LoadConfig(path)
+	next, err := secretref.LoadConfig(path)
 	if err == nil {
 		err = next.CheckServes()
 	}
@@ -392,7 +394,7 @@ func (d *Daemon) reload(a *agent.Agent) {
 }
 
 // warnRestartOnly says which changed settings a reload cannot apply.
-func warnRestartOnly(old, next *agent.Config, log zerolog.Logger) {
+func warnRestartOnly(old, next *config.Config, log zerolog.Logger) {
 	for _, s := range []struct {
 		key       string
 		was, then string
@@ -418,14 +420,14 @@ func warnRestartOnly(old, next *agent.Config, log zerolog.Logger) {
 }
 
 // fleetText is [fleet] as text, to see whether a reload changed it.
-func fleetText(c *agent.Config) string {
+func fleetText(c *config.Config) string {
 	b, _ := json.Marshal(c.Fleet)
 	return string(b)
 }
 
 // NewLogger logs to w: console format on a terminal, JSON otherwise,
 // unless the configuration says which.
-func NewLogger(cfg *agent.Config, w io.Writer) zerolog.Logger {
+func NewLogger(cfg *config.Config, w io.Writer) zerolog.Logger {
 	format := cfg.LogFormat
 	if format == "" {
 		format = "json"
@@ -449,7 +451,7 @@ func NewLogger(cfg *agent.Config, w io.Writer) zerolog.Logger {
 // reload changes it (log_level applies without a restart).
 var logLevel atomic.Int32
 
-func setLogLevel(cfg *agent.Config) {
+func setLogLevel(cfg *config.Config) {
 	level, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil || cfg.LogLevel == "" {
 		level = zerolog.InfoLevel

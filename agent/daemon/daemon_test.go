@@ -21,8 +21,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/clientlib"
 	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -57,7 +59,7 @@ func (f fixture) write(t *testing.T, top string, profiles ...string) {
 
 func (f fixture) daemon(t *testing.T) *daemon.Daemon {
 	t.Helper()
-	cfg, err := agent.LoadConfig(f.config)
+	cfg, err := secretref.LoadConfig(f.config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +155,8 @@ func TestRunFailingEarly(t *testing.T) {
 }
 
 func TestNewChecksOptions(t *testing.T) {
-	cfg, _ := agent.ParseConfig([]byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:HOME\"\n"), "x.toml")
-	empty, _ := agent.ParseConfig([]byte(""), "empty.toml")
+	cfg, _ := config.ParseConfig([]byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:HOME\"\n"), "x.toml")
+	empty, _ := config.ParseConfig([]byte(""), "empty.toml")
 	for _, tc := range []struct {
 		opts daemon.Options
 		want string
@@ -372,7 +374,7 @@ func TestHealthTellsTheTruth(t *testing.T) {
 // at the next reload, without a restart.
 func TestLogLevelAppliesOnReload(t *testing.T) {
 	f := newFixture(t, `log_level = "info"`)
-	cfg, err := agent.LoadConfig(f.config)
+	cfg, err := secretref.LoadConfig(f.config)
 	if err != nil {
 		t.Fatal(err)
 	}

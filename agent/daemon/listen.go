@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 )
 
@@ -16,7 +17,7 @@ const DefaultSocketGroup = "tokenagent"
 // socket_mode and socket_group, or the defaults for the mode (0600 for a
 // user agent; 0660 and group tokenagent for root when that group exists).
 // The group is looked up here, at start, not when the file is parsed.
-func listen(cfg *agent.Config, path string) (net.Listener, error) {
+func listen(cfg *config.Config, path string) (net.Listener, error) {
 	lc := connectionLimits(cfg)
 	lc.Mode, lc.GID = 0o600, -1
 	group := cfg.SocketGroup
@@ -45,6 +46,6 @@ func listen(cfg *agent.Config, path string) (net.Listener, error) {
 
 // connectionLimits are the caps every door applies: in all, per uid, and
 // who is never refused (root and the agent's own user).
-func connectionLimits(cfg *agent.Config) localapi.ListenConfig {
+func connectionLimits(cfg *config.Config) localapi.ListenConfig {
 	return localapi.ListenConfig{MaxConnections: cfg.MaxConnections, MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
 }

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 )
 
 // TestFleetConfig: [fleet] is checked at load, naming the key and what to
@@ -12,13 +12,13 @@ import (
 func TestFleetConfig(t *testing.T) {
 	profile := "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:HOME\"\nfleet = false\n"
 	ok := "[fleet]\nendpoints = [\"https://etcd-1:2379\"]\nseal_key = \"file:/etc/tokenagent/fleet.key\"\n"
-	if _, err := agent.ParseConfig([]byte(ok+profile), "ok.toml"); err != nil {
+	if _, err := config.ParseConfig([]byte(ok+profile), "ok.toml"); err != nil {
 		t.Errorf("a good [fleet]: %v", err)
 	}
 	// Plain http to another host is allowed, with a warning; to loopback
 	// without one.
 	for endpoint, warned := range map[string]bool{"http://etcd-1:2379": true, "http://127.0.0.1:2379": false, "https://etcd-1:2379": false} {
-		cfg, err := agent.ParseConfig([]byte("[fleet]\nendpoints = [\""+endpoint+"\"]\nseal_key = \"env:K\"\n"+profile), "w.toml")
+		cfg, err := config.ParseConfig([]byte("[fleet]\nendpoints = [\""+endpoint+"\"]\nseal_key = \"env:K\"\n"+profile), "w.toml")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +33,7 @@ func TestFleetConfig(t *testing.T) {
 		{"[fleet]\nendpoints = [\"https://e:2379\"]\nseal_key = \"env:K\"\nprefix = \"tokenagent\"\n", "start and end it with /"},
 		{"[fleet]\nendpoints = [\"https://e:2379\"]\nseal_key = \"env:K\"\nhost = \"a\\u001b[31mb\"\n", "host: at most 255 printable"},
 	} {
-		_, err := agent.ParseConfig([]byte(tc.fleet+profile), "bad.toml")
+		_, err := config.ParseConfig([]byte(tc.fleet+profile), "bad.toml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.fleet, err, tc.want)
 		}

@@ -18,9 +18,11 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/clientlib"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -66,7 +68,7 @@ func TestEtcdDownMeansLocalMode(t *testing.T) {
 	idp := idptest.New()
 	defer idp.Close()
 	idp.AddClient(idptest.Client{ID: "c", Secret: "fleet-test-secret", Method: "client_secret_basic"})
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n[profiles.q]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\nscopes = [\"q\"]\n", idp.TokenURL, idp.TokenURL)), "down.toml")
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n[profiles.q]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\nscopes = [\"q\"]\n", idp.TokenURL, idp.TokenURL)), "down.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestDaemonsShareThroughTheFleet(t *testing.T) {
 		path := filepath.Join(sub, "agent.toml")
 		os.WriteFile(path, []byte(fmt.Sprintf("store = \"memory\"\n[fleet]\nendpoints = [%q, %q]\nprefix = %q\nseal_key = \"file:%s\"\n[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = \"fleet-test-secret\"\n",
 			endpoints[i], endpoints[2], prefix, keyFile, idp.TokenURL)), 0o600)
-		cfg, err := agent.LoadConfig(path)
+		cfg, err := secretref.LoadConfig(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +214,7 @@ func TestWatchServesAnotherHostsRefresh(t *testing.T) {
 
 // fleetAgents starts n engines of cfg on the shared cluster, each with an
 // etcd client of its own (as on n hosts).
-func fleetAgents(t *testing.T, n int, cfgs ...*agent.Config) []*agent.Agent {
+func fleetAgents(t *testing.T, n int, cfgs ...*config.Config) []*agent.Agent {
 	t.Helper()
 	endpoints, prefix := shared(t)
 	key := newKey(t)
@@ -228,9 +230,9 @@ func fleetAgents(t *testing.T, n int, cfgs ...*agent.Config) []*agent.Agent {
 	return agents
 }
 
-func profileConfig(t *testing.T, tokenURL, secret string) *agent.Config {
+func profileConfig(t *testing.T, tokenURL, secret string) *config.Config {
 	t.Helper()
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", tokenURL, secret)), "fleet.toml")
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", tokenURL, secret)), "fleet.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"software.sslmate.com/src/go-pkcs12"
+
+	"github.com/tokenagent/tokenagent/agent/idp/spec"
 )
 
 // ClientAssertionType is the RFC 7523 client_assertion_type for a JWT.
@@ -30,9 +32,9 @@ const assertionLifetime = 2 * time.Minute
 
 // Thumbprint header choices for [SignerConfig.Thumbprint].
 const (
-	ThumbprintNone   = "none"
-	ThumbprintSHA1   = "x5t"      // Entra ID's historical header
-	ThumbprintSHA256 = "x5t#S256" // RFC 7515 §4.1.8
+	ThumbprintNone   = spec.ThumbprintNone
+	ThumbprintSHA1   = spec.ThumbprintSHA1
+	ThumbprintSHA256 = spec.ThumbprintSHA256
 )
 
 // SignerConfig says how to sign client assertions.

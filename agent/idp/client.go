@@ -30,14 +30,15 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tokenagent/tokenagent/agent/idp/spec"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // Client authentication methods (RFC 8414 token_endpoint_auth_methods).
 const (
-	AuthClientSecretBasic = "client_secret_basic"
-	AuthClientSecretPost  = "client_secret_post"
-	AuthPrivateKeyJWT     = "private_key_jwt"
+	AuthClientSecretBasic = spec.AuthClientSecretBasic
+	AuthClientSecretPost  = spec.AuthClientSecretPost
+	AuthPrivateKeyJWT     = spec.AuthPrivateKeyJWT
 )
 
 // MaxResponseBytes caps what is read from a token or discovery endpoint.
@@ -137,13 +138,7 @@ func New(cfg Config) (*Client, error) {
 // ReservedParam reports whether name is a form parameter the client sets
 // itself, which Config.Params may not set (the configuration's check and
 // New's use this one list).
-func ReservedParam(name string) bool {
-	switch name {
-	case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience", "resource":
-		return true
-	}
-	return false
-}
+func ReservedParam(name string) bool { return spec.ReservedParam(name) }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
@@ -440,31 +435,7 @@ func printable(s string, limit int) string {
 
 // IsLoopback reports whether host (without port) names the local machine,
 // where plain http cannot be intercepted on the wire.
-func IsLoopback(host string) bool {
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
-}
+func IsLoopback(host string) bool { return spec.IsLoopback(host) }
 
 // CheckEndpointURL accepts an absolute https URL, or http to a loopback host.
-func CheckEndpointURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("not a URL: %w", err)
-	}
-	switch {
-	case u.Scheme == "https" && u.Host != "":
-	case u.Scheme == "http" && u.Host != "":
-		if !IsLoopback(u.Hostname()) {
-			return fmt.Errorf("%s uses http:// to a non-loopback host; the client credentials would cross the network in clear text (use https://)", u.Redacted())
-		}
-	default:
-		return fmt.Errorf("%q is not an absolute https:// URL", raw)
-	}
-	if u.Fragment != "" {
-		return fmt.Errorf("%s has a #fragment, which token endpoints do not take", u.Redacted())
-	}
-	return nil
-}
+func CheckEndpointURL(raw string) error { return spec.CheckEndpointURL(raw) }

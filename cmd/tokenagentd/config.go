@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/fleet"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -20,18 +21,18 @@ func versionString() string { return "tokenagentd " + version.String() }
 
 // loadConfig reads path; with no path, the default file if it exists,
 // else the Zeebe/Camunda environment variables if any are set.
-func loadConfig(path string) (*agent.Config, error) {
+func loadConfig(path string) (*config.Config, error) {
 	explicit := path != ""
 	if !explicit {
-		path = agent.DefaultConfigPath()
+		path = config.DefaultConfigPath()
 	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if !explicit && agent.HasZeebeEnv(os.Getenv) {
-			return agent.ConfigFromEnv(os.Getenv)
+		if !explicit && config.HasZeebeEnv(os.Getenv) {
+			return config.ConfigFromEnv(os.Getenv)
 		}
 		return nil, fmt.Errorf("no configuration at %s; pass --config FILE (see agent.toml.example), set the ZEEBE_* variables, or try `tokenagentd --dev`", path)
 	}
-	return agent.LoadConfig(path)
+	return secretref.LoadConfig(path)
 }
 
 func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,7 +74,7 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer a.Close()
-	where, err := cfg.CheckStore()
+	where, err := agent.CheckStore(cfg)
 	if err != nil {
 		return err
 	}
@@ -83,10 +84,10 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if hint := ipc.SocketHint(socket); hint != "" {
 		fmt.Fprintf(stdout, "  clients find it with: %s\n", hint)
 	}
-	for _, w := range cfg.Warnings() {
+	for _, w := range secretref.Warnings(cfg) {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
-	if m := cfg.MetricsListen; m != "" && !loopbackAddress(m) {
+	if m := cfg.MetricsListen; m != "" && !config.LoopbackListen(m) {
 		fmt.Fprintf(stderr, "warning: metrics_listen = %q is reachable from other hosts: /metrics has no access control and names every profile; "+
 			"bind it to 127.0.0.1 (or ::1) unless a firewall or network policy restricts it\n", m)
 	}
@@ -96,7 +97,7 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	if fl != nil {
 		defer flClose.Close()
-		fmt.Fprintf(stdout, "fleet: %v; this agent is %q\n", fl, cfg.FleetHost())
+		fmt.Fprintf(stdout, "fleet: %v; this agent is %q\n", fl, agent.FleetHost(cfg))
 		if local := cfg.LocalProfiles(); len(local) > 0 {
 			fmt.Fprintf(stdout, "  kept to this host (fleet = false): %s\n", strings.Join(local, ", "))
 		}
@@ -135,14 +136,4 @@ func checkOnline(ctx context.Context, a *agent.Agent, names []string, stdout io.
 		return &exitError{code: exitIdP, err: fmt.Errorf("%d of %d profiles could not get a token", failed, len(names))}
 	}
 	return nil
-}
-
-// loopbackAddress reports whether a listen address binds only loopback.
-func loopbackAddress(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return host == "localhost" || ip != nil && ip.IsLoopback()
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -219,7 +220,7 @@ func TestCheckConfigFindsWhatRunRefuses(t *testing.T) {
 	}
 
 	// Records sealed with a key that is gone: start would refuse.
-	cfg, err := agent.LoadConfig(cfgPath)
+	cfg, err := secretref.LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

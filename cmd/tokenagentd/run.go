@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/demoidp"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -31,7 +32,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{"--dev and --config are exclusive"}
 	}
 
-	var cfg *agent.Config
+	var cfg *config.Config
 	var reloadPath string
 	socket := *socketFlag
 	if *dev {
@@ -97,12 +98,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 // startDemoIdP starts the demo IdP with one client and returns a
 // configuration with a "demo" profile for it. Tokens live two minutes so
 // that background refresh is visible in the log.
-func startDemoIdP() (*demoidp.Server, *agent.Config, error) {
+func startDemoIdP() (*demoidp.Server, *config.Config, error) {
 	srv, err := demoidp.Start("demo", 2*time.Minute)
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg, err := agent.ParseConfig([]byte(fmt.Sprintf(`
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf(`
 store = "memory"
 idle_after = "24h"
 token_endpoint = "127.0.0.1:0"

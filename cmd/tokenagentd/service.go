@@ -12,7 +12,7 @@ import (
 
 	"github.com/kardianos/service"
 
-	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/packaging"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -28,7 +28,7 @@ func (controlOnly) Stop(service.Service) error  { return nil }
 
 func cmdService(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("service", stderr)
-	configPath := fs.String("config", "", "configuration `file` the service runs with (default: "+agent.DefaultConfigPath()+")")
+	configPath := fs.String("config", "", "configuration `file` the service runs with (default: "+config.DefaultConfigPath()+")")
 	userService := fs.Bool("user", false, "a per-user service (systemd --user, launchd agent) instead of a system one")
 	action, err := oneArg(fs, args, "usage: tokenagentd service install|uninstall|start|stop|restart|status [--config FILE] [--user]")
 	if err != nil {
@@ -36,7 +36,7 @@ func cmdService(args []string, stdout, stderr io.Writer) error {
 	}
 	cfgFile := *configPath
 	if cfgFile == "" {
-		cfgFile = agent.DefaultConfigPath()
+		cfgFile = config.DefaultConfigPath()
 	}
 	cfgFile, _ = filepath.Abs(cfgFile)
 	svc, err := newService(cfgFile, *userService)

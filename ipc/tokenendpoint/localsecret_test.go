@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
@@ -48,7 +49,7 @@ func TestLocalSecretForUnidentifiedCallers(t *testing.T) {
 	idp := idptest.New()
 	defer idp.Close()
 	idp.AddClient(idptest.Client{ID: "c", Secret: idpSecret, Method: "client_secret_basic"})
-	cfg, err := agent.ParseConfig([]byte(`store = "memory"
+	cfg, err := config.ParseConfig([]byte(`store = "memory"
 [profiles.zeebe]
 token_url = "`+idp.TokenURL+`"
 client_id = "c"

@@ -1,4 +1,10 @@
-package agent
+// Package secretref reads what the configuration's secret references
+// point at: env:NAME, file:PATH and systemd-credential:NAME, with the
+// checks on the files themselves (a secret no other user may read, a
+// configuration file no other user may change), and store keys. It owns
+// the one start-up side effect on the environment: HideEnvSecrets moves
+// env: secrets out of it. Errors name the reference, never its content.
+package secretref
 
 import (
 	"bytes"
@@ -11,35 +17,26 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/store"
 )
 
-// Secret references: where a secret lives, never the secret itself.
-const (
-	refEnv        = "env:"
-	refFile       = "file:"
-	refCredential = "systemd-credential:"
-)
-
-func isReference(v string) bool {
-	return strings.HasPrefix(v, refEnv) || strings.HasPrefix(v, refFile) || strings.HasPrefix(v, refCredential)
-}
-
-// refKind says what a reference may be and how its file is checked.
-type refKind int
+// Kind says what a reference may be and how its file is checked.
+type Kind int
 
 const (
-	secretOrLiteral refKind = iota // a secret; a literal is allowed
-	secretRef                      // a secret (key material); must be a reference
-	publicRef                      // public material (a certificate); must be a reference
+	SecretOrLiteral Kind = iota // a secret; a literal is allowed
+	Secret                      // a secret (key material); must be a reference
+	Public                      // public material (a certificate); must be a reference
 )
 
-// readReference returns the bytes a reference points at. Errors name the
-// reference, never its content.
-func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
+// Read returns the bytes a reference points at; a relative file: path is
+// resolved against baseDir (the configuration's directory). Errors name
+// the reference, never its content.
+func Read(ref, baseDir string, kind Kind) ([]byte, error) {
 	switch {
-	case strings.HasPrefix(ref, refEnv):
-		name := strings.TrimPrefix(ref, refEnv)
+	case strings.HasPrefix(ref, config.RefEnv):
+		name := strings.TrimPrefix(ref, config.RefEnv)
 		v, ok := lookupEnvSecret(name)
 		switch {
 		case !ok:
@@ -48,14 +45,14 @@ func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
 			return nil, fmt.Errorf("environment variable %s is set but empty", name)
 		}
 		return []byte(v), nil
-	case strings.HasPrefix(ref, refFile):
-		path := strings.TrimPrefix(ref, refFile)
+	case strings.HasPrefix(ref, config.RefFile):
+		path := strings.TrimPrefix(ref, config.RefFile)
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(baseDir, path)
 		}
 		return readFile(path, kind)
-	case strings.HasPrefix(ref, refCredential):
-		name := strings.TrimPrefix(ref, refCredential)
+	case strings.HasPrefix(ref, config.RefCredential):
+		name := strings.TrimPrefix(ref, config.RefCredential)
 		dir := os.Getenv("CREDENTIALS_DIRECTORY")
 		if dir == "" {
 			return nil, fmt.Errorf("$CREDENTIALS_DIRECTORY is not set; add LoadCredential=%s:PATH (or SetCredentialEncrypted=) to the service unit", name)
@@ -64,7 +61,7 @@ func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
 			return nil, errors.New("a credential name has no '/'")
 		}
 		return readFile(filepath.Join(dir, name), kind)
-	case kind == secretOrLiteral:
+	case kind == SecretOrLiteral:
 		return []byte(ref), nil
 	default:
 		return nil, errors.New("use file:PATH, env:NAME or systemd-credential:NAME")
@@ -73,7 +70,7 @@ func readReference(ref, baseDir string, kind refKind) ([]byte, error) {
 
 // readFile reads a referenced file, refusing a secret that any user on the
 // host can read.
-func readFile(path string, kind refKind) ([]byte, error) {
+func readFile(path string, kind Kind) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("file:%s: %w", path, store.PathCause(err))
@@ -83,7 +80,7 @@ func readFile(path string, kind refKind) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file:%s: %w", path, err)
 	}
-	if kind != publicRef && fi.Mode().Perm()&0o004 != 0 {
+	if kind != Public && fi.Mode().Perm()&0o004 != 0 {
 		return nil, fmt.Errorf("file:%s has mode %04o, readable by every user; chmod o-r it (0600 or 0640)", path, fi.Mode().Perm())
 	}
 	const maxSecretFile = 1 << 20
@@ -97,14 +94,14 @@ func readFile(path string, kind refKind) ([]byte, error) {
 	return data, nil
 }
 
-// trimNewline drops one trailing newline, which editors and `echo` add.
-func trimNewline(b []byte) []byte {
+// TrimNewline drops one trailing newline, which editors and `echo` add.
+func TrimNewline(b []byte) []byte {
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
-// decodeBase64Binary accepts standard base64 with surrounding whitespace.
-func decodeBase64Binary(b []byte) ([]byte, error) {
+// DecodeBase64 accepts standard base64 with surrounding whitespace.
+func DecodeBase64(b []byte) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
 }
 
@@ -119,24 +116,15 @@ func lookupEnvSecret(name string) (string, bool) {
 	return os.LookupEnv(name)
 }
 
-// HideEnvSecrets moves the values of the configuration's env: references
-// (client secrets, keys, passwords, store keys) out of the process
-// environment into the agent's memory, where later reloads read them:
+// HideEnvSecrets moves the values of cfg's env: references (client
+// secrets, keys, passwords, store keys) out of the process environment
+// into this package's memory, where later reads (reloads) find them:
 // nothing the agent starts inherits them, and they are no longer in
-// os.Environ. It returns the variables it moved. Call it once the
-// configuration has been read successfully.
-func (c *Config) HideEnvSecrets() []string {
-	refs := append([]string{c.StoreKey}, c.StoreKeyPrevious...)
-	for _, name := range c.ProfileNames() {
-		p := c.Profiles[name]
-		refs = append(refs, p.ClientSecret, p.PrivateKey, p.PKCS12, p.PKCS12Password, p.LocalSecret)
-	}
+// os.Environ. It returns the variables it moved. The daemon calls it once
+// the configuration has been read successfully.
+func HideEnvSecrets(cfg *config.Config) []string {
 	var moved []string
-	for _, ref := range refs {
-		name, ok := strings.CutPrefix(ref, refEnv)
-		if !ok {
-			continue
-		}
+	for _, name := range cfg.EnvRefs() {
 		if v, set := os.LookupEnv(name); set {
 			envSecrets.Store(name, v)
 			os.Unsetenv(name)

@@ -1,11 +1,11 @@
-package agent
+package config
 
 import (
 	"fmt"
 	"path/filepath"
 	"strings"
 
-	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/agent/idp/spec"
 )
 
 // Zeebe/Camunda client environment variables (zeebe-node, the Camunda
@@ -71,15 +71,15 @@ func ConfigFromEnv(getenv func(string) string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", EnvCamundaKeystorePath, err)
 		}
-		p.Auth = idp.AuthPrivateKeyJWT
-		p.PKCS12 = refFile + path
-		p.AssertionX5t = idp.ThumbprintSHA256
+		p.Auth = spec.AuthPrivateKeyJWT
+		p.PKCS12 = RefFile + path
+		p.AssertionX5t = spec.ThumbprintSHA256
 		if getenv(EnvCamundaKeystorePasswd) != "" {
-			p.PKCS12Password = refEnv + EnvCamundaKeystorePasswd
+			p.PKCS12Password = RefEnv + EnvCamundaKeystorePasswd
 		}
 	} else {
-		p.Auth = idp.AuthClientSecretPost
-		p.ClientSecret = refEnv + EnvZeebeClientSecret
+		p.Auth = spec.AuthClientSecretPost
+		p.ClientSecret = RefEnv + EnvZeebeClientSecret
 	}
 	cfg := &Config{
 		Profiles: map[string]*ProfileConfig{ZeebeProfile: p},

@@ -1,0 +1,77 @@
+// Package spec is the IdP client's vocabulary that configuration speaks
+// too, without linking the HTTP client: the names of the client
+// authentication methods and of the x5t headers, the form parameters the
+// client sets itself, and which endpoint URLs it will send credentials to.
+// Package idp and package config both use these; it imports no network
+// package.
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+)
+
+// Client authentication methods (RFC 8414 token_endpoint_auth_methods).
+const (
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+	AuthPrivateKeyJWT     = "private_key_jwt"
+)
+
+// Thumbprint header choices for client assertions.
+const (
+	ThumbprintNone   = "none"
+	ThumbprintSHA1   = "x5t"      // Entra ID's historical header
+	ThumbprintSHA256 = "x5t#S256" // RFC 7515 §4.1.8
+)
+
+// ReservedParam reports whether name is a form parameter the client sets
+// itself, which a profile's extra params may not set (the configuration's
+// check and the client's use this one list).
+func ReservedParam(name string) bool {
+	switch name {
+	case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience", "resource":
+		return true
+	}
+	return false
+}
+
+// IsLoopback reports whether host (without port) names the local machine,
+// where plain http cannot be intercepted on the wire.
+func IsLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	return IsLoopbackIP(strings.Trim(host, "[]"))
+}
+
+// IsLoopbackIP reports whether s is a loopback IP address (127.0.0.0/8,
+// ::1, or an IPv4-mapped loopback address). Names and zoned addresses
+// are not.
+func IsLoopbackIP(s string) bool {
+	ip, err := netip.ParseAddr(s)
+	return err == nil && ip.Zone() == "" && ip.IsLoopback()
+}
+
+// CheckEndpointURL accepts an absolute https URL, or http to a loopback host.
+func CheckEndpointURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	switch {
+	case u.Scheme == "https" && u.Host != "":
+	case u.Scheme == "http" && u.Host != "":
+		if !IsLoopback(u.Hostname()) {
+			return fmt.Errorf("%s uses http:// to a non-loopback host; the client credentials would cross the network in clear text (use https://)", u.Redacted())
+		}
+	default:
+		return fmt.Errorf("%q is not an absolute https:// URL", raw)
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("%s has a #fragment, which token endpoints do not take", u.Redacted())
+	}
+	return nil
+}
