@@ -13,13 +13,17 @@
 // socket needs, so that a program that only wants a token — the tokenagent
 // CLI among them — starts as fast as Go allows.
 //
-// The package has no global state and never logs. Errors are the sentinel
-// errors of package ipc, re-exported here: test them with errors.Is
-// (ErrAgentUnavailable, ErrUnknownProfile, ErrForbidden, ErrIdPRefused, …)
-// and read their fields with errors.As against *Error.
+// The package has no global state and never logs. Every failure the
+// agent reports is an *Error whose Kind is one of the sentinel errors
+// (ErrAgentUnavailable, ErrUnknownProfile, ErrIdPRefused, …): test them
+// with errors.Is and read Code, Description and RetryAfter with
+// errors.As. The sentinels are package ipc's values, so errors.Is gives
+// the same answer for the agent's engine in process; the result types
+// (Token, Health, ProfileStatus, Error) are this package's own.
 package clientlib
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,42 +37,6 @@ import (
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
-// The errors a caller branches on; the same values the agent's engine
-// returns (package ipc), so errors.Is works on either side of the socket.
-var (
-	// ErrAgentUnavailable: nothing answers on the socket, or the agent is
-	// at its connection cap.
-	ErrAgentUnavailable = ipc.ErrAgentUnavailable
-	// ErrShuttingDown: the agent is stopping.
-	ErrShuttingDown = ipc.ErrShuttingDown
-	// ErrUnknownProfile: the agent has no such profile for this process's user
-	// (none of that name, or its allow lists leave the user out).
-	ErrUnknownProfile = ipc.ErrUnknownProfile
-	// ErrForbidden: this process's user may not use the agent's socket or
-	// the endpoint. A profile it may not use is ErrUnknownProfile.
-	ErrForbidden = ipc.ErrForbidden
-	// ErrNotFound: the agent has no such endpoint (it is older or newer
-	// than this library).
-	ErrNotFound = ipc.ErrNotFound
-	// ErrMinValid: the IdP's tokens do not live as long as WithMinValid asks.
-	ErrMinValid = ipc.ErrMinValid
-	// ErrIdPRefused: the identity provider refused the agent; Error.Code
-	// is its RFC 6749 code (invalid_client, …).
-	ErrIdPRefused = ipc.ErrIdPRefused
-	// ErrIdPUnavailable: the identity provider is unreachable and the agent
-	// holds no valid token; Error.RetryAfter says when it asks again.
-	ErrIdPUnavailable = ipc.ErrIdPUnavailable
-	// ErrTimeout: the agent got no token before the request's deadline.
-	ErrTimeout = ipc.ErrTimeout
-	// ErrBadRequest: the agent did not understand the request.
-	ErrBadRequest = ipc.ErrBadRequest
-)
-
-// Error is every failure the agent reports: Kind is one of the sentinel
-// errors above, Code the wire code (the IdP's own with ErrIdPRefused),
-// Description what the agent said, RetryAfter when it asks the IdP again.
-type Error = ipc.Error
-
 // Token is an access token from the agent.
 type Token struct {
 	AccessToken string
@@ -76,11 +44,6 @@ type Token struct {
 	Scope       string
 	ExpiresAt   time.Time
 }
-
-// ProfileStatus is what the agent tells this process's user about one of
-// the profiles it may use: expiry, last refresh, last error and when the
-// IdP is asked again, IdP requests made, idle. It never holds a token.
-type ProfileStatus ipc.ProfileInfo
 
 // Client talks to one agent. The zero value is ready to use; a Client is
 // safe for concurrent use, keeps up to a few connections open for reuse,
@@ -201,8 +164,8 @@ func (c *Client) TokenEndpoint(ctx context.Context) (string, error) {
 }
 
 // Health asks the agent how it is: its token endpoint and its store.
-func (c *Client) Health(ctx context.Context) (ipc.HealthResponse, error) {
-	var h ipc.HealthResponse
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	var h Health
 	err := c.do(ctx, "GET", ipc.PathHealth, nil, &h)
 	return h, err
 }
@@ -252,7 +215,8 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	var er ipc.ErrorResponse
 	json.Unmarshal(resp.body, &er)
-	return fmt.Errorf("clientlib: %w", &Error{Kind: kindOf(resp.status, er.Error), Code: er.Error,
+	kind := kindOf(resp.status, er.Error)
+	return fmt.Errorf("clientlib: %w", &Error{Kind: kind, Code: cmp.Or(er.Error, ipc.CodeOf(kind)),
 		Description: er.ErrorDescription, RetryAfter: resp.retryAfter})
 }
 
