@@ -133,10 +133,14 @@ func (c *Client) Token(ctx context.Context, profile string, opts ...TokenOption)
 	return c.tokenRequest(ctx, "GET", profile, path, nil)
 }
 
-// Refresh tells the agent that an API rejected rejected (the token itself;
-// only its SHA-256 is sent) and returns the current token: a new one if
-// rejected was current, without a new IdP request otherwise.
-func (c *Client) Refresh(ctx context.Context, profile, rejected string) (*Token, error) {
+// ReportRejected tells the agent that an API rejected the token rejected
+// (only its SHA-256 is sent) and returns the profile's current token: a
+// new one when rejected was the current token, the current one without
+// a new IdP request when the agent has already moved on. The agent keeps
+// a still-valid token until its replacement arrives, and limits how
+// often a profile's token may be replaced this way, so the answer may be
+// rejected itself: compare before retrying.
+func (c *Client) ReportRejected(ctx context.Context, profile, rejected string) (*Token, error) {
 	c.forget(profile)
 	var body []byte
 	if rejected != "" {

@@ -103,7 +103,7 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func TestReuseAndRefresh(t *testing.T) {
+func TestReuseAndReportRejected(t *testing.T) {
 	c := &clientlib.Client{Reuse: time.Minute}
 	defer c.Close()
 	ctx := context.Background()
@@ -120,11 +120,11 @@ func TestReuseAndRefresh(t *testing.T) {
 		t.Errorf("with Reuse, the agent served %d more tokens; want the token reused in-process", n-served)
 	}
 	before := testIdP.Requests("c")
-	fresh, err := c.Refresh(ctx, "zeebe", first.AccessToken)
+	fresh, err := c.ReportRejected(ctx, "zeebe", first.AccessToken)
 	if err != nil || fresh.AccessToken == first.AccessToken {
-		t.Fatalf("Refresh(rejected current) = %v, %v; want a new token", fresh, err)
+		t.Fatalf("ReportRejected(current) = %v, %v; want a new token", fresh, err)
 	}
-	if _, err := c.Refresh(ctx, "zeebe", first.AccessToken); err != nil {
+	if _, err := c.ReportRejected(ctx, "zeebe", first.AccessToken); err != nil {
 		t.Fatal(err)
 	}
 	if got := testIdP.Requests("c") - before; got != 1 {

@@ -82,7 +82,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !replayable {
 		return resp, nil
 	}
-	fresh, err := t.c.Refresh(req.Context(), t.profile, tok.AccessToken)
+	fresh, err := t.c.ReportRejected(req.Context(), t.profile, tok.AccessToken)
 	if err != nil || fresh.AccessToken == tok.AccessToken {
 		return resp, nil // nothing better to offer: let the caller see the 401
 	}

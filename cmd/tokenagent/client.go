@@ -155,7 +155,7 @@ func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// Reporting the current token as rejected is what makes the agent
 	// fetch a new one; a concurrent report of the same token costs nothing more.
-	tok, err := c.Refresh(ctx, profile, cur.AccessToken)
+	tok, err := c.ReportRejected(ctx, profile, cur.AccessToken)
 	if err != nil {
 		return clientExit(err)
 	}
