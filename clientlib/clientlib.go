@@ -65,6 +65,12 @@ type Client struct {
 	// default) asks the agent every time: the agent stays the one place
 	// that decides refreshes, and a request costs one socket round trip.
 	Reuse time.Duration
+	// Timeout, when positive, bounds every call whose context has no
+	// earlier deadline, and the calls of package bearer's TokenSource,
+	// whose oauth2 interface passes no context. Zero: calls wait as long
+	// as their context lets them (the agent answers within its own
+	// limits), and bearer's TokenSource waits up to 30 s.
+	Timeout time.Duration
 
 	once   sync.Once
 	socket string
@@ -106,29 +112,36 @@ func (c *Client) Close() error {
 }
 
 // TokenOption adjusts a Token request.
-type TokenOption func(*tokenOptions)
+type TokenOption func(*TokenOptions)
 
-type tokenOptions struct{ minValid time.Duration }
+// TokenOptions are what a Token request asks for, as its TokenOptions
+// set them; adapters such as package bearer read them.
+type TokenOptions struct {
+	// MinValid is how long the token must stay valid, at least, from when
+	// the agent answers; zero means the profile's own min_valid, which
+	// also applies when it is longer.
+	MinValid time.Duration
+}
 
 // WithMinValid asks for a token valid for at least d more (the agent's
 // own min_valid applies when it is longer).
 func WithMinValid(d time.Duration) TokenOption {
-	return func(o *tokenOptions) { o.minValid = d }
+	return func(o *TokenOptions) { o.MinValid = d }
 }
 
 // Token returns a token for profile. Each call returns a copy the caller
 // may keep or change.
 func (c *Client) Token(ctx context.Context, profile string, opts ...TokenOption) (*Token, error) {
-	var o tokenOptions
+	var o TokenOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if tok, ok := c.reusable(profile, o.minValid); ok {
+	if tok, ok := c.reusable(profile, o.MinValid); ok {
 		return &tok, nil
 	}
 	path := ipc.PathTokens + url.PathEscape(profile)
-	if o.minValid > 0 {
-		path += "?min_valid=" + url.QueryEscape(o.minValid.String())
+	if o.MinValid > 0 {
+		path += "?min_valid=" + url.QueryEscape(o.MinValid.String())
 	}
 	return c.tokenRequest(ctx, "GET", profile, path, nil)
 }
@@ -191,12 +204,21 @@ func (c *Client) tokenRequest(ctx context.Context, method, profile, path string,
 // an *Error whose Kind is the sentinel the status and code stand for.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	c.init()
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
 	resp, err := c.pool.roundTrip(ctx, method, path, body)
 	if err != nil {
 		var refused *Error
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("clientlib: %w", ctx.Err())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The connection's deadline is the context's, and may pass a
+			// moment before the context says so.
+			return fmt.Errorf("clientlib: no answer from the agent at %s before the deadline: %w", c.socket, context.DeadlineExceeded)
 		case errors.As(err, &refused): // the server is not one to trust
 			return fmt.Errorf("clientlib: %w", err)
 		case errors.Is(err, fs.ErrPermission): // an agent is there, but not for this user

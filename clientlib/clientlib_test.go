@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -266,5 +267,35 @@ func TestTrustedServers(t *testing.T) {
 		if got := clientlib.Trusts(c, uid); got != want {
 			t.Errorf("trusts(uid %d) = %v, want %v", uid, got, want)
 		}
+	}
+}
+
+// TestTimeoutBoundsCallsAndTokenSource: an agent lookalike that accepts
+// connections and never answers. Client.Timeout ends a call on a context
+// without a deadline, and bearer's TokenSource (no context of its own)
+// uses it too.
+func TestTimeoutBoundsCallsAndTokenSource(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "silent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	c := &clientlib.Client{Socket: sock, Timeout: 100 * time.Millisecond}
+	defer c.Close()
+	if _, err := c.Token(context.Background(), "zeebe"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Token() from a silent agent = %v; want the Timeout's deadline", err)
+	}
+	if _, err := bearer.TokenSource(c, "zeebe").Token(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("TokenSource.Token() from a silent agent = %v; want the Client's Timeout", err)
 	}
 }
