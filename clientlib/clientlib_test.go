@@ -132,8 +132,8 @@ func TestReuseAndReportRejected(t *testing.T) {
 		t.Errorf("IdP requests for two reports of the same token = %d, want 1", got)
 	}
 	profiles, err := c.Profiles(ctx)
-	if err != nil || len(profiles) != 3 {
-		t.Errorf("Profiles() = %v, %v; want 3", profiles, err)
+	if err != nil || len(profiles) != 4 {
+		t.Errorf("Profiles() = %v, %v; want 4", profiles, err)
 	}
 }
 
