@@ -13,13 +13,17 @@
 // socket needs, so that a program that only wants a token — the tokenagent
 // CLI among them — starts as fast as Go allows.
 //
-// The package has no global state and never logs. Errors are the sentinel
-// errors of package ipc, re-exported here: test them with errors.Is
-// (ErrAgentUnavailable, ErrUnknownProfile, ErrForbidden, ErrIdPRefused, …)
-// and read their fields with errors.As against *Error.
+// The package has no global state and never logs. Every failure the
+// agent reports is an *Error whose Kind is one of the sentinel errors
+// (ErrAgentUnavailable, ErrUnknownProfile, ErrIdPRefused, …): test them
+// with errors.Is and read Code, Description and RetryAfter with
+// errors.As. The sentinels are package ipc's values, so errors.Is gives
+// the same answer for the agent's engine in process; the result types
+// (Token, Health, ProfileStatus, Error) are this package's own.
 package clientlib
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,42 +37,6 @@ import (
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
-// The errors a caller branches on; the same values the agent's engine
-// returns (package ipc), so errors.Is works on either side of the socket.
-var (
-	// ErrAgentUnavailable: nothing answers on the socket, or the agent is
-	// at its connection cap.
-	ErrAgentUnavailable = ipc.ErrAgentUnavailable
-	// ErrShuttingDown: the agent is stopping.
-	ErrShuttingDown = ipc.ErrShuttingDown
-	// ErrUnknownProfile: the agent has no such profile for this process's user
-	// (none of that name, or its allow lists leave the user out).
-	ErrUnknownProfile = ipc.ErrUnknownProfile
-	// ErrForbidden: this process's user may not use the agent's socket or
-	// the endpoint. A profile it may not use is ErrUnknownProfile.
-	ErrForbidden = ipc.ErrForbidden
-	// ErrNotFound: the agent has no such endpoint (it is older or newer
-	// than this library).
-	ErrNotFound = ipc.ErrNotFound
-	// ErrMinValid: the IdP's tokens do not live as long as WithMinValid asks.
-	ErrMinValid = ipc.ErrMinValid
-	// ErrIdPRefused: the identity provider refused the agent; Error.Code
-	// is its RFC 6749 code (invalid_client, …).
-	ErrIdPRefused = ipc.ErrIdPRefused
-	// ErrIdPUnavailable: the identity provider is unreachable and the agent
-	// holds no valid token; Error.RetryAfter says when it asks again.
-	ErrIdPUnavailable = ipc.ErrIdPUnavailable
-	// ErrTimeout: the agent got no token before the request's deadline.
-	ErrTimeout = ipc.ErrTimeout
-	// ErrBadRequest: the agent did not understand the request.
-	ErrBadRequest = ipc.ErrBadRequest
-)
-
-// Error is every failure the agent reports: Kind is one of the sentinel
-// errors above, Code the wire code (the IdP's own with ErrIdPRefused),
-// Description what the agent said, RetryAfter when it asks the IdP again.
-type Error = ipc.Error
-
 // Token is an access token from the agent.
 type Token struct {
 	AccessToken string
@@ -76,11 +44,6 @@ type Token struct {
 	Scope       string
 	ExpiresAt   time.Time
 }
-
-// ProfileStatus is what the agent tells this process's user about one of
-// the profiles it may use: expiry, last refresh, last error and when the
-// IdP is asked again, IdP requests made, idle. It never holds a token.
-type ProfileStatus ipc.ProfileInfo
 
 // Client talks to one agent. The zero value is ready to use; a Client is
 // safe for concurrent use, keeps up to a few connections open for reuse,
@@ -102,6 +65,12 @@ type Client struct {
 	// default) asks the agent every time: the agent stays the one place
 	// that decides refreshes, and a request costs one socket round trip.
 	Reuse time.Duration
+	// Timeout, when positive, bounds every call whose context has no
+	// earlier deadline, and the calls of package bearer's TokenSource,
+	// whose oauth2 interface passes no context. Zero: calls wait as long
+	// as their context lets them (the agent answers within its own
+	// limits), and bearer's TokenSource waits up to 30 s.
+	Timeout time.Duration
 
 	once   sync.Once
 	socket string
@@ -143,37 +112,48 @@ func (c *Client) Close() error {
 }
 
 // TokenOption adjusts a Token request.
-type TokenOption func(*tokenOptions)
+type TokenOption func(*TokenOptions)
 
-type tokenOptions struct{ minValid time.Duration }
+// TokenOptions are what a Token request asks for, as its TokenOptions
+// set them; adapters such as package bearer read them.
+type TokenOptions struct {
+	// MinValid is how long the token must stay valid, at least, from when
+	// the agent answers; zero means the profile's own min_valid, which
+	// also applies when it is longer.
+	MinValid time.Duration
+}
 
 // WithMinValid asks for a token valid for at least d more (the agent's
 // own min_valid applies when it is longer).
 func WithMinValid(d time.Duration) TokenOption {
-	return func(o *tokenOptions) { o.minValid = d }
+	return func(o *TokenOptions) { o.MinValid = d }
 }
 
 // Token returns a token for profile. Each call returns a copy the caller
 // may keep or change.
 func (c *Client) Token(ctx context.Context, profile string, opts ...TokenOption) (*Token, error) {
-	var o tokenOptions
+	var o TokenOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if tok, ok := c.reusable(profile, o.minValid); ok {
+	if tok, ok := c.reusable(profile, o.MinValid); ok {
 		return &tok, nil
 	}
 	path := ipc.PathTokens + url.PathEscape(profile)
-	if o.minValid > 0 {
-		path += "?min_valid=" + url.QueryEscape(o.minValid.String())
+	if o.MinValid > 0 {
+		path += "?min_valid=" + url.QueryEscape(o.MinValid.String())
 	}
 	return c.tokenRequest(ctx, "GET", profile, path, nil)
 }
 
-// Refresh tells the agent that an API rejected rejected (the token itself;
-// only its SHA-256 is sent) and returns the current token: a new one if
-// rejected was current, without a new IdP request otherwise.
-func (c *Client) Refresh(ctx context.Context, profile, rejected string) (*Token, error) {
+// ReportRejected tells the agent that an API rejected the token rejected
+// (only its SHA-256 is sent) and returns the profile's current token: a
+// new one when rejected was the current token, the current one without
+// a new IdP request when the agent has already moved on. The agent keeps
+// a still-valid token until its replacement arrives, and limits how
+// often a profile's token may be replaced this way, so the answer may be
+// rejected itself: compare before retrying.
+func (c *Client) ReportRejected(ctx context.Context, profile, rejected string) (*Token, error) {
 	c.forget(profile)
 	var body []byte
 	if rejected != "" {
@@ -201,8 +181,8 @@ func (c *Client) TokenEndpoint(ctx context.Context) (string, error) {
 }
 
 // Health asks the agent how it is: its token endpoint and its store.
-func (c *Client) Health(ctx context.Context) (ipc.HealthResponse, error) {
-	var h ipc.HealthResponse
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	var h Health
 	err := c.do(ctx, "GET", ipc.PathHealth, nil, &h)
 	return h, err
 }
@@ -224,12 +204,21 @@ func (c *Client) tokenRequest(ctx context.Context, method, profile, path string,
 // an *Error whose Kind is the sentinel the status and code stand for.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	c.init()
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
 	resp, err := c.pool.roundTrip(ctx, method, path, body)
 	if err != nil {
 		var refused *Error
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("clientlib: %w", ctx.Err())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The connection's deadline is the context's, and may pass a
+			// moment before the context says so.
+			return fmt.Errorf("clientlib: no answer from the agent at %s before the deadline: %w", c.socket, context.DeadlineExceeded)
 		case errors.As(err, &refused): // the server is not one to trust
 			return fmt.Errorf("clientlib: %w", err)
 		case errors.Is(err, fs.ErrPermission): // an agent is there, but not for this user
@@ -252,7 +241,8 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	var er ipc.ErrorResponse
 	json.Unmarshal(resp.body, &er)
-	return fmt.Errorf("clientlib: %w", &Error{Kind: kindOf(resp.status, er.Error), Code: er.Error,
+	kind := kindOf(resp.status, er.Error)
+	return fmt.Errorf("clientlib: %w", &Error{Kind: kind, Code: cmp.Or(er.Error, ipc.CodeOf(kind)),
 		Description: er.ErrorDescription, RetryAfter: resp.retryAfter})
 }
 

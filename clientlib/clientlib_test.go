@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -103,7 +104,7 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func TestReuseAndRefresh(t *testing.T) {
+func TestReuseAndReportRejected(t *testing.T) {
 	c := &clientlib.Client{Reuse: time.Minute}
 	defer c.Close()
 	ctx := context.Background()
@@ -120,19 +121,19 @@ func TestReuseAndRefresh(t *testing.T) {
 		t.Errorf("with Reuse, the agent served %d more tokens; want the token reused in-process", n-served)
 	}
 	before := testIdP.Requests("c")
-	fresh, err := c.Refresh(ctx, "zeebe", first.AccessToken)
+	fresh, err := c.ReportRejected(ctx, "zeebe", first.AccessToken)
 	if err != nil || fresh.AccessToken == first.AccessToken {
-		t.Fatalf("Refresh(rejected current) = %v, %v; want a new token", fresh, err)
+		t.Fatalf("ReportRejected(current) = %v, %v; want a new token", fresh, err)
 	}
-	if _, err := c.Refresh(ctx, "zeebe", first.AccessToken); err != nil {
+	if _, err := c.ReportRejected(ctx, "zeebe", first.AccessToken); err != nil {
 		t.Fatal(err)
 	}
 	if got := testIdP.Requests("c") - before; got != 1 {
 		t.Errorf("IdP requests for two reports of the same token = %d, want 1", got)
 	}
 	profiles, err := c.Profiles(ctx)
-	if err != nil || len(profiles) != 3 {
-		t.Errorf("Profiles() = %v, %v; want 3", profiles, err)
+	if err != nil || len(profiles) != 4 {
+		t.Errorf("Profiles() = %v, %v; want 4", profiles, err)
 	}
 }
 
@@ -266,5 +267,35 @@ func TestTrustedServers(t *testing.T) {
 		if got := clientlib.Trusts(c, uid); got != want {
 			t.Errorf("trusts(uid %d) = %v, want %v", uid, got, want)
 		}
+	}
+}
+
+// TestTimeoutBoundsCallsAndTokenSource: an agent lookalike that accepts
+// connections and never answers. Client.Timeout ends a call on a context
+// without a deadline, and bearer's TokenSource (no context of its own)
+// uses it too.
+func TestTimeoutBoundsCallsAndTokenSource(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "silent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	c := &clientlib.Client{Socket: sock, Timeout: 100 * time.Millisecond}
+	defer c.Close()
+	if _, err := c.Token(context.Background(), "zeebe"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Token() from a silent agent = %v; want the Timeout's deadline", err)
+	}
+	if _, err := bearer.TokenSource(c, "zeebe").Token(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("TokenSource.Token() from a silent agent = %v; want the Client's Timeout", err)
 	}
 }

@@ -187,21 +187,27 @@ func readResponse(r *bufio.Reader) (resp *response, reusable bool, err error) {
 				reusable = false
 			}
 		case strings.EqualFold(name, "Retry-After"):
-			if secs, err := strconv.Atoi(value); err == nil && secs > 0 {
+			if secs, err := strconv.Atoi(value); err == nil && secs > 0 && secs <= 1<<31 { // no overflow into a negative wait
 				resp.retryAfter = time.Duration(secs) * time.Second
 			}
 		}
 	}
 	switch {
-	case strings.EqualFold(transferEncoding, "chunked"):
-		resp.body, err = readChunked(r)
+	case transferEncoding != "":
+		// The agent always sends Content-Length; a chunked (or other
+		// coded) body means something else answers on the socket.
+		return nil, false, fmt.Errorf("answer with Transfer-Encoding %.20q: the agent sends Content-Length; is a program other than tokenagentd (or a proxy) serving this socket?", transferEncoding)
 	case contentLength != "":
 		n, perr := strconv.ParseInt(contentLength, 10, 64)
 		if perr != nil || n < 0 || n > maxBody {
-			return nil, false, fmt.Errorf("answer with Content-Length %q", contentLength)
+			return nil, false, fmt.Errorf("answer with Content-Length %.20q", contentLength)
 		}
-		resp.body = make([]byte, n)
-		_, err = io.ReadFull(r, resp.body)
+		// Read, not preallocated: memory follows what arrives, not
+		// what the header claims.
+		resp.body, err = io.ReadAll(io.LimitReader(r, n))
+		if err == nil && int64(len(resp.body)) < n {
+			err = io.ErrUnexpectedEOF
+		}
 	default: // the body ends with the connection
 		reusable = false
 		resp.body, err = io.ReadAll(io.LimitReader(r, maxBody))
@@ -222,36 +228,4 @@ func readLine(r *bufio.Reader) (string, error) {
 		return "", err
 	}
 	return strings.TrimRight(string(line), "\r\n"), nil
-}
-
-// readChunked decodes a chunked body (RFC 9112 §7.1), trailers ignored.
-func readChunked(r *bufio.Reader) ([]byte, error) {
-	var body []byte
-	for {
-		line, err := readLine(r)
-		if err != nil {
-			return nil, err
-		}
-		size, _, _ := strings.Cut(line, ";")
-		n, err := strconv.ParseInt(strings.TrimSpace(size), 16, 64)
-		if err != nil || n < 0 || int64(len(body))+n > maxBody {
-			return nil, fmt.Errorf("bad chunk size %.20q", line)
-		}
-		if n == 0 { // trailers, then an empty line
-			for {
-				line, err := readLine(r)
-				if err != nil || line == "" {
-					return body, err
-				}
-			}
-		}
-		start := len(body)
-		body = append(body, make([]byte, n)...)
-		if _, err := io.ReadFull(r, body[start:]); err != nil {
-			return nil, err
-		}
-		if crlf, err := readLine(r); err != nil || crlf != "" {
-			return nil, errors.New("chunk not followed by CRLF")
-		}
-	}
 }

@@ -43,6 +43,11 @@ client_id = "c"
 client_secret = "clientlib-secret"
 scopes = ["api"]
 
+[profiles.rejected]
+token_url = "IDP"
+client_id = "c"
+client_secret = "clientlib-secret"
+
 [profiles.broken]
 token_url = "IDP"
 client_id = "c"

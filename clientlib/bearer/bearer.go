@@ -7,6 +7,7 @@
 package bearer
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"net/http"
@@ -17,47 +18,81 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// DefaultMinValid is how long a token must stay valid, at least, when it
+// reaches the API, unless the caller passes clientlib.WithMinValid: the
+// agent's own default min_valid. A profile configured with a longer
+// min_valid wants WithMinValid of that.
+const DefaultMinValid = 30 * time.Second
+
+// DefaultTimeout bounds each request to the agent of a TokenSource whose
+// Client sets no Timeout (oauth2.TokenSource has no context to bound it).
+const DefaultTimeout = 30 * time.Second
+
+// transit is what bearer asks the agent for beyond the min_valid it
+// promises the API: the agent counts min_valid when it answers, and the
+// token still has to reach the API.
+const transit = time.Second
+
+// minValid is the validity promised to the API for opts.
+func minValid(opts []clientlib.TokenOption) time.Duration {
+	var o clientlib.TokenOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return cmp.Or(o.MinValid, DefaultMinValid)
+}
+
 // TokenSource returns c's tokens for profile as an oauth2.TokenSource, for
-// oauth2.NewClient and libraries that take one. Each Token call may block
-// for up to 30 s.
+// oauth2.NewClient and libraries that take one. Each Token call asks the
+// agent, waiting up to c.Timeout (DefaultTimeout when zero).
+//
+// oauth2.NewClient wraps the source in oauth2.ReuseTokenSource, which
+// keeps a token until 10 s before its Expiry. So the Expiry of the tokens
+// this source returns is the agent's expiry less the min_valid asked for
+// (clientlib.WithMinValid, DefaultMinValid when none): a reused token
+// always has more than min_valid left when it reaches the API, as a token
+// from the agent does. Read the real expiry from clientlib.Client.Token.
 func TokenSource(c *clientlib.Client, profile string, opts ...clientlib.TokenOption) oauth2.TokenSource {
-	return tokenSource{c, profile, opts}
+	return tokenSource{c, profile, minValid(opts)}
 }
 
 type tokenSource struct {
-	c       *clientlib.Client
-	profile string
-	opts    []clientlib.TokenOption
+	c        *clientlib.Client
+	profile  string
+	minValid time.Duration
 }
 
 func (s tokenSource) Token() (*oauth2.Token, error) {
-	// oauth2.TokenSource has no context; bound the wait here.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(s.c.Timeout, DefaultTimeout))
 	defer cancel()
-	tok, err := s.c.Token(ctx, s.profile, s.opts...)
+	tok, err := s.c.Token(ctx, s.profile, clientlib.WithMinValid(s.minValid+transit))
 	if err != nil {
 		return nil, err
 	}
-	return &oauth2.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, Expiry: tok.ExpiresAt}, nil
+	return &oauth2.Token{AccessToken: tok.AccessToken, TokenType: tok.TokenType, Expiry: tok.ExpiresAt.Add(-s.minValid)}, nil
 }
 
 // Transport returns a RoundTripper that sends each request through base
 // (http.DefaultTransport when nil) with "Authorization: Bearer <token>",
-// the token being c's for profile. When the server answers 401, it reports the token as rejected
-// and retries once with the new token — only for requests whose body can
-// be sent again (no body, or GetBody set, as http.NewRequest does for
-// in-memory bodies).
-func Transport(c *clientlib.Client, profile string, base http.RoundTripper) http.RoundTripper {
+// the token being c's for profile, asked of the agent for each request
+// and valid for at least the min_valid of opts (DefaultMinValid when
+// none) when it reaches the API. When the server answers 401, it reports
+// the token as rejected (clientlib.Client.ReportRejected) and retries
+// once with the new token — only for requests whose body can be sent
+// again (no body, or GetBody set, as http.NewRequest does for in-memory
+// bodies).
+func Transport(c *clientlib.Client, profile string, base http.RoundTripper, opts ...clientlib.TokenOption) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &transport{c: c, profile: profile, base: base}
+	return &transport{c: c, profile: profile, base: base, minValid: minValid(opts)}
 }
 
 type transport struct {
-	c       *clientlib.Client
-	profile string
-	base    http.RoundTripper
+	c        *clientlib.Client
+	profile  string
+	base     http.RoundTripper
+	minValid time.Duration
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -69,7 +104,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.Header.Del("Authorization")
 		return t.base.RoundTrip(r)
 	}
-	tok, err := t.c.Token(req.Context(), t.profile)
+	tok, err := t.c.Token(req.Context(), t.profile, clientlib.WithMinValid(t.minValid+transit))
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -82,7 +117,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !replayable {
 		return resp, nil
 	}
-	fresh, err := t.c.Refresh(req.Context(), t.profile, tok.AccessToken)
+	fresh, err := t.c.ReportRejected(req.Context(), t.profile, tok.AccessToken)
 	if err != nil || fresh.AccessToken == tok.AccessToken {
 		return resp, nil // nothing better to offer: let the caller see the 401
 	}

@@ -23,7 +23,7 @@ import (
 
 // Exit codes of the client commands (DESIGN.md, Command line).
 const (
-	exitUnreachable = 3 // agent not reachable
+	exitUnreachable = 3 // agent not reachable, not trusted, or not speaking this CLI's protocol
 	exitDenied      = 4 // forbidden or unknown profile
 	exitIdP         = 5 // the identity provider refused or is unreachable
 )
@@ -44,10 +44,15 @@ func clientExit(err error) error {
 	switch {
 	case errors.Is(err, clientlib.ErrAgentUnavailable), errors.Is(err, clientlib.ErrShuttingDown):
 		return &exitError{exitUnreachable, err}
+	case errors.Is(err, clientlib.ErrNotFound):
+		// The agent at the socket lacks an endpoint this CLI uses: the two
+		// are of different versions. Like an absent agent (3), it is the
+		// installation to fix, not the profile (4) or the IdP (5).
+		return &exitError{exitUnreachable, fmt.Errorf("%w (the agent and this tokenagent are of different versions: install matching ones)", err)}
 	case errors.Is(err, clientlib.ErrUnknownProfile), errors.Is(err, clientlib.ErrForbidden):
 		return &exitError{exitDenied, err}
 	case (errors.Is(err, clientlib.ErrIdPRefused) || errors.Is(err, clientlib.ErrIdPUnavailable)) && errors.As(err, &e):
-		return &exitError{exitIdP, fmt.Errorf("identity provider error %s: %s", e.WireCode(), e.Description)}
+		return &exitError{exitIdP, fmt.Errorf("identity provider error %s: %s", e.Code, e.Description)}
 	case errors.Is(err, clientlib.ErrMinValid):
 		// The IdP's tokens do not live that long: asking again cannot help.
 		return &exitError{exitIdP, err}
@@ -150,7 +155,7 @@ func cmdRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// Reporting the current token as rejected is what makes the agent
 	// fetch a new one; a concurrent report of the same token costs nothing more.
-	tok, err := c.Refresh(ctx, profile, cur.AccessToken)
+	tok, err := c.ReportRejected(ctx, profile, cur.AccessToken)
 	if err != nil {
 		return clientExit(err)
 	}
@@ -194,9 +199,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
-			Agent    *ipc.AgentInfo            `json:"agent,omitempty"`
+			Agent    *clientlib.AgentInfo      `json:"agent,omitempty"`
 			Profiles []clientlib.ProfileStatus `json:"profiles"`
-			Store    *ipc.StoreHealth          `json:"store,omitempty"`
+			Store    *clientlib.StoreHealth    `json:"store,omitempty"`
 		}{health.Agent, profiles, health.Store}); err != nil {
 			return err
 		}
@@ -219,7 +224,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // renderAgent says which agent answers, with what configuration, since
 // when.
-func renderAgent(w io.Writer, a *ipc.AgentInfo, now time.Time) {
+func renderAgent(w io.Writer, a *clientlib.AgentInfo, now time.Time) {
 	if a == nil {
 		return
 	}
@@ -235,7 +240,7 @@ func renderAgent(w io.Writer, a *ipc.AgentInfo, now time.Time) {
 
 // renderStore adds a line about the token store when it is not well: the
 // operator's first question when tokens stop surviving restarts.
-func renderStore(w io.Writer, st *ipc.StoreHealth) {
+func renderStore(w io.Writer, st *clientlib.StoreHealth) {
 	if st == nil || st.State == "ok" || st.State == "memory" {
 		return
 	}

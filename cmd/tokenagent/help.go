@@ -11,9 +11,9 @@ import (
 )
 
 // exitCodesHelp is the exit-code list every command's help ends with.
-const exitCodesHelp = `exit codes: 0 ok, 1 error, 2 usage, 3 agent not reachable (or not trusted),
-4 forbidden, unknown profile or permission denied on the socket,
-5 identity provider error (or min_valid cannot be met)`
+const exitCodesHelp = `exit codes: 0 ok, 1 error, 2 usage, 3 agent not reachable (or not trusted, or
+of another version), 4 forbidden, unknown profile or permission denied on the
+socket, 5 identity provider error (or min_valid cannot be met)`
 
 // commandHelp is what `tokenagent CMD --help` says about CMD besides its
 // flags: the arguments, what it does, and an example that works against

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -109,7 +111,7 @@ func shellUnquote(s string) (string, bool) {
 // about a healthy or in-memory store.
 func TestStatusShowsAStoreInTrouble(t *testing.T) {
 	var b strings.Builder
-	renderStore(&b, &ipc.StoreHealth{Path: "/var/lib/tokenagent/tokens.db", State: "stalled", Error: "write\x1b[2J hung", Stalls: 1, PendingWrites: 3})
+	renderStore(&b, &clientlib.StoreHealth{Path: "/var/lib/tokenagent/tokens.db", State: "stalled", Error: "write\x1b[2J hung", Stalls: 1, PendingWrites: 3})
 	out := b.String()
 	for _, want := range []string{"/var/lib/tokenagent/tokens.db", "stalled", "write[2J hung", "3 writes pending", "served from memory"} {
 		if !strings.Contains(out, want) {
@@ -119,10 +121,34 @@ func TestStatusShowsAStoreInTrouble(t *testing.T) {
 	if strings.ContainsRune(out, '\x1b') {
 		t.Error("status passed a terminal escape through")
 	}
-	for _, h := range []*ipc.StoreHealth{nil, {State: "ok"}, {State: "memory"}} {
+	for _, h := range []*clientlib.StoreHealth{nil, {State: "ok"}, {State: "memory"}} {
 		b.Reset()
 		if renderStore(&b, h); b.Len() != 0 {
 			t.Errorf("status for store %+v printed %q, want nothing", h, b.String())
+		}
+	}
+}
+
+// TestClientExitCodes: each sentinel's exit code, ErrNotFound (an agent
+// of another version) with the unreachable ones.
+func TestClientExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		kind error
+		want int
+	}{
+		{clientlib.ErrAgentUnavailable, exitUnreachable},
+		{clientlib.ErrShuttingDown, exitUnreachable},
+		{clientlib.ErrNotFound, exitUnreachable},
+		{clientlib.ErrUnknownProfile, exitDenied},
+		{clientlib.ErrForbidden, exitDenied},
+		{clientlib.ErrIdPRefused, exitIdP},
+		{clientlib.ErrIdPUnavailable, exitIdP},
+		{clientlib.ErrMinValid, exitIdP},
+	} {
+		err := clientExit(fmt.Errorf("clientlib: %w", &clientlib.Error{Kind: c.kind, Code: "x", Description: "d"}))
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != c.want {
+			t.Errorf("clientExit(%v) = %v, want exit %d", c.kind, err, c.want)
 		}
 	}
 }

@@ -133,7 +133,7 @@ func (a *fleetAgent) refresh(t *testing.T) string {
 	old := a.token(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok, err := a.client.Refresh(ctx, "p", old)
+	tok, err := a.client.ReportRejected(ctx, "p", old)
 	if err != nil {
 		t.Fatalf("%s: refresh: %v", a.name, err)
 	}
@@ -321,7 +321,7 @@ func TestFleetOfAgentProcesses(t *testing.T) {
 		hold := make(chan struct{})
 		idp.SetFault(idptest.Fault{Hold: hold})
 		old := victim.token(t)
-		go victim.client.Refresh(context.Background(), "p", old)
+		go victim.client.ReportRejected(context.Background(), "p", old)
 		idp.WaitRequests(before + 1)
 		r.kill(victim)
 		killed := time.Now()
