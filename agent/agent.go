@@ -505,10 +505,18 @@ func (a *Agent) Close() error {
 	return nil
 }
 
-// beginFetch registers a fetch in flight; false once the agent is closed.
+// StopFetching ends the wait of every caller who has no valid token:
+// fetches in flight are cancelled and no new one starts, so that they are
+// answered ErrShuttingDown at once. Tokens held are still served. The
+// daemon calls it when its shutdown grace has run out, before it cuts the
+// doors' connections; Close must still follow.
+func (a *Agent) StopFetching() { a.cancel() }
+
+// beginFetch registers a fetch in flight; false once the agent is closed
+// or stopping.
 func (a *Agent) beginFetch() bool {
 	a.fetching.RLock()
-	if a.closed {
+	if a.closed || a.ctx.Err() != nil {
 		a.fetching.RUnlock()
 		return false
 	}

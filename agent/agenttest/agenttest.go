@@ -47,6 +47,8 @@ type Options struct {
 	// Observe and ReadHeaderTimeout are passed to the daemon.
 	Observe           func(localapi.RequestEvent)
 	ReadHeaderTimeout time.Duration
+	// ShutdownGrace is passed to the daemon (0: its default).
+	ShutdownGrace time.Duration
 }
 
 // Start runs an agent for text, a TOML document in which IDP stands for
@@ -87,7 +89,7 @@ func StartWith(text string, opts Options) (*Running, error) {
 	}
 	r.Socket = filepath.Join(r.Dir, "run", "agent.sock")
 	r.Daemon, err = daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Socket: r.Socket, Logger: &log, NoSignals: true,
-		Observe: opts.Observe, ReadHeaderTimeout: opts.ReadHeaderTimeout})
+		Observe: opts.Observe, ReadHeaderTimeout: opts.ReadHeaderTimeout, ShutdownGrace: opts.ShutdownGrace})
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +122,18 @@ func (r *Running) wait() error {
 	if err == nil {
 		return errors.New("daemon stopped")
 	}
+	return err
+}
+
+// Stop stops the daemon (its doors drain, then the engine closes) and
+// returns what Run returned; the IdP and the directory stay until Close.
+func (r *Running) Stop() error {
+	if r.stop == nil {
+		return nil
+	}
+	r.stop()
+	err := <-r.done
+	r.stop = nil
 	return err
 }
 

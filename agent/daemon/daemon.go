@@ -248,14 +248,14 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	// Serve closes the listener (removing the socket) when it returns, even
 	// when Shutdown came first: wait for that, so that Run never returns
 	// with the socket still there.
-	defer func() { d.shutdown(srv); <-serveDone }()
+	defer func() { d.shutdown(srv, a); <-serveDone }()
 
 	var endpointAddr net.Addr
 	if eln != nil {
 		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
 		endpointDone := make(chan struct{})
 		go func() { defer close(endpointDone); served <- esrv.Serve(eln) }()
-		defer func() { d.drain(esrv, "token endpoint"); <-endpointDone }()
+		defer func() { d.drain(esrv, "token endpoint", a); <-endpointDone }()
 		endpointAddr = eln.Addr()
 		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint")
 	}
@@ -335,19 +335,30 @@ func (d *Daemon) checkDirs() error {
 }
 
 // shutdown lets requests in flight finish, then closes the socket.
-func (d *Daemon) shutdown(srv *localapi.Server) {
+func (d *Daemon) shutdown(srv *localapi.Server, a *agent.Agent) {
 	sdNotify("STOPPING=1")
 	d.log.Info().Msg("shutting down: finishing requests in flight")
-	d.drain(srv, "socket")
+	d.drain(srv, "socket", a)
 }
 
-// drain lets a door's requests in flight finish, up to ShutdownGrace,
-// then cuts off the rest.
+// answerGrace is how long requests that were waiting for a fetch get to
+// write their "shutting down" answer once the engine stopped fetching.
+const answerGrace = time.Second
+
+// drain lets a door's requests in flight finish, up to ShutdownGrace.
+// Those still waiting for the IdP are then answered ErrShuttingDown (the
+// engine stops fetching), and only what is left after that is cut off.
 func (d *Daemon) drain(srv interface {
 	Shutdown(context.Context) error
 	Close() error
-}, door string) {
+}, door string, a *agent.Agent) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err == nil {
+		return
+	}
+	a.StopFetching()
+	ctx, cancel = context.WithTimeout(context.Background(), answerGrace)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		d.log.Warn().Err(err).Str("door", door).Msg("requests still in flight at shutdown were cut off")
