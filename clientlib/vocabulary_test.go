@@ -77,47 +77,36 @@ func answerOf(err error) answer {
 	return a
 }
 
-// vocabularyCases are the failures, each asked of the engine (or, for an
+// vocabularyCase is one failure, asked of the engine (or, for an
 // endpoint, of the route parser) in process and of clientlib over the
-// socket. "shutting down" comes last, on its own (see the test).
-var vocabularyCases = []struct {
+// socket.
+type vocabularyCase struct {
 	name      string
 	inProcess func(ctx context.Context, r *agenttest.Running, caller ipc.Caller) error
 	socket    func(ctx context.Context, c *clientlib.Client) error
-}{
-	{"unknown profile",
+}
+
+// tokenCase asks for a token of profile with at least minValid left.
+func tokenCase(name, profile string, minValid time.Duration) vocabularyCase {
+	return vocabularyCase{name,
 		func(ctx context.Context, r *agenttest.Running, caller ipc.Caller) error {
-			_, err := r.Agent.Token(ctx, caller, "nope", 0)
-			return err
-		},
-		func(ctx context.Context, c *clientlib.Client) error { _, err := c.Token(ctx, "nope"); return err }},
-	{"denied",
-		func(ctx context.Context, r *agenttest.Running, caller ipc.Caller) error {
-			_, err := r.Agent.Token(ctx, caller, "denied", 0)
-			return err
-		},
-		func(ctx context.Context, c *clientlib.Client) error { _, err := c.Token(ctx, "denied"); return err }},
-	{"IdP refused",
-		func(ctx context.Context, r *agenttest.Running, caller ipc.Caller) error {
-			_, err := r.Agent.Token(ctx, caller, "refused", 0)
-			return err
-		},
-		func(ctx context.Context, c *clientlib.Client) error { _, err := c.Token(ctx, "refused"); return err }},
-	{"IdP unavailable",
-		func(ctx context.Context, r *agenttest.Running, caller ipc.Caller) error {
-			_, err := r.Agent.Token(ctx, caller, "down", 0)
-			return err
-		},
-		func(ctx context.Context, c *clientlib.Client) error { _, err := c.Token(ctx, "down"); return err }},
-	{"min_valid unmeetable",
-		func(ctx context.Context, r *agenttest.Running, caller ipc.Caller) error {
-			_, err := r.Agent.Token(ctx, caller, "p", 23*time.Hour)
+			_, err := r.Agent.Token(ctx, caller, profile, minValid)
 			return err
 		},
 		func(ctx context.Context, c *clientlib.Client) error {
-			_, err := c.Token(ctx, "p", clientlib.WithMinValid(23*time.Hour))
+			_, err := c.Token(ctx, profile, clientlib.WithMinValid(minValid))
 			return err
-		}},
+		}}
+}
+
+// vocabularyCases are the failures; "shutting down" comes last, on its
+// own (see the test).
+var vocabularyCases = []vocabularyCase{
+	tokenCase("unknown profile", "nope", 0),
+	tokenCase("denied", "denied", 0),
+	tokenCase("IdP refused", "refused", 0),
+	tokenCase("IdP unavailable", "down", 0),
+	tokenCase("min_valid unmeetable", "p", 23*time.Hour),
 	{"unknown endpoint",
 		func(context.Context, *agenttest.Running, ipc.Caller) error {
 			_, err := localapi.ParseRoute("GET", "/v1/nope", "")
