@@ -16,28 +16,10 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/agent/schedule"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
-
-// Backoff after transient failures: full jitter (a uniformly random wait up
-// to a ceiling that doubles per consecutive failure, from initialBackoff to
-// max_backoff), never less than minBackoff. A Retry-After from the IdP
-// lengthens the wait (capped at max_backoff), never shortens it.
-const (
-	initialBackoff = 2 * time.Second
-	minBackoff     = time.Second
-)
-
-// outageProbeInterval spaces the IdP requests made for callers who are
-// waiting while no valid token exists: however long the backoff has
-// grown, such a caller may trigger one request (coalesced, one at a time
-// per profile) once this long has passed since the last one, so service
-// returns within seconds of the IdP's recovery. A Retry-After from the IdP
-// still wins, and a permanent error (invalid_client …) is still held for
-// permanent_backoff. While a valid token is served, the backoff alone
-// paces the retries.
-const outageProbeInterval = 2 * time.Second
 
 // lateTimer is how far past its due time a refresh timer may be before a
 // caller re-arms it: timers run on the monotonic clock, which stands still
@@ -238,15 +220,9 @@ func (s *source) holdLocked(now time.Time) time.Duration {
 	if s.lastErr == nil {
 		return 0
 	}
-	wait := s.nextAttempt.Sub(now)
-	if !s.permanent {
-		probe := s.lastFailure.Add(outageProbeInterval)
-		if s.retryUntil.After(probe) {
-			probe = s.retryUntil
-		}
-		wait = min(wait, probe.Sub(now))
-	}
-	return wait
+	// While a valid token is served, the backoff alone paces the retries
+	// (the timer); this is for callers with none.
+	return schedule.Failure{At: s.lastFailure, NextAttempt: s.nextAttempt, RetryUntil: s.retryUntil, Permanent: s.permanent}.Hold(now)
 }
 
 // fetch asks the IdP for a token; singleflight runs at most one at a time.
@@ -431,12 +407,11 @@ func (s *source) failedLocked(now time.Time, err error, latency time.Duration) {
 		wait = t.PermanentBackoff.Duration
 	} else {
 		s.failures++
-		ceiling := initialBackoff << min(s.failures-1, 20)
-		ceiling = min(ceiling, t.MaxBackoff.Duration)
-		wait = max(time.Duration(s.agent.rand()*float64(ceiling)), minBackoff)
-		if isIdP && ie.RetryAfter > wait {
-			wait = min(ie.RetryAfter, t.MaxBackoff.Duration)
+		var retryAfter time.Duration
+		if isIdP {
+			retryAfter = ie.RetryAfter
 		}
+		wait = schedule.Backoff(s.failures, s.agent.rand(), t.MaxBackoff.Duration, retryAfter)
 	}
 	s.lastErr, s.lastFailure, s.permanent = err, now, isIdP && !ie.Transient
 	s.retryUntil = time.Time{}
