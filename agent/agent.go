@@ -129,18 +129,15 @@ type Agent struct {
 // missed between the two.
 func (a *Agent) stateChanged() <-chan struct{} { return *a.changed.Load() }
 
+// Changed returns a channel closed at the next change of the agent's
+// state: a fetch ended, a token arrived from the fleet, the store's state
+// changed. Read the state after taking it, so that no change is missed.
+func (a *Agent) Changed() <-chan struct{} { return a.stateChanged() }
+
 // notify wakes those waiting in stateChanged.
 func (a *Agent) notify() {
 	ch := make(chan struct{})
 	close(*a.changed.Swap(&ch))
-}
-
-// FleetStats counts a profile's work through the fleet: records read,
-// tokens taken from it instead of the IdP, lock acquisitions tried,
-// tokens this host fetched and shared, and fetches made for this host
-// alone (the fleet failed, or its lock holder was slow).
-type FleetStats struct {
-	Reads, Hits, LockWaits, Mints, Fallbacks uint64
 }
 
 // ProfileStatus is what the agent knows about a profile, for status

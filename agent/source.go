@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -13,29 +14,12 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/agent/schedule"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
-
-// Backoff after transient failures: full jitter (a uniformly random wait up
-// to a ceiling that doubles per consecutive failure, from initialBackoff to
-// max_backoff), never less than minBackoff. A Retry-After from the IdP
-// lengthens the wait (capped at max_backoff), never shortens it.
-const (
-	initialBackoff = 2 * time.Second
-	minBackoff     = time.Second
-)
-
-// outageProbeInterval spaces the IdP requests made for callers who are
-// waiting while no valid token exists: however long the backoff has
-// grown, such a caller may trigger one request (coalesced, one at a time
-// per profile) once this long has passed since the last one, so service
-// returns within seconds of the IdP's recovery. A Retry-After from the IdP
-// still wins, and a permanent error (invalid_client …) is still held for
-// permanent_backoff. While a valid token is served, the backoff alone
-// paces the retries.
-const outageProbeInterval = 2 * time.Second
 
 // lateTimer is how far past its due time a refresh timer may be before a
 // caller re-arms it: timers run on the monotonic clock, which stands still
@@ -83,8 +67,9 @@ type cached struct {
 	// the wall clock alone would make a token look valid for longer after
 	// an NTP step back, the monotonic one alone after a suspend.
 	monoExpiry, monoRefresh time.Duration
-	fromStore               bool // loaded from the store, not fetched by this agent
-	fromFleet               bool // another host's agent fetched it
+	fromStore               bool   // loaded from the store, not fetched by this agent
+	fromFleet               bool   // another host's agent fetched it
+	mintedBy                string // that host's name; "" for this host
 }
 
 // left is how long the token stays valid: the lesser of what the wall
@@ -130,39 +115,35 @@ type source struct {
 	served   atomic.Uint64          // tokens handed out over the socket
 	sf       singleflight.Group
 
-	mu            sync.Mutex
-	stopTimer     func() bool
-	failures      int               // consecutive transient failures
-	nextAttempt   time.Time         // no upstream request before this, after a failure
-	lastErr       error             // most recent fetch error; nil after a success
-	lastFailure   time.Time         // when the last failed request was answered
-	retryUntil    time.Time         // the IdP's Retry-After, as a time
-	permanent     bool              // lastErr is a permanent IdP error
-	forcing       [32]byte          // the token whose forced refresh is under way
-	lastForced    time.Time         // when the last forced refresh started
-	requests      int               // upstream requests made
-	results       map[string]uint64 // upstream requests by result ("ok" or an error class)
-	latency       Histogram
-	minted        uint64 // successful fetches
-	coalesced     uint64 // callers who waited on a fetch another caller started
-	lastRefresh   time.Time
-	skew          time.Duration // the JWT's exp − (sent + expires_in), last seen
-	skewLogged    bool
-	fleetStats    FleetStats    // guarded by mu
-	mintedBy      string        // the host whose agent fetched the held token
-	fleetDown     bool          // the fleet failed; logged once
-	fleetWrongKey bool          // ... because this host's seal key is not the fleet's
-	stopProbe     func() bool   // ends the pending probeFleet
-	fleetRetry    time.Time     // while down, not asked again before this
-	stopWatch     func()        // ends watchFleet
-	arrivedSig    chan struct{} // closed when the fleet's token is installed; made by lockFleet
-	fleetForgot   time.Time     // fleet refusals from before this are not held (a reload)
-	idle          bool
-	closed        bool
+	mu          sync.Mutex
+	stopTimer   func() bool
+	failures    int               // consecutive transient failures
+	nextAttempt time.Time         // no upstream request before this, after a failure
+	lastErr     error             // most recent fetch error; nil after a success
+	lastFailure time.Time         // when the last failed request was answered
+	retryUntil  time.Time         // the IdP's Retry-After, as a time
+	permanent   bool              // lastErr is a permanent IdP error
+	forcing     [32]byte          // the token whose forced refresh is under way
+	lastForced  time.Time         // when the last forced refresh started
+	requests    int               // upstream requests made
+	results     map[string]uint64 // upstream requests by result ("ok" or an error class)
+	latency     Histogram
+	minted      uint64 // successful fetches
+	coalesced   uint64 // callers who waited on a fetch another caller started
+	lastRefresh time.Time
+	skew        time.Duration // the JWT's exp − (sent + expires_in), last seen
+	skewLogged  bool
+	idle        bool
+	closed      bool
+
+	// coord shares the profile's tokens with other hosts; nil when it
+	// takes no part in a fleet.
+	coord *fleet.Coordinator
 }
 
 func newSource(a *Agent, p *profile) *source {
 	s := &source{agent: a, prof: p, log: a.log.With().Str("profile", p.name).Logger()}
+	s.coord = newCoordinator(s)
 	s.lastUsed.Store(a.clock.Now().UnixNano())
 	return s
 }
@@ -239,15 +220,9 @@ func (s *source) holdLocked(now time.Time) time.Duration {
 	if s.lastErr == nil {
 		return 0
 	}
-	wait := s.nextAttempt.Sub(now)
-	if !s.permanent {
-		probe := s.lastFailure.Add(outageProbeInterval)
-		if s.retryUntil.After(probe) {
-			probe = s.retryUntil
-		}
-		wait = min(wait, probe.Sub(now))
-	}
-	return wait
+	// While a valid token is served, the backoff alone paces the retries
+	// (the timer); this is for callers with none.
+	return schedule.Failure{At: s.lastFailure, NextAttempt: s.nextAttempt, RetryUntil: s.retryUntil, Permanent: s.permanent}.Hold(now)
 }
 
 // fetch asks the IdP for a token; singleflight runs at most one at a time.
@@ -262,35 +237,25 @@ func (s *source) fetch() (any, error) {
 	}
 	defer s.agent.endFetch()
 	defer s.agent.notify()
-	t := s.prof.timing
 	// With a fleet, a token another host fetched is used as it is; else
 	// this host fetches holding the fingerprint's lock, and shares what it
 	// gets (see fleet.go). etcd trouble leaves it fetching for itself.
-	var turn fleetTurn
-	if s.agent.fleet != nil && s.prof.fleetShared {
-		turn = s.fleetFirst()
-		if turn.unlock != nil {
-			defer turn.unlock()
-		}
-		switch {
-		case turn.hold != nil:
-			return nil, turn.hold
-		case turn.token != nil:
-			return turn.token, nil
-		}
+	if s.coord != nil {
+		return s.fetchShared()
 	}
-	ctx, cancel := context.WithTimeout(s.agent.ctx, t.FetchTimeout.Duration)
+	return s.fetchIdP(s.agent.ctx)
+}
+
+// fetchIdP asks the IdP for a token and installs it.
+func (s *source) fetchIdP(ctx context.Context) (*cached, error) {
+	t := s.prof.timing
+	ctx, cancel := context.WithTimeout(ctx, t.FetchTimeout.Duration)
 	defer cancel()
 	sent, sentMono := readClock(s.agent.clock)
 	sent = sent.Round(0) // wall time only: it is stored and compared as such
 	start := time.Now()
 	resp, err := s.prof.client.Fetch(ctx)
 	latency := time.Since(start)
-	defer func() {
-		if c := s.cur.Load(); err == nil && turn.unlock != nil && c != nil {
-			s.toFleet(c) // before the lock is released
-		}
-	}()
 
 	s.mu.Lock()
 	s.requests++
@@ -307,11 +272,7 @@ func (s *source) fetch() (any, error) {
 	if err != nil {
 		s.failedLocked(now, err, latency)
 		wait := s.holdLocked(now)
-		until := s.nextAttempt
 		s.mu.Unlock()
-		if turn.unlock != nil {
-			s.failToFleet(err, now, until)
-		}
 		// The callers learn when it is worth asking again (Retry-After).
 		return nil, &holdError{wait: wait, err: err, fresh: true}
 	}
@@ -332,7 +293,6 @@ func (s *source) fetch() (any, error) {
 	c.monoRefresh = sentMono + c.refreshAt.Sub(sent)
 	s.cur.Store(c)
 	s.minted++
-	s.mintedBy = s.agent.hostname
 	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
 	s.armLocked(now, c.refreshAt)
 	s.mu.Unlock()
@@ -447,12 +407,11 @@ func (s *source) failedLocked(now time.Time, err error, latency time.Duration) {
 		wait = t.PermanentBackoff.Duration
 	} else {
 		s.failures++
-		ceiling := initialBackoff << min(s.failures-1, 20)
-		ceiling = min(ceiling, t.MaxBackoff.Duration)
-		wait = max(time.Duration(s.agent.rand()*float64(ceiling)), minBackoff)
-		if isIdP && ie.RetryAfter > wait {
-			wait = min(ie.RetryAfter, t.MaxBackoff.Duration)
+		var retryAfter time.Duration
+		if isIdP {
+			retryAfter = ie.RetryAfter
 		}
+		wait = schedule.Backoff(s.failures, s.agent.rand(), t.MaxBackoff.Duration, retryAfter)
 	}
 	s.lastErr, s.lastFailure, s.permanent = err, now, isIdP && !ie.Transient
 	s.retryUntil = time.Time{}
@@ -606,7 +565,9 @@ func (s *source) releaseHold() {
 	defer s.mu.Unlock()
 	// A refusal the fleet shared before the reload is forgotten too: the
 	// operator may have fixed it at the IdP.
-	s.fleetForgot = s.agent.clock.Now()
+	if s.coord != nil {
+		s.coord.Forget()
+	}
 	if s.lastErr == nil {
 		return
 	}
@@ -623,12 +584,8 @@ func (s *source) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	if s.stopWatch != nil {
-		s.stopWatch()
-	}
-	if s.stopProbe != nil {
-		s.stopProbe()
-		s.stopProbe = nil
+	if s.coord != nil {
+		s.coord.Close()
 	}
 	if s.stopTimer != nil {
 		s.stopTimer()
@@ -676,19 +633,12 @@ func (s *source) status(now time.Time) ProfileStatus {
 		st.ClockSkew = s.skew
 	}
 	if s.agent.fleet != nil {
-		switch {
-		case !s.prof.fleetShared:
-			st.Fleet = "local"
-		case s.fleetDown && s.fleetWrongKey:
-			st.Fleet = "local: wrong seal_key"
-		case s.fleetDown:
-			st.Fleet = "fleet unavailable"
-		default:
-			st.Fleet = "fleet"
+		st.Fleet = "local"
+		if s.coord != nil {
+			st.Fleet, st.FleetStats = s.coord.Status()
 		}
-		st.MintedBy, st.FleetStats = s.mintedBy, s.fleetStats
-		if st.MintedBy == "" && s.cur.Load() != nil {
-			st.MintedBy = s.agent.hostname
+		if c := s.cur.Load(); c != nil {
+			st.MintedBy = cmp.Or(c.mintedBy, s.agent.hostname)
 		}
 	}
 	return st

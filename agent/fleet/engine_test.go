@@ -21,6 +21,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/fleet"
+	"github.com/tokenagent/tokenagent/agent/fleet/etcdfleet"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/clientlib"
@@ -73,7 +74,7 @@ func TestEtcdDownMeansLocalMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := client(t, []string{"http://127.0.0.1:1"}) // nothing listens there
-	a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(dead, "/tokenagent/", newKey(t), 300*time.Millisecond)})
+	a, err := agent.New(cfg, agent.Options{Fleet: etcdfleet.New(dead, "/tokenagent/", newKey(t), 300*time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,12 +195,16 @@ func TestWatchServesAnotherHostsRefresh(t *testing.T) {
 	if err != nil || fresh.AccessToken == first.AccessToken {
 		t.Fatalf("refresh on host 0: %v", err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	// The watch's delivery is a change of host 1's state: wait for it.
+	for timeout := time.After(10 * time.Second); ; {
+		changed := agents[1].Changed()
 		tok, err := agents[1].Token(context.Background(), self, "p", 0)
 		if err == nil && tok.AccessToken == fresh.AccessToken {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-changed:
+		case <-timeout:
 			t.Fatal("host 1 never served host 0's new token")
 		}
 	}
@@ -220,7 +225,7 @@ func fleetAgents(t *testing.T, n int, cfgs ...*config.Config) []*agent.Agent {
 	key := newKey(t)
 	var agents []*agent.Agent
 	for i := range n {
-		a, err := agent.New(cfgs[min(i, len(cfgs)-1)], agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i%3:i%3+1]), prefix, key, 2*time.Second)})
+		a, err := agent.New(cfgs[min(i, len(cfgs)-1)], agent.Options{Fleet: etcdfleet.New(client(t, endpoints[i%3:i%3+1]), prefix, key, 2*time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,7 +339,7 @@ func TestWrongSealKeyHostFetchesAlone(t *testing.T) {
 	good, bad := newKey(t), newKey(t)
 	var agents []*agent.Agent
 	for i, k := range []*fleet.Key{good, bad, good} {
-		a, err := agent.New(cfg, agent.Options{Fleet: fleet.NewEtcd(client(t, endpoints[i:i+1]), prefix, k, 2*time.Second)})
+		a, err := agent.New(cfg, agent.Options{Fleet: etcdfleet.New(client(t, endpoints[i:i+1]), prefix, k, 2*time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
-	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -91,7 +90,7 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "warning: metrics_listen = %q is reachable from other hosts: /metrics has no access control and names every profile; "+
 			"bind it to 127.0.0.1 (or ::1) unless a firewall or network policy restricts it\n", m)
 	}
-	fl, flClose, err := agent.OpenFleet(cfg)
+	fl, flClose, err := agent.DialFleet(cfg)
 	if err != nil {
 		return err
 	}
@@ -103,8 +102,8 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 	}
 	if *online {
-		if e, ok := fl.(*fleet.Etcd); ok {
-			if err := e.Check(ctx); err != nil {
+		if fl != nil {
+			if err := fl.Check(ctx); err != nil {
 				fmt.Fprintf(stdout, "fleet: FAILED: %v\n", err)
 				return &exitError{code: exitIdP, err: fmt.Errorf("the fleet cannot be used; the agent would fetch for this host alone")}
 			}

@@ -1,4 +1,9 @@
-package fleet
+// Package etcdfleet is the fleet's etcd Backend (see package fleet):
+// records sealed with the fleet's seal key under PREFIX/tokens/, locks on
+// leases under PREFIX/locks/, the pinned seal key id at
+// PREFIX/seal-key-id, and a watch that returns once etcd has registered
+// it.
+package etcdfleet
 
 import (
 	"context"
@@ -13,6 +18,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+
+	"github.com/tokenagent/tokenagent/agent/fleet"
 )
 
 // Dial makes an etcd client for endpoints (tlsCfg nil: plain http), each
@@ -37,8 +44,8 @@ func Dial(endpoints []string, tlsCfg *tls.Config, timeout time.Duration) (*clien
 type Etcd struct {
 	cli     *clientv3.Client
 	prefix  string
-	key     *Key   // seals what this host writes
-	keys    []*Key // open what others wrote: key first
+	key     *fleet.Key   // seals what this host writes
+	keys    []*fleet.Key // open what others wrote: key first
 	timeout time.Duration
 	lockTTL time.Duration
 }
@@ -47,10 +54,10 @@ type Etcd struct {
 // a live holder keeps its lease alive however long its fetch takes.
 const LockTTL = 5 * time.Second
 
-// NewEtcd uses cli (the caller closes it) with prefix, sealing with key.
+// New uses cli (the caller closes it) with prefix, sealing with key.
 // timeout bounds every operation but Lock's wait.
-func NewEtcd(cli *clientv3.Client, prefix string, key *Key, timeout time.Duration) *Etcd {
-	return &Etcd{cli: cli, prefix: prefix, key: key, keys: []*Key{key}, timeout: timeout, lockTTL: LockTTL}
+func New(cli *clientv3.Client, prefix string, key *fleet.Key, timeout time.Duration) *Etcd {
+	return &Etcd{cli: cli, prefix: prefix, key: key, keys: []*fleet.Key{key}, timeout: timeout, lockTTL: LockTTL}
 }
 
 // SetLockTTL changes LockTTL, for tests (etcd grants at least 2 s or so).
@@ -73,7 +80,7 @@ func (e *Etcd) Check(ctx context.Context) error {
 	}
 	if len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) != e.key.ID() {
 		return fmt.Errorf("fleet: this host's seal_key (key id %s) is not the fleet's (key id %s at %s): %w",
-			e.key.ID(), safeID(resp.Kvs[0].Value), e.pinKey(), ErrWrongKey)
+			e.key.ID(), safeID(resp.Kvs[0].Value), e.pinKey(), fleet.ErrWrongKey)
 	}
 	return nil
 }
@@ -94,8 +101,8 @@ func (e *Etcd) tokenKey(fp string) string { return e.prefix + "tokens/" + fp }
 
 // Get returns the fingerprint's record; ok is false when there is none.
 // A record sealed with another seal key, or one that does not
-// authenticate, is an error (ErrWrongKey, ErrTampered), never served.
-func (e *Etcd) Get(ctx context.Context, fp string) (r Record, ok bool, err error) {
+// authenticate, is an error (fleet.ErrWrongKey, fleet.ErrTampered), never served.
+func (e *Etcd) Get(ctx context.Context, fp string) (r fleet.Record, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	resp, err := e.cli.Get(ctx, e.tokenKey(fp))
@@ -105,13 +112,13 @@ func (e *Etcd) Get(ctx context.Context, fp string) (r Record, ok bool, err error
 	if len(resp.Kvs) == 0 {
 		return r, false, nil
 	}
-	r, err = Open(e.keys, e.prefix, fp, resp.Kvs[0].Value)
+	r, err = fleet.Open(e.keys, e.prefix, fp, resp.Kvs[0].Value)
 	return r, err == nil, err
 }
 
 // Put writes the fingerprint's record, sealed, if the fleet's seal key
-// is this host's (pinning it when no host has yet); ErrWrongKey if not.
-func (e *Etcd) Put(ctx context.Context, fp string, r Record) error {
+// is this host's (pinning it when no host has yet); fleet.ErrWrongKey if not.
+func (e *Etcd) Put(ctx context.Context, fp string, r fleet.Record) error {
 	sealed, err := e.key.Seal(e.prefix, fp, r)
 	if err != nil {
 		return err
@@ -132,7 +139,7 @@ func (e *Etcd) Put(ctx context.Context, fp string, r Record) error {
 		}
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			return fmt.Errorf("fleet: this host's seal_key (key id %s) is not the fleet's (key id %s at %s); it fetches for itself and writes nothing: %w",
-				e.key.ID(), safeID(kvs[0].Value), e.pinKey(), ErrWrongKey)
+				e.key.ID(), safeID(kvs[0].Value), e.pinKey(), fleet.ErrWrongKey)
 		}
 		// No key pinned yet: this host's is the fleet's from now on.
 		if _, err := e.cli.Txn(ctx).
@@ -193,16 +200,21 @@ func (e *Etcd) revoke(id clientv3.LeaseID) {
 	e.cli.Revoke(ctx, id)
 }
 
-// Watch sends every record written for the fingerprint from now on,
-// until ctx ends; records that do not open are skipped. A watch that etcd
-// ends — its member lost the leader (a partition), or the revision to
-// resume from was compacted while this host was cut off — is started
-// again, and the record as it is then is sent, so that nothing written
-// meanwhile is missed.
-func (e *Etcd) Watch(ctx context.Context, fp string) <-chan Record {
-	out := make(chan Record, 1)
+// Watch returns once etcd has registered a watch of the fingerprint's
+// record (an error if it has not within the operation timeout), and then
+// sends every record written for it until ctx ends; records that do not
+// open are skipped. A watch that etcd ends — its member lost the leader
+// (a partition), or the revision to resume from was compacted while this
+// host was cut off — is started again, and the record as it is then is
+// sent, so that nothing written meanwhile is missed.
+func (e *Etcd) Watch(ctx context.Context, fp string) (<-chan fleet.Record, error) {
+	wch, stop, err := e.watch(ctx, fp, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan fleet.Record, 1)
 	send := func(value []byte) bool {
-		r, err := Open(e.keys, e.prefix, fp, value)
+		r, err := fleet.Open(e.keys, e.prefix, fp, value)
 		if err != nil {
 			return true
 		}
@@ -215,42 +227,81 @@ func (e *Etcd) Watch(ctx context.Context, fp string) <-chan Record {
 	}
 	go func() {
 		defer close(out)
-		for again := false; ctx.Err() == nil; again = true {
-			var from int64
-			if again {
-				gctx, cancel := context.WithTimeout(ctx, e.timeout)
-				resp, err := e.cli.Get(gctx, e.tokenKey(fp))
-				cancel()
-				if err != nil {
-					select {
-					case <-ctx.Done():
-					case <-time.After(watchRetry):
-					}
-					continue
-				}
-				if len(resp.Kvs) > 0 && !send(resp.Kvs[0].Value) {
-					return
-				}
-				from = resp.Header.Revision + 1
-			}
-			opts := []clientv3.OpOption{}
-			if from > 0 {
-				opts = append(opts, clientv3.WithRev(from))
-			}
-			for resp := range e.cli.Watch(clientv3.WithRequireLeader(ctx), e.tokenKey(fp), opts...) {
+		for {
+			for resp := range wch {
 				for _, ev := range resp.Events {
 					if ev.Type == clientv3.EventTypePut && !send(ev.Kv.Value) {
+						stop()
 						return
 					}
 				}
 			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(watchRetry):
+			stop()
+			// Started again from the record as it is: the new watch begins
+			// just after the revision read, so no write falls between.
+			var current []byte
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(watchRetry):
+				}
+				gctx, cancel := context.WithTimeout(ctx, e.timeout)
+				resp, err := e.cli.Get(gctx, e.tokenKey(fp))
+				cancel()
+				if err != nil {
+					continue
+				}
+				if wch, stop, err = e.watch(ctx, fp, resp.Header.Revision+1); err != nil {
+					continue
+				}
+				if len(resp.Kvs) > 0 {
+					current = resp.Kvs[0].Value
+				}
+				break
+			}
+			if current != nil && !send(current) {
+				stop()
+				return
 			}
 		}
 	}()
-	return out
+	return out, nil
+}
+
+// watch starts a watch of fp's record (from revision from, if not 0) and
+// waits, within the operation timeout, for etcd to say it is registered.
+func (e *Etcd) watch(ctx context.Context, fp string, from int64) (clientv3.WatchChan, context.CancelFunc, error) {
+	wctx, stop := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	opts := []clientv3.OpOption{clientv3.WithCreatedNotify()}
+	if from > 0 {
+		opts = append(opts, clientv3.WithRev(from))
+	}
+	// etcd's client may block in Watch itself until it connects: the
+	// timeout cancels the watch's context, which ends that wait too.
+	expired := time.AfterFunc(e.timeout, stop)
+	wch := e.cli.Watch(wctx, e.tokenKey(fp), opts...)
+	resp, ok := <-wch
+	if !expired.Stop() {
+		stop()
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, e.opErr("watch", context.DeadlineExceeded)
+	}
+	var err error
+	switch {
+	case !ok:
+		err = errors.New("the watch closed before etcd registered it")
+	case resp.Err() != nil:
+		err = resp.Err()
+	case !resp.Created:
+		err = errors.New("etcd's first answer to a watch was not its creation")
+	default:
+		return wch, stop, nil
+	}
+	stop()
+	return nil, nil, e.opErr("watch", err)
 }
 
 // watchRetry spaces the restarts of a watch etcd ended.

@@ -1,0 +1,358 @@
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenagent/tokenagent/agent/fleet"
+	"github.com/tokenagent/tokenagent/agent/fleet/etcdfleet"
+	"github.com/tokenagent/tokenagent/agent/fleet/fleettest"
+	"github.com/tokenagent/tokenagent/agent/idp"
+)
+
+// profile is the engine's side of a coordinator in these tests: it holds
+// the newest token offered, and says on adopted what it took.
+type profile struct {
+	mu       sync.Mutex
+	held     *fleet.Record
+	refused  error
+	until    time.Time
+	adopted  chan fleet.Record
+	minValid time.Duration
+}
+
+func newProfile() *profile {
+	return &profile{adopted: make(chan fleet.Record, 16), minValid: time.Minute}
+}
+
+func (p *profile) Adopt(r fleet.Record) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.AccessToken == "" || time.Until(r.ExpiresAt) < p.minValid || p.held != nil && !r.ExpiresAt.After(p.held.ExpiresAt) {
+		return false
+	}
+	p.held = &r
+	p.adopted <- r
+	return true
+}
+
+func (p *profile) Held() (fleet.Record, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		return fleet.Record{}, false
+	}
+	return *p.held, true
+}
+
+func (p *profile) Refused(err error, until time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refused, p.until = err, until
+	return fmt.Errorf("held until %v: %w", until, err)
+}
+
+func (p *profile) token() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		return ""
+	}
+	return p.held.AccessToken
+}
+
+// probeClock is the wall clock, with the probes' timers fired by the test.
+type probeClock struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (c *probeClock) Now() time.Time { return time.Now() }
+
+func (c *probeClock) AfterFunc(_ time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, f)
+	return func() bool { return false }
+}
+
+// fire runs the timers armed so far, as if their time had come.
+func (c *probeClock) fire() {
+	c.mu.Lock()
+	fns := c.fns
+	c.fns = nil
+	c.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+}
+
+// host is one host's coordinator for a profile.
+type host struct {
+	*fleet.Coordinator
+	prof  *profile
+	clock *probeClock
+}
+
+// newHost starts a coordinator for fingerprint fp on backend b.
+func newHost(t *testing.T, b fleet.Backend, name, fp, credential string) *host {
+	t.Helper()
+	h := &host{prof: newProfile(), clock: &probeClock{}}
+	h.Coordinator = fleet.New(fleet.Config{
+		Backend: b, Fingerprint: fp, Credential: credential, Host: name,
+		FetchTimeout: 10 * time.Second, PermanentBackoff: time.Hour,
+		Clock: h.clock, Log: zerolog.Nop(),
+	}, h.prof)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.Start(ctx)
+	t.Cleanup(func() { h.Close(); cancel() })
+	return h
+}
+
+// idpFetch is an IdP for fetch functions: it counts its calls and hands
+// out a new token for each, valid for an hour.
+type idpFetch struct {
+	calls atomic.Int64
+	prof  *profile // installs the token, as the engine does
+}
+
+func (f *idpFetch) fetch(p *profile) func(context.Context) (fleet.Record, error) {
+	return func(context.Context) (fleet.Record, error) {
+		n := f.calls.Add(1)
+		now := time.Now().Round(0)
+		r := fleet.Record{AccessToken: fmt.Sprintf("token-%d", n), TokenType: "Bearer", ExpiresAt: now.Add(time.Hour), ObtainedAt: now}
+		p.mu.Lock()
+		p.held = &r
+		p.mu.Unlock()
+		return r, nil
+	}
+}
+
+func etcdBackend(t *testing.T, endpoint string, prefix string, key *fleet.Key) fleet.Backend {
+	return etcdfleet.New(client(t, []string{endpoint}), prefix, key, 2*time.Second)
+}
+
+// TestCoordinatorReadHitAndWatch: a token one host fetched and shared is
+// another's on its next fetch without asking the IdP (a read), and is
+// installed by watch on a host that did not ask.
+func TestCoordinatorReadHitAndWatch(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	var idp idpFetch
+	watcher := newHost(t, etcdBackend(t, endpoints[2], prefix, key), "host-c", "fp", "cred")
+	a := newHost(t, etcdBackend(t, endpoints[0], prefix, key), "host-a", "fp", "cred")
+	<-watcher.Watched() // registered (Status would say if it failed)
+	if origin, err := a.Fetch(context.Background(), idp.fetch(a.prof)); err != nil || origin != fleet.Shared {
+		t.Fatalf("first fetch = %v, %v; want Shared", origin, err)
+	}
+	// A host that starts now finds the token by reading it.
+	b := newHost(t, etcdBackend(t, endpoints[1], prefix, key), "host-b", "fp", "cred")
+	if origin, err := b.Fetch(context.Background(), idp.fetch(b.prof)); err != nil || origin != fleet.Fleet || b.prof.token() != "token-1" {
+		t.Fatalf("second host's fetch = %v, %v, token %q; want Fleet, token-1", origin, err, b.prof.token())
+	}
+	if n := idp.calls.Load(); n != 1 {
+		t.Errorf("IdP calls = %d, want 1", n)
+	}
+	r := <-watcher.prof.adopted
+	if r.AccessToken != "token-1" || r.MintedBy != "host-a" {
+		t.Errorf("watched %q minted by %q; want token-1 by host-a", r.AccessToken, r.MintedBy)
+	}
+	if state, st := b.Status(); state != "fleet" || st.Reads != 1 || st.Hits != 1 || st.Mints != 0 || st.Fallbacks != 0 {
+		t.Errorf("second host's status = %q %+v; want fleet, 1 read, 1 hit", state, st)
+	}
+	if state, st := a.Status(); state != "fleet" || st.Mints != 1 || st.LockWaits != 1 {
+		t.Errorf("first host's status = %q %+v; want fleet, 1 mint, 1 lock wait", state, st)
+	}
+}
+
+// TestCoordinatorHerdFetchesOnce: hosts that all find no token at once
+// queue on the lock; one fetches, the others get its token by watch (or
+// the read after the lock): one IdP request.
+func TestCoordinatorHerdFetchesOnce(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	var idp idpFetch
+	var hosts []*host
+	for i := range 6 {
+		hosts = append(hosts, newHost(t, etcdBackend(t, endpoints[i%3], prefix, key), fmt.Sprintf("host-%d", i), "fp", "cred"))
+	}
+	var wg sync.WaitGroup
+	origins := make([]fleet.Origin, len(hosts))
+	for i, h := range hosts {
+		wg.Go(func() {
+			origin, err := h.Fetch(context.Background(), idp.fetch(h.prof))
+			if err != nil {
+				t.Errorf("host %d: %v", i, err)
+			}
+			origins[i] = origin
+		})
+	}
+	wg.Wait()
+	if n := idp.calls.Load(); n != 1 {
+		t.Errorf("6 hosts at once: %d IdP calls, want 1", n)
+	}
+	shared := 0
+	for i, h := range hosts {
+		if h.prof.token() != "token-1" {
+			t.Errorf("host %d holds %q, want token-1", i, h.prof.token())
+		}
+		if origins[i] == fleet.Shared {
+			shared++
+		}
+	}
+	if shared != 1 {
+		t.Errorf("origins = %v; want one Shared, the rest Fleet", origins)
+	}
+}
+
+// TestCoordinatorSharesRefusals: a permanent refusal one host got holds
+// the hosts with the same credential off the IdP (Profile.Refused), not
+// those with another; Forget (a reload) ends that.
+func TestCoordinatorSharesRefusals(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	refuse := func(context.Context) (fleet.Record, error) {
+		return fleet.Record{}, &idp.Error{Endpoint: "https://idp.example/token", StatusCode: 401, Code: "invalid_client"}
+	}
+	var calls atomic.Int64
+	counted := func(ctx context.Context) (fleet.Record, error) { calls.Add(1); return refuse(ctx) }
+	a := newHost(t, etcdBackend(t, endpoints[0], prefix, key), "host-a", "fp", "stale")
+	b := newHost(t, etcdBackend(t, endpoints[1], prefix, key), "host-b", "fp", "stale")
+	c := newHost(t, etcdBackend(t, endpoints[2], prefix, key), "host-c", "fp", "rotated")
+	if origin, err := a.Fetch(context.Background(), counted); origin != fleet.Shared || !strings.Contains(fmt.Sprint(err), "invalid_client") {
+		t.Fatalf("refused host = %v, %v; want Shared and the IdP's error", origin, err)
+	}
+	origin, err := b.Fetch(context.Background(), counted)
+	var ie *idp.Error
+	if origin != fleet.Fleet || !errors.As(err, &ie) || ie.Code != "invalid_client" || !strings.Contains(err.Error(), "refused to host host-a; shared through the fleet") {
+		t.Errorf("same credential = %v, %v; want Fleet and host-a's invalid_client", origin, err)
+	}
+	if b.prof.until.Before(time.Now().Add(50 * time.Minute)) {
+		t.Errorf("held until %v; want about permanent_backoff from now", b.prof.until)
+	}
+	if origin, _ := c.Fetch(context.Background(), counted); origin != fleet.Shared {
+		t.Errorf("another credential = %v; want a fetch of its own (Shared)", origin)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("IdP calls = %d, want 2 (host a, and host c with another credential)", n)
+	}
+	// Host c's refusal is now the record's: b forgets what it was held for,
+	// and is held by c's? No: c's credential is another. b asks the IdP.
+	b.Forget()
+	if origin, _ := b.Fetch(context.Background(), counted); origin != fleet.Shared {
+		t.Errorf("after Forget = %v; want its own fetch", origin)
+	}
+}
+
+// TestCoordinatorWrongSealKey: a host with another seal key fetches alone
+// and says so; it neither reads nor writes the fleet's record.
+func TestCoordinatorWrongSealKey(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	var idp idpFetch
+	good := newHost(t, etcdBackend(t, endpoints[0], prefix, key), "good", "fp", "cred")
+	if _, err := good.Fetch(context.Background(), idp.fetch(good.prof)); err != nil {
+		t.Fatal(err)
+	}
+	bad := newHost(t, etcdBackend(t, endpoints[1], prefix, newKey(t)), "bad", "fp", "cred")
+	origin, err := bad.Fetch(context.Background(), idp.fetch(bad.prof))
+	if err != nil || origin != fleet.Alone || bad.prof.token() != "token-2" {
+		t.Errorf("wrong-key host = %v, %v, %q; want Alone with its own token-2", origin, err, bad.prof.token())
+	}
+	if state, st := bad.Status(); state != "local: wrong seal_key" || st.Fallbacks != 1 {
+		t.Errorf("wrong-key host's status = %q %+v; want local: wrong seal_key, 1 fallback", state, st)
+	}
+	// Still down at the probe: the wrong key is read as such again.
+	bad.clock.fire()
+	if state, _ := bad.Status(); state != "local: wrong seal_key" {
+		t.Errorf("after a probe = %q; want local: wrong seal_key", state)
+	}
+	other := newHost(t, etcdBackend(t, endpoints[2], prefix, key), "other", "fp", "cred")
+	if origin, err := other.Fetch(context.Background(), idp.fetch(other.prof)); origin != fleet.Fleet || err != nil || other.prof.token() != "token-1" {
+		t.Errorf("a good host after the wrong-key one = %v, %v, %q; want Fleet, token-1", origin, err, other.prof.token())
+	}
+}
+
+// TestCoordinatorSlowHolder: a holder that keeps the lock past
+// fetch_timeout (alive, stuck on the IdP) does not hold a waiter up: it
+// fetches for itself, and the fleet stays in use.
+func TestCoordinatorSlowHolder(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	b := etcdBackend(t, endpoints[0], prefix, key)
+	unlock, err := b.Lock(context.Background(), "fp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	var idp idpFetch
+	h := &host{prof: newProfile(), clock: &probeClock{}}
+	h.Coordinator = fleet.New(fleet.Config{
+		Backend: etcdBackend(t, endpoints[1], prefix, key), Fingerprint: "fp", Credential: "cred", Host: "waiter",
+		FetchTimeout: 200 * time.Millisecond, PermanentBackoff: time.Hour, Clock: h.clock, Log: zerolog.Nop(),
+	}, h.prof)
+	defer h.Close()
+	if origin, err := h.Fetch(context.Background(), idp.fetch(h.prof)); origin != fleet.Alone || err != nil {
+		t.Errorf("waiter = %v, %v; want Alone", origin, err)
+	}
+	if state, st := h.Status(); state != "fleet" || st.Fallbacks != 1 || st.LockWaits != 1 {
+		t.Errorf("waiter's status = %q %+v; want fleet, 1 lock wait, 1 fallback", state, st)
+	}
+}
+
+// TestCoordinatorEtcdDownAndRejoin: with its etcd gone a host fetches
+// alone (its callers are served), says "fleet unavailable", does not ask
+// etcd on every fetch, and rejoins at the probe after etcd's return,
+// taking the fleet's newer token.
+func TestCoordinatorEtcdDownAndRejoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of its own, a member stopped and restarted: not with -short")
+	}
+	c := fleettest.New(t, 3)
+	key := newKey(t)
+	var idp idpFetch
+	cli := client(t, c.Endpoints[:1])
+	h := newHost(t, etcdfleet.New(cli, "/down/", key, 500*time.Millisecond), "cut-off", "fp", "cred")
+	if _, err := h.Fetch(context.Background(), idp.fetch(h.prof)); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(0)
+	for i := range 2 {
+		origin, err := h.Fetch(context.Background(), idp.fetch(h.prof))
+		if err != nil || origin != fleet.Alone {
+			t.Fatalf("fetch %d with etcd down = %v, %v; want Alone", i, origin, err)
+		}
+	}
+	state, st := h.Status()
+	if state != "fleet unavailable" || st.Fallbacks != 2 || st.Reads != 3 {
+		t.Errorf("status with etcd down = %q %+v; want fleet unavailable, 2 fallbacks, 3 reads (2 for the first fetch, 1 that failed; the next fetch does not ask etcd)", state, st)
+	}
+	// Meanwhile another host shares a newer token.
+	other := etcdfleet.New(client(t, c.Endpoints[1:2]), "/down/", key, 2*time.Second)
+	now := time.Now().Round(0)
+	if err := other.Put(context.Background(), "fp", fleet.Record{AccessToken: "token-101", ExpiresAt: now.Add(2 * time.Hour), ObtainedAt: now, MintedBy: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	// The host's client is connected again once a read on it (which waits
+	// for the connection) answers.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := cli.Get(ctx, "/down/"); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.fire() // the probe's time has come
+	if state, _ := h.Status(); state != "fleet" || h.prof.token() != "token-101" {
+		t.Errorf("after etcd's return and a probe: %q holding %q; want fleet, token-101", state, h.prof.token())
+	}
+}
