@@ -134,14 +134,6 @@ func (a *Agent) notify() {
 	close(*a.changed.Swap(&ch))
 }
 
-// FleetStats counts a profile's work through the fleet: records read,
-// tokens taken from it instead of the IdP, lock acquisitions tried,
-// tokens this host fetched and shared, and fetches made for this host
-// alone (the fleet failed, or its lock holder was slow).
-type FleetStats struct {
-	Reads, Hits, LockWaits, Mints, Fallbacks uint64
-}
-
 // ProfileStatus is what the agent knows about a profile, for status
 // displays. It never holds a token or a secret.
 type ProfileStatus struct {

@@ -19,7 +19,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // Running is a started agent.
@@ -44,7 +44,7 @@ type Options struct {
 	// Log receives the daemon's log; nil discards it.
 	Log io.Writer
 	// Observe and ReadHeaderTimeout are passed to the daemon.
-	Observe           func(localapi.RequestEvent)
+	Observe           func(door.RequestEvent)
 	ReadHeaderTimeout time.Duration
 }
 

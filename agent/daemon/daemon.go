@@ -29,7 +29,9 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/door"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/metrics"
 	"github.com/tokenagent/tokenagent/ipc/tokenendpoint"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -57,7 +59,7 @@ type Options struct {
 	NoSignals bool
 	// Observe, if set, sees every answered socket request after it is
 	// logged (audits, tests).
-	Observe func(localapi.RequestEvent)
+	Observe func(door.RequestEvent)
 	// ReadHeaderTimeout bounds reading a request's headers; default 5s.
 	ReadHeaderTimeout time.Duration
 	// HideEnvSecrets moves env: secrets out of the process environment
@@ -235,10 +237,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	observe := logRequests(d.log)
 	if extra := d.opts.Observe; extra != nil {
 		logged := observe
-		observe = func(ev localapi.RequestEvent) { logged(ev); extra(ev) }
+		observe = func(ev door.RequestEvent) { logged(ev); extra(ev) }
 	}
-	requests := &localapi.Requests{} // every door's, on the socket's /metrics
-	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
+	requests := &metrics.Requests{} // every door's, on the socket's /metrics
+	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Metrics: backend{a, d}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
 		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL})
 	served := make(chan error, 3) // one answer from each server; never blocks
 	serveDone := make(chan struct{})
@@ -264,7 +266,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("config %s: metrics_listen %s: %w", cfg.Path(), cfg.MetricsListen, err)
 		}
-		msrv := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		msrv := &http.Server{Handler: srv.Metrics().Handler(), ReadHeaderTimeout: 5 * time.Second}
 		metricsDone := make(chan struct{})
 		go func() { defer close(metricsDone); served <- msrv.Serve(mln) }()
 		defer func() { msrv.Close(); <-metricsDone }()
@@ -522,17 +524,17 @@ func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
 	return out
 }
 
-func (b backend) Stats() []localapi.ProfileStats {
+func (b backend) ProfileStats() []metrics.ProfileStats {
 	now := time.Now()
 	all := b.a.Status()
-	out := make([]localapi.ProfileStats, 0, len(all))
+	out := make([]metrics.ProfileStats, 0, len(all))
 	for _, st := range all {
-		out = append(out, localapi.ProfileStats{
+		out = append(out, metrics.ProfileStats{
 			Profile: st.Name, Results: st.Results,
 			LatencyBuckets: agent.LatencyBuckets(), LatencyCounts: st.Latency.Counts[:], LatencySum: st.Latency.Sum,
 			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
 			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(), LastSuccess: st.LastRefresh,
-			Fleet: st.Fleet, FleetStats: localapi.FleetStats(st.FleetStats),
+			Fleet: st.Fleet, FleetStats: st.FleetStats,
 		})
 	}
 	return out

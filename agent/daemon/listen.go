@@ -6,7 +6,7 @@ import (
 	"os"
 
 	"github.com/tokenagent/tokenagent/agent"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // DefaultSocketGroup is the socket's group in system mode when it exists.
@@ -40,11 +40,11 @@ func listen(cfg *agent.Config, path string) (net.Listener, error) {
 	if mode != 0 {
 		lc.Mode = mode
 	}
-	return localapi.Listen(path, lc)
+	return door.Listen(path, lc)
 }
 
 // connectionLimits are the caps every door applies: in all, per uid, and
 // who is never refused (root and the agent's own user).
-func connectionLimits(cfg *agent.Config) localapi.ListenConfig {
-	return localapi.ListenConfig{MaxConnections: cfg.MaxConnections, MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
+func connectionLimits(cfg *agent.Config) door.ListenConfig {
+	return door.ListenConfig{MaxConnections: cfg.MaxConnections, MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
 }

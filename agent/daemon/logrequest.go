@@ -5,14 +5,14 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // logRequests logs one event per socket request: who asked (uid, gid, pid,
 // executable), for what, the outcome and how long it took, and the served
 // token's fingerprint. Denials are warnings, other failures info.
-func logRequests(log zerolog.Logger) func(localapi.RequestEvent) {
-	return func(ev localapi.RequestEvent) {
+func logRequests(log zerolog.Logger) func(door.RequestEvent) {
+	return func(ev door.RequestEvent) {
 		var e *zerolog.Event
 		switch {
 		case ev.Status == http.StatusForbidden || ev.Denied:
@@ -22,7 +22,7 @@ func logRequests(log zerolog.Logger) func(localapi.RequestEvent) {
 		default:
 			e = log.Info()
 		}
-		e = e.Str("door", ev.Door).Uint64("conn", ev.Conn).Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Caller.Exe).
+		e = e.Str("door", ev.Door).Uint64("conn", ev.Conn).Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Executable()).
 			Str("method", ev.Method).Str("path", ev.Path).Int("status", ev.Status).Dur("duration", ev.Duration)
 		if ev.Profile != "" {
 			e = e.Str("profile", ev.Profile)

@@ -3,6 +3,7 @@ package tokenendpoint
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,7 +13,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // engine serves a real engine to the endpoint, as the daemon does.
@@ -73,9 +74,9 @@ scopes = ["x"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	unidentified := func(net.Conn) (ipc.Caller, error) { return ipc.Caller{}, errPeerUnknown }
+	unidentified := func(net.Conn) (ipc.Caller, error) { return ipc.Caller{}, errors.New("another network namespace") }
 	srv := New(Config{Backend: engine{a}, AgentUID: uint32(os.Geteuid())})
-	go srv.Serve(localapi.Limit(ln, localapi.ListenConfig{}, unidentified))
+	go srv.Serve(door.Limit(ln, door.ListenConfig{}, unidentified))
 	defer srv.Close()
 	target := "http://" + ln.Addr().String() + PathToken
 	for _, tc := range []struct {

@@ -3,20 +3,18 @@ package tokenendpoint
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os/user"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tokenagent/tokenagent/ipc"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // Paths.
@@ -56,153 +54,79 @@ type Backend interface {
 type Config struct {
 	Backend Backend
 	// Observe, if set, sees every answered request (Door "token_endpoint").
-	Observe func(localapi.RequestEvent)
+	Observe func(door.RequestEvent)
 	// AgentUID is the agent's own user: a caller the kernel cannot
 	// identify but whose local_secret matches is served as it.
 	AgentUID uint32
 	// RequestTimeout bounds one request's wait for a token; default 30s.
 	RequestTimeout time.Duration
 	// Requests, if set, counts answered requests (door "token_endpoint")
-	// for the socket's /metrics.
-	Requests *localapi.Requests
+	// for /metrics (a *metrics.Requests).
+	Requests door.Counter
 }
 
 // Server is the loopback token endpoint.
 type Server struct {
-	cfg  Config
-	http *http.Server
+	*door.Server
+	cfg     Config
+	timeout time.Duration
+	rec     door.Recorder
 }
 
 // New returns a server; serve it on Listen's listener.
 func New(cfg Config) *Server {
-	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 30*time.Second)
-	s := &Server{cfg: cfg}
+	t := door.Timeouts{Request: cfg.RequestTimeout}.WithDefaults()
+	s := &Server{cfg: cfg, timeout: t.Request, rec: door.Recorder{Door: "token_endpoint", Requests: cfg.Requests, Observe: cfg.Observe}}
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathToken, s.serveToken)
 	mux.HandleFunc(PathMetadata, s.serveMetadata)
 	mux.HandleFunc(PathOIDCMetadata, s.serveMetadata)
-	s.http = &http.Server{
-		Handler:           s.guard(mux),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ConnContext:       localapi.ConnContext,
-	}
+	s.Server = door.NewServer(s.guard(mux), t)
 	return s
 }
 
 // Listen opens the TCP listener at addr (a loopback address) with the
 // socket's connection caps, identifying each caller by the uid that owns
-// the client end of the connection.
-func Listen(addr string, lc localapi.ListenConfig) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("token_endpoint %q: only a loopback IP address may serve tokens over TCP", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("token_endpoint %s: %w", addr, err)
-	}
-	return localapi.Limit(ln, lc, identify), nil
+// the client end of the connection (door.TCPCaller).
+func Listen(addr string, lc door.ListenConfig) (net.Listener, error) {
+	return door.ListenLoopback("token_endpoint", addr, lc)
 }
 
-// identify reads the caller's uid from the kernel, and its groups from
-// the user database (the kernel's TCP tables hold no groups).
-func identify(c net.Conn) (ipc.Caller, error) {
-	uid, err := peerUID(c)
-	if err != nil {
-		return ipc.Caller{}, err
-	}
-	caller := ipc.Caller{UID: uid, GID: ^uint32(0)}
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		if gid, err := strconv.ParseUint(u.Gid, 10, 32); err == nil {
-			caller.GID = uint32(gid)
-		}
-		if gids, err := u.GroupIds(); err == nil {
-			for _, g := range gids {
-				if id, err := strconv.ParseUint(g, 10, 32); err == nil {
-					caller.Groups = append(caller.Groups, uint32(id))
-				}
-			}
-		}
-	}
-	return caller, nil
-}
-
-// Serve answers requests on l until Shutdown.
-func (s *Server) Serve(l net.Listener) error {
-	if err := s.http.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// Shutdown lets requests in flight finish, then closes the listener.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
-
-// Close closes the listener and every connection at once.
-func (s *Server) Close() error { return s.http.Close() }
-
-// guard refuses what a browser page could send (Origin, Referer, or a
-// Host that is a name other than localhost: DNS rebinding), as the socket
-// does, and sets the headers every answer carries.
+// guard refuses what a browser page could send (door.LoopbackGuard) and
+// sets the headers every answer carries.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Pragma", "no-cache")
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		host = strings.Trim(host, "[]")
-		if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" || (host != "localhost" && net.ParseIP(host) == nil) {
-			ev := s.event(r)
-			s.fail(w, &ev, http.StatusForbidden, "invalid_request", "requests with Origin or Referer, or for a Host other than an IP address or localhost, are refused", "")
-			s.observe(&ev, time.Now())
+		if why := door.LoopbackGuard(r); why != "" {
+			ev := s.rec.Event(r)
+			s.fail(w, &ev, http.StatusForbidden, "invalid_request", why, "")
+			s.done(&ev)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (s *Server) event(r *http.Request) localapi.RequestEvent {
-	caller, _ := localapi.CallerFrom(r.Context())
-	return localapi.RequestEvent{Door: "token_endpoint", Conn: localapi.ConnFrom(r.Context()), Caller: caller, Method: r.Method, Path: r.URL.Path}
-}
+// done ends a request's event; token requests count in /metrics.
+func (s *Server) done(ev *door.RequestEvent) { s.rec.Done(ev, ev.Path == PathToken) }
 
 func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	ev := s.event(r)
-	start := time.Now()
-	defer s.observe(&ev, start)
+	ev := s.rec.Event(r)
+	defer s.done(&ev)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
 		return
 	}
 	base := "http://" + r.Host
 	ev.Status = http.StatusOK
-	writeJSON(w, http.StatusOK, map[string]any{
+	door.WriteJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                base,
 		"token_endpoint":                        base + PathToken,
 		"grant_types_supported":                 []string{"client_credentials"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
 		"response_types_supported":              []string{"token"},
 	})
-}
-
-func (s *Server) observe(ev *localapi.RequestEvent, start time.Time) {
-	if s.cfg.Requests != nil && ev.Path == PathToken {
-		outcome := ev.Code
-		if ev.Status == http.StatusOK {
-			outcome = "ok"
-		}
-		s.cfg.Requests.Count("token_endpoint", ev.Profile, outcome)
-	}
-	if s.cfg.Observe != nil {
-		ev.Duration = time.Since(start)
-		s.cfg.Observe(*ev)
-	}
 }
 
 // request is a parsed token request.
@@ -215,9 +139,8 @@ type request struct {
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	ev := s.event(r)
-	start := time.Now()
-	defer s.observe(&ev, start)
+	ev := s.rec.Event(r)
+	defer s.done(&ev)
 	if r.Method != http.MethodPost {
 		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use POST with a form-encoded body (RFC 6749 §4.4)", "")
 		return
@@ -227,7 +150,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, &ev, http.StatusBadRequest, code, why, "")
 		return
 	}
-	caller, credErr := localapi.CallerFrom(r.Context())
+	caller, credErr := door.CallerFrom(r.Context())
 	var candidates []Profile
 	if credErr == nil {
 		candidates = s.cfg.Backend.Profiles(caller)
@@ -253,7 +176,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.Profile = profile.Name
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	tok, err := s.cfg.Backend.Token(ctx, caller, profile.Name)
 	if err != nil {
@@ -265,7 +188,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if tok.Scope != "" {
 		answer["scope"] = tok.Scope
 	}
-	writeJSON(w, http.StatusOK, answer)
+	door.WriteJSON(w, http.StatusOK, answer)
 }
 
 // parseRequest reads the form and the client authentication (RFC 6749
@@ -388,7 +311,7 @@ func targetFits(p Profile, req request) bool {
 // agent's own trouble with its IdP is a 503 temporarily_unavailable (the
 // client can do nothing about it but retry), never the IdP's code, which a
 // client would take for a verdict on its own credentials.
-func (s *Server) failToken(w http.ResponseWriter, ev *localapi.RequestEvent, err error) {
+func (s *Server) failToken(w http.ResponseWriter, ev *door.RequestEvent, err error) {
 	var e *ipc.Error
 	errors.As(err, &e)
 	retry := ""
@@ -411,18 +334,10 @@ func (s *Server) failToken(w http.ResponseWriter, ev *localapi.RequestEvent, err
 	}
 }
 
-func (s *Server) fail(w http.ResponseWriter, ev *localapi.RequestEvent, status int, code, description, retryAfter string) {
+func (s *Server) fail(w http.ResponseWriter, ev *door.RequestEvent, status int, code, description, retryAfter string) {
 	ev.Status, ev.Code, ev.Reason = status, code, description
 	if retryAfter != "" {
 		w.Header().Set("Retry-After", retryAfter)
 	}
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, _ := json.Marshal(v)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))
-	w.WriteHeader(status)
-	w.Write(append(data, '\n'))
+	door.WriteJSON(w, status, map[string]string{"error": code, "error_description": description})
 }
