@@ -37,8 +37,6 @@ package agent
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -116,6 +114,8 @@ type Agent struct {
 
 	fleet    Fleet  // nil without [fleet]
 	hostname string // names this host in fleet records
+
+	doors atomic.Pointer[doorIndex] // what the token doors match against (doors.go)
 
 	// changed is closed, and replaced, whenever a fetch ends or the
 	// store's state may have changed: whoever needs to see such a change
@@ -432,17 +432,6 @@ func (a *Agent) Status() []ProfileStatus {
 // Profiles reports the profiles caller may use, sorted by name.
 func (a *Agent) Profiles(caller ipc.Caller) []ProfileStatus {
 	return a.status(func(s *source) bool { return s.prof.access.allows(caller, a.uid) })
-}
-
-// LocalSecretMatches reports, in constant time, whether secret is the
-// profile's local_secret (false when the profile has none or is unknown).
-func (a *Agent) LocalSecretMatches(profile, secret string) bool {
-	s := (*a.sources.Load())[profile]
-	if s == nil || s.prof.localSecret == ([32]byte{}) {
-		return false
-	}
-	sum := sha256.Sum256([]byte(secret))
-	return subtle.ConstantTimeCompare(sum[:], s.prof.localSecret[:]) == 1
 }
 
 // MayUseAny reports whether caller may use at least one profile.

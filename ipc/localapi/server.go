@@ -41,8 +41,8 @@ type Backend interface {
 	// Token returns a token for the caller, or an error whose kind is one
 	// of ipc's sentinels (an *ipc.Error carries code and Retry-After).
 	Token(ctx context.Context, caller ipc.Caller, req TokenRequest) (*ipc.TokenResponse, error)
-	// Profiles lists what the caller may see.
-	Profiles(caller ipc.Caller) []ipc.ProfileInfo
+	// ProfileInfos lists what the caller may see.
+	ProfileInfos(caller ipc.Caller) []ipc.ProfileInfo
 	// MayUseAny reports whether the caller may use any profile; the
 	// connections of those who may not are closed after each answer.
 	MayUseAny(caller ipc.Caller) bool
@@ -165,7 +165,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *door.Re
 		st, info := s.cfg.Backend.StoreHealth(), s.cfg.Backend.Info()
 		h.Store, h.Agent = &st, &info
 		now := time.Now()
-		for _, p := range s.cfg.Backend.Profiles(ev.Caller) { // only the caller's: names stay private
+		for _, p := range s.cfg.Backend.ProfileInfos(ev.Caller) { // only the caller's: names stay private
 			if p.LastError != "" && !p.ExpiresAt.After(now) {
 				h.Degraded = append(h.Degraded, p.Name)
 			}
@@ -175,7 +175,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *door.Re
 }
 
 func (s *Server) serveProfiles(w http.ResponseWriter, _ *http.Request, ev *door.RequestEvent, _ Route) {
-	profiles := s.cfg.Backend.Profiles(ev.Caller)
+	profiles := s.cfg.Backend.ProfileInfos(ev.Caller)
 	if profiles == nil {
 		profiles = []ipc.ProfileInfo{}
 	}

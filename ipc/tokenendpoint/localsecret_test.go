@@ -19,25 +19,13 @@ import (
 // engine serves a real engine to the endpoint, as the daemon does.
 type engine struct{ a *agent.Agent }
 
-func (e engine) Profiles(c ipc.Caller) []Profile { return profiles(e.a.Profiles(c)) }
-func (e engine) AllProfiles() []Profile          { return profiles(e.a.Status()) }
-func (e engine) LocalSecretMatches(p, s string) bool {
-	return e.a.LocalSecretMatches(p, s)
-}
+func (e engine) Match(c *ipc.Caller, q ipc.ClientMatch) (string, error) { return e.a.Match(c, q) }
 func (e engine) Token(ctx context.Context, c ipc.Caller, p string) (*ipc.TokenResponse, error) {
 	tok, err := e.a.Token(ctx, c, p, 0)
 	if err != nil {
 		return nil, err
 	}
 	return &ipc.TokenResponse{AccessToken: tok.AccessToken, TokenType: tok.TokenType, ExpiresIn: 60}, nil
-}
-
-func profiles(all []agent.ProfileStatus) []Profile {
-	var out []Profile
-	for _, st := range all {
-		out = append(out, Profile{Name: st.Name, ClientID: st.ClientID, Scopes: st.Scopes, Audience: st.Audience, Resource: st.Resource, HasLocalSecret: st.HasLocalSecret})
-	}
-	return out
 }
 
 // TestLocalSecretForUnidentifiedCallers: where the kernel cannot say who

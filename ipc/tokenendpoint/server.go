@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,30 +23,33 @@ const (
 	PathOIDCMetadata = "/.well-known/openid-configuration"
 )
 
-// Profile is what a request is matched against: a profile's name and what
-// its tokens are for.
-type Profile struct {
-	Name           string
-	ClientID       string // the IdP client id
-	Scopes         []string
-	Audience       string
-	Resource       []string
-	HasLocalSecret bool
-}
-
 // Backend is the engine, as this door needs it.
 type Backend interface {
-	// Profiles lists the profiles caller may use.
-	Profiles(caller ipc.Caller) []Profile
-	// AllProfiles lists every profile, for callers the kernel cannot
-	// identify (they are matched by local_secret only).
-	AllProfiles() []Profile
-	// LocalSecretMatches compares secret with the profile's local_secret
-	// in constant time.
-	LocalSecretMatches(profile, secret string) bool
+	// Match picks the profile a client means (see agent.Agent.Match);
+	// caller is nil when the kernel cannot say who is asking. Errors are
+	// *ipc.Error: ErrUnknownProfile for invalid_client, ErrBadRequest
+	// with the OAuth code otherwise.
+	Match(caller *ipc.Caller, q ipc.ClientMatch) (profile string, err error)
 	// Token returns a token of the profile for caller, with ipc's
 	// sentinel errors.
 	Token(ctx context.Context, caller ipc.Caller, profile string) (*ipc.TokenResponse, error)
+}
+
+// tokenAnswer is a successful answer (RFC 6749 §5.1).
+type tokenAnswer struct {
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope,omitempty"`
+	TokenType   string `json:"token_type"`
+}
+
+// metadata is the RFC 8414 document.
+type metadata struct {
+	GrantTypes       []string `json:"grant_types_supported"`
+	Issuer           string   `json:"issuer"`
+	ResponseTypes    []string `json:"response_types_supported"`
+	TokenEndpoint    string   `json:"token_endpoint"`
+	TokenAuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 }
 
 // Config tunes the server; zero values are defaults.
@@ -120,12 +122,12 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	base := "http://" + r.Host
 	ev.Status = http.StatusOK
-	door.WriteJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                base,
-		"token_endpoint":                        base + PathToken,
-		"grant_types_supported":                 []string{"client_credentials"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
-		"response_types_supported":              []string{"token"},
+	door.WriteJSON(w, http.StatusOK, metadata{
+		Issuer:           base,
+		TokenEndpoint:    base + PathToken,
+		GrantTypes:       []string{"client_credentials"},
+		TokenAuthMethods: []string{"client_secret_basic", "client_secret_post", "none"},
+		ResponseTypes:    []string{"token"},
 	})
 }
 
@@ -150,45 +152,52 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, &ev, http.StatusBadRequest, code, why, "")
 		return
 	}
+	q := ipc.ClientMatch{ClientID: req.clientID, Secret: req.secret, Scopes: req.scopes, Audience: req.audience, Resource: req.resource}
 	caller, credErr := door.CallerFrom(r.Context())
-	var candidates []Profile
+	var profile string
+	var err error
 	if credErr == nil {
-		candidates = s.cfg.Backend.Profiles(caller)
+		profile, err = s.cfg.Backend.Match(&caller, q)
 	} else {
 		// The kernel cannot say who this is (another network namespace):
-		// only a profile's local_secret can vouch for the caller.
-		for _, p := range s.cfg.Backend.AllProfiles() {
-			if p.HasLocalSecret && (p.Name == req.clientID || p.ClientID == req.clientID) && s.cfg.Backend.LocalSecretMatches(p.Name, req.secret) {
-				candidates = append(candidates, p)
-			}
-		}
+		// only a profile's local_secret can vouch for the caller, who is
+		// then served as the agent's own user.
+		profile, err = s.cfg.Backend.Match(nil, q)
 		caller = ipc.Caller{UID: s.cfg.AgentUID, GID: ^uint32(0)}
 	}
-	profile, status, code, why := match(candidates, req)
-	if code != "" {
-		if code == "invalid_client" && req.basic {
-			w.Header().Set("WWW-Authenticate", `Basic realm="tokenagent"`)
-		}
-		if code == "invalid_client" {
+	if err != nil {
+		e := asError(err)
+		if e.Kind == ipc.ErrUnknownProfile {
+			if req.basic {
+				w.Header().Set("WWW-Authenticate", `Basic realm="tokenagent"`)
+			}
 			ev.Denied = true
+			s.fail(w, &ev, http.StatusUnauthorized, "invalid_client", e.Description, "")
+			return
 		}
-		s.fail(w, &ev, status, code, why, "")
+		s.fail(w, &ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
 		return
 	}
-	ev.Profile = profile.Name
+	ev.Profile = profile
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	tok, err := s.cfg.Backend.Token(ctx, caller, profile.Name)
+	tok, err := s.cfg.Backend.Token(ctx, caller, profile)
 	if err != nil {
 		s.failToken(w, &ev, err)
 		return
 	}
 	ev.Status, ev.TokenSHA256 = http.StatusOK, ipc.Fingerprint(tok.AccessToken)
-	answer := map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer", "expires_in": max(tok.ExpiresIn, 0)}
-	if tok.Scope != "" {
-		answer["scope"] = tok.Scope
+	door.WriteJSON(w, http.StatusOK, tokenAnswer{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: max(tok.ExpiresIn, 0), Scope: tok.Scope})
+}
+
+// asError is err as an *ipc.Error; one the engine did not make is
+// internal.
+func asError(err error) *ipc.Error {
+	var e *ipc.Error
+	if errors.As(err, &e) {
+		return e
 	}
-	door.WriteJSON(w, http.StatusOK, answer)
+	return &ipc.Error{Description: "internal error"}
 }
 
 // parseRequest reads the form and the client authentication (RFC 6749
@@ -238,75 +247,6 @@ func parseRequest(w http.ResponseWriter, r *http.Request) (request, string, stri
 	return req, "", ""
 }
 
-// match picks the one profile a request means: client_id names a profile,
-// or is the client id of exactly one profile whose tokens satisfy the
-// requested scope (a subset), audience and resource (equal). A token
-// minted for other parameters is never handed out.
-func match(candidates []Profile, req request) (Profile, int, string, string) {
-	var named []Profile
-	for _, p := range candidates {
-		if p.Name == req.clientID {
-			named = []Profile{p}
-			break
-		}
-		if p.ClientID == req.clientID {
-			named = append(named, p)
-		}
-	}
-	if len(named) == 0 {
-		return Profile{}, http.StatusUnauthorized, "invalid_client",
-			fmt.Sprintf("no profile %q (by name or client id) that this caller may use", req.clientID)
-	}
-	var fits []Profile
-	scopeMiss := false
-	for _, p := range named {
-		if !targetFits(p, req) {
-			continue
-		}
-		if !scopeFits(p, req) {
-			scopeMiss = true
-			continue
-		}
-		fits = append(fits, p)
-	}
-	switch {
-	case len(fits) == 1:
-		return fits[0], 0, "", ""
-	case len(fits) > 1:
-		names := make([]string, len(fits))
-		for i, p := range fits {
-			names[i] = p.Name
-		}
-		return Profile{}, http.StatusBadRequest, "invalid_request",
-			fmt.Sprintf("client id %q fits profiles %s; use a profile name as client_id", req.clientID, strings.Join(names, ", "))
-	case scopeMiss:
-		return Profile{}, http.StatusBadRequest, "invalid_scope", "the requested scope is not a subset of the profile's scopes"
-	}
-	return Profile{}, http.StatusBadRequest, "invalid_target", "the requested audience or resource is not the profile's"
-}
-
-func scopeFits(p Profile, req request) bool {
-	for _, sc := range req.scopes {
-		if !slices.Contains(p.Scopes, sc) {
-			return false
-		}
-	}
-	return true
-}
-
-func targetFits(p Profile, req request) bool {
-	if req.audience != "" && req.audience != p.Audience {
-		return false
-	}
-	if len(req.resource) > 0 {
-		a, b := slices.Clone(req.resource), slices.Clone(p.Resource)
-		slices.Sort(a)
-		slices.Sort(b)
-		return slices.Equal(slices.Compact(a), slices.Compact(b))
-	}
-	return true
-}
-
 // failToken answers an engine error the way OAuth clients understand: the
 // agent's own trouble with its IdP is a 503 temporarily_unavailable (the
 // client can do nothing about it but retry), never the IdP's code, which a
@@ -339,5 +279,5 @@ func (s *Server) fail(w http.ResponseWriter, ev *door.RequestEvent, status int, 
 	if retryAfter != "" {
 		w.Header().Set("Retry-After", retryAfter)
 	}
-	door.WriteJSON(w, status, map[string]string{"error": code, "error_description": description})
+	door.WriteJSON(w, status, ipc.ErrorResponse{Error: code, ErrorDescription: description})
 }
