@@ -135,47 +135,20 @@ func (a *Agent) notify() {
 }
 
 // ProfileStatus is what the agent knows about a profile, for status
-// displays. It never holds a token or a secret.
+// displays and metrics. It never holds a token or a secret.
 type ProfileStatus struct {
-	Name string
-	// ExpiresAt and RefreshAt are zero when no token is held.
-	ExpiresAt time.Time
+	// ProfileInfo is what a caller may be told (GET /v1/profiles), filled
+	// in one place (source.status): a new status field is added there and
+	// to ipc.ProfileInfo, and every door shows it. Its times are UTC.
+	ipc.ProfileInfo
+	// RefreshAt is when the held token is refreshed; zero when none is.
 	RefreshAt time.Time
-	// LastRefresh is when the last successful fetch completed.
-	LastRefresh time.Time
-	// LastError is the most recent fetch error, if the last fetch failed;
-	// NextAttempt is when the IdP will be asked again.
-	LastError   string
-	NextAttempt time.Time
-	// UpstreamRequests counts requests sent to the IdP.
-	UpstreamRequests int
-	// Idle is set while background refresh is paused for lack of demand.
-	Idle bool
-	// Origin is "idp" for a token this agent fetched, "store" for one
-	// loaded from the store at start, "fleet" for one another host's
-	// agent fetched ("" with no token); ObtainedAt is when it was fetched.
-	Origin     string
-	ObtainedAt time.Time
-	// Fleet is "" without a fleet, else "fleet" (shared), "local" (fleet
-	// = false), "fleet unavailable" or "local: wrong seal_key" (fetching
-	// for this host alone); MintedBy names the host that fetched the held
-	// token; FleetStats counts what the profile did through the fleet.
-	Fleet      string
-	MintedBy   string
-	FleetStats FleetStats
 	// ClockSkew is the last token's JWT exp minus its expiry by the
 	// IdP's expires_in on this host's clock, when that exceeds 30 s (the
 	// two clocks disagree; the earlier expiry is used); else 0.
 	ClockSkew time.Duration
-
-	// What the profile's tokens are for, as configured (for the token
-	// endpoint's matching): the IdP client id, scopes, audience, resources;
-	// and whether local_secret is set.
-	ClientID       string
-	Scopes         []string
-	Audience       string
-	Resource       []string
-	HasLocalSecret bool
+	// FleetStats counts what the profile did through the fleet.
+	FleetStats FleetStats
 
 	// Counters since start (or since the profile last changed).
 	Results   map[string]uint64 // IdP requests by result: "ok", the IdP's code, "http_NNN", "timeout", "network"

@@ -136,21 +136,11 @@ func targetFits(p *profile, q ipc.ClientMatch) bool {
 // sorted by name, as the socket's /v1/profiles and /v1/health tell it.
 func (a *Agent) ProfileInfos(caller ipc.Caller) []ipc.ProfileInfo {
 	all := a.Profiles(caller)
-	out := make([]ipc.ProfileInfo, 0, len(all))
-	for _, st := range all {
-		out = append(out, st.info())
+	out := make([]ipc.ProfileInfo, len(all))
+	for i, st := range all {
+		out[i] = st.ProfileInfo
 	}
 	return out
-}
-
-// info is the one place a profile's status becomes its wire form.
-func (st ProfileStatus) info() ipc.ProfileInfo {
-	return ipc.ProfileInfo{
-		Name: st.Name, ExpiresAt: st.ExpiresAt.UTC(), LastRefresh: st.LastRefresh.UTC(),
-		LastError: st.LastError, NextAttempt: st.NextAttempt.UTC(), UpstreamRequests: st.UpstreamRequests, Idle: st.Idle,
-		Audience: st.Audience, Scopes: st.Scopes, ClockSkewSeconds: st.ClockSkew.Seconds(),
-		Origin: st.Origin, ObtainedAt: st.ObtainedAt.UTC(), Fleet: st.Fleet, MintedBy: st.MintedBy,
-	}
 }
 
 // ProfileStats are every profile's counters, for /metrics
