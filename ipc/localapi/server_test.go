@@ -663,66 +663,6 @@ func TestMetricsRefusedToOtherUsers(t *testing.T) {
 	}
 }
 
-// TestRemovesOnlyItsOwnSocket: on shutdown the listener removes the socket
-// file only if it is still the one it created; a socket someone else put
-// at the path is left alone.
-func TestRemovesOnlyItsOwnSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "agent.sock")
-	ln, err := door.Listen(path, door.ListenConfig{Mode: 0o600, GID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(path) // someone replaces the socket with their own
-	other, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	ln.Close()
-	if _, err := os.Lstat(path); err != nil {
-		t.Errorf("closing the agent's listener removed another process's socket: %v", err)
-	}
-
-	// Its own socket it does remove.
-	own := filepath.Join(t.TempDir(), "own.sock")
-	ln, err = door.Listen(own, door.ListenConfig{Mode: 0o600, GID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
-	if _, err := os.Lstat(own); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("own socket left behind after Close: %v", err)
-	}
-}
-
-// TestSocketModeFromBindNotChmod: the socket's mode is right from the
-// moment it exists, whatever the process umask (no window with umask
-// bits, no chmod by path that a swapped symlink could redirect).
-func TestSocketModeFromBindNotChmod(t *testing.T) {
-	old := syscall.Umask(0)
-	defer syscall.Umask(old)
-	for _, mode := range []os.FileMode{0o600, 0o660, 0o666} {
-		path := filepath.Join(t.TempDir(), "agent.sock")
-		victim := filepath.Join(t.TempDir(), "victim")
-		os.WriteFile(victim, []byte("secret"), 0o600)
-		ln, err := door.Listen(path, door.ListenConfig{Mode: mode, GID: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, _ := os.Lstat(path)
-		if fi.Mode().Perm() != mode {
-			t.Errorf("socket mode %04o, want %04o", fi.Mode().Perm(), mode)
-		}
-		if vi, _ := os.Stat(victim); vi.Mode().Perm() != 0o600 {
-			t.Errorf("another file's mode changed to %04o", vi.Mode().Perm())
-		}
-		if u := syscall.Umask(0); u != 0 {
-			t.Errorf("Listen left the umask at %04o", u)
-		}
-		ln.Close()
-	}
-}
-
 // TestNoAccessConnectionsClosed: a caller who may use no profile gets its
 // answer and the connection closed, so that it cannot hold connections.
 func TestNoAccessConnectionsClosed(t *testing.T) {
