@@ -41,7 +41,9 @@ type Running struct {
 
 // Options adjust Start; the zero value is fine.
 type Options struct {
-	// Log receives the daemon's log; nil discards it.
+	// Log receives the daemon's log as tokenagentd writes it
+	// (daemon.NewLogger: the config's log_level, info by default, and
+	// log_format, JSON unless w is a terminal); nil discards it.
 	Log io.Writer
 	// Observe and ReadHeaderTimeout are passed to the daemon.
 	Observe           func(door.RequestEvent)
@@ -82,7 +84,7 @@ func StartWith(config string, opts Options) (*Running, error) {
 	}
 	log := zerolog.Nop()
 	if opts.Log != nil {
-		log = zerolog.New(opts.Log).With().Timestamp().Logger()
+		log = daemon.NewLogger(cfg, opts.Log)
 	}
 	r.Socket = filepath.Join(r.Dir, "run", "agent.sock")
 	r.Daemon, err = daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Socket: r.Socket, Logger: &log, NoSignals: true,

@@ -1,6 +1,7 @@
 package door
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -279,6 +280,9 @@ func (c *peerConn) Write(p []byte) (int, error) {
 // the plain-text headers it writes, which no handler of ours sends.
 func netHTTPError(p []byte) (status string, ok bool) {
 	const prefix, headers = "HTTP/1.1 4", "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	if !bytes.HasPrefix(p, []byte(prefix)) { // every answer of ours: no copy made
+		return "", false
+	}
 	s := string(p[:min(len(p), 256)])
 	end := strings.Index(s, headers)
 	if !strings.HasPrefix(s, prefix) || end < 0 {

@@ -1,6 +1,7 @@
 package door_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tokenagent/tokenagent/ipc/door"
 )
@@ -99,5 +101,37 @@ func TestBrowserGuards(t *testing.T) {
 		if got := door.LoopbackGuard(r) != ""; got != tc.tcpDoor {
 			t.Errorf("%s: LoopbackGuard refuses = %v, want %v", tc.name, got, tc.tcpDoor)
 		}
+	}
+}
+
+// TestWithTimeout: the lazy request timeout is a context.WithTimeout to
+// whoever waits on it, whether it is waited on before or after its
+// deadline, or not until after it is stopped.
+func TestWithTimeout(t *testing.T) {
+	ctx, cancel := door.WithTimeout(context.Background(), time.Hour)
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) < 59*time.Minute {
+		t.Errorf("Deadline = %v, %v; want an hour from now", d, ok)
+	}
+	cancel()
+	<-ctx.Done()
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Errorf("after cancel, never waited on: Err = %v, want Canceled", ctx.Err())
+	}
+
+	ctx, cancel = door.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-ctx.Done()
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Errorf("after the deadline: Err = %v, want DeadlineExceeded", ctx.Err())
+	}
+
+	parent, stop := context.WithCancel(context.Background())
+	ctx, cancel = door.WithTimeout(parent, time.Hour)
+	defer cancel()
+	done := ctx.Done()
+	stop()
+	<-done
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Errorf("parent cancelled: Err = %v, want Canceled", ctx.Err())
 	}
 }

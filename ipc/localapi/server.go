@@ -212,7 +212,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ev *door.Req
 		}
 		req.RejectedSHA256 = body.RejectedSHA256
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	ctx, cancel := door.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	tok, err := s.cfg.Backend.Token(ctx, ev.Caller, req)
 	if err != nil {
@@ -224,13 +224,14 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ev *door.Req
 		s.fail(w, ev, e)
 		return
 	}
-	ev.TokenSHA256 = ipc.Fingerprint(tok.AccessToken)
+	ev.TokenSHA256 = door.TokenFingerprint(tok.AccessToken)
 	if acceptsPlain(r.Header.Get("Accept")) {
 		ev.Status = http.StatusOK
 		door.Write(w, http.StatusOK, "text/plain; charset=utf-8", []byte(tok.AccessToken+"\n"))
 		return
 	}
-	s.ok(w, ev, tok)
+	ev.Status = http.StatusOK
+	door.Write(w, http.StatusOK, "application/json", append(appendToken(make([]byte, 0, 256+len(tok.AccessToken)), tok), '\n'))
 }
 
 // acceptsPlain reports whether the caller prefers text/plain over JSON.

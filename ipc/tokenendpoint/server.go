@@ -179,14 +179,14 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.Profile = profile
-	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
+	ctx, cancel := door.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	tok, err := s.cfg.Backend.Token(ctx, caller, profile)
 	if err != nil {
 		s.failToken(w, &ev, err)
 		return
 	}
-	ev.Status, ev.TokenSHA256 = http.StatusOK, ipc.Fingerprint(tok.AccessToken)
+	ev.Status, ev.TokenSHA256 = http.StatusOK, door.TokenFingerprint(tok.AccessToken)
 	door.WriteJSON(w, http.StatusOK, tokenAnswer{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: max(tok.ExpiresIn, 0), Scope: tok.Scope})
 }
 
