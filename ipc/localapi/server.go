@@ -125,7 +125,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.inFlight.Add(-1)
 	ev := s.rec.Event(r)
 	defer func() { s.rec.Done(&ev, ev.Code != "" || ev.Profile != "") }()
-	w.Header()["Cache-Control"] = []string{"no-store"}
+	door.NoStore(w, false)
 	if _, err := door.CallerFrom(r.Context()); err != nil {
 		s.fail(w, &ev, forbidden("the agent could not read this connection's peer credentials"))
 		return
@@ -231,7 +231,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ev *door.Req
 		return
 	}
 	ev.Status = http.StatusOK
-	door.Write(w, http.StatusOK, "application/json", append(appendToken(make([]byte, 0, 256+len(tok.AccessToken)), tok), '\n'))
+	door.WriteAppended(w, http.StatusOK, func(b []byte) []byte { return appendToken(b, tok) })
 }
 
 // acceptsPlain reports whether the caller prefers text/plain over JSON.

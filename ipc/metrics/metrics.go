@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenagent/tokenagent/internal/version"
@@ -95,27 +96,38 @@ func (mw *Writer) Serve(w http.ResponseWriter) {
 // tokenagent_requests_total. The daemon hands one to every door
 // (door.Recorder); the Writer writes it. The zero value is ready.
 type Requests struct {
-	mu     sync.Mutex
-	counts map[[3]string]uint64
+	mu     sync.RWMutex
+	counts map[[3]string]*atomic.Uint64
 }
 
 // Count tallies one answered request. Outcomes may be IdP error codes, so
-// they are reduced to [a-z0-9_] first.
+// they are reduced to [a-z0-9_] first. A series seen before costs a
+// shared lock and an atomic add: every request of every door counts here.
 func (r *Requests) Count(door, profile, outcome string) {
 	if profile == "" {
 		profile = "-"
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.counts == nil {
-		r.counts = map[[3]string]uint64{}
+	key := [3]string{door, profile, metricLabel(outcome)}
+	r.mu.RLock()
+	n := r.counts[key]
+	r.mu.RUnlock()
+	if n == nil {
+		r.mu.Lock()
+		if r.counts == nil {
+			r.counts = map[[3]string]*atomic.Uint64{}
+		}
+		if n = r.counts[key]; n == nil {
+			n = new(atomic.Uint64)
+			r.counts[key] = n
+		}
+		r.mu.Unlock()
 	}
-	r.counts[[3]string{door, profile, metricLabel(outcome)}]++
+	n.Add(1)
 }
 
 func (r *Requests) write(w io.Writer) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	keys := make([][3]string, 0, len(r.counts))
 	for k := range r.counts {
 		keys = append(keys, k)
@@ -125,7 +137,7 @@ func (r *Requests) write(w io.Writer) {
 	})
 	family(w, "tokenagent_requests_total", "counter", "Requests by door (socket, token_endpoint), profile and outcome.")
 	for _, k := range keys {
-		fmt.Fprintf(w, "tokenagent_requests_total{door=%q,profile=%q,outcome=%q} %d\n", k[0], k[1], k[2], r.counts[k])
+		fmt.Fprintf(w, "tokenagent_requests_total{door=%q,profile=%q,outcome=%q} %d\n", k[0], k[1], k[2], r.counts[k].Load())
 	}
 }
 

@@ -43,6 +43,22 @@ type tokenAnswer struct {
 	TokenType   string `json:"token_type"`
 }
 
+// append appends the answer as encoding/json writes it, byte for byte
+// (TestTokenAnswerIsJSON), with none of its reflection.
+func (t *tokenAnswer) append(b []byte) []byte {
+	b = append(b, `{"access_token":`...)
+	b = door.AppendJSONString(b, t.AccessToken)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, t.ExpiresIn, 10)
+	if t.Scope != "" {
+		b = append(b, `,"scope":`...)
+		b = door.AppendJSONString(b, t.Scope)
+	}
+	b = append(b, `,"token_type":`...)
+	b = door.AppendJSONString(b, t.TokenType)
+	return append(b, '}')
+}
+
 // metadata is the RFC 8414 document.
 type metadata struct {
 	GrantTypes       []string `json:"grant_types_supported"`
@@ -83,7 +99,13 @@ func New(cfg Config) *Server {
 	mux.HandleFunc(PathToken, s.serveToken)
 	mux.HandleFunc(PathMetadata, s.serveMetadata)
 	mux.HandleFunc(PathOIDCMetadata, s.serveMetadata)
-	s.Server = door.NewServer(s.guard(mux), t)
+	s.Server = door.NewServer(s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == PathToken { // every token request: no pattern matching
+			s.serveToken(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})), t)
 	return s
 }
 
@@ -98,8 +120,7 @@ func Listen(addr string, lc door.ListenConfig) (net.Listener, error) {
 // sets the headers every answer carries.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Pragma", "no-cache")
+		door.NoStore(w, true)
 		if why := door.LoopbackGuard(r); why != "" {
 			ev := s.rec.Event(r)
 			s.fail(w, &ev, http.StatusForbidden, "invalid_request", why, "")
@@ -187,7 +208,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.Status, ev.TokenSHA256 = http.StatusOK, door.TokenFingerprint(tok.AccessToken)
-	door.WriteJSON(w, http.StatusOK, tokenAnswer{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: max(tok.ExpiresIn, 0), Scope: tok.Scope})
+	answer := tokenAnswer{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: max(tok.ExpiresIn, 0), Scope: tok.Scope}
+	door.WriteAppended(w, http.StatusOK, answer.append)
 }
 
 // asError is err as an *ipc.Error; one the engine did not make is
