@@ -37,8 +37,6 @@ package agent
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -118,6 +116,8 @@ type Agent struct {
 	fleet    Fleet  // nil without [fleet]
 	hostname string // names this host in fleet records
 
+	doors atomic.Pointer[doorIndex] // what the token doors match against (doors.go)
+
 	// changed is closed, and replaced, whenever a fetch ends or the
 	// store's state may have changed: whoever needs to see such a change
 	// waits on it rather than polling (see stateChanged).
@@ -141,47 +141,20 @@ func (a *Agent) notify() {
 }
 
 // ProfileStatus is what the agent knows about a profile, for status
-// displays. It never holds a token or a secret.
+// displays and metrics. It never holds a token or a secret.
 type ProfileStatus struct {
-	Name string
-	// ExpiresAt and RefreshAt are zero when no token is held.
-	ExpiresAt time.Time
+	// ProfileInfo is what a caller may be told (GET /v1/profiles), filled
+	// in one place (source.status): a new status field is added there and
+	// to ipc.ProfileInfo, and every door shows it. Its times are UTC.
+	ipc.ProfileInfo
+	// RefreshAt is when the held token is refreshed; zero when none is.
 	RefreshAt time.Time
-	// LastRefresh is when the last successful fetch completed.
-	LastRefresh time.Time
-	// LastError is the most recent fetch error, if the last fetch failed;
-	// NextAttempt is when the IdP will be asked again.
-	LastError   string
-	NextAttempt time.Time
-	// UpstreamRequests counts requests sent to the IdP.
-	UpstreamRequests int
-	// Idle is set while background refresh is paused for lack of demand.
-	Idle bool
-	// Origin is "idp" for a token this agent fetched, "store" for one
-	// loaded from the store at start, "fleet" for one another host's
-	// agent fetched ("" with no token); ObtainedAt is when it was fetched.
-	Origin     string
-	ObtainedAt time.Time
-	// Fleet is "" without a fleet, else "fleet" (shared), "local" (fleet
-	// = false), "fleet unavailable" or "local: wrong seal_key" (fetching
-	// for this host alone); MintedBy names the host that fetched the held
-	// token; FleetStats counts what the profile did through the fleet.
-	Fleet      string
-	MintedBy   string
-	FleetStats FleetStats
 	// ClockSkew is the last token's JWT exp minus its expiry by the
 	// IdP's expires_in on this host's clock, when that exceeds 30 s (the
 	// two clocks disagree; the earlier expiry is used); else 0.
 	ClockSkew time.Duration
-
-	// What the profile's tokens are for, as configured (for the token
-	// endpoint's matching): the IdP client id, scopes, audience, resources;
-	// and whether local_secret is set.
-	ClientID       string
-	Scopes         []string
-	Audience       string
-	Resource       []string
-	HasLocalSecret bool
+	// FleetStats counts what the profile did through the fleet.
+	FleetStats FleetStats
 
 	// Counters since start (or since the profile last changed).
 	Results   map[string]uint64 // IdP requests by result: "ok", the IdP's code, "http_NNN", "timeout", "network"
@@ -449,17 +422,6 @@ func (a *Agent) Status() []ProfileStatus {
 // Profiles reports the profiles caller may use, sorted by name.
 func (a *Agent) Profiles(caller ipc.Caller) []ProfileStatus {
 	return a.status(func(s *source) bool { return s.prof.access.allows(caller, a.uid) })
-}
-
-// LocalSecretMatches reports, in constant time, whether secret is the
-// profile's local_secret (false when the profile has none or is unknown).
-func (a *Agent) LocalSecretMatches(profile, secret string) bool {
-	s := (*a.sources.Load())[profile]
-	if s == nil || s.prof.localSecret == ([32]byte{}) {
-		return false
-	}
-	sum := sha256.Sum256([]byte(secret))
-	return subtle.ConstantTimeCompare(sum[:], s.prof.localSecret[:]) == 1
 }
 
 // MayUseAny reports whether caller may use at least one profile.

@@ -22,9 +22,6 @@ import (
 // fleet's Coordinator, one per profile that takes part.
 type Fleet = fleet.Backend
 
-// FleetStats counts a profile's work through the fleet (see fleet.Stats).
-type FleetStats = fleet.Stats
-
 // newCoordinator makes the fleet coordinator of a profile that takes part
 // in the agent's fleet; nil when it does not (or there is no fleet).
 func newCoordinator(s *source) *fleet.Coordinator {

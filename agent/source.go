@@ -599,38 +599,37 @@ func (s *source) status(now time.Time) ProfileStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := ProfileStatus{
-		Name:             s.prof.name,
-		UpstreamRequests: s.requests,
-		LastRefresh:      s.lastRefresh,
-		Idle:             s.idle,
-		Results:          maps.Clone(s.results),
-		Latency:          s.latency,
-		Minted:           s.minted,
-		Coalesced:        s.coalesced,
-		Served:           s.served.Load(),
-		ClientID:         s.prof.clientID,
-		Scopes:           s.prof.scopes,
-		Audience:         s.prof.audience,
-		Resource:         s.prof.resource,
-		HasLocalSecret:   s.prof.localSecret != [32]byte{},
+		ProfileInfo: ipc.ProfileInfo{
+			Name:             s.prof.name,
+			UpstreamRequests: s.requests,
+			LastRefresh:      s.lastRefresh.UTC(),
+			Idle:             s.idle,
+			Scopes:           s.prof.scopes,
+			Audience:         s.prof.audience,
+		},
+		Results:   maps.Clone(s.results),
+		Latency:   s.latency,
+		Minted:    s.minted,
+		Coalesced: s.coalesced,
+		Served:    s.served.Load(),
 	}
 	if c := s.cur.Load(); c != nil {
-		st.Origin, st.ObtainedAt = "idp", c.ObtainedAt
+		st.Origin, st.ObtainedAt = "idp", c.ObtainedAt.UTC()
 		switch {
 		case c.fromStore:
 			st.Origin = "store"
 		case c.fromFleet:
 			st.Origin = "fleet"
 		}
-		st.ExpiresAt = c.serve(now, s.agent.clock.Mono()).ExpiresAt
+		st.ExpiresAt = c.serve(now, s.agent.clock.Mono()).ExpiresAt.UTC()
 		st.RefreshAt = now.Add(c.untilDue(now, s.agent.clock.Mono()))
 	}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()
-		st.NextAttempt = s.nextAttempt
+		st.NextAttempt = s.nextAttempt.UTC()
 	}
 	if s.skew.Abs() > clockSkewWarn {
-		st.ClockSkew = s.skew
+		st.ClockSkew, st.ClockSkewSeconds = s.skew, s.skew.Seconds()
 	}
 	if s.agent.fleet != nil {
 		st.Fleet = "local"

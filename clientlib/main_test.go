@@ -9,7 +9,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // The tests and Examples share one real agent: an idptest IdP, the engine,
@@ -74,7 +74,7 @@ type connCounter struct {
 	ids map[uint64]bool
 }
 
-func (c *connCounter) observe(ev localapi.RequestEvent) {
+func (c *connCounter) observe(ev door.RequestEvent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ids == nil {

@@ -41,3 +41,15 @@ var OverflowUID = sync.OnceValue(func() uint32 {
 	}
 	return 65534
 })
+
+// ClientMatch is what an OAuth client asking a token door identifies
+// itself and its token by: a client_id (a profile's name, or its IdP
+// client id), the secret it sent (only ever compared with a profile's
+// local_secret), and the scope, audience and resource it wants.
+type ClientMatch struct {
+	ClientID string
+	Secret   string
+	Scopes   []string
+	Audience string
+	Resource []string
+}

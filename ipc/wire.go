@@ -227,3 +227,12 @@ func SafeText(s string) string {
 		return r
 	}, s)
 }
+
+// FleetStats counts a profile's work through the fleet: records read,
+// tokens taken from it instead of the IdP, lock acquisitions tried,
+// tokens this host fetched and shared, and fetches made for this host
+// alone (the fleet failed, or its lock holder was slow). The engine keeps
+// them; /metrics writes them.
+type FleetStats struct {
+	Reads, Hits, LockWaits, Mints, Fallbacks uint64
+}

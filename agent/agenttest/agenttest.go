@@ -20,7 +20,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/agent/secretref"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // Running is a started agent.
@@ -42,10 +42,12 @@ type Running struct {
 
 // Options adjust Start; the zero value is fine.
 type Options struct {
-	// Log receives the daemon's log; nil discards it.
+	// Log receives the daemon's log as tokenagentd writes it
+	// (daemon.NewLogger: the config's log_level, info by default, and
+	// log_format, JSON unless w is a terminal); nil discards it.
 	Log io.Writer
 	// Observe and ReadHeaderTimeout are passed to the daemon.
-	Observe           func(localapi.RequestEvent)
+	Observe           func(door.RequestEvent)
 	ReadHeaderTimeout time.Duration
 	// ShutdownGrace is passed to the daemon (0: its default).
 	ShutdownGrace time.Duration
@@ -85,7 +87,7 @@ func StartWith(text string, opts Options) (*Running, error) {
 	}
 	log := zerolog.Nop()
 	if opts.Log != nil {
-		log = zerolog.New(opts.Log).With().Timestamp().Logger()
+		log = daemon.NewLogger(cfg, opts.Log)
 	}
 	r.Socket = filepath.Join(r.Dir, "run", "agent.sock")
 	r.Daemon, err = daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Socket: r.Socket, Logger: &log, NoSignals: true,

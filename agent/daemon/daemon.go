@@ -31,7 +31,9 @@ import (
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/door"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/metrics"
 	"github.com/tokenagent/tokenagent/ipc/tokenendpoint"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -59,7 +61,7 @@ type Options struct {
 	NoSignals bool
 	// Observe, if set, sees every answered socket request after it is
 	// logged (audits, tests).
-	Observe func(localapi.RequestEvent)
+	Observe func(door.RequestEvent)
 	// ReadHeaderTimeout bounds reading a request's headers; default 5s.
 	ReadHeaderTimeout time.Duration
 	// HideEnvSecrets moves env: secrets out of the process environment
@@ -237,10 +239,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	observe := logRequests(d.log)
 	if extra := d.opts.Observe; extra != nil {
 		logged := observe
-		observe = func(ev localapi.RequestEvent) { logged(ev); extra(ev) }
+		observe = func(ev door.RequestEvent) { logged(ev); extra(ev) }
 	}
-	requests := &localapi.Requests{} // every door's, on the socket's /metrics
-	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
+	requests := &metrics.Requests{} // every door's, on the socket's /metrics
+	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Metrics: a, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
 		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL})
 	served := make(chan error, 3) // one answer from each server; never blocks
 	serveDone := make(chan struct{})
@@ -266,7 +268,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("config %s: metrics_listen %s: %w", cfg.Path(), cfg.MetricsListen, err)
 		}
-		msrv := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+		msrv := &http.Server{Handler: srv.Metrics().Handler(), ReadHeaderTimeout: 5 * time.Second}
 		metricsDone := make(chan struct{})
 		go func() { defer close(metricsDone); served <- msrv.Serve(mln) }()
 		defer func() { msrv.Close(); <-metricsDone }()
@@ -482,10 +484,11 @@ func (l levelWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// backend serves the engine over the socket: it turns the engine's tokens
-// and status into the wire types.
+// backend serves the engine to the socket (localapi.Backend) and to
+// /metrics (metrics.Collector): the engine answers both itself, apart
+// from who the agent is and the wire form of a token.
 type backend struct {
-	a *agent.Agent
+	*agent.Agent
 	d *Daemon
 }
 
@@ -502,9 +505,9 @@ func (b backend) Token(ctx context.Context, caller ipc.Caller, req localapi.Toke
 	// A refresh without a report is answered like a token request: only a
 	// report of the current token makes the agent fetch a new one.
 	if req.Refresh && req.RejectedSHA256 != "" {
-		tok, err = b.a.ReportRejected(ctx, caller, req.Profile, req.RejectedSHA256, req.MinValid)
+		tok, err = b.Agent.ReportRejected(ctx, caller, req.Profile, req.RejectedSHA256, req.MinValid)
 	} else {
-		tok, err = b.a.Token(ctx, caller, req.Profile, req.MinValid)
+		tok, err = b.Agent.Token(ctx, caller, req.Profile, req.MinValid)
 	}
 	if err != nil {
 		return nil, err
@@ -518,63 +521,10 @@ func (b backend) Token(ctx context.Context, caller ipc.Caller, req localapi.Toke
 	}, nil
 }
 
-func (b backend) MayUseAny(caller ipc.Caller) bool { return b.a.MayUseAny(caller) }
-
-func (b backend) StoreHealth() ipc.StoreHealth { return b.a.StoreHealth() }
-
-func (b backend) Profiles(caller ipc.Caller) []ipc.ProfileInfo {
-	var out []ipc.ProfileInfo
-	for _, st := range b.a.Profiles(caller) {
-		out = append(out, ipc.ProfileInfo{
-			Name: st.Name, ExpiresAt: st.ExpiresAt.UTC(), LastRefresh: st.LastRefresh.UTC(),
-			LastError: st.LastError, NextAttempt: st.NextAttempt.UTC(), UpstreamRequests: st.UpstreamRequests, Idle: st.Idle,
-			Audience: st.Audience, Scopes: st.Scopes, ClockSkewSeconds: st.ClockSkew.Seconds(),
-			Origin: st.Origin, ObtainedAt: st.ObtainedAt.UTC(), Fleet: st.Fleet, MintedBy: st.MintedBy,
-		})
-	}
-	return out
-}
-
-func (b backend) Stats() []localapi.ProfileStats {
-	now := time.Now()
-	all := b.a.Status()
-	out := make([]localapi.ProfileStats, 0, len(all))
-	for _, st := range all {
-		out = append(out, localapi.ProfileStats{
-			Profile: st.Name, Results: st.Results,
-			LatencyBuckets: agent.LatencyBuckets(), LatencyCounts: st.Latency.Counts[:], LatencySum: st.Latency.Sum,
-			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
-			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(), LastSuccess: st.LastRefresh,
-			Fleet: st.Fleet, FleetStats: localapi.FleetStats(st.FleetStats),
-		})
-	}
-	return out
-}
-
-// endpointBackend serves the engine to the loopback token endpoint.
-type endpointBackend struct{ b backend }
-
-func (e endpointBackend) Profiles(caller ipc.Caller) []tokenendpoint.Profile {
-	return endpointProfiles(e.b.a.Profiles(caller))
-}
-
-func (e endpointBackend) AllProfiles() []tokenendpoint.Profile {
-	return endpointProfiles(e.b.a.Status())
-}
-
-func (e endpointBackend) LocalSecretMatches(profile, secret string) bool {
-	return e.b.a.LocalSecretMatches(profile, secret)
-}
+// endpointBackend serves the engine to the loopback token endpoint: the
+// engine's Match, and a token as the socket serves it.
+type endpointBackend struct{ backend }
 
 func (e endpointBackend) Token(ctx context.Context, caller ipc.Caller, profile string) (*ipc.TokenResponse, error) {
-	return e.b.Token(ctx, caller, localapi.TokenRequest{Profile: profile})
-}
-
-func endpointProfiles(all []agent.ProfileStatus) []tokenendpoint.Profile {
-	out := make([]tokenendpoint.Profile, 0, len(all))
-	for _, st := range all {
-		out = append(out, tokenendpoint.Profile{Name: st.Name, ClientID: st.ClientID, Scopes: st.Scopes,
-			Audience: st.Audience, Resource: st.Resource, HasLocalSecret: st.HasLocalSecret})
-	}
-	return out
+	return e.backend.Token(ctx, caller, localapi.TokenRequest{Profile: profile})
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // DefaultSocketGroup is the socket's group in system mode when it exists.
@@ -41,11 +41,11 @@ func listen(cfg *config.Config, path string) (net.Listener, error) {
 	if mode != 0 {
 		lc.Mode = mode
 	}
-	return localapi.Listen(path, lc)
+	return door.Listen(path, lc)
 }
 
 // connectionLimits are the caps every door applies: in all, per uid, and
 // who is never refused (root and the agent's own user).
-func connectionLimits(cfg *config.Config) localapi.ListenConfig {
-	return localapi.ListenConfig{MaxConnections: cfg.MaxConnections, MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
+func connectionLimits(cfg *config.Config) door.ListenConfig {
+	return door.ListenConfig{MaxConnections: cfg.MaxConnections, MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
 }

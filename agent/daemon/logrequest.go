@@ -5,24 +5,37 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
-// logRequests logs one event per socket request: who asked (uid, gid, pid,
-// executable), for what, the outcome and how long it took, and the served
-// token's fingerprint. Denials are warnings, other failures info.
-func logRequests(log zerolog.Logger) func(localapi.RequestEvent) {
-	return func(ev localapi.RequestEvent) {
-		var e *zerolog.Event
+// logRequests logs one event per answered request: who asked (uid, gid,
+// pid, executable), for what, the outcome and how long it took, and the
+// served token's fingerprint. Denials are warnings, the agent's own
+// failures errors, other refusals info, and answers given (a token, a
+// listing) debug: per-request lines are for debugging (log_level =
+// "debug"); the audit of every token handed out is Observe's. A line
+// below the log level is not built at all, and the caller's executable
+// is read only for a line that is written.
+func logRequests(log zerolog.Logger) func(door.RequestEvent) {
+	return func(ev door.RequestEvent) {
+		denied := ev.Status == http.StatusForbidden || ev.Denied
+		level := zerolog.DebugLevel
 		switch {
-		case ev.Status == http.StatusForbidden || ev.Denied:
-			e = log.Warn()
+		case denied:
+			level = zerolog.WarnLevel
 		case ev.Status >= 500 && ev.Status != http.StatusServiceUnavailable:
-			e = log.Error()
-		default:
-			e = log.Info()
+			level = zerolog.ErrorLevel
+		case ev.Code != "":
+			level = zerolog.InfoLevel
 		}
-		e = e.Str("door", ev.Door).Uint64("conn", ev.Conn).Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Caller.Exe).
+		if int32(level) < logLevel.Load() {
+			return
+		}
+		e := log.WithLevel(level)
+		if e == nil || !e.Enabled() {
+			return
+		}
+		e = e.Str("door", ev.Door).Uint64("conn", ev.Conn).Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Executable()).
 			Str("method", ev.Method).Str("path", ev.Path).Int("status", ev.Status).Dur("duration", ev.Duration)
 		if ev.Profile != "" {
 			e = e.Str("profile", ev.Profile)
@@ -34,7 +47,7 @@ func logRequests(log zerolog.Logger) func(localapi.RequestEvent) {
 			e = e.Str("error", ev.Code).Str("reason", ev.Reason)
 		}
 		msg := "request"
-		if ev.Status == http.StatusForbidden || ev.Denied {
+		if denied {
 			msg = "request denied"
 		}
 		e.Msg(msg)

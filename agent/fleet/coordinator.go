@@ -34,13 +34,9 @@ type Config struct {
 	Log              zerolog.Logger
 }
 
-// Stats counts a profile's work through the fleet: records read, tokens
-// taken from it instead of the IdP, lock acquisitions tried, tokens this
-// host fetched and shared, and fetches made for this host alone (the
-// fleet failed, or its lock holder was slow).
-type Stats struct {
-	Reads, Hits, LockWaits, Mints, Fallbacks uint64
-}
+// Stats counts a profile's work through the fleet (see ipc.FleetStats:
+// one type from the coordinator to status and /metrics).
+type Stats = ipc.FleetStats
 
 // Origin says where the token of a Fetch came from.
 type Origin int

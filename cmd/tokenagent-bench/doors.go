@@ -28,16 +28,12 @@ func tcpClient(keepAlive bool, conns int) *http.Client {
 // form parsing, the profile match, and the caller's uid read from the
 // kernel (once per connection).
 func tokenEndpoint() error {
-	r, err := agenttest.Start("token_endpoint = \"127.0.0.1:0\"\n[profiles.bench]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"bench-secret\"\n")
+	r, err := startAgent("token_endpoint = \"127.0.0.1:0\"\n[profiles.bench]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"bench-secret\"\n")
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	r.IdP.AddClient(idptest.Client{ID: "c", Secret: "bench-secret", Method: "client_secret_basic"})
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"bench"}, "client_secret": {"unused"}}.Encode()
-	post := func(hc *http.Client, u string) error {
-		return drain(hc.Post(u, "application/x-www-form-urlencoded", strings.NewReader(form)))
-	}
+	form, post := tokenPost("bench")
 	resp, err := http.Post(r.TokenEndpoint, "application/x-www-form-urlencoded", strings.NewReader(form))
 	if err != nil {
 		return err
@@ -82,6 +78,15 @@ func tokenEndpoint() error {
 	}
 	fmt.Println()
 	return nil
+}
+
+// tokenPost is the form of a client_credentials request for clientID,
+// and a function that posts it and wants 200.
+func tokenPost(clientID string) (form string, post func(hc *http.Client, u string) error) {
+	form = url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {"unused"}}.Encode()
+	return form, func(hc *http.Client, u string) error {
+		return drain(hc.Post(u, "application/x-www-form-urlencoded", strings.NewReader(form)))
+	}
 }
 
 // fileSink measures what a script pays to read its token from a file sink

@@ -43,7 +43,7 @@ func main() {
 var (
 	requests = flag.Int("requests", 20000, "requests per cache-hit measurement")
 	steady   = flag.Duration("steady", time.Minute, "duration of the steady-state run")
-	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, sink (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, scale, outside, sink (default all)")
 	coldRuns = flag.Int("cold-runs", 200, "interleaved rounds of the cold-CLI measurement")
 )
 
@@ -68,6 +68,8 @@ func run() error {
 		{"steady", steadyState},
 		{"memory", func() error { return memory(work) }},
 		{"endpoint", tokenEndpoint},
+		{"scale", endpointScale},
+		{"outside", func() error { return outside(work) }},
 		{"sink", func() error { return fileSink(work) }},
 	}
 	for _, sec := range sections {
@@ -232,12 +234,11 @@ func interleaved(a, b func() error, n, clients, rounds int) (ra, rb result, err 
 }
 
 func cacheHits() error {
-	r, err := agenttest.Start("[profiles.bench]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"bench-secret\"\n")
+	r, err := startAgent("[profiles.bench]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"bench-secret\"\n")
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	r.IdP.AddClient(idptest.Client{ID: "c", Secret: "bench-secret", Method: "client_secret_basic"})
 	url := "http://" + ipc.Host + "/v1/tokens/bench"
 	// The floor answers with the agent's own bytes.
 	resp, err := unixClient(r.Socket, true, 1).Get(url)
@@ -319,30 +320,29 @@ func main() {
 `
 
 func coldCLI(work string) error {
-	r, err := agenttest.Start("[profiles.bench]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"bench-secret\"\n")
+	r, err := startAgent("[profiles.bench]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"bench-secret\"\n")
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	r.IdP.AddClient(idptest.Client{ID: "c", Secret: "bench-secret", Method: "client_secret_basic"})
+	return coldCLIOn(work, r.Socket, "## ")
+}
+
+// coldCLIOn runs the cold-CLI measurement against the agent on socket
+// (profile bench); heading is the Markdown level of its title.
+func coldCLIOn(work, socket, heading string) error {
 	cli, err := buildCommand(work, "tokenagent")
 	if err != nil {
 		return err
 	}
-	src := filepath.Join(work, "floor", "main.go")
-	os.MkdirAll(filepath.Dir(src), 0o755)
-	os.WriteFile(src, []byte(minimalClient), 0o644)
-	os.WriteFile(filepath.Join(work, "floor", "go.mod"), []byte("module floor\n\ngo 1.22\n"), 0o644)
-	floorBin := filepath.Join(work, "floor-client")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", floorBin, ".")
-	build.Dir, build.Env = filepath.Dir(src), append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build floor client: %v\n%s", err, out)
+	floorBin, err := buildProgram(work, "floor-client", minimalClient)
+	if err != nil {
+		return err
 	}
 	// Interleaved: each round runs the CLI and the floor once, so that
 	// whatever else the machine does weighs on both alike.
-	cliArgs := []string{cli, "token", "bench", "--socket", r.Socket}
-	floorArgs := []string{floorBin, r.Socket, "bench"}
+	cliArgs := []string{cli, "token", "bench", "--socket", socket}
+	floorArgs := []string{floorBin, socket, "bench"}
 	runOnce := func(args []string) (time.Duration, error) {
 		t0 := time.Now()
 		out, err := exec.Command(args[0], args[1:]...).Output()
@@ -369,7 +369,7 @@ func coldCLI(work string) error {
 	}
 	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
 	agentWall, floorWall := time.Duration(med(cliWalls)), time.Duration(med(floorWalls))
-	fmt.Println("## Cold CLI process")
+	fmt.Println(heading + "Cold CLI process")
 	fmt.Println()
 	fmt.Printf("%d interleaved rounds, each running `tokenagent token bench` then the floor once; wall time from process start to exit, token on stdout.\n\n", *coldRuns)
 	fmt.Println("| program | median wall | ratio |")

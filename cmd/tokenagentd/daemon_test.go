@@ -157,8 +157,9 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Error("removed profile still served")
 	}
 
-	// One log event per request: caller, outcome, fingerprint, never the token.
-	line := d.waitLog(`"message":"request"`)
+	// One log event per request (at debug, which the reload turned on):
+	// caller, outcome, fingerprint, never the token.
+	line := d.waitLog(`"path":"/v1/tokens/keep"`)
 	for _, want := range []string{`"uid":0`, `"pid":`, `"exe":"`, `"profile":"keep"`, `"status":200`, `"token_sha256":"`, `"duration":`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("request log event lacks %s: %s", want, line)

@@ -74,6 +74,9 @@ func ParseRoute(method, path, rawQuery string) (Route, error) {
 	if method != want && !(method == http.MethodHead && want == http.MethodGet) {
 		return r, notFound(ipc.CodeMethod, fmt.Sprintf("%s %s: use %s", method, path, want))
 	}
+	if rawQuery == "" {
+		return r, nil
+	}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return r, badRequest(ipc.CodeInvalidRequest, "malformed query string")

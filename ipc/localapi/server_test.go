@@ -24,6 +24,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/door"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 )
 
@@ -90,13 +91,13 @@ type env struct {
 	sock string
 
 	mu     sync.Mutex
-	events []localapi.RequestEvent
+	events []door.RequestEvent
 }
 
-func (e *env) observed() []localapi.RequestEvent {
+func (e *env) observed() []door.RequestEvent {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]localapi.RequestEvent(nil), e.events...)
+	return append([]door.RequestEvent(nil), e.events...)
 }
 
 // serverOptions are the server settings a test may change.
@@ -113,7 +114,8 @@ func start(t *testing.T, top, profiles string, so serverOptions) *env {
 	toml := strings.ReplaceAll(fmt.Sprintf("%s\n%s", top, profiles), "SECRET", secret)
 	r, err := agenttest.StartWith(toml, agenttest.Options{
 		ReadHeaderTimeout: so.ReadHeaderTimeout,
-		Observe: func(ev localapi.RequestEvent) {
+		Observe: func(ev door.RequestEvent) {
+			ev.Caller.Exe = ev.Executable() // while the caller is there
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			e.events = append(e.events, ev)
@@ -296,7 +298,7 @@ allow_gids = [65534]
 	if status != 200 || strings.Join(names, ",") != "for-nobody,for-nogroup" {
 		t.Errorf("uid 65534 sees profiles %v, want only for-nobody and for-nogroup", names)
 	}
-	var denial *localapi.RequestEvent
+	var denial *door.RequestEvent
 	for _, ev := range e.observed() {
 		if ev.Denied && ev.Profile == "p" {
 			denial = &ev
@@ -339,8 +341,8 @@ func TestSocketModeAndGroupWhateverTheUmask(t *testing.T) {
 
 func TestSecondAgentAndStaleSocket(t *testing.T) {
 	e := start(t, "", profileP, serverOptions{})
-	_, err := localapi.Listen(e.sock, localapi.ListenConfig{Mode: 0o600, GID: -1})
-	if !errors.Is(err, localapi.ErrInUse) || !strings.Contains(err.Error(), e.sock) {
+	_, err := door.Listen(e.sock, door.ListenConfig{Mode: 0o600, GID: -1})
+	if !errors.Is(err, door.ErrInUse) || !strings.Contains(err.Error(), e.sock) {
 		t.Errorf("second Listen on a live socket = %v, want ErrInUse naming it", err)
 	}
 	if status, _ := e.get("/v1/health", nil); status != 200 {
@@ -354,7 +356,7 @@ func TestSecondAgentAndStaleSocket(t *testing.T) {
 	}
 	ul.SetUnlinkOnClose(false)
 	ul.Close() // a crashed agent leaves this behind
-	ln, err := localapi.Listen(stale, localapi.ListenConfig{Mode: 0o600, GID: -1})
+	ln, err := door.Listen(stale, door.ListenConfig{Mode: 0o600, GID: -1})
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -362,7 +364,7 @@ func TestSecondAgentAndStaleSocket(t *testing.T) {
 
 	notSocket := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notSocket, []byte("x"), 0o600)
-	if _, err := localapi.Listen(notSocket, localapi.ListenConfig{Mode: 0o600, GID: -1}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := door.Listen(notSocket, door.ListenConfig{Mode: 0o600, GID: -1}); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Listen over a regular file = %v, want refusal", err)
 	}
 	if data, _ := os.ReadFile(notSocket); string(data) != "x" {
@@ -623,9 +625,9 @@ func TestUnreadablePeerCredentialsFailClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var events []localapi.RequestEvent
+	var events []door.RequestEvent
 	var mu sync.Mutex
-	srv := localapi.New(localapi.Config{Observe: func(ev localapi.RequestEvent) {
+	srv := localapi.New(localapi.Config{Observe: func(ev door.RequestEvent) {
 		mu.Lock()
 		defer mu.Unlock()
 		events = append(events, ev)
@@ -658,66 +660,6 @@ func TestMetricsRefusedToOtherUsers(t *testing.T) {
 	status, body := runAs(t, 65534, 65534, e.sock, "/metrics")
 	if status != http.StatusForbidden || strings.Contains(body, "tokenagent_") {
 		t.Errorf("/metrics as uid 65534 = %d %s, want 403 and no series", status, body)
-	}
-}
-
-// TestRemovesOnlyItsOwnSocket: on shutdown the listener removes the socket
-// file only if it is still the one it created; a socket someone else put
-// at the path is left alone.
-func TestRemovesOnlyItsOwnSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "agent.sock")
-	ln, err := localapi.Listen(path, localapi.ListenConfig{Mode: 0o600, GID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(path) // someone replaces the socket with their own
-	other, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	ln.Close()
-	if _, err := os.Lstat(path); err != nil {
-		t.Errorf("closing the agent's listener removed another process's socket: %v", err)
-	}
-
-	// Its own socket it does remove.
-	own := filepath.Join(t.TempDir(), "own.sock")
-	ln, err = localapi.Listen(own, localapi.ListenConfig{Mode: 0o600, GID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
-	if _, err := os.Lstat(own); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("own socket left behind after Close: %v", err)
-	}
-}
-
-// TestSocketModeFromBindNotChmod: the socket's mode is right from the
-// moment it exists, whatever the process umask (no window with umask
-// bits, no chmod by path that a swapped symlink could redirect).
-func TestSocketModeFromBindNotChmod(t *testing.T) {
-	old := syscall.Umask(0)
-	defer syscall.Umask(old)
-	for _, mode := range []os.FileMode{0o600, 0o660, 0o666} {
-		path := filepath.Join(t.TempDir(), "agent.sock")
-		victim := filepath.Join(t.TempDir(), "victim")
-		os.WriteFile(victim, []byte("secret"), 0o600)
-		ln, err := localapi.Listen(path, localapi.ListenConfig{Mode: mode, GID: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, _ := os.Lstat(path)
-		if fi.Mode().Perm() != mode {
-			t.Errorf("socket mode %04o, want %04o", fi.Mode().Perm(), mode)
-		}
-		if vi, _ := os.Stat(victim); vi.Mode().Perm() != 0o600 {
-			t.Errorf("another file's mode changed to %04o", vi.Mode().Perm())
-		}
-		if u := syscall.Umask(0); u != 0 {
-			t.Errorf("Listen left the umask at %04o", u)
-		}
-		ln.Close()
 	}
 }
 

@@ -2,11 +2,5 @@
 // (RFC 6749 §4.4, with RFC 8414 metadata), for clients that take a token
 // URL from their configuration and cannot be changed to use the socket.
 // The caller is identified by the kernel: the uid that owns the client end
-// of the TCP connection.
+// of the TCP connection (door.TCPCaller).
 package tokenendpoint
-
-import "errors"
-
-// errPeerUnknown: the connection's client end is not a socket of this
-// network namespace (or it closed), so the kernel cannot say who owns it.
-var errPeerUnknown = errors.New("the client end of the connection is not in this network namespace")

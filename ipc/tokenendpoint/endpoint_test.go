@@ -22,7 +22,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 const idpSecret = "the-real-idp-secret-0123"
@@ -199,13 +199,13 @@ func postAs(t *testing.T, uid int, target, form string) (int, string) {
 // socket's /metrics and reach the request log, labelled with their door.
 func TestEndpointInMetricsAndLog(t *testing.T) {
 	var mu sync.Mutex
-	var events []localapi.RequestEvent
+	var events []door.RequestEvent
 	r, err := agenttest.StartWith(`token_endpoint = "127.0.0.1:0"
 [profiles.zeebe]
 token_url = "IDP"
 client_id = "c"
 client_secret = "`+idpSecret+`"
-`, agenttest.Options{Observe: func(ev localapi.RequestEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() }})
+`, agenttest.Options{Observe: func(ev door.RequestEvent) { mu.Lock(); events = append(events, ev); mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
 	}

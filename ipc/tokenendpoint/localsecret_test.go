@@ -3,6 +3,7 @@ package tokenendpoint
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -13,31 +14,19 @@ import (
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // engine serves a real engine to the endpoint, as the daemon does.
 type engine struct{ a *agent.Agent }
 
-func (e engine) Profiles(c ipc.Caller) []Profile { return profiles(e.a.Profiles(c)) }
-func (e engine) AllProfiles() []Profile          { return profiles(e.a.Status()) }
-func (e engine) LocalSecretMatches(p, s string) bool {
-	return e.a.LocalSecretMatches(p, s)
-}
+func (e engine) Match(c *ipc.Caller, q ipc.ClientMatch) (string, error) { return e.a.Match(c, q) }
 func (e engine) Token(ctx context.Context, c ipc.Caller, p string) (*ipc.TokenResponse, error) {
 	tok, err := e.a.Token(ctx, c, p, 0)
 	if err != nil {
 		return nil, err
 	}
 	return &ipc.TokenResponse{AccessToken: tok.AccessToken, TokenType: tok.TokenType, ExpiresIn: 60}, nil
-}
-
-func profiles(all []agent.ProfileStatus) []Profile {
-	var out []Profile
-	for _, st := range all {
-		out = append(out, Profile{Name: st.Name, ClientID: st.ClientID, Scopes: st.Scopes, Audience: st.Audience, Resource: st.Resource, HasLocalSecret: st.HasLocalSecret})
-	}
-	return out
 }
 
 // TestLocalSecretForUnidentifiedCallers: where the kernel cannot say who
@@ -74,9 +63,9 @@ scopes = ["x"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	unidentified := func(net.Conn) (ipc.Caller, error) { return ipc.Caller{}, errPeerUnknown }
+	unidentified := func(net.Conn) (ipc.Caller, error) { return ipc.Caller{}, errors.New("another network namespace") }
 	srv := New(Config{Backend: engine{a}, AgentUID: uint32(os.Geteuid())})
-	go srv.Serve(localapi.Limit(ln, localapi.ListenConfig{}, unidentified))
+	go srv.Serve(door.Limit(ln, door.ListenConfig{}, unidentified))
 	defer srv.Close()
 	target := "http://" + ln.Addr().String() + PathToken
 	for _, tc := range []struct {

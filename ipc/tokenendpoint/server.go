@@ -3,20 +3,17 @@ package tokenendpoint
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os/user"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tokenagent/tokenagent/ipc"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
 // Paths.
@@ -26,183 +23,133 @@ const (
 	PathOIDCMetadata = "/.well-known/openid-configuration"
 )
 
-// Profile is what a request is matched against: a profile's name and what
-// its tokens are for.
-type Profile struct {
-	Name           string
-	ClientID       string // the IdP client id
-	Scopes         []string
-	Audience       string
-	Resource       []string
-	HasLocalSecret bool
-}
-
 // Backend is the engine, as this door needs it.
 type Backend interface {
-	// Profiles lists the profiles caller may use.
-	Profiles(caller ipc.Caller) []Profile
-	// AllProfiles lists every profile, for callers the kernel cannot
-	// identify (they are matched by local_secret only).
-	AllProfiles() []Profile
-	// LocalSecretMatches compares secret with the profile's local_secret
-	// in constant time.
-	LocalSecretMatches(profile, secret string) bool
+	// Match picks the profile a client means (see agent.Agent.Match);
+	// caller is nil when the kernel cannot say who is asking. Errors are
+	// *ipc.Error: ErrUnknownProfile for invalid_client, ErrBadRequest
+	// with the OAuth code otherwise.
+	Match(caller *ipc.Caller, q ipc.ClientMatch) (profile string, err error)
 	// Token returns a token of the profile for caller, with ipc's
 	// sentinel errors.
 	Token(ctx context.Context, caller ipc.Caller, profile string) (*ipc.TokenResponse, error)
+}
+
+// tokenAnswer is a successful answer (RFC 6749 §5.1).
+type tokenAnswer struct {
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope,omitempty"`
+	TokenType   string `json:"token_type"`
+}
+
+// append appends the answer as encoding/json writes it, byte for byte
+// (TestTokenAnswerIsJSON), with none of its reflection.
+func (t *tokenAnswer) append(b []byte) []byte {
+	b = append(b, `{"access_token":`...)
+	b = door.AppendJSONString(b, t.AccessToken)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, t.ExpiresIn, 10)
+	if t.Scope != "" {
+		b = append(b, `,"scope":`...)
+		b = door.AppendJSONString(b, t.Scope)
+	}
+	b = append(b, `,"token_type":`...)
+	b = door.AppendJSONString(b, t.TokenType)
+	return append(b, '}')
+}
+
+// metadata is the RFC 8414 document.
+type metadata struct {
+	GrantTypes       []string `json:"grant_types_supported"`
+	Issuer           string   `json:"issuer"`
+	ResponseTypes    []string `json:"response_types_supported"`
+	TokenEndpoint    string   `json:"token_endpoint"`
+	TokenAuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 }
 
 // Config tunes the server; zero values are defaults.
 type Config struct {
 	Backend Backend
 	// Observe, if set, sees every answered request (Door "token_endpoint").
-	Observe func(localapi.RequestEvent)
+	Observe func(door.RequestEvent)
 	// AgentUID is the agent's own user: a caller the kernel cannot
 	// identify but whose local_secret matches is served as it.
 	AgentUID uint32
 	// RequestTimeout bounds one request's wait for a token; default 30s.
 	RequestTimeout time.Duration
 	// Requests, if set, counts answered requests (door "token_endpoint")
-	// for the socket's /metrics.
-	Requests *localapi.Requests
+	// for /metrics (a *metrics.Requests).
+	Requests door.Counter
 }
 
 // Server is the loopback token endpoint.
 type Server struct {
-	cfg  Config
-	http *http.Server
+	*door.Server
+	cfg     Config
+	timeout time.Duration
+	rec     door.Recorder
 }
 
 // New returns a server; serve it on Listen's listener.
 func New(cfg Config) *Server {
-	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 30*time.Second)
-	s := &Server{cfg: cfg}
+	t := door.Timeouts{Request: cfg.RequestTimeout}.WithDefaults()
+	s := &Server{cfg: cfg, timeout: t.Request, rec: door.Recorder{Door: "token_endpoint", Requests: cfg.Requests, Observe: cfg.Observe}}
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathToken, s.serveToken)
 	mux.HandleFunc(PathMetadata, s.serveMetadata)
 	mux.HandleFunc(PathOIDCMetadata, s.serveMetadata)
-	s.http = &http.Server{
-		Handler:           s.guard(mux),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ConnContext:       localapi.ConnContext,
-	}
+	s.Server = door.NewServer(s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == PathToken { // every token request: no pattern matching
+			s.serveToken(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})), t)
 	return s
 }
 
 // Listen opens the TCP listener at addr (a loopback address) with the
 // socket's connection caps, identifying each caller by the uid that owns
-// the client end of the connection.
-func Listen(addr string, lc localapi.ListenConfig) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("token_endpoint %q: only a loopback IP address may serve tokens over TCP", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("token_endpoint %s: %w", addr, err)
-	}
-	return localapi.Limit(ln, lc, identify), nil
+// the client end of the connection (door.TCPCaller).
+func Listen(addr string, lc door.ListenConfig) (net.Listener, error) {
+	return door.ListenLoopback("token_endpoint", addr, lc)
 }
 
-// identify reads the caller's uid from the kernel, and its groups from
-// the user database (the kernel's TCP tables hold no groups).
-func identify(c net.Conn) (ipc.Caller, error) {
-	uid, err := peerUID(c)
-	if err != nil {
-		return ipc.Caller{}, err
-	}
-	caller := ipc.Caller{UID: uid, GID: ^uint32(0)}
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		if gid, err := strconv.ParseUint(u.Gid, 10, 32); err == nil {
-			caller.GID = uint32(gid)
-		}
-		if gids, err := u.GroupIds(); err == nil {
-			for _, g := range gids {
-				if id, err := strconv.ParseUint(g, 10, 32); err == nil {
-					caller.Groups = append(caller.Groups, uint32(id))
-				}
-			}
-		}
-	}
-	return caller, nil
-}
-
-// Serve answers requests on l until Shutdown.
-func (s *Server) Serve(l net.Listener) error {
-	if err := s.http.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// Shutdown lets requests in flight finish, then closes the listener.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
-
-// Close closes the listener and every connection at once.
-func (s *Server) Close() error { return s.http.Close() }
-
-// guard refuses what a browser page could send (Origin, Referer, or a
-// Host that is a name other than localhost: DNS rebinding), as the socket
-// does, and sets the headers every answer carries.
+// guard refuses what a browser page could send (door.LoopbackGuard) and
+// sets the headers every answer carries.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Pragma", "no-cache")
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		host = strings.Trim(host, "[]")
-		if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" || (host != "localhost" && net.ParseIP(host) == nil) {
-			ev := s.event(r)
-			s.fail(w, &ev, http.StatusForbidden, "invalid_request", "requests with Origin or Referer, or for a Host other than an IP address or localhost, are refused", "")
-			s.observe(&ev, time.Now())
+		door.NoStore(w, true)
+		if why := door.LoopbackGuard(r); why != "" {
+			ev := s.rec.Event(r)
+			s.fail(w, &ev, http.StatusForbidden, "invalid_request", why, "")
+			s.done(&ev)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (s *Server) event(r *http.Request) localapi.RequestEvent {
-	caller, _ := localapi.CallerFrom(r.Context())
-	return localapi.RequestEvent{Door: "token_endpoint", Conn: localapi.ConnFrom(r.Context()), Caller: caller, Method: r.Method, Path: r.URL.Path}
-}
+// done ends a request's event; token requests count in /metrics.
+func (s *Server) done(ev *door.RequestEvent) { s.rec.Done(ev, ev.Path == PathToken) }
 
 func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	ev := s.event(r)
-	start := time.Now()
-	defer s.observe(&ev, start)
+	ev := s.rec.Event(r)
+	defer s.done(&ev)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
 		return
 	}
 	base := "http://" + r.Host
 	ev.Status = http.StatusOK
-	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                base,
-		"token_endpoint":                        base + PathToken,
-		"grant_types_supported":                 []string{"client_credentials"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
-		"response_types_supported":              []string{"token"},
+	door.WriteJSON(w, http.StatusOK, metadata{
+		Issuer:           base,
+		TokenEndpoint:    base + PathToken,
+		GrantTypes:       []string{"client_credentials"},
+		TokenAuthMethods: []string{"client_secret_basic", "client_secret_post", "none"},
+		ResponseTypes:    []string{"token"},
 	})
-}
-
-func (s *Server) observe(ev *localapi.RequestEvent, start time.Time) {
-	if s.cfg.Requests != nil && ev.Path == PathToken {
-		outcome := ev.Code
-		if ev.Status == http.StatusOK {
-			outcome = "ok"
-		}
-		s.cfg.Requests.Count("token_endpoint", ev.Profile, outcome)
-	}
-	if s.cfg.Observe != nil {
-		ev.Duration = time.Since(start)
-		s.cfg.Observe(*ev)
-	}
 }
 
 // request is a parsed token request.
@@ -215,9 +162,8 @@ type request struct {
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	ev := s.event(r)
-	start := time.Now()
-	defer s.observe(&ev, start)
+	ev := s.rec.Event(r)
+	defer s.done(&ev)
 	if r.Method != http.MethodPost {
 		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use POST with a form-encoded body (RFC 6749 §4.4)", "")
 		return
@@ -227,45 +173,53 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, &ev, http.StatusBadRequest, code, why, "")
 		return
 	}
-	caller, credErr := localapi.CallerFrom(r.Context())
-	var candidates []Profile
+	q := ipc.ClientMatch{ClientID: req.clientID, Secret: req.secret, Scopes: req.scopes, Audience: req.audience, Resource: req.resource}
+	caller, credErr := door.CallerFrom(r.Context())
+	var profile string
+	var err error
 	if credErr == nil {
-		candidates = s.cfg.Backend.Profiles(caller)
+		profile, err = s.cfg.Backend.Match(&caller, q)
 	} else {
 		// The kernel cannot say who this is (another network namespace):
-		// only a profile's local_secret can vouch for the caller.
-		for _, p := range s.cfg.Backend.AllProfiles() {
-			if p.HasLocalSecret && (p.Name == req.clientID || p.ClientID == req.clientID) && s.cfg.Backend.LocalSecretMatches(p.Name, req.secret) {
-				candidates = append(candidates, p)
-			}
-		}
+		// only a profile's local_secret can vouch for the caller, who is
+		// then served as the agent's own user.
+		profile, err = s.cfg.Backend.Match(nil, q)
 		caller = ipc.Caller{UID: s.cfg.AgentUID, GID: ^uint32(0)}
 	}
-	profile, status, code, why := match(candidates, req)
-	if code != "" {
-		if code == "invalid_client" && req.basic {
-			w.Header().Set("WWW-Authenticate", `Basic realm="tokenagent"`)
-		}
-		if code == "invalid_client" {
+	if err != nil {
+		e := asError(err)
+		if e.Kind == ipc.ErrUnknownProfile {
+			if req.basic {
+				w.Header().Set("WWW-Authenticate", `Basic realm="tokenagent"`)
+			}
 			ev.Denied = true
+			s.fail(w, &ev, http.StatusUnauthorized, "invalid_client", e.Description, "")
+			return
 		}
-		s.fail(w, &ev, status, code, why, "")
+		s.fail(w, &ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
 		return
 	}
-	ev.Profile = profile.Name
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	ev.Profile = profile
+	ctx, cancel := door.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	tok, err := s.cfg.Backend.Token(ctx, caller, profile.Name)
+	tok, err := s.cfg.Backend.Token(ctx, caller, profile)
 	if err != nil {
 		s.failToken(w, &ev, err)
 		return
 	}
-	ev.Status, ev.TokenSHA256 = http.StatusOK, ipc.Fingerprint(tok.AccessToken)
-	answer := map[string]any{"access_token": tok.AccessToken, "token_type": "Bearer", "expires_in": max(tok.ExpiresIn, 0)}
-	if tok.Scope != "" {
-		answer["scope"] = tok.Scope
+	ev.Status, ev.TokenSHA256 = http.StatusOK, door.TokenFingerprint(tok.AccessToken)
+	answer := tokenAnswer{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: max(tok.ExpiresIn, 0), Scope: tok.Scope}
+	door.WriteAppended(w, http.StatusOK, answer.append)
+}
+
+// asError is err as an *ipc.Error; one the engine did not make is
+// internal.
+func asError(err error) *ipc.Error {
+	var e *ipc.Error
+	if errors.As(err, &e) {
+		return e
 	}
-	writeJSON(w, http.StatusOK, answer)
+	return &ipc.Error{Description: "internal error"}
 }
 
 // parseRequest reads the form and the client authentication (RFC 6749
@@ -315,80 +269,11 @@ func parseRequest(w http.ResponseWriter, r *http.Request) (request, string, stri
 	return req, "", ""
 }
 
-// match picks the one profile a request means: client_id names a profile,
-// or is the client id of exactly one profile whose tokens satisfy the
-// requested scope (a subset), audience and resource (equal). A token
-// minted for other parameters is never handed out.
-func match(candidates []Profile, req request) (Profile, int, string, string) {
-	var named []Profile
-	for _, p := range candidates {
-		if p.Name == req.clientID {
-			named = []Profile{p}
-			break
-		}
-		if p.ClientID == req.clientID {
-			named = append(named, p)
-		}
-	}
-	if len(named) == 0 {
-		return Profile{}, http.StatusUnauthorized, "invalid_client",
-			fmt.Sprintf("no profile %q (by name or client id) that this caller may use", req.clientID)
-	}
-	var fits []Profile
-	scopeMiss := false
-	for _, p := range named {
-		if !targetFits(p, req) {
-			continue
-		}
-		if !scopeFits(p, req) {
-			scopeMiss = true
-			continue
-		}
-		fits = append(fits, p)
-	}
-	switch {
-	case len(fits) == 1:
-		return fits[0], 0, "", ""
-	case len(fits) > 1:
-		names := make([]string, len(fits))
-		for i, p := range fits {
-			names[i] = p.Name
-		}
-		return Profile{}, http.StatusBadRequest, "invalid_request",
-			fmt.Sprintf("client id %q fits profiles %s; use a profile name as client_id", req.clientID, strings.Join(names, ", "))
-	case scopeMiss:
-		return Profile{}, http.StatusBadRequest, "invalid_scope", "the requested scope is not a subset of the profile's scopes"
-	}
-	return Profile{}, http.StatusBadRequest, "invalid_target", "the requested audience or resource is not the profile's"
-}
-
-func scopeFits(p Profile, req request) bool {
-	for _, sc := range req.scopes {
-		if !slices.Contains(p.Scopes, sc) {
-			return false
-		}
-	}
-	return true
-}
-
-func targetFits(p Profile, req request) bool {
-	if req.audience != "" && req.audience != p.Audience {
-		return false
-	}
-	if len(req.resource) > 0 {
-		a, b := slices.Clone(req.resource), slices.Clone(p.Resource)
-		slices.Sort(a)
-		slices.Sort(b)
-		return slices.Equal(slices.Compact(a), slices.Compact(b))
-	}
-	return true
-}
-
 // failToken answers an engine error the way OAuth clients understand: the
 // agent's own trouble with its IdP is a 503 temporarily_unavailable (the
 // client can do nothing about it but retry), never the IdP's code, which a
 // client would take for a verdict on its own credentials.
-func (s *Server) failToken(w http.ResponseWriter, ev *localapi.RequestEvent, err error) {
+func (s *Server) failToken(w http.ResponseWriter, ev *door.RequestEvent, err error) {
 	var e *ipc.Error
 	errors.As(err, &e)
 	retry := ""
@@ -411,18 +296,10 @@ func (s *Server) failToken(w http.ResponseWriter, ev *localapi.RequestEvent, err
 	}
 }
 
-func (s *Server) fail(w http.ResponseWriter, ev *localapi.RequestEvent, status int, code, description, retryAfter string) {
+func (s *Server) fail(w http.ResponseWriter, ev *door.RequestEvent, status int, code, description, retryAfter string) {
 	ev.Status, ev.Code, ev.Reason = status, code, description
 	if retryAfter != "" {
 		w.Header().Set("Retry-After", retryAfter)
 	}
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, _ := json.Marshal(v)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))
-	w.WriteHeader(status)
-	w.Write(append(data, '\n'))
+	door.WriteJSON(w, status, ipc.ErrorResponse{Error: code, ErrorDescription: description})
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package localapi
+package door
 
 import (
 	"io/fs"

@@ -1,17 +1,13 @@
-package tokenendpoint
+package door
 
 import (
 	"bufio"
 	"errors"
-	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,11 +15,7 @@ import (
 
 // TestMain doubles as a TCP client run as another user (see dialAs).
 func TestMain(m *testing.M) {
-	if target := os.Getenv("TOKENENDPOINT_TEST_POST"); target != "" {
-		postAndPrint(target, os.Getenv("TOKENENDPOINT_TEST_FORM"))
-		return
-	}
-	if addr := os.Getenv("TOKENENDPOINT_TEST_DIAL"); addr != "" {
+	if addr := os.Getenv("DOOR_TEST_DIAL"); addr != "" {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			os.Exit(1)
@@ -43,7 +35,7 @@ func dialAs(t *testing.T, uid int, addr string) (hangUp func()) {
 	t.Helper()
 	self, _ := os.Executable()
 	data, _ := os.ReadFile(self)
-	dir, err := os.MkdirTemp("", "tokenendpoint-test-") // not t.TempDir: its parent is 0700
+	dir, err := os.MkdirTemp("", "door-test-") // not t.TempDir: its parent is 0700
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +46,7 @@ func dialAs(t *testing.T, uid int, addr string) (hangUp func()) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"TOKENENDPOINT_TEST_DIAL=" + addr, "GORACE=atexit_sleep_ms=0"}
+	cmd.Env = []string{"DOOR_TEST_DIAL=" + addr, "GORACE=atexit_sleep_ms=0"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -162,6 +154,36 @@ func checkPeer(t *testing.T, network string, c net.Conn, want uint32) {
 	}
 }
 
+// TestPeerUIDMappedIPv4: a dual-stack client's IPv6 socket connected to
+// [::ffff:127.0.0.1] reaches an IPv4 listener, which sees 127.0.0.1; the
+// client's socket is in the kernel's IPv6 table, and is found there.
+func TestPeerUIDMappedIPv4(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fd, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no IPv6 socket: %v", err)
+	}
+	syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 0)
+	sa := &syscall.SockaddrInet6{Port: ln.Addr().(*net.TCPAddr).Port}
+	copy(sa.Addr[:], netip.MustParseAddr("::ffff:127.0.0.1").AsSlice())
+	if err := syscall.Connect(fd, sa); err != nil {
+		syscall.Close(fd)
+		t.Skipf("connect to [::ffff:127.0.0.1]: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "mapped-client")
+	defer f.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	checkPeer(t, "[::ffff:127.0.0.1]", sc, uint32(os.Geteuid()))
+}
+
 func TestParseProcAddr(t *testing.T) {
 	for in, want := range map[string]string{
 		"0100007F:1F90":                         "127.0.0.1:8080",
@@ -178,17 +200,4 @@ func TestParseProcAddr(t *testing.T) {
 			t.Errorf("parseProcAddr(%q) succeeded", bad)
 		}
 	}
-}
-
-// postAndPrint is the child of postAs: one POST, then the status and body.
-func postAndPrint(target, form string) {
-	resp, err := http.Post(target, "application/x-www-form-urlencoded", strings.NewReader(form))
-	if err != nil {
-		fmt.Println("0")
-		fmt.Println(err)
-		os.Exit(0)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	fmt.Printf("%d\n%s", resp.StatusCode, body)
-	os.Exit(0)
 }

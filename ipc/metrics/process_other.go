@@ -1,6 +1,6 @@
 //go:build !linux
 
-package localapi
+package metrics
 
 import "time"
 

@@ -1,24 +1,44 @@
-package localapi
+// Package metrics writes the agent's series in the Prometheus text format
+// (version 0.0.4): the requests of every door, the engine's per-profile
+// counters and the token store's state, read through a Collector the
+// engine implements, and the standard Go and process series under
+// client_golang's names. The socket's /metrics and the optional TCP
+// metrics listener (Handler) both use one Writer.
+package metrics
 
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
-// FleetStats is a profile's fleet counters (see agent.FleetStats).
-type FleetStats struct {
-	Reads, Hits, LockWaits, Mints, Fallbacks uint64
+// Collector is what the engine tells /metrics.
+type Collector interface {
+	// ProfileStats are every profile's counters.
+	ProfileStats() []ProfileStats
+	// StoreHealth is the token store's state.
+	StoreHealth() ipc.StoreHealth
+}
+
+// Writer writes every series. Its zero value writes the runtime's alone.
+type Writer struct {
+	// Requests are the answered requests of every door.
+	Requests *Requests
+	// InFlight, if set, is how many socket requests are being answered.
+	InFlight func() int64
+	// Collector, if set, is the engine.
+	Collector Collector
 }
 
 // ProfileStats are one profile's counters, as the engine keeps them.
@@ -46,66 +66,68 @@ type ProfileStats struct {
 	// Fleet is the profile's fleet mode ("" without a fleet; "fleet" when
 	// sharing now); FleetStats what it did through the fleet.
 	Fleet      string
-	FleetStats FleetStats
+	FleetStats ipc.FleetStats
 }
 
-// MetricsHandler serves /metrics alone, for a separate TCP listener
+// Handler serves /metrics alone, for a separate TCP listener
 // (metrics_listen). It has no peer credentials to check: bind it to
-// loopback or protect it otherwise.
-//
-// Like the socket, it refuses requests a browser page could make: any
-// with Origin or Referer, and any whose Host is a name rather than an IP
-// address or localhost (DNS rebinding: a page on rebind.attacker pointed
-// at 127.0.0.1 would send "Host: rebind.attacker").
-func (s *Server) MetricsHandler() http.Handler {
+// loopback or protect it otherwise. Like every door, it refuses what a
+// browser page could send (door.LoopbackGuard).
+func (mw *Writer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" || !plainHost(r.Host) {
-			http.Error(w, "forbidden: requests with Origin or Referer, or for another Host than an IP address or localhost, are refused", http.StatusForbidden)
+		if why := door.LoopbackGuard(r); why != "" {
+			http.Error(w, "forbidden: "+why, http.StatusForbidden)
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		s.writeMetrics(w)
+		mw.Serve(w)
 	})
 	return mux
 }
 
-// plainHost reports whether a Host header names an IP address or
-// localhost, as a scraper configured with an address does.
-func plainHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	return host == "localhost" || net.ParseIP(host) != nil
+// Serve answers a scrape.
+func (mw *Writer) Serve(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	mw.Write(w)
 }
 
 // Requests counts answered requests by door ("socket",
 // "token_endpoint"), profile and outcome ("ok" or an error code), for
-// tokenagent_requests_total. The daemon hands one to every door; the
-// socket's /metrics writes it.
+// tokenagent_requests_total. The daemon hands one to every door
+// (door.Recorder); the Writer writes it. The zero value is ready.
 type Requests struct {
-	mu     sync.Mutex
-	counts map[[3]string]uint64
+	mu     sync.RWMutex
+	counts map[[3]string]*atomic.Uint64
 }
 
 // Count tallies one answered request. Outcomes may be IdP error codes, so
-// they are reduced to [a-z0-9_] first.
+// they are reduced to [a-z0-9_] first. A series seen before costs a
+// shared lock and an atomic add: every request of every door counts here.
 func (r *Requests) Count(door, profile, outcome string) {
 	if profile == "" {
 		profile = "-"
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.counts == nil {
-		r.counts = map[[3]string]uint64{}
+	key := [3]string{door, profile, metricLabel(outcome)}
+	r.mu.RLock()
+	n := r.counts[key]
+	r.mu.RUnlock()
+	if n == nil {
+		r.mu.Lock()
+		if r.counts == nil {
+			r.counts = map[[3]string]*atomic.Uint64{}
+		}
+		if n = r.counts[key]; n == nil {
+			n = new(atomic.Uint64)
+			r.counts[key] = n
+		}
+		r.mu.Unlock()
 	}
-	r.counts[[3]string{door, profile, metricLabel(outcome)}]++
+	n.Add(1)
 }
 
 func (r *Requests) write(w io.Writer) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	keys := make([][3]string, 0, len(r.counts))
 	for k := range r.counts {
 		keys = append(keys, k)
@@ -115,22 +137,27 @@ func (r *Requests) write(w io.Writer) {
 	})
 	family(w, "tokenagent_requests_total", "counter", "Requests by door (socket, token_endpoint), profile and outcome.")
 	for _, k := range keys {
-		fmt.Fprintf(w, "tokenagent_requests_total{door=%q,profile=%q,outcome=%q} %d\n", k[0], k[1], k[2], r.counts[k])
+		fmt.Fprintf(w, "tokenagent_requests_total{door=%q,profile=%q,outcome=%q} %d\n", k[0], k[1], k[2], r.counts[k].Load())
 	}
 }
 
-// count tallies a socket request.
-func (s *Server) count(profile, outcome string) { s.cfg.Requests.Count("socket", profile, outcome) }
-
-// writeMetrics writes every series in the Prometheus text format: the
+// Write writes every series in the Prometheus text format: the
 // requests of every door, then the engine's.
-func (s *Server) writeMetrics(w io.Writer) {
-	s.cfg.Requests.write(w)
+func (mw *Writer) Write(w io.Writer) {
+	if mw.Requests != nil {
+		mw.Requests.write(w)
+	} else {
+		(&Requests{}).write(w)
+	}
 	family(w, "tokenagent_requests_in_flight", "gauge", "Socket requests being answered now.")
-	fmt.Fprintf(w, "tokenagent_requests_in_flight %d\n", s.inFlight.Load())
-	if s.cfg.Backend != nil {
-		writeStats(w, s.cfg.Backend.Stats())
-		writeStore(w, s.cfg.Backend.StoreHealth())
+	var inFlight int64
+	if mw.InFlight != nil {
+		inFlight = mw.InFlight()
+	}
+	fmt.Fprintf(w, "tokenagent_requests_in_flight %d\n", inFlight)
+	if mw.Collector != nil {
+		writeStats(w, mw.Collector.ProfileStats())
+		writeStore(w, mw.Collector.StoreHealth())
 	}
 	family(w, "tokenagent_build_info", "gauge", "The agent's version and the Go it was built with (always 1).")
 	fmt.Fprintf(w, "tokenagent_build_info{version=%q,goversion=%q} 1\n", version.String(), runtime.Version())
@@ -253,13 +280,13 @@ func writeStats(w io.Writer, all []ProfileStats) {
 	})
 	for _, c := range []struct {
 		name, help string
-		v          func(FleetStats) uint64
+		v          func(ipc.FleetStats) uint64
 	}{
-		{"tokenagent_fleet_reads_total", "Records read from the fleet before fetching.", func(f FleetStats) uint64 { return f.Reads }},
-		{"tokenagent_fleet_hits_total", "Tokens taken from the fleet (another host's fetch) instead of the IdP.", func(f FleetStats) uint64 { return f.Hits }},
-		{"tokenagent_fleet_lock_waits_total", "Times this host took, or waited for, a profile's fleet lock.", func(f FleetStats) uint64 { return f.LockWaits }},
-		{"tokenagent_fleet_mints_total", "Tokens this host fetched from the IdP and shared with the fleet.", func(f FleetStats) uint64 { return f.Mints }},
-		{"tokenagent_fleet_fallbacks_total", "Fetches made for this host alone while the profile takes part in the fleet (etcd failed, or the lock holder was slow).", func(f FleetStats) uint64 { return f.Fallbacks }},
+		{"tokenagent_fleet_reads_total", "Records read from the fleet before fetching.", func(f ipc.FleetStats) uint64 { return f.Reads }},
+		{"tokenagent_fleet_hits_total", "Tokens taken from the fleet (another host's fetch) instead of the IdP.", func(f ipc.FleetStats) uint64 { return f.Hits }},
+		{"tokenagent_fleet_lock_waits_total", "Times this host took, or waited for, a profile's fleet lock.", func(f ipc.FleetStats) uint64 { return f.LockWaits }},
+		{"tokenagent_fleet_mints_total", "Tokens this host fetched from the IdP and shared with the fleet.", func(f ipc.FleetStats) uint64 { return f.Mints }},
+		{"tokenagent_fleet_fallbacks_total", "Fetches made for this host alone while the profile takes part in the fleet (etcd failed, or the lock holder was slow).", func(f ipc.FleetStats) uint64 { return f.Fallbacks }},
 	} {
 		each(c.name, "counter", c.help, func(m ProfileStats) {
 			if m.Fleet != "" {

@@ -1,6 +1,7 @@
-package localapi
+package door
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,22 +59,22 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 	var err error
 	withUmask(0o777&^cfg.Mode.Perm(), func() { ln, err = net.Listen("unix", path) })
 	if err != nil {
-		return nil, fmt.Errorf("localapi: listen on %s: %w", path, err)
+		return nil, fmt.Errorf("socket: listen on %s: %w", path, err)
 	}
 	ul := ln.(*net.UnixListener)
 	ul.SetUnlinkOnClose(false) // Close removes the socket only if it is still ours
 	fi, err := os.Lstat(path)
 	if err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("localapi: %s: %w", path, err)
+		return nil, fmt.Errorf("socket: %s: %w", path, err)
 	}
 	if cfg.GID >= 0 {
 		if err := os.Lchown(path, -1, cfg.GID); err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("localapi: chgrp %s to gid %d: %w", path, cfg.GID, err)
+			return nil, fmt.Errorf("socket: chgrp %s to gid %d: %w", path, cfg.GID, err)
 		}
 	}
-	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, identify: readCaller, perUID: map[uint32]int{}}, nil
+	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, identify: UnixCaller, perUID: map[uint32]int{}}, nil
 }
 
 func (cfg ListenConfig) withDefaults() ListenConfig {
@@ -87,11 +88,11 @@ func (cfg ListenConfig) withDefaults() ListenConfig {
 	return cfg
 }
 
-// Limit wraps another door's listener (the loopback token endpoint's
-// TCP one) with the socket's rules: identify tells who each connection
-// is, and the same caps apply per uid and in all. A connection identify
-// cannot place still comes through, with the error for the handler to
-// judge (CallerFrom).
+// Limit wraps another door's listener (a loopback TCP one) with the
+// socket's rules: identify (UnixCaller, TCPCaller) tells who each
+// connection is, and the same caps apply per uid and in all. A connection
+// identify cannot place still comes through, with the error for the
+// handler to judge (CallerFrom).
 func Limit(ln net.Listener, cfg ListenConfig, identify func(net.Conn) (ipc.Caller, error)) net.Listener {
 	return &listener{Listener: ln, cfg: cfg.withDefaults(), identify: identify, perUID: map[uint32]int{}}
 }
@@ -112,21 +113,21 @@ func prepareDir(dir string, cfg ListenConfig) error {
 		return nil
 	}
 	if err := os.MkdirAll(dir, mode); err != nil {
-		return fmt.Errorf("localapi: socket directory %s: %w", dir, err)
+		return fmt.Errorf("socket: socket directory %s: %w", dir, err)
 	}
 	if err := os.Chmod(dir, mode); err != nil {
-		return fmt.Errorf("localapi: chmod %s: %w", dir, err)
+		return fmt.Errorf("socket: chmod %s: %w", dir, err)
 	}
 	if cfg.GID >= 0 && mode&0o070 != 0 {
 		if err := os.Lchown(dir, -1, cfg.GID); err != nil {
-			return fmt.Errorf("localapi: chgrp %s: %w", dir, err)
+			return fmt.Errorf("socket: chgrp %s: %w", dir, err)
 		}
 	}
 	return nil
 }
 
 // ErrInUse: another process is serving on the socket.
-var ErrInUse = errors.New("localapi: socket in use")
+var ErrInUse = errors.New("socket: socket in use")
 
 func removeStale(path string) error {
 	fi, err := os.Lstat(path)
@@ -134,10 +135,10 @@ func removeStale(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("localapi: %s: %w", path, err)
+		return fmt.Errorf("socket: %s: %w", path, err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("localapi: %s exists and is not a socket; remove it or choose another socket path", path)
+		return fmt.Errorf("socket: %s exists and is not a socket; remove it or choose another socket path", path)
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
@@ -145,10 +146,10 @@ func removeStale(path string) error {
 		return fmt.Errorf("%w: another agent is serving on %s; stop it (or use --socket to pick another path)", ErrInUse, path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("localapi: %s exists and cannot be probed (%v); remove it if no agent is running", path, err)
+		return fmt.Errorf("socket: %s exists and cannot be probed (%v); remove it if no agent is running", path, err)
 	}
 	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("localapi: remove stale socket %s: %w", path, err)
+		return fmt.Errorf("socket: remove stale socket %s: %w", path, err)
 	}
 	return nil
 }
@@ -194,12 +195,12 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		caller, credErr := l.identify(c)
 		pc := &peerConn{Conn: c, release: func() {}}
-		pc.caller, pc.credErr = l.identify(c)
-		trusted := pc.credErr == nil && (pc.caller.UID == 0 || pc.caller.UID == l.cfg.AgentUID)
+		trusted := credErr == nil && (caller.UID == 0 || caller.UID == l.cfg.AgentUID)
 		if !trusted {
-			uid := pc.caller.UID
-			if pc.credErr != nil {
+			uid := caller.UID
+			if credErr != nil {
 				uid = ^uint32(0) // unknown callers share one budget (and are refused anyway)
 			}
 			if !l.admit(uid) {
@@ -208,7 +209,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			}
 			pc.release = func() { l.leave(uid) }
 		}
-		pc.id = l.accepted.Add(1)
+		pc.info = newConnInfo(l.accepted.Add(1), caller, credErr)
 		return pc, nil
 	}
 }
@@ -250,9 +251,7 @@ func refuseOverloaded(c net.Conn) {
 // peerConn is an accepted connection with its peer's credentials.
 type peerConn struct {
 	net.Conn
-	id      uint64 // 1 for the listener's first connection, and so on
-	caller  ipc.Caller
-	credErr error
+	info    *connInfo
 	once    sync.Once
 	release func()
 }
@@ -281,6 +280,9 @@ func (c *peerConn) Write(p []byte) (int, error) {
 // the plain-text headers it writes, which no handler of ours sends.
 func netHTTPError(p []byte) (status string, ok bool) {
 	const prefix, headers = "HTTP/1.1 4", "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	if !bytes.HasPrefix(p, []byte(prefix)) { // every answer of ours: no copy made
+		return "", false
+	}
 	s := string(p[:min(len(p), 256)])
 	end := strings.Index(s, headers)
 	if !strings.HasPrefix(s, prefix) || end < 0 {

@@ -1,4 +1,4 @@
-package tokenendpoint
+package door
 
 import (
 	"bufio"
@@ -71,11 +71,23 @@ const (
 // sockDiagUID asks the kernel for the TCP socket whose local address is
 // client and whose remote address is server, and returns its owner. An
 // error other than errPeerUnknown means sock_diag itself failed.
+//
+// A connection the server sees as IPv4 may have an IPv6 socket at the
+// client's end ([::ffff:127.0.0.1] from a dual-stack client): that
+// socket is in the kernel's IPv6 table, so an IPv4 lookup that finds
+// nothing is tried once more there.
 func sockDiagUID(client, server netip.AddrPort) (uint32, error) {
-	family := uint8(syscall.AF_INET6)
-	if client.Addr().Is4() && server.Addr().Is4() {
-		family = syscall.AF_INET
+	if client.Addr().Unmap().Is4() && server.Addr().Unmap().Is4() {
+		uid, err := sockDiagLookup(syscall.AF_INET, client, server)
+		if !errors.Is(err, errPeerUnknown) {
+			return uid, err
+		}
 	}
+	return sockDiagLookup(syscall.AF_INET6, client, server)
+}
+
+// sockDiagLookup asks for the socket in one address family's table.
+func sockDiagLookup(family uint8, client, server netip.AddrPort) (uint32, error) {
 	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, syscall.NETLINK_INET_DIAG)
 	if err != nil {
 		return 0, fmt.Errorf("sock_diag: %w", err)

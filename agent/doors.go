@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/metrics"
+)
+
+// What the engine answers each door: Match for the token doors,
+// ProfileInfos for the socket's listings, ProfileStats for /metrics.
+
+// FleetStats is a profile's fleet counters; the type is the wire's (and
+// /metrics'), one type under two names.
+type FleetStats = ipc.FleetStats
+
+// doorIndex is the profiles' static settings as the token doors look
+// them up, for one snapshot of the profiles: built on the first Match
+// after New or a Reload, never per request.
+type doorIndex struct {
+	sources    *map[string]*source
+	byClientID map[string][]*source // sorted by profile name
+}
+
+// doorIndexFor returns the index of the current profiles.
+func (a *Agent) doorIndexFor() *doorIndex {
+	sources := a.sources.Load()
+	if idx := a.doors.Load(); idx != nil && idx.sources == sources {
+		return idx
+	}
+	idx := &doorIndex{sources: sources, byClientID: map[string][]*source{}}
+	for _, s := range *sources {
+		idx.byClientID[s.prof.clientID] = append(idx.byClientID[s.prof.clientID], s)
+	}
+	for _, list := range idx.byClientID {
+		slices.SortFunc(list, func(x, y *source) int { return strings.Compare(x.prof.name, y.prof.name) })
+	}
+	a.doors.Store(idx) // a racing Match may store an equal index: harmless
+	return idx
+}
+
+// Match picks the one profile an OAuth client means: q.ClientID names a
+// profile, or is the client id of exactly one profile whose tokens
+// satisfy the requested scope (a subset), audience and resource (equal).
+// A token minted for other parameters is never handed out. caller is who
+// the kernel says is asking; nil when it cannot say (another network
+// namespace), and then only a profile's local_secret vouches for the
+// caller. The cost does not grow with the number of profiles.
+//
+// Errors are *ipc.Error: ErrUnknownProfile (Denied: an OAuth
+// invalid_client) when no profile by that name or client id is the
+// caller's; ErrBadRequest with Code invalid_request (more than one
+// fits), invalid_scope or invalid_target.
+func (a *Agent) Match(caller *ipc.Caller, q ipc.ClientMatch) (string, error) {
+	idx := a.doorIndexFor()
+	usable := func(s *source) bool {
+		if caller == nil {
+			return secretMatches(s.prof, q.Secret)
+		}
+		return s.prof.access.allows(*caller, a.uid)
+	}
+	var named []*source
+	if s := (*idx.sources)[q.ClientID]; s != nil && usable(s) {
+		named = []*source{s}
+	} else {
+		for _, s := range idx.byClientID[q.ClientID] {
+			if usable(s) {
+				named = append(named, s)
+			}
+		}
+	}
+	if len(named) == 0 {
+		return "", &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: true,
+			Description: fmt.Sprintf("no profile %q (by name or client id) that this caller may use", q.ClientID)}
+	}
+	var fits []string
+	scopeMiss := false
+	for _, s := range named {
+		switch {
+		case !targetFits(s.prof, q):
+		case !scopeFits(s.prof, q):
+			scopeMiss = true
+		default:
+			fits = append(fits, s.prof.name)
+		}
+	}
+	switch {
+	case len(fits) == 1:
+		return fits[0], nil
+	case len(fits) > 1:
+		return "", &ipc.Error{Kind: ipc.ErrBadRequest, Code: "invalid_request",
+			Description: fmt.Sprintf("client id %q fits profiles %s; use a profile name as client_id", q.ClientID, strings.Join(fits, ", "))}
+	case scopeMiss:
+		return "", &ipc.Error{Kind: ipc.ErrBadRequest, Code: "invalid_scope", Description: "the requested scope is not a subset of the profile's scopes"}
+	}
+	return "", &ipc.Error{Kind: ipc.ErrBadRequest, Code: "invalid_target", Description: "the requested audience or resource is not the profile's"}
+}
+
+// secretMatches reports, in constant time, whether secret is the
+// profile's local_secret (false when it has none).
+func secretMatches(p *profile, secret string) bool {
+	if p.localSecret == ([32]byte{}) {
+		return false
+	}
+	sum := sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(sum[:], p.localSecret[:]) == 1
+}
+
+func scopeFits(p *profile, q ipc.ClientMatch) bool {
+	for _, sc := range q.Scopes {
+		if !slices.Contains(p.scopes, sc) {
+			return false
+		}
+	}
+	return true
+}
+
+func targetFits(p *profile, q ipc.ClientMatch) bool {
+	if q.Audience != "" && q.Audience != p.audience {
+		return false
+	}
+	if len(q.Resource) > 0 {
+		a, b := slices.Clone(q.Resource), slices.Clone(p.resource)
+		slices.Sort(a)
+		slices.Sort(b)
+		return slices.Equal(slices.Compact(a), slices.Compact(b))
+	}
+	return true
+}
+
+// ProfileInfos lists what caller may know of the profiles it may use,
+// sorted by name, as the socket's /v1/profiles and /v1/health tell it.
+func (a *Agent) ProfileInfos(caller ipc.Caller) []ipc.ProfileInfo {
+	all := a.Profiles(caller)
+	out := make([]ipc.ProfileInfo, len(all))
+	for i, st := range all {
+		out[i] = st.ProfileInfo
+	}
+	return out
+}
+
+// ProfileStats are every profile's counters, for /metrics
+// (metrics.Collector).
+func (a *Agent) ProfileStats() []metrics.ProfileStats {
+	now := a.clock.Now()
+	all := a.Status()
+	out := make([]metrics.ProfileStats, 0, len(all))
+	for _, st := range all {
+		out = append(out, metrics.ProfileStats{
+			Profile: st.Name, Results: st.Results,
+			LatencyBuckets: LatencyBuckets(), LatencyCounts: st.Latency.Counts[:], LatencySum: st.Latency.Sum,
+			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
+			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(), LastSuccess: st.LastRefresh,
+			Fleet: st.Fleet, FleetStats: st.FleetStats,
+		})
+	}
+	return out
+}

@@ -1,0 +1,68 @@
+package door
+
+import (
+	"context"
+	"net"
+	"sync"
+
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// connInfo is what the listener learnt about a connection at accept,
+// attached to every request on it by ConnContext.
+type connInfo struct {
+	id     uint64 // 1 for the listener's first connection, and so on
+	caller ipc.Caller
+	err    error
+	// exe is the peer's program, read at most once per connection and
+	// only when a log line asks for it (RequestEvent.Executable).
+	exe func() string
+}
+
+func newConnInfo(id uint64, caller ipc.Caller, err error) *connInfo {
+	pid := caller.PID
+	return &connInfo{id: id, caller: caller, err: err, exe: sync.OnceValue(func() string {
+		if err != nil {
+			return ""
+		}
+		// The caller chose its program's name: it reaches logs (and
+		// terminals) only as text.
+		return ipc.SafeText(executable(pid))
+	})}
+}
+
+// unknownConn is the connection of a listener that is not Listen's or
+// Limit's: nobody knows who is on it.
+var unknownConn = &connInfo{err: ErrNoCredentials, exe: func() string { return "" }}
+
+type connKey struct{}
+
+// ConnContext attaches a connection's caller (from Listen or Limit) to
+// the context of every request on it; it is the http.Server.ConnContext
+// of every Server. A connection from another listener carries
+// ErrNoCredentials: it is refused, never anonymous.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	ci := unknownConn
+	if pc, ok := c.(*peerConn); ok {
+		ci = pc.info
+	}
+	return context.WithValue(ctx, connKey{}, ci)
+}
+
+func connFrom(ctx context.Context) *connInfo {
+	if ci, ok := ctx.Value(connKey{}).(*connInfo); ok {
+		return ci
+	}
+	return unknownConn
+}
+
+// CallerFrom returns the peer credentials of the connection a request
+// arrived on, or why there are none.
+func CallerFrom(ctx context.Context) (ipc.Caller, error) {
+	ci := connFrom(ctx)
+	return ci.caller, ci.err
+}
+
+// ConnFrom is the number of the connection a request came on (see
+// RequestEvent.Conn); 0 when unknown.
+func ConnFrom(ctx context.Context) uint64 { return connFrom(ctx).id }
