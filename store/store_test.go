@@ -181,28 +181,6 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
-func TestParseKey(t *testing.T) {
-	tests := []struct {
-		in string
-		ok bool
-	}{
-		{"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n", true},
-		{"  MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=  ", true},
-		{"MDEyMzQ1Njc4OWFiY2RlZg==", false}, // 16 bytes
-		{"not base64!", false},
-		{"", false},
-	}
-	for _, tt := range tests {
-		_, err := store.ParseKey([]byte(tt.in))
-		if (err == nil) != tt.ok {
-			t.Errorf("ParseKey(%q) = %v, want ok=%v", tt.in, err, tt.ok)
-		}
-		if err != nil && strings.Contains(err.Error(), strings.TrimSpace(tt.in)) && tt.in != "" {
-			t.Errorf("ParseKey error %q echoes the key", err)
-		}
-	}
-}
-
 func TestSecondOpenIsLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens.db")
 	key, _ := newKey(t)

@@ -112,7 +112,7 @@ func (e *Etcd) Get(ctx context.Context, fp string) (r Record, ok bool, err error
 // Put writes the fingerprint's record, sealed, if the fleet's seal key
 // is this host's (pinning it when no host has yet); ErrWrongKey if not.
 func (e *Etcd) Put(ctx context.Context, fp string, r Record) error {
-	sealed, err := e.key.Seal(e.prefix, fp, r)
+	sealed, err := Seal(e.key, e.prefix, fp, r)
 	if err != nil {
 		return err
 	}
