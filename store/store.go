@@ -11,6 +11,8 @@
 // fingerprint, so a record copied under another profile's name fails
 // authentication. The fingerprint is also kept in clear so the caller can
 // tell a record written for other settings (stale) from a damaged one.
+// The key, its id and the sealing are package seal's, shared with the
+// fleet. CreateKeyFile is the one writer of new key files.
 //
 // # Caveats
 //
@@ -551,8 +553,8 @@ func sealRecord(k *Key, r *Record) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	clear := append([]byte{byte(len(r.Fingerprint))}, r.Fingerprint...)
-	return k.Seal(formatVersion, clear, plain, aad(formatVersion, k.RawID(), r.Profile, r.Fingerprint))
+	header := append([]byte{byte(len(r.Fingerprint))}, r.Fingerprint...)
+	return k.Seal(formatVersion, header, plain, aad(formatVersion, k.RawID(), r.Profile, r.Fingerprint))
 }
 
 // openRecord authenticates and decrypts a sealed record stored under

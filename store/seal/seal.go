@@ -127,13 +127,14 @@ func Find(keys []*Key, id ID) *Key {
 	return nil
 }
 
-// Seal returns version ‖ key id ‖ clear ‖ nonce ‖ ciphertext+tag, where
-// the ciphertext is plain's, authenticated together with aad.
-func (k *Key) Seal(version byte, clear, plain, aad []byte) ([]byte, error) {
-	out := make([]byte, 0, headerSize+len(clear)+nonceSize+len(plain)+tagSize)
+// Seal returns version ‖ key id ‖ header ‖ nonce ‖ ciphertext+tag, where
+// header is the caller's clear-text header (bind it by putting it in aad)
+// and the ciphertext is plain's, authenticated together with aad.
+func (k *Key) Seal(version byte, header, plain, aad []byte) ([]byte, error) {
+	out := make([]byte, 0, headerSize+len(header)+nonceSize+len(plain)+tagSize)
 	out = append(out, version)
 	out = append(out, k.id[:]...)
-	out = append(out, clear...)
+	out = append(out, header...)
 	nonce := make([]byte, nonceSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
