@@ -52,6 +52,7 @@ func TestColdBurstIsOneFetch(t *testing.T) {
 }
 
 func TestSteadyDemandRefreshesAtThreeQuarters(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "min_valid = \"10s\"\n")
 	h.srv.SetTTL(60 * time.Second)
 	const minValid = 10 * time.Second
@@ -142,6 +143,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 }
 
 func TestPermanentErrorHeld(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "")
 	h.srv.SetFault(idptest.Fault{Status: http.StatusUnauthorized, Error: "invalid_client", Description: "bad credentials"})
 	const callers = 1000
@@ -233,6 +235,7 @@ func TestRejectedTokenReports(t *testing.T) {
 }
 
 func TestLifetimeRules(t *testing.T) {
+	t.Parallel()
 	huge := bytes.Repeat([]byte("a"), 10<<20)
 	tests := []struct {
 		name    string
@@ -562,6 +565,7 @@ func TestIdPEchoOfTheSecretIsRedacted(t *testing.T) {
 // costs the IdP at most one request per forcedRefreshInterval (10 s) per
 // profile, not one per report.
 func TestForcedRefreshesAreRateLimited(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, "")
 	tok := h.mustToken(0)
 	for range 200 { // a caller that reports whatever it gets, at once
@@ -619,6 +623,7 @@ func TestRejectDuringOutageKeepsTheValidToken(t *testing.T) {
 // of the IdP's recovery (before, up to max_backoff: 135 s after a 75 s
 // fault); a Retry-After still wins.
 func TestServiceReturnsSecondsAfterAnOutage(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		fault      idptest.Fault

@@ -235,6 +235,7 @@ func TestWrongStoreKey(t *testing.T) {
 }
 
 func TestSecondAgentOnSameStore(t *testing.T) {
+	t.Parallel()
 	e := newStoreEnv(t)
 	e.mustStart(e.config(""))
 	start := time.Now()

@@ -113,37 +113,12 @@ func storeKey(c *config.Config, create bool) (*store.Key, string, error) {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, ref, nil
 		}
-	} else if err := createKeyFile(path); err != nil {
-		return nil, ref, fmt.Errorf("store key %s: %w", path, err)
+	} else if err := store.CreateKeyFile(path); err != nil {
+		return nil, ref, err
 	}
 	k, err := secretref.StoreKey(ref, dir)
 	if err != nil {
 		return nil, ref, fmt.Errorf("store key %s: %w", ref, err)
 	}
 	return k, ref, nil
-}
-
-// createKeyFile writes a new random key at path, mode 0600, unless a file
-// is already there.
-func createKeyFile(path string) error {
-	text, err := store.NewKeyText()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("cannot create it (%w); create one with: openssl rand -base64 32 > %s && chmod 600 %s", store.PathCause(err), path, path)
-	}
-	if _, err := f.Write(text); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	return f.Close()
 }

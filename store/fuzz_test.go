@@ -12,14 +12,14 @@ func FuzzOpenRecord(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	good, _ := seal(key, &Record{Profile: "p", Fingerprint: "fp", AccessToken: "t", ExpiresAt: time.Unix(1, 0)})
+	good, _ := sealRecord(key, &Record{Profile: "p", Fingerprint: "fp", AccessToken: "t", ExpiresAt: time.Unix(1, 0)})
 	f.Add("p", good)
 	f.Add("p", good[:10])
 	f.Add("q", good)
 	f.Add("", []byte{1})
 	f.Add("p", []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 255})
 	f.Fuzz(func(t *testing.T, profile string, data []byte) {
-		rec, err := open(key, profile, data)
+		rec, err := openRecord(key, profile, data)
 		if (rec == nil) == (err == nil) {
 			t.Fatalf("open = %v, %v; want exactly one", rec, err)
 		}

@@ -11,6 +11,8 @@
 // fingerprint, so a record copied under another profile's name fails
 // authentication. The fingerprint is also kept in clear so the caller can
 // tell a record written for other settings (stale) from a damaged one.
+// The key, its id and the sealing are package seal's, shared with the
+// fleet. CreateKeyFile is the one writer of new key files.
 //
 // # Caveats
 //
@@ -25,13 +27,7 @@ package store
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +42,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/tokenagent/tokenagent/store/seal"
 )
 
 // formatVersion is the record and schema format this package writes.
@@ -82,51 +80,19 @@ func (e *WrongKeyError) Error() string {
 		e.Path, e.Records, strings.Join(e.KeyIDs, ", "))
 }
 
-// Key is an AES-256-GCM key with its id.
-type Key struct {
-	id   [8]byte
-	aead cipher.AEAD
-}
+// Key is an AES-256-GCM key with its id (see package seal).
+type Key = seal.Key
 
 // KeySize is the key length in bytes.
-const KeySize = 32
+const KeySize = seal.KeySize
 
-// ParseKey reads a key in standard base64 (what `openssl rand -base64 32`
-// prints); surrounding whitespace and a trailing newline are allowed. The
-// error never contains the key.
-func ParseKey(text []byte) (*Key, error) {
-	raw, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(text)))
-	if err != nil {
-		return nil, errors.New("not standard base64 (create one with: openssl rand -base64 32)")
-	}
-	if len(raw) != KeySize {
-		return nil, fmt.Errorf("decodes to %d bytes, want %d (create one with: openssl rand -base64 32)", len(raw), KeySize)
-	}
-	block, err := aes.NewCipher(raw)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	k := &Key{aead: aead}
-	sum := sha256.Sum256(append([]byte("tokenagent store key id\x00"), raw...))
-	copy(k.id[:], sum[:])
-	return k, nil
-}
+// ParseKey reads a store key in standard base64 (what `openssl rand
+// -base64 32` prints); surrounding whitespace and a trailing newline are
+// allowed. The error never contains the key.
+func ParseKey(text []byte) (*Key, error) { return seal.ParseKey(text, seal.StoreIDs) }
 
 // NewKeyText returns a fresh random key as base64 text with a newline.
-func NewKeyText() ([]byte, error) {
-	raw := make([]byte, KeySize)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, err
-	}
-	return []byte(base64.StdEncoding.EncodeToString(raw) + "\n"), nil
-}
-
-// ID is a short public identifier of the key, safe to log.
-func (k *Key) ID() string { return hex.EncodeToString(k.id[:]) }
+func NewKeyText() ([]byte, error) { return seal.NewKeyText() }
 
 // Record is one profile's token.
 type Record struct {
@@ -160,7 +126,7 @@ type Store struct {
 	db           *bolt.DB
 	path         string
 	key          *Key
-	keys         map[[8]byte]*Key
+	keys         map[seal.ID]*Key
 	recovered    string
 	recoverCause error
 	resealed     int
@@ -180,10 +146,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Store{path: path, key: opts.Key, keys: map[[8]byte]*Key{opts.Key.id: opts.Key}}
+	s := &Store{path: path, key: opts.Key, keys: map[seal.ID]*Key{opts.Key.RawID(): opts.Key}}
 	for _, k := range opts.PreviousKeys {
-		if _, dup := s.keys[k.id]; !dup {
-			s.keys[k.id] = k
+		if _, dup := s.keys[k.RawID()]; !dup {
+			s.keys[k.RawID()] = k
 		}
 	}
 	if err := checkDir(filepath.Dir(path)); err != nil {
@@ -339,10 +305,10 @@ func (s *Store) prepare(db *bolt.DB) error {
 			key := s.keys[h.keyID]
 			switch {
 			case key == nil:
-				unknown[hex.EncodeToString(h.keyID[:])] = true
+				unknown[h.keyID.String()] = true
 				unknownRecords++
 			case key != s.key:
-				if rec, err := open(key, string(k), v); err == nil {
+				if rec, err := openRecord(key, string(k), v); err == nil {
 					reseals = append(reseals, reseal{bytes.Clone(k), rec})
 				}
 			}
@@ -359,7 +325,7 @@ func (s *Store) prepare(db *bolt.DB) error {
 			return &WrongKeyError{Path: s.path, KeyIDs: ids, Records: unknownRecords}
 		}
 		for _, r := range reseals {
-			sealed, err := seal(s.key, r.rec)
+			sealed, err := sealRecord(s.key, r.rec)
 			if err != nil {
 				return err
 			}
@@ -413,10 +379,10 @@ func (s *Store) LoadAll() ([]Record, []Problem, error) {
 			}
 			key := s.keys[h.keyID]
 			if key == nil {
-				problems = append(problems, Problem{name, fmt.Errorf("%w: unknown key id %x", ErrCorruptRecord, h.keyID)})
+				problems = append(problems, Problem{name, fmt.Errorf("%w: unknown key id %s", ErrCorruptRecord, h.keyID)})
 				return nil
 			}
-			rec, err := open(key, name, v)
+			rec, err := openRecord(key, name, v)
 			if err != nil {
 				problems = append(problems, Problem{name, err})
 				return nil
@@ -437,7 +403,7 @@ func (s *Store) Apply(puts []Record, deletes []string) error {
 	sealed := make([][]byte, len(puts))
 	for i := range puts {
 		var err error
-		if sealed[i], err = seal(s.key, &puts[i]); err != nil {
+		if sealed[i], err = sealRecord(s.key, &puts[i]); err != nil {
 			return err
 		}
 	}
@@ -495,10 +461,10 @@ func CheckKeys(path string, opts Options) error {
 		return fmt.Errorf("store %s: %w", path, err)
 	}
 	defer db.Close()
-	known := map[[8]byte]bool{}
+	known := map[seal.ID]bool{}
 	for _, k := range append([]*Key{opts.Key}, opts.PreviousKeys...) {
 		if k != nil {
-			known[k.id] = true
+			known[k.RawID()] = true
 		}
 	}
 	unknown := map[string]bool{}
@@ -510,7 +476,7 @@ func CheckKeys(path string, opts Options) error {
 		}
 		return b.ForEach(func(_, v []byte) error {
 			if h, ok := parseHeader(v); ok && !known[h.keyID] {
-				unknown[hex.EncodeToString(h.keyID[:])] = true
+				unknown[h.keyID.String()] = true
 				records++
 			}
 			return nil
@@ -531,30 +497,32 @@ func (s *Store) Close() error { return s.db.Close() }
 // header is the clear-text start of a sealed record.
 type header struct {
 	version     byte
-	keyID       [8]byte
+	keyID       seal.ID
 	fingerprint string
 	body        []byte // nonce ‖ ciphertext
 }
 
-// Record layout: version(1) ‖ key id(8) ‖ len(fp)(1) ‖ fp ‖ nonce(12) ‖
-// ciphertext+tag.
+// Record layout: the seal framing, version(1) ‖ key id(8) ‖ clear header
+// ‖ nonce(12) ‖ ciphertext+tag, with len(fp)(1) ‖ fp as the clear header.
 func parseHeader(v []byte) (header, bool) {
 	var h header
-	if len(v) < 10 || v[0] != formatVersion {
+	f, err := seal.Split(v)
+	if err != nil || f.Version != formatVersion || len(f.Rest) < 1 {
 		return h, false
 	}
-	h.version = v[0]
-	copy(h.keyID[:], v[1:9])
-	n := int(v[9])
-	if len(v) < 10+n {
+	h.version, h.keyID = f.Version, f.KeyID
+	n := int(f.Rest[0])
+	if len(f.Rest) < 1+n {
 		return h, false
 	}
-	h.fingerprint = string(v[10 : 10+n])
-	h.body = v[10+n:]
+	h.fingerprint = string(f.Rest[1 : 1+n])
+	h.body = f.Rest[1+n:]
 	return h, true
 }
 
-func aad(version byte, keyID [8]byte, profile, fingerprint string) []byte {
+// aad binds a record to the format version, the key id, the profile it is
+// stored under and the fingerprint kept in clear.
+func aad(version byte, keyID seal.ID, profile, fingerprint string) []byte {
 	var b bytes.Buffer
 	b.WriteString("tokenagent store\x00")
 	b.WriteByte(version)
@@ -574,7 +542,7 @@ type payload struct {
 	ObtainedAt  int64  `json:"obtained_at"`
 }
 
-func seal(k *Key, r *Record) ([]byte, error) {
+func sealRecord(k *Key, r *Record) ([]byte, error) {
 	if len(r.Fingerprint) > 255 || len(r.Profile) > 65535 || r.Profile == "" {
 		return nil, fmt.Errorf("store: record for %q: profile name or fingerprint too long or empty", r.Profile)
 	}
@@ -585,31 +553,22 @@ func seal(k *Key, r *Record) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, 10+len(r.Fingerprint)+k.aead.NonceSize()+len(plain)+k.aead.Overhead())
-	out = append(out, formatVersion)
-	out = append(out, k.id[:]...)
-	out = append(out, byte(len(r.Fingerprint)))
-	out = append(out, r.Fingerprint...)
-	nonce := make([]byte, k.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	out = append(out, nonce...)
-	return k.aead.Seal(out, nonce, plain, aad(formatVersion, k.id, r.Profile, r.Fingerprint)), nil
+	header := append([]byte{byte(len(r.Fingerprint))}, r.Fingerprint...)
+	return k.Seal(formatVersion, header, plain, aad(formatVersion, k.RawID(), r.Profile, r.Fingerprint))
 }
 
-// open authenticates and decrypts a sealed record stored under profile.
-func open(k *Key, profile string, sealed []byte) (*Record, error) {
+// openRecord authenticates and decrypts a sealed record stored under
+// profile.
+func openRecord(k *Key, profile string, sealed []byte) (*Record, error) {
 	h, ok := parseHeader(sealed)
 	if !ok {
 		return nil, fmt.Errorf("%w: malformed header", ErrCorruptRecord)
 	}
-	ns := k.aead.NonceSize()
-	if len(h.body) < ns+k.aead.Overhead() {
+	plain, err := k.Open(h.body, aad(h.version, h.keyID, profile, h.fingerprint))
+	switch {
+	case errors.Is(err, seal.ErrMalformed):
 		return nil, fmt.Errorf("%w: %d bytes, shorter than nonce and tag", ErrCorruptRecord, len(sealed))
-	}
-	plain, err := k.aead.Open(nil, h.body[:ns], h.body[ns:], aad(h.version, h.keyID, profile, h.fingerprint))
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("%w (damaged, tampered with, or copied from another profile)", ErrCorruptRecord)
 	}
 	var p payload

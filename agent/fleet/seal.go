@@ -8,17 +8,13 @@
 package fleet
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/tokenagent/tokenagent/store/seal"
 )
 
 // Record is a token as the fleet shares it.
@@ -52,41 +48,25 @@ type Failure struct {
 	Credential string `json:"credential"`
 }
 
-// Key is a seal key: 32 random bytes, the same on every host.
-type Key struct {
-	aead cipher.AEAD
-	id   [8]byte
-}
+// Key is a seal key: 32 random bytes, the same on every host (see
+// package seal).
+type Key = seal.Key
 
 // ParseKey reads a seal key: 32 bytes in standard base64.
 func ParseKey(text string) (*Key, error) {
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
-	if err != nil || len(raw) != 32 {
+	k, err := seal.ParseKey([]byte(text), seal.FleetIDs)
+	if err != nil {
 		return nil, errors.New("seal_key must be 32 random bytes in standard base64 (openssl rand -base64 32)")
 	}
-	block, err := aes.NewCipher(raw)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	k := &Key{aead: aead}
-	sum := sha256.Sum256(raw)
-	copy(k.id[:], sum[:8])
 	return k, nil
 }
-
-// ID names the key in errors and logs without revealing it.
-func (k *Key) ID() string { return hex.EncodeToString(k.id[:]) }
 
 // ErrWrongKey: a record sealed with a seal key this host does not have.
 var ErrWrongKey = errors.New("sealed with another seal_key")
 
 // ErrTampered: a record that does not authenticate (altered, or moved to
 // another fingerprint's key).
-var ErrTampered = errors.New("does not authenticate")
+var ErrTampered = seal.ErrTampered
 
 const formatVersion = 1
 
@@ -95,46 +75,37 @@ func aad(prefix, fingerprint string) []byte {
 	return []byte(fmt.Sprintf("tokenagent fleet v%d\x00%s\x00%s", formatVersion, prefix, fingerprint))
 }
 
-// Seal encrypts r for fingerprint under prefix: version(1) ‖ key id(8) ‖
-// nonce(12) ‖ ciphertext+tag.
-func (k *Key) Seal(prefix, fingerprint string, r Record) ([]byte, error) {
+// Seal encrypts r with k for fingerprint under prefix, in the seal
+// framing with no clear header: version(1) ‖ key id(8) ‖ nonce(12) ‖
+// ciphertext+tag.
+func Seal(k *Key, prefix, fingerprint string, r Record) ([]byte, error) {
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 1+8+k.aead.NonceSize(), 1+8+k.aead.NonceSize()+len(plain)+k.aead.Overhead())
-	out[0] = formatVersion
-	copy(out[1:9], k.id[:])
-	if _, err := rand.Read(out[9:]); err != nil {
-		return nil, err
-	}
-	return k.aead.Seal(out, out[9:], plain, aad(prefix, fingerprint)), nil
+	return k.Seal(formatVersion, nil, plain, aad(prefix, fingerprint))
 }
 
 // Open decrypts a sealed record for fingerprint under prefix with the
 // key that sealed it, among keys.
 func Open(keys []*Key, prefix, fingerprint string, sealed []byte) (Record, error) {
 	var r Record
-	if len(sealed) < 1+8+12+16 || sealed[0] != formatVersion {
+	f, err := seal.Split(sealed)
+	if err != nil || f.Version != formatVersion || len(f.Rest) < seal.Overhead {
 		return r, fmt.Errorf("fleet record for %s: %w (malformed)", fingerprint, ErrTampered)
 	}
-	var id [8]byte
-	copy(id[:], sealed[1:9])
-	for _, k := range keys {
-		if k.id != id {
-			continue
-		}
-		n := 9 + k.aead.NonceSize()
-		plain, err := k.aead.Open(nil, sealed[9:n], sealed[n:], aad(prefix, fingerprint))
-		if err != nil {
-			return r, fmt.Errorf("fleet record for %s: %w", fingerprint, ErrTampered)
-		}
-		if err := json.Unmarshal(plain, &r); err != nil {
-			return r, fmt.Errorf("fleet record for %s: %w (%v)", fingerprint, ErrTampered, err)
-		}
-		return r, nil
+	k := seal.Find(keys, f.KeyID)
+	if k == nil {
+		return r, fmt.Errorf("fleet record for %s: %w (key id %s; this host has %s)", fingerprint, ErrWrongKey, f.KeyID, keyIDs(keys))
 	}
-	return r, fmt.Errorf("fleet record for %s: %w (key id %s; this host has %s)", fingerprint, ErrWrongKey, hex.EncodeToString(id[:]), keyIDs(keys))
+	plain, err := k.Open(f.Rest, aad(prefix, fingerprint))
+	if err != nil {
+		return r, fmt.Errorf("fleet record for %s: %w", fingerprint, ErrTampered)
+	}
+	if err := json.Unmarshal(plain, &r); err != nil {
+		return r, fmt.Errorf("fleet record for %s: %w (%v)", fingerprint, ErrTampered, err)
+	}
+	return r, nil
 }
 
 func keyIDs(keys []*Key) string {

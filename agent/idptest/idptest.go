@@ -106,12 +106,22 @@ type Server struct {
 	assertions []string
 }
 
-// New starts a server with a 1-hour token TTL and no clients.
-func New() *Server {
+// signingKey is the one RSA key of every Server in a process: generating
+// an RSA-2048 key costs tens of milliseconds of CPU, which made key
+// generation a large share of the agent tests' time. Servers stay apart by
+// their issuer URL, and each token by its random jti.
+var signingKey = sync.OnceValue(func() *rsa.PrivateKey {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		panic("idptest: generate key: " + err.Error()) // crypto/rand failing is not recoverable
 	}
+	return key
+})
+
+// New starts a server with a 1-hour token TTL and no clients. Every
+// Server of a process signs with the same key.
+func New() *Server {
+	key := signingKey()
 	s := &Server{
 		key:      key,
 		kid:      "idptest-1",

@@ -113,6 +113,7 @@ func profileTOML(name, tokenURL, client string) string {
 }
 
 func TestSIGHUPReload(t *testing.T) {
+	t.Parallel() // its own daemon process, directory and socket
 	idp := idptest.New()
 	defer idp.Close()
 	for _, c := range []string{"keep", "drop", "new"} {
@@ -201,6 +202,7 @@ func names(t *testing.T, c *clientlib.Client) []string {
 }
 
 func TestMetricsListen(t *testing.T) {
+	t.Parallel() // its own daemon process, directory and socket
 	idp := idptest.New()
 	defer idp.Close()
 	idp.AddClient(idptest.Client{ID: "c", Secret: "daemon-secret", Method: "client_secret_basic"})
@@ -329,6 +331,7 @@ func inFlight(t *testing.T, socket string) int {
 // another process of the same user cannot read its secrets — and core
 // dumps are off.
 func TestDaemonIsNotDumpable(t *testing.T) {
+	t.Parallel() // its own daemon process, directory and socket
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the agent as another user")
 	}

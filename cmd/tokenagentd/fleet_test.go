@@ -523,6 +523,7 @@ func TestFleetStream(t *testing.T) {
 // not the fleet's; a seal key that is not 32 bytes of base64 is refused
 // naming the reference.
 func TestCheckConfigFleet(t *testing.T) {
+	t.Parallel() // its own daemon process, directory and socket
 	r := &fleetRig{t: t, cluster: fleettest.New(t, 1), idp: idptest.New(), dir: t.TempDir(), shared: true}
 	defer r.idp.Close()
 	r.idp.AddClient(idptest.Client{ID: "c", Secret: fleetSecret, Method: "client_secret_basic"})
@@ -557,6 +558,7 @@ func TestCheckConfigFleet(t *testing.T) {
 // certificate, check-config --online names the failure, and the agent
 // serves its callers alone (static stability), saying so in status.
 func TestFleetOverTLS(t *testing.T) {
+	t.Parallel() // its own daemon process, directory and socket
 	c := fleettest.NewTLS(t, 1)
 	r := &fleetRig{t: t, cluster: c, idp: idptest.New(), dir: t.TempDir(), shared: true}
 	defer r.idp.Close()
@@ -564,7 +566,9 @@ func TestFleetOverTLS(t *testing.T) {
 	keyFile := r.newKey("fleet.key")
 	withTLS := fmt.Sprintf("tls_ca = \"file:%s\"\ntls_cert = \"file:%s\"\ntls_key = \"file:%s\"\n", c.TLS.CA, c.TLS.ClientCert, c.TLS.ClientKey)
 	var agents []*fleetAgent
-	for i, tlsLines := range []string{withTLS, withTLS, "tls_ca = \"file:" + c.TLS.CA + "\"\n"} {
+	// The agent without a client certificate is refused by etcd: a short
+	// timeout spares the test waiting the default 2 s twice for that.
+	for i, tlsLines := range []string{withTLS, withTLS, "tls_ca = \"file:" + c.TLS.CA + "\"\ntimeout = \"300ms\"\n"} {
 		a := &fleetAgent{name: fmt.Sprintf("tls%d", i), dir: filepath.Join(r.dir, fmt.Sprintf("tls%d", i))}
 		os.Mkdir(a.dir, 0o700)
 		a.config = filepath.Join(a.dir, "agent.toml")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -36,7 +37,21 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755)
 	testDir = dir
+	// A whole-package run (no -run) needs both binaries: link them while
+	// the first tests run, rather than when the first daemon test asks.
+	flag.Parse()
+	var prebuilt []*buildResult
+	if flag.Lookup("test.run").Value.String() == "" {
+		for pkg, name := range map[string]string{".": "tokenagentd", "../tokenagent": "tokenagent"} {
+			b := buildOf(pkg, name)
+			prebuilt = append(prebuilt, b)
+			go b.once.Do(b.build)
+		}
+	}
 	code := m.Run()
+	for _, b := range prebuilt {
+		b.once.Do(func() {}) // wait for it: the build writes into testDir
+	}
 	if interopStop != nil {
 		interopStop()
 	}
@@ -55,9 +70,22 @@ func cli(args ...string) (string, string, int) {
 var builds sync.Map // package dir → *buildResult
 
 type buildResult struct {
-	once sync.Once
-	path string
-	err  error
+	once      sync.Once
+	pkg, path string
+	err       error
+}
+
+// buildOf returns the one build of pkg into testDir/name, started or not.
+func buildOf(pkg, name string) *buildResult {
+	v, _ := builds.LoadOrStore(pkg, &buildResult{pkg: pkg, path: filepath.Join(testDir, name)})
+	return v.(*buildResult)
+}
+
+func (b *buildResult) build() {
+	out, err := exec.Command("go", "build", "-o", b.path, b.pkg).CombinedOutput()
+	if err != nil {
+		b.err = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+	}
 }
 
 // buildBinary builds the daemon once per test run, for tests that need a
@@ -69,15 +97,8 @@ func buildCLI(t *testing.T) string { return build(t, "../tokenagent", "tokenagen
 
 func build(t *testing.T, pkg, name string) string {
 	t.Helper()
-	v, _ := builds.LoadOrStore(pkg, &buildResult{})
-	b := v.(*buildResult)
-	b.once.Do(func() {
-		b.path = filepath.Join(testDir, name)
-		out, err := exec.Command("go", "build", "-o", b.path, pkg).CombinedOutput()
-		if err != nil {
-			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-		}
-	})
+	b := buildOf(pkg, name)
+	b.once.Do(b.build)
 	if b.err != nil {
 		t.Fatal(b.err)
 	}
@@ -259,6 +280,7 @@ func TestCheckConfigFindsWhatRunRefuses(t *testing.T) {
 // ("Using it") against `tokenagentd --dev`, as a newcomer would after its
 // export line: each must exit 0.
 func TestReadmeCommandsWorkAgainstDev(t *testing.T) {
+	t.Parallel() // its own daemon process, directory and socket
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)

@@ -127,18 +127,8 @@ func prepareInstall(cfgFile string, userService bool) error {
 		return errors.New("service install: the unit runs as user tokenagent, which does not exist; " +
 			"create it with `systemd-sysusers` and packaging/systemd/sysusers.conf, or `useradd --system --user-group tokenagent`")
 	}
-	keyPath := "/etc/tokenagent/store.key"
-	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
-		text, err := store.NewKeyText()
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(keyPath), 0o755); err != nil {
-			return fmt.Errorf("service install: %w", err)
-		}
-		if err := os.WriteFile(keyPath, text, 0o600); err != nil {
-			return fmt.Errorf("service install: store key %s: %w", keyPath, err)
-		}
+	if err := store.CreateKeyFile("/etc/tokenagent/store.key"); err != nil {
+		return fmt.Errorf("service install: %w", err)
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ func (e *Etcd) Get(ctx context.Context, fp string) (r fleet.Record, ok bool, err
 // Put writes the fingerprint's record, sealed, if the fleet's seal key
 // is this host's (pinning it when no host has yet); fleet.ErrWrongKey if not.
 func (e *Etcd) Put(ctx context.Context, fp string, r fleet.Record) error {
-	sealed, err := e.key.Seal(e.prefix, fp, r)
+	sealed, err := fleet.Seal(e.key, e.prefix, fp, r)
 	if err != nil {
 		return err
 	}
