@@ -160,7 +160,7 @@ func cleartextOnlyToLoopback() http.RoundTripper {
 	plain := http.DefaultTransport.(*http.Transport).Clone()
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
 		host, _, err := net.SplitHostPort(address)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		if err != nil || !spec.IsLoopbackIP(host) {
 			return fmt.Errorf("plain http reached %s, which is not a loopback address: the client credentials would cross the network in clear text; use https://", address)
 		}
 		return nil

@@ -20,7 +20,7 @@ var errPeerUnknown = errors.New("the client end of the connection is not in this
 // ("token_endpoint").
 func ListenLoopback(what, addr string, lc ListenConfig) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+	if err != nil || !ipc.IsLoopbackIP(host) {
 		return nil, fmt.Errorf("%s %q: only a loopback IP address may serve tokens over TCP", what, addr)
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -8,9 +8,11 @@ package spec
 
 import (
 	"fmt"
-	"net/netip"
+
 	"net/url"
 	"strings"
+
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // Client authentication methods (RFC 8414 token_endpoint_auth_methods).
@@ -47,13 +49,8 @@ func IsLoopback(host string) bool {
 	return IsLoopbackIP(strings.Trim(host, "[]"))
 }
 
-// IsLoopbackIP reports whether s is a loopback IP address (127.0.0.0/8,
-// ::1, or an IPv4-mapped loopback address). Names and zoned addresses
-// are not.
-func IsLoopbackIP(s string) bool {
-	ip, err := netip.ParseAddr(s)
-	return err == nil && ip.Zone() == "" && ip.IsLoopback()
-}
+// IsLoopbackIP is ipc.IsLoopbackIP: the one loopback-address check.
+func IsLoopbackIP(s string) bool { return ipc.IsLoopbackIP(s) }
 
 // CheckEndpointURL accepts an absolute https URL, or http to a loopback host.
 func CheckEndpointURL(raw string) error {
