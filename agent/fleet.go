@@ -13,6 +13,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/fleet/etcdfleet"
+	"github.com/tokenagent/tokenagent/agent/schedule"
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -105,14 +106,14 @@ func (p *fleetProfile) Adopt(r fleet.Record) bool {
 	ttl := r.ExpiresAt.Sub(r.ObtainedAt)
 	c := &cached{
 		Token:     Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0)},
-		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
+		refreshAt: policyOf(s.prof.timing).RefreshTime(r.ObtainedAt.Round(0), ttl, s.agent.rand()),
 		sum:       sha256.Sum256([]byte(r.AccessToken)),
 		fromFleet: true,
 		mintedBy:  ipc.SafeText(r.MintedBy), // another host's text: shown and logged as text
 	}
 	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
 	s.cur.Store(c)
-	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	s.failures = schedule.Failures{}
 	s.armLocked(now, c.refreshAt)
 	s.mu.Unlock()
 	s.log.Info().Str("minted_by", c.mintedBy).Time("expires_at", c.ExpiresAt).Msg("token from the fleet; no IdP request")
@@ -140,8 +141,7 @@ func (p *fleetProfile) Refused(err error, until time.Time) error {
 	if s.closed {
 		return nil
 	}
-	s.lastErr, s.lastFailure, s.permanent, s.retryUntil = err, now, true, time.Time{}
-	s.nextAttempt = until
+	s.failures.Refused(err, now, until)
 	s.armLocked(now, until)
 	return &holdError{wait: until.Sub(now), err: err, fresh: true}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/idp"
 	"github.com/tokenagent/tokenagent/agent/schedule"
@@ -117,12 +118,7 @@ type source struct {
 
 	mu          sync.Mutex
 	stopTimer   func() bool
-	failures    int               // consecutive transient failures
-	nextAttempt time.Time         // no upstream request before this, after a failure
-	lastErr     error             // most recent fetch error; nil after a success
-	lastFailure time.Time         // when the last failed request was answered
-	retryUntil  time.Time         // the IdP's Retry-After, as a time
-	permanent   bool              // lastErr is a permanent IdP error
+	failures    schedule.Failures // since the last success
 	forcing     [32]byte          // the token whose forced refresh is under way
 	lastForced  time.Time         // when the last forced refresh started
 	requests    int               // upstream requests made
@@ -179,7 +175,7 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 		}
 	}
 	if wait := s.holdLocked(now); wait > 0 {
-		err := &holdError{wait: wait, err: s.lastErr}
+		err := &holdError{wait: wait, err: s.failures.Err}
 		s.mu.Unlock()
 		return nil, err
 	}
@@ -217,12 +213,7 @@ func (s *source) fresh(c *cached, minValid time.Duration) (*Token, error) {
 // rather than left alone for the whole backoff, unless it said
 // Retry-After or refused for good.
 func (s *source) holdLocked(now time.Time) time.Duration {
-	if s.lastErr == nil {
-		return 0
-	}
-	// While a valid token is served, the backoff alone paces the retries
-	// (the timer); this is for callers with none.
-	return schedule.Failure{At: s.lastFailure, NextAttempt: s.nextAttempt, RetryUntil: s.retryUntil, Permanent: s.permanent}.Hold(now)
+	return s.failures.Hold(now)
 }
 
 // fetch asks the IdP for a token; singleflight runs at most one at a time.
@@ -276,7 +267,8 @@ func (s *source) fetchIdP(ctx context.Context) (*cached, error) {
 		// The callers learn when it is worth asking again (Retry-After).
 		return nil, &holdError{wait: wait, err: err, fresh: true}
 	}
-	ttl, why, skew := lifetime(resp, sent, t)
+	policy := policyOf(t)
+	ttl, why, skew := policy.Lifetime(resp.AccessToken, resp.ExpiresIn, sent)
 	s.noteSkewLocked(skew)
 	c := &cached{
 		Token: Token{
@@ -286,14 +278,14 @@ func (s *source) fetchIdP(ctx context.Context) (*cached, error) {
 			ExpiresAt:   sent.Add(ttl),
 			ObtainedAt:  sent,
 		},
-		refreshAt:  refreshTime(sent, ttl, t, s.agent.rand()),
+		refreshAt:  policy.RefreshTime(sent, ttl, s.agent.rand()),
 		sum:        sha256.Sum256([]byte(resp.AccessToken)),
 		monoExpiry: sentMono + ttl,
 	}
 	c.monoRefresh = sentMono + c.refreshAt.Sub(sent)
 	s.cur.Store(c)
 	s.minted++
-	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
+	s.failures, s.lastRefresh = schedule.Failures{}, now
 	s.armLocked(now, c.refreshAt)
 	s.mu.Unlock()
 	// Noted for the store's writer, which never holds up the waiters:
@@ -314,7 +306,7 @@ func (s *source) fetchIdP(ctx context.Context) (*cached, error) {
 // host's clock and the IdP's differ, and expiry is computed on the host's.
 func (s *source) noteSkewLocked(skew time.Duration) {
 	s.skew = skew
-	if skew.Abs() > clockSkewWarn && !s.skewLogged {
+	if skew.Abs() > schedule.ClockSkewWarn && !s.skewLogged {
 		s.skewLogged = true
 		s.log.Warn().Dur("skew", skew.Round(time.Second)).
 			Msg("the token's exp and the IdP's expires_in disagree: the host's clock and the IdP's differ (check NTP); expiry is taken as the earlier of the two")
@@ -340,7 +332,7 @@ func (s *source) seed(r store.Record) {
 			AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope,
 			ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0),
 		},
-		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
+		refreshAt: policyOf(s.prof.timing).RefreshTime(r.ObtainedAt.Round(0), ttl, s.agent.rand()),
 		sum:       sha256.Sum256([]byte(r.AccessToken)),
 		fromStore: true,
 	}
@@ -402,26 +394,20 @@ func (s *source) failedLocked(now time.Time, err error, latency time.Duration) {
 	t := s.prof.timing
 	var ie *idp.Error
 	isIdP := errors.As(err, &ie)
-	var wait time.Duration
+	var next time.Time
 	if isIdP && !ie.Transient {
-		wait = t.PermanentBackoff.Duration
+		next = now.Add(t.PermanentBackoff.Duration)
+		s.failures.Refused(err, now, next)
 	} else {
-		s.failures++
 		var retryAfter time.Duration
 		if isIdP {
 			retryAfter = ie.RetryAfter
 		}
-		wait = schedule.Backoff(s.failures, s.agent.rand(), t.MaxBackoff.Duration, retryAfter)
+		next = s.failures.Transient(err, now, retryAfter, s.agent.rand(), t.MaxBackoff.Duration)
 	}
-	s.lastErr, s.lastFailure, s.permanent = err, now, isIdP && !ie.Transient
-	s.retryUntil = time.Time{}
-	if isIdP && ie.RetryAfter > 0 {
-		s.retryUntil = now.Add(ie.RetryAfter)
-	}
-	s.nextAttempt = now.Add(wait)
-	s.armLocked(now, s.nextAttempt)
+	s.armLocked(now, next)
 
-	ev := s.log.Warn().Err(err).Dur("retry_in", wait).Dur("latency", latency).Int("failures", s.failures)
+	ev := s.log.Warn().Err(err).Dur("retry_in", next.Sub(now)).Dur("latency", latency).Int("failures", s.failures.Count)
 	if isIdP {
 		ev = ev.Int("status", ie.StatusCode).Str("idp_error", ie.Code).Bool("transient", ie.Transient)
 	}
@@ -454,7 +440,7 @@ func (s *source) wake() {
 	if due != 0 && now.UnixNano() <= due+int64(lateTimer) {
 		return // another caller did it
 	}
-	at := s.nextAttempt
+	at := s.failures.NextAttempt
 	if c := s.cur.Load(); c != nil {
 		if refresh := now.Add(c.untilDue(now, s.agent.clock.Mono())); refresh.After(at) {
 			at = refresh
@@ -484,8 +470,8 @@ func (s *source) onTimer() {
 		s.mu.Unlock()
 		return
 	}
-	if now.Before(s.nextAttempt) {
-		s.armLocked(now, s.nextAttempt)
+	if now.Before(s.failures.NextAttempt) {
+		s.armLocked(now, s.failures.NextAttempt)
 		s.mu.Unlock()
 		return
 	}
@@ -500,15 +486,10 @@ func (s *source) onTimer() {
 	s.sf.Do(fetchKey, s.fetch)
 }
 
-// forcedRefreshInterval is the least time between two refreshes forced
-// by rejected-token reports for one profile: a caller that reports every
-// token it gets cannot turn the agent into a token pump against the IdP.
-const forcedRefreshInterval = 10 * time.Second
-
 // reject handles a report that the token with SHA-256 sum was refused by
 // an API. If it is the current token, one new token is fetched, however
 // many callers report it (they join the same fetch) — unless a forced
-// refresh happened less than forcedRefreshInterval ago or the IdP is being
+// refresh happened less than schedule.ForcedRefreshInterval ago or the IdP is being
 // waited out, in which case the current token is returned. The current
 // token is never dropped: if the fetch fails, it is still served while it
 // is valid. A report of any other token returns the current one.
@@ -521,8 +502,8 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 		return s.token(ctx, minValid)
 	}
 	if s.forcing != sum { // not joining a forced refresh of this token already under way
-		limited := !s.lastForced.IsZero() && now.Sub(s.lastForced) < forcedRefreshInterval
-		if limited || s.lastErr != nil && now.Before(s.nextAttempt) {
+		limited := !schedule.MayForce(s.lastForced, now)
+		if limited || s.failures.Holding(now) {
 			s.mu.Unlock()
 			s.log.Debug().Bool("rate_limited", limited).Msg("token reported rejected; not refreshing yet, serving the current token")
 			return s.token(ctx, minValid)
@@ -568,12 +549,11 @@ func (s *source) releaseHold() {
 	if s.coord != nil {
 		s.coord.Forget()
 	}
-	if s.lastErr == nil {
+	if s.failures.Err == nil {
 		return
 	}
 	s.log.Info().Msg("configuration reloaded: the held IdP failure is forgotten; the IdP is asked again on the next request")
-	s.lastErr, s.failures, s.permanent = nil, 0, false
-	s.nextAttempt, s.retryUntil, s.lastFailure = time.Time{}, time.Time{}, time.Time{}
+	s.failures = schedule.Failures{}
 	if c := s.cur.Load(); c != nil && !s.closed {
 		now := s.agent.clock.Now()
 		s.armLocked(now, now.Add(c.untilDue(now, s.agent.clock.Mono())))
@@ -624,11 +604,11 @@ func (s *source) status(now time.Time) ProfileStatus {
 		st.ExpiresAt = c.serve(now, s.agent.clock.Mono()).ExpiresAt.UTC()
 		st.RefreshAt = now.Add(c.untilDue(now, s.agent.clock.Mono()))
 	}
-	if s.lastErr != nil {
-		st.LastError = s.lastErr.Error()
-		st.NextAttempt = s.nextAttempt.UTC()
+	if s.failures.Err != nil {
+		st.LastError = s.failures.Err.Error()
+		st.NextAttempt = s.failures.NextAttempt.UTC()
 	}
-	if s.skew.Abs() > clockSkewWarn {
+	if s.skew.Abs() > schedule.ClockSkewWarn {
 		st.ClockSkew, st.ClockSkewSeconds = s.skew, s.skew.Seconds()
 	}
 	if s.agent.fleet != nil {
@@ -641,4 +621,13 @@ func (s *source) status(now time.Time) ProfileStatus {
 		}
 	}
 	return st
+}
+
+// policyOf is a profile's timing as package schedule takes it.
+func policyOf(t config.Timing) schedule.Policy {
+	return schedule.Policy{
+		RefreshAt: t.RefreshAt, MinValid: t.MinValid.Duration,
+		DefaultTTL: t.DefaultTTL.Duration, MaxTTL: t.MaxTTL.Duration,
+		MaxBackoff: t.MaxBackoff.Duration, PermanentBackoff: t.PermanentBackoff.Duration,
+	}
 }
