@@ -57,7 +57,8 @@ func (s sink) remove() error { return s.file.Remove() }
 // sinkWait bounds how long the callers waiting for a fresh token wait
 // for its file sinks to be written: on a healthy disk the files are
 // current when the callers are answered; a hung one costs them at most
-// this, and the write goes on in the background.
+// this, and the write goes on in the background. It is waited on the
+// agent's clock, as every wait that decides what a caller gets is.
 const sinkWait = time.Second
 
 // writeSinksAfter writes c to the profile's file sinks, waiting at most
@@ -82,9 +83,12 @@ func (s *source) writeSinksAfter(c *cached) {
 			s.writeSinks(next.Token)
 		}
 	}()
+	waited := make(chan struct{})
+	stop := s.agent.clock.AfterFunc(sinkWait, func() { close(waited) })
+	defer stop()
 	select {
 	case <-done:
-	case <-time.After(sinkWait):
+	case <-waited:
 		s.log.Error().Dur("waited", sinkWait).Msg("a token file sink write has not finished: its disk may be hung; callers are answered, and the file is written when the disk answers")
 	}
 }
