@@ -3,7 +3,6 @@ package agent
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -103,15 +102,9 @@ func (p *fleetProfile) Adopt(r fleet.Record) bool {
 		s.mu.Unlock()
 		return false
 	}
-	ttl := r.ExpiresAt.Sub(r.ObtainedAt)
-	c := &cached{
-		Token:     Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0)},
-		refreshAt: policyOf(s.prof.timing).RefreshTime(r.ObtainedAt.Round(0), ttl, s.agent.rand()),
-		sum:       sha256.Sum256([]byte(r.AccessToken)),
-		fromFleet: true,
-		mintedBy:  ipc.SafeText(r.MintedBy), // another host's text: shown and logged as text
-	}
-	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
+	c := s.kept(Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt, ObtainedAt: r.ObtainedAt}, now, mono)
+	c.fromFleet = true
+	c.mintedBy = ipc.SafeText(r.MintedBy) // another host's text: shown and logged as text
 	s.cur.Store(c)
 	s.failures = schedule.Failures{}
 	s.armLocked(now, c.refreshAt)

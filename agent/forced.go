@@ -10,50 +10,24 @@ import (
 )
 
 // forcedRefreshes limits the refreshes that rejected-token reports force
-// for one profile (schedule.MayForce); its mutex guards that limit alone.
-// reject asks it while holding source.mu, so that the decision and the
-// fetch it starts see the same failures: source.mu, then this one.
+// for one profile (schedule.ForcedRefresh); its mutex guards that limit
+// alone. reject asks it while holding source.mu, so that the decision and
+// the fetch it starts see the same failures: source.mu, then this one.
 type forcedRefreshes struct {
-	mu      sync.Mutex
-	forcing [32]byte  // the token whose forced refresh is under way
-	last    time.Time // when the last forced refresh started
+	mu    sync.Mutex
+	limit schedule.ForcedRefresh
 }
 
-// forceVerdict is what a rejected-token report of the current token does.
-type forceVerdict int
-
-const (
-	forceJoin    forceVerdict = iota // a forced refresh of this token is under way: join it
-	forceStart                       // start one
-	forceLimited                     // one started less than schedule.ForcedRefreshInterval ago
-	forceHeld                        // the backoff after a failure holds the IdP off
-)
-
-// decide answers a report at now of the token with SHA-256 sum; held says
-// whether the source's failures hold the IdP off.
-func (f *forcedRefreshes) decide(sum [32]byte, now time.Time, held bool) forceVerdict {
+func (f *forcedRefreshes) decide(sum [32]byte, now time.Time, held bool) schedule.Verdict {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch {
-	case f.forcing == sum:
-		return forceJoin
-	case !schedule.MayForce(f.last, now):
-		return forceLimited
-	case held:
-		return forceHeld
-	}
-	f.forcing, f.last = sum, now
-	return forceStart
+	return f.limit.Decide(sum, now, held)
 }
 
-// done ends the forced refresh of sum: a later report of that token is
-// rate-limited, not joined.
 func (f *forcedRefreshes) done(sum [32]byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.forcing == sum {
-		f.forcing = [32]byte{}
-	}
+	f.limit.Done(sum)
 }
 
 // reject handles a report that the token with SHA-256 sum was refused by
@@ -72,11 +46,11 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 		return s.token(ctx, minValid)
 	}
 	switch v := s.forced.decide(sum, now, s.failures.Holding(now)); v {
-	case forceLimited, forceHeld:
+	case schedule.Limited, schedule.Held:
 		s.mu.Unlock()
-		s.log.Debug().Bool("rate_limited", v == forceLimited).Msg("token reported rejected; not refreshing yet, serving the current token")
+		s.log.Debug().Bool("rate_limited", v == schedule.Limited).Msg("token reported rejected; not refreshing yet, serving the current token")
 		return s.token(ctx, minValid)
-	case forceStart:
+	case schedule.Start:
 		s.log.Info().Str("token_sha256", ipc.Fingerprint(c.AccessToken)).Msg("token reported rejected by an API; fetching a new one (the current one is served until it arrives)")
 	}
 	ch := s.sf.DoChan(fetchKey, s.fetch)

@@ -136,22 +136,25 @@ func (s *source) record(c *cached) store.Record {
 // first request arms it (see token), so profiles nobody uses after a
 // restart cost no IdP requests.
 func (s *source) seed(r store.Record) {
-	ttl := r.ExpiresAt.Sub(r.ObtainedAt)
-	c := &cached{
-		Token: Token{
-			AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope,
-			ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0),
-		},
-		refreshAt: policyOf(s.prof.timing).RefreshTime(r.ObtainedAt.Round(0), ttl, s.agent.rand()),
-		sum:       sha256.Sum256([]byte(r.AccessToken)),
-		fromStore: true,
-	}
-	// A stored token's times are wall times: the monotonic ones start
-	// from them, as the clocks read now.
 	now, mono := readClock(s.agent.clock)
-	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
+	c := s.kept(Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt, ObtainedAt: r.ObtainedAt}, now, mono)
+	c.fromStore = true
 	s.cur.Store(c)
 	s.writeSinks(c.Token)
+}
+
+// kept is a token that was fetched before or elsewhere (the store,
+// another host) as the source keeps it. Its times are wall times: the
+// monotonic ones start from them, as the clocks read now and mono.
+func (s *source) kept(tok Token, now time.Time, mono time.Duration) *cached {
+	tok.ExpiresAt, tok.ObtainedAt = tok.ExpiresAt.Round(0), tok.ObtainedAt.Round(0)
+	c := &cached{
+		Token:     tok,
+		refreshAt: policyOf(s.prof.timing).RefreshTime(tok.ObtainedAt, tok.ExpiresAt.Sub(tok.ObtainedAt), s.agent.rand()),
+		sum:       sha256.Sum256([]byte(tok.AccessToken)),
+	}
+	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
+	return c
 }
 
 // failedLocked records a failed fetch and schedules the next attempt.

@@ -107,3 +107,43 @@ const ForcedRefreshInterval = 10 * time.Second
 func MayForce(last, now time.Time) bool {
 	return last.IsZero() || now.Sub(last) >= ForcedRefreshInterval
 }
+
+// ForcedRefresh is a profile's record of the refreshes that rejected-token
+// reports forced; the zero value has forced none.
+type ForcedRefresh struct {
+	Forcing [32]byte  // the SHA-256 of the token whose forced refresh is under way
+	Last    time.Time // when the last forced refresh started
+}
+
+// Verdict is what a report of the current token does.
+type Verdict int
+
+const (
+	Join    Verdict = iota // a forced refresh of this token is under way: join it
+	Start                  // start one (recorded as started at now)
+	Limited                // one started less than ForcedRefreshInterval ago
+	Held                   // the backoff after a failure holds the IdP off
+)
+
+// Decide answers a report at now of the token with SHA-256 sum; held
+// says whether the source's failures hold the IdP off.
+func (f *ForcedRefresh) Decide(sum [32]byte, now time.Time, held bool) Verdict {
+	switch {
+	case f.Forcing == sum:
+		return Join
+	case !MayForce(f.Last, now):
+		return Limited
+	case held:
+		return Held
+	}
+	f.Forcing, f.Last = sum, now
+	return Start
+}
+
+// Done ends the forced refresh of sum: a later report of that token is
+// rate-limited, not joined.
+func (f *ForcedRefresh) Done(sum [32]byte) {
+	if f.Forcing == sum {
+		f.Forcing = [32]byte{}
+	}
+}

@@ -104,3 +104,33 @@ func TestMayForce(t *testing.T) {
 		})
 	}
 }
+
+func TestForcedRefresh(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, b := [32]byte{1}, [32]byte{2}
+	var f ForcedRefresh
+	for i, step := range []struct {
+		sum  [32]byte
+		at   time.Duration
+		held bool
+		done bool // Done(sum) instead of Decide
+		want Verdict
+	}{
+		{sum: a, at: 0, held: true, want: Held},
+		{sum: a, at: 0, want: Start},
+		{sum: a, at: time.Second, want: Join},
+		{sum: b, at: time.Second, want: Limited},
+		{sum: a, at: 2 * time.Second, done: true},
+		{sum: a, at: 3 * time.Second, want: Limited},
+		{sum: b, at: ForcedRefreshInterval, held: true, want: Held},
+		{sum: b, at: ForcedRefreshInterval, want: Start},
+	} {
+		if step.done {
+			f.Done(step.sum)
+			continue
+		}
+		if got := f.Decide(step.sum, t0.Add(step.at), step.held); got != step.want {
+			t.Errorf("step %d: Decide(%x, t0+%v, held %v) = %v, want %v", i, step.sum[0], step.at, step.held, got, step.want)
+		}
+	}
+}
