@@ -360,7 +360,7 @@ func (a *Agent) onSource(caller ipc.Caller, profile string, minValid time.Durati
 	if err != nil {
 		return nil, a.publicError(profile, err)
 	}
-	s.served.Add(1)
+	s.stats.served.Add(1)
 	return tok, nil
 }
 

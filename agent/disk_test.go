@@ -238,8 +238,29 @@ func TestFrozenSinkDiskHoldsCallersOnlyBriefly(t *testing.T) {
 	fs.Freeze()
 	h.clock.Advance(11 * time.Second) // past the forced-refresh limit
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	tok, err := h.agent.ReportRejected(ctx, self, "p", ipc.TokenSHA256(first.AccessToken), 0)
-	cancel()
+	defer cancel()
+	type answer struct {
+		tok *agent.Token
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		tok, err := h.agent.ReportRejected(ctx, self, "p", ipc.TokenSHA256(first.AccessToken), 0)
+		answered <- answer{tok, err}
+	}()
+	// The sink wait runs on the agent's clock: move it on in small steps
+	// until the caller is answered (the wait starts once the new token is
+	// in, at a moment the test cannot see from outside).
+	var got answer
+	for waiting := true; waiting; {
+		select {
+		case got = <-answered:
+			waiting = false
+		case <-time.After(10 * time.Millisecond):
+			h.clock.Advance(100 * time.Millisecond)
+		}
+	}
+	tok, err := got.tok, got.err
 	if err != nil || tok.AccessToken == first.AccessToken {
 		fs.Thaw()
 		t.Fatalf("new token with the sink's disk frozen: %v (new: %v)", err, err == nil && tok.AccessToken != first.AccessToken)

@@ -3,7 +3,6 @@ package agent
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/fleet"
 	"github.com/tokenagent/tokenagent/agent/fleet/etcdfleet"
+	"github.com/tokenagent/tokenagent/agent/schedule"
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -102,17 +102,11 @@ func (p *fleetProfile) Adopt(r fleet.Record) bool {
 		s.mu.Unlock()
 		return false
 	}
-	ttl := r.ExpiresAt.Sub(r.ObtainedAt)
-	c := &cached{
-		Token:     Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0)},
-		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
-		sum:       sha256.Sum256([]byte(r.AccessToken)),
-		fromFleet: true,
-		mintedBy:  ipc.SafeText(r.MintedBy), // another host's text: shown and logged as text
-	}
-	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
+	c := s.kept(Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt, ObtainedAt: r.ObtainedAt}, now, mono)
+	c.fromFleet = true
+	c.mintedBy = ipc.SafeText(r.MintedBy) // another host's text: shown and logged as text
 	s.cur.Store(c)
-	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	s.failures = schedule.Failures{}
 	s.armLocked(now, c.refreshAt)
 	s.mu.Unlock()
 	s.log.Info().Str("minted_by", c.mintedBy).Time("expires_at", c.ExpiresAt).Msg("token from the fleet; no IdP request")
@@ -140,8 +134,7 @@ func (p *fleetProfile) Refused(err error, until time.Time) error {
 	if s.closed {
 		return nil
 	}
-	s.lastErr, s.lastFailure, s.permanent, s.retryUntil = err, now, true, time.Time{}
-	s.nextAttempt = until
+	s.failures.Refused(err, now, until)
 	s.armLocked(now, until)
 	return &holdError{wait: until.Sub(now), err: err, fresh: true}
 }

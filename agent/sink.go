@@ -53,3 +53,52 @@ func (s sink) write(tok Token, now time.Time) error {
 
 // remove deletes the sink's file (its profile or the sink was removed).
 func (s sink) remove() error { return s.file.Remove() }
+
+// sinkWait bounds how long the callers waiting for a fresh token wait
+// for its file sinks to be written: on a healthy disk the files are
+// current when the callers are answered; a hung one costs them at most
+// this, and the write goes on in the background. It is waited on the
+// agent's clock, as every wait that decides what a caller gets is.
+const sinkWait = time.Second
+
+// writeSinksAfter writes c to the profile's file sinks, waiting at most
+// sinkWait. Writes are one at a time per profile and the latest token
+// wins: a write that finds a newer token pending leaves it to the next. A
+// source a reload replaced writes nothing more.
+func (s *source) writeSinksAfter(c *cached) {
+	if len(s.prof.sinks) == 0 {
+		return
+	}
+	s.sinkNext.Store(c)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.sinkMu.Lock()
+		defer s.sinkMu.Unlock()
+		next := s.sinkNext.Swap(nil)
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if next != nil && !closed {
+			s.writeSinks(next.Token)
+		}
+	}()
+	waited := make(chan struct{})
+	stop := s.agent.clock.AfterFunc(sinkWait, func() { close(waited) })
+	defer stop()
+	select {
+	case <-done:
+	case <-waited:
+		s.log.Error().Dur("waited", sinkWait).Msg("a token file sink write has not finished: its disk may be hung; callers are answered, and the file is written when the disk answers")
+	}
+}
+
+// writeSinks puts tok into the profile's file sinks; a failure is logged
+// and never stops the token being served.
+func (s *source) writeSinks(tok Token) {
+	for _, sk := range s.prof.sinks {
+		if err := sk.write(tok, s.agent.clock.Now()); err != nil {
+			s.log.Error().Err(err).Str("file", sk.path).Msg("cannot write the token file sink; callers of the socket are still served")
+		}
+	}
+}

@@ -1,12 +1,8 @@
 package agent
 
 import (
-	"cmp"
 	"context"
-	"crypto/sha256"
-	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,16 +11,9 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenagent/tokenagent/agent/fleet"
-	"github.com/tokenagent/tokenagent/agent/idp"
 	"github.com/tokenagent/tokenagent/agent/schedule"
 	"github.com/tokenagent/tokenagent/ipc"
-	"github.com/tokenagent/tokenagent/store"
 )
-
-// lateTimer is how far past its due time a refresh timer may be before a
-// caller re-arms it: timers run on the monotonic clock, which stands still
-// while the machine sleeps.
-const lateTimer = 5 * time.Second
 
 const fetchKey = "fetch"
 
@@ -102,39 +91,34 @@ func (c *cached) serve(now time.Time, mono time.Duration) *Token {
 
 // source keeps one profile's token: it serves it, fetches it once per
 // burst, refreshes it before expiry and backs off when the IdP fails.
+// Its state is kept by concern, each under its own lock: the refresh
+// schedule under mu (this file and refresh.go), the counters in stats
+// (stats.go), the forced-refresh limit in forced (forced.go), the file
+// sink writer under sinkMu (sink.go) and the fleet in coord.
 type source struct {
 	agent *Agent
 	prof  *profile
 	log   zerolog.Logger
+	sf    singleflight.Group
 
-	cur      atomic.Pointer[cached]
+	cur      atomic.Pointer[cached] // the token served: read without a lock, written under mu
+	lastUsed atomic.Int64           // wall clock, Unix ns: idling reads it, every caller writes it
+
+	stats  stats           // counters for status and metrics
+	forced forcedRefreshes // the limit on refreshes that rejected-token reports force
+
 	sinkNext atomic.Pointer[cached] // the token the sink writer has yet to write
 	sinkMu   sync.Mutex             // one sink write at a time (see writeSinksAfter)
-	lastUsed atomic.Int64           // wall clock, Unix ns
-	timerDue atomic.Int64           // wall clock, Unix ns; 0 when no timer is armed
-	served   atomic.Uint64          // tokens handed out over the socket
-	sf       singleflight.Group
 
-	mu          sync.Mutex
-	stopTimer   func() bool
-	failures    int               // consecutive transient failures
-	nextAttempt time.Time         // no upstream request before this, after a failure
-	lastErr     error             // most recent fetch error; nil after a success
-	lastFailure time.Time         // when the last failed request was answered
-	retryUntil  time.Time         // the IdP's Retry-After, as a time
-	permanent   bool              // lastErr is a permanent IdP error
-	forcing     [32]byte          // the token whose forced refresh is under way
-	lastForced  time.Time         // when the last forced refresh started
-	requests    int               // upstream requests made
-	results     map[string]uint64 // upstream requests by result ("ok" or an error class)
-	latency     Histogram
-	minted      uint64 // successful fetches
-	coalesced   uint64 // callers who waited on a fetch another caller started
-	lastRefresh time.Time
-	skew        time.Duration // the JWT's exp − (sent + expires_in), last seen
-	skewLogged  bool
-	idle        bool
-	closed      bool
+	// mu guards the refresh schedule: which token is installed in cur,
+	// the timer that refreshes it, the failures that push the next attempt
+	// back, and closed. They change together (a fetch's outcome installs a
+	// token or records a failure, and re-arms the timer, in one step), and
+	// a closed source installs and arms nothing more.
+	mu       sync.Mutex
+	timer    refreshTimer
+	failures schedule.Failures // since the last success
+	closed   bool
 
 	// coord shares the profile's tokens with other hosts; nil when it
 	// takes no part in a fleet.
@@ -153,7 +137,7 @@ func (s *source) token(ctx context.Context, minValid time.Duration) (*Token, err
 	now, mono := readClock(s.agent.clock)
 	s.lastUsed.Store(now.UnixNano())
 	if c := s.cur.Load(); c != nil && c.left(now, mono) >= minValid {
-		if due := s.timerDue.Load(); due == 0 || now.UnixNano() > due+int64(lateTimer) {
+		if s.timer.needsWaking(now) {
 			s.wake()
 		}
 		return c.serve(now, mono), nil
@@ -179,7 +163,7 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 		}
 	}
 	if wait := s.holdLocked(now); wait > 0 {
-		err := &holdError{wait: wait, err: s.lastErr}
+		err := &holdError{wait: wait, err: s.failures.Err}
 		s.mu.Unlock()
 		return nil, err
 	}
@@ -189,9 +173,7 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 	select {
 	case r := <-ch:
 		if r.Shared {
-			s.mu.Lock()
-			s.coalesced++
-			s.mu.Unlock()
+			s.stats.coalesce()
 		}
 		if r.Err != nil {
 			return nil, r.Err
@@ -217,12 +199,7 @@ func (s *source) fresh(c *cached, minValid time.Duration) (*Token, error) {
 // rather than left alone for the whole backoff, unless it said
 // Retry-After or refused for good.
 func (s *source) holdLocked(now time.Time) time.Duration {
-	if s.lastErr == nil {
-		return 0
-	}
-	// While a valid token is served, the backoff alone paces the retries
-	// (the timer); this is for callers with none.
-	return schedule.Failure{At: s.lastFailure, NextAttempt: s.nextAttempt, RetryUntil: s.retryUntil, Permanent: s.permanent}.Hold(now)
+	return s.failures.Hold(now)
 }
 
 // fetch asks the IdP for a token; singleflight runs at most one at a time.
@@ -246,340 +223,6 @@ func (s *source) fetch() (any, error) {
 	return s.fetchIdP(s.agent.ctx)
 }
 
-// fetchIdP asks the IdP for a token and installs it.
-func (s *source) fetchIdP(ctx context.Context) (*cached, error) {
-	t := s.prof.timing
-	ctx, cancel := context.WithTimeout(ctx, t.FetchTimeout.Duration)
-	defer cancel()
-	sent, sentMono := readClock(s.agent.clock)
-	sent = sent.Round(0) // wall time only: it is stored and compared as such
-	start := time.Now()
-	resp, err := s.prof.client.Fetch(ctx)
-	latency := time.Since(start)
-
-	s.mu.Lock()
-	s.requests++
-	s.latency.observe(latency)
-	if s.results == nil {
-		s.results = map[string]uint64{}
-	}
-	s.results[resultClass(err)]++
-	if s.closed {
-		s.mu.Unlock()
-		return nil, errSourceClosed
-	}
-	now := s.agent.clock.Now()
-	if err != nil {
-		s.failedLocked(now, err, latency)
-		wait := s.holdLocked(now)
-		s.mu.Unlock()
-		// The callers learn when it is worth asking again (Retry-After).
-		return nil, &holdError{wait: wait, err: err, fresh: true}
-	}
-	ttl, why, skew := lifetime(resp, sent, t)
-	s.noteSkewLocked(skew)
-	c := &cached{
-		Token: Token{
-			AccessToken: resp.AccessToken,
-			TokenType:   resp.TokenType,
-			Scope:       resp.Scope,
-			ExpiresAt:   sent.Add(ttl),
-			ObtainedAt:  sent,
-		},
-		refreshAt:  refreshTime(sent, ttl, t, s.agent.rand()),
-		sum:        sha256.Sum256([]byte(resp.AccessToken)),
-		monoExpiry: sentMono + ttl,
-	}
-	c.monoRefresh = sentMono + c.refreshAt.Sub(sent)
-	s.cur.Store(c)
-	s.minted++
-	s.failures, s.lastErr, s.nextAttempt, s.lastRefresh = 0, nil, time.Time{}, now
-	s.armLocked(now, c.refreshAt)
-	s.mu.Unlock()
-	// Noted for the store's writer, which never holds up the waiters:
-	// a hung disk costs restarts their stored token, not callers theirs.
-	s.agent.persist(s.record(c))
-	s.writeSinksAfter(c)
-	s.log.Info().
-		Str("token_sha256", ipc.Fingerprint(resp.AccessToken)).
-		Dur("ttl", ttl).Str("ttl_from", why).
-		Time("expires_at", c.ExpiresAt).Time("refresh_at", c.refreshAt).
-		Dur("latency", latency).
-		Msg("token fetched")
-	return c, nil
-}
-
-// noteSkewLocked keeps the disagreement between a JWT's exp and the
-// IdP's expires_in, and logs it once per profile when it is large: the
-// host's clock and the IdP's differ, and expiry is computed on the host's.
-func (s *source) noteSkewLocked(skew time.Duration) {
-	s.skew = skew
-	if skew.Abs() > clockSkewWarn && !s.skewLogged {
-		s.skewLogged = true
-		s.log.Warn().Dur("skew", skew.Round(time.Second)).
-			Msg("the token's exp and the IdP's expires_in disagree: the host's clock and the IdP's differ (check NTP); expiry is taken as the earlier of the two")
-	}
-}
-
-// record is c as the store keeps it.
-func (s *source) record(c *cached) store.Record {
-	return store.Record{
-		Profile: s.prof.name, Fingerprint: s.prof.fingerprint,
-		AccessToken: c.AccessToken, TokenType: c.TokenType, Scope: c.Scope,
-		ExpiresAt: c.ExpiresAt, ObtainedAt: c.ObtainedAt,
-	}
-}
-
-// seed installs a token loaded from the store. No timer is armed: the
-// first request arms it (see token), so profiles nobody uses after a
-// restart cost no IdP requests.
-func (s *source) seed(r store.Record) {
-	ttl := r.ExpiresAt.Sub(r.ObtainedAt)
-	c := &cached{
-		Token: Token{
-			AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope,
-			ExpiresAt: r.ExpiresAt.Round(0), ObtainedAt: r.ObtainedAt.Round(0),
-		},
-		refreshAt: refreshTime(r.ObtainedAt.Round(0), ttl, s.prof.timing, s.agent.rand()),
-		sum:       sha256.Sum256([]byte(r.AccessToken)),
-		fromStore: true,
-	}
-	// A stored token's times are wall times: the monotonic ones start
-	// from them, as the clocks read now.
-	now, mono := readClock(s.agent.clock)
-	c.monoExpiry, c.monoRefresh = mono+c.ExpiresAt.Sub(now), mono+c.refreshAt.Sub(now)
-	s.cur.Store(c)
-	s.writeSinks(c.Token)
-}
-
-// sinkWait bounds how long the callers waiting for a fresh token wait
-// for its file sinks to be written: on a healthy disk the files are
-// current when the callers are answered; a hung one costs them at most
-// this, and the write goes on in the background.
-const sinkWait = time.Second
-
-// writeSinksAfter writes c to the profile's file sinks, waiting at most
-// sinkWait. Writes are one at a time per profile and the latest token
-// wins: a write that finds a newer token pending leaves it to the next. A
-// source a reload replaced writes nothing more.
-func (s *source) writeSinksAfter(c *cached) {
-	if len(s.prof.sinks) == 0 {
-		return
-	}
-	s.sinkNext.Store(c)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.sinkMu.Lock()
-		defer s.sinkMu.Unlock()
-		next := s.sinkNext.Swap(nil)
-		s.mu.Lock()
-		closed := s.closed
-		s.mu.Unlock()
-		if next != nil && !closed {
-			s.writeSinks(next.Token)
-		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(sinkWait):
-		s.log.Error().Dur("waited", sinkWait).Msg("a token file sink write has not finished: its disk may be hung; callers are answered, and the file is written when the disk answers")
-	}
-}
-
-// writeSinks puts tok into the profile's file sinks; a failure is logged
-// and never stops the token being served.
-func (s *source) writeSinks(tok Token) {
-	for _, sk := range s.prof.sinks {
-		if err := sk.write(tok, s.agent.clock.Now()); err != nil {
-			s.log.Error().Err(err).Str("file", sk.path).Msg("cannot write the token file sink; callers of the socket are still served")
-		}
-	}
-}
-
-// failedLocked records a failed fetch and schedules the next attempt.
-func (s *source) failedLocked(now time.Time, err error, latency time.Duration) {
-	t := s.prof.timing
-	var ie *idp.Error
-	isIdP := errors.As(err, &ie)
-	var wait time.Duration
-	if isIdP && !ie.Transient {
-		wait = t.PermanentBackoff.Duration
-	} else {
-		s.failures++
-		var retryAfter time.Duration
-		if isIdP {
-			retryAfter = ie.RetryAfter
-		}
-		wait = schedule.Backoff(s.failures, s.agent.rand(), t.MaxBackoff.Duration, retryAfter)
-	}
-	s.lastErr, s.lastFailure, s.permanent = err, now, isIdP && !ie.Transient
-	s.retryUntil = time.Time{}
-	if isIdP && ie.RetryAfter > 0 {
-		s.retryUntil = now.Add(ie.RetryAfter)
-	}
-	s.nextAttempt = now.Add(wait)
-	s.armLocked(now, s.nextAttempt)
-
-	ev := s.log.Warn().Err(err).Dur("retry_in", wait).Dur("latency", latency).Int("failures", s.failures)
-	if isIdP {
-		ev = ev.Int("status", ie.StatusCode).Str("idp_error", ie.Code).Bool("transient", ie.Transient)
-	}
-	if c := s.cur.Load(); c != nil && c.ExpiresAt.After(now) {
-		ev = ev.Time("serving_until", c.ExpiresAt)
-	}
-	ev.Msg("token fetch failed")
-}
-
-// armLocked (re)starts the refresh timer for at.
-func (s *source) armLocked(now, at time.Time) {
-	if s.stopTimer != nil {
-		s.stopTimer()
-	}
-	s.idle = false
-	s.stopTimer = s.agent.clock.AfterFunc(max(at.Sub(now), 0), s.onTimer)
-	s.timerDue.Store(at.UnixNano())
-}
-
-// wake re-arms a timer that idling stopped or that a sleeping machine
-// delayed; a caller's request found it so.
-func (s *source) wake() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	now := s.agent.clock.Now()
-	due := s.timerDue.Load()
-	if due != 0 && now.UnixNano() <= due+int64(lateTimer) {
-		return // another caller did it
-	}
-	at := s.nextAttempt
-	if c := s.cur.Load(); c != nil {
-		if refresh := now.Add(c.untilDue(now, s.agent.clock.Mono())); refresh.After(at) {
-			at = refresh
-		}
-	}
-	if s.idle {
-		s.log.Info().Msg("profile in use again; background refresh resumed")
-	}
-	s.armLocked(now, at)
-}
-
-// onTimer refreshes proactively, unless the profile went idle.
-func (s *source) onTimer() {
-	s.mu.Lock()
-	s.stopTimer = nil
-	s.timerDue.Store(0)
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	now := s.agent.clock.Now()
-	// A profile with file sinks is never idle: a script may read the file
-	// at any time without the agent seeing it.
-	if unused := now.Sub(time.Unix(0, s.lastUsed.Load())); unused >= s.prof.timing.IdleAfter.Duration && len(s.prof.sinks) == 0 {
-		s.idle = true
-		s.log.Info().Dur("unused_for", unused.Round(time.Second)).Msg("profile idle; background refresh paused until the next request")
-		s.mu.Unlock()
-		return
-	}
-	if now.Before(s.nextAttempt) {
-		s.armLocked(now, s.nextAttempt)
-		s.mu.Unlock()
-		return
-	}
-	if c := s.cur.Load(); c != nil && !c.due(now, s.agent.clock.Mono()) {
-		// Neither clock says it is due (a timer armed by the wall clock,
-		// which was then stepped back): re-arm for the sooner of the two.
-		s.armLocked(now, now.Add(c.untilDue(now, s.agent.clock.Mono())))
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
-	s.sf.Do(fetchKey, s.fetch)
-}
-
-// forcedRefreshInterval is the least time between two refreshes forced
-// by rejected-token reports for one profile: a caller that reports every
-// token it gets cannot turn the agent into a token pump against the IdP.
-const forcedRefreshInterval = 10 * time.Second
-
-// reject handles a report that the token with SHA-256 sum was refused by
-// an API. If it is the current token, one new token is fetched, however
-// many callers report it (they join the same fetch) — unless a forced
-// refresh happened less than forcedRefreshInterval ago or the IdP is being
-// waited out, in which case the current token is returned. The current
-// token is never dropped: if the fetch fails, it is still served while it
-// is valid. A report of any other token returns the current one.
-func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duration) (*Token, error) {
-	s.mu.Lock()
-	c := s.cur.Load()
-	now := s.agent.clock.Now()
-	if c == nil || c.sum != sum {
-		s.mu.Unlock()
-		return s.token(ctx, minValid)
-	}
-	if s.forcing != sum { // not joining a forced refresh of this token already under way
-		limited := !s.lastForced.IsZero() && now.Sub(s.lastForced) < forcedRefreshInterval
-		if limited || s.lastErr != nil && now.Before(s.nextAttempt) {
-			s.mu.Unlock()
-			s.log.Debug().Bool("rate_limited", limited).Msg("token reported rejected; not refreshing yet, serving the current token")
-			return s.token(ctx, minValid)
-		}
-		s.forcing, s.lastForced = sum, now
-		s.log.Info().Str("token_sha256", ipc.Fingerprint(c.AccessToken)).Msg("token reported rejected by an API; fetching a new one (the current one is served until it arrives)")
-	}
-	ch := s.sf.DoChan(fetchKey, s.fetch)
-	s.mu.Unlock()
-	select {
-	case r := <-ch:
-		s.mu.Lock()
-		if s.forcing == sum {
-			s.forcing = [32]byte{} // done: a later report of this token is rate-limited, not joined
-		}
-		if cur := s.cur.Load(); r.Err != nil && cur != nil && cur.sum == sum {
-			// Still the rejected token: refresh it at the next attempt the
-			// backoff allows, not only at its planned refresh time.
-			due := *cur
-			due.refreshAt, due.monoRefresh = s.agent.clock.Now(), s.agent.clock.Mono()
-			s.cur.Store(&due)
-		}
-		s.mu.Unlock()
-		if r.Err != nil {
-			if tok, err := s.token(ctx, minValid); err == nil {
-				return tok, nil // the replacement failed: the still-valid token stays
-			}
-			return nil, r.Err
-		}
-		return s.fresh(r.Val.(*cached), minValid)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// releaseHold forgets a held failure, permanent or transient: the next
-// caller asks the IdP at once.
-func (s *source) releaseHold() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// A refusal the fleet shared before the reload is forgotten too: the
-	// operator may have fixed it at the IdP.
-	if s.coord != nil {
-		s.coord.Forget()
-	}
-	if s.lastErr == nil {
-		return
-	}
-	s.log.Info().Msg("configuration reloaded: the held IdP failure is forgotten; the IdP is asked again on the next request")
-	s.lastErr, s.failures, s.permanent = nil, 0, false
-	s.nextAttempt, s.retryUntil, s.lastFailure = time.Time{}, time.Time{}, time.Time{}
-	if c := s.cur.Load(); c != nil && !s.closed {
-		now := s.agent.clock.Now()
-		s.armLocked(now, now.Add(c.untilDue(now, s.agent.clock.Mono())))
-	}
-}
-
 func (s *source) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -587,58 +230,5 @@ func (s *source) close() {
 	if s.coord != nil {
 		s.coord.Close()
 	}
-	if s.stopTimer != nil {
-		s.stopTimer()
-		s.stopTimer = nil
-	}
-	s.timerDue.Store(0)
-}
-
-// status reports the source's state and counters.
-func (s *source) status(now time.Time) ProfileStatus {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := ProfileStatus{
-		ProfileInfo: ipc.ProfileInfo{
-			Name:             s.prof.name,
-			UpstreamRequests: s.requests,
-			LastRefresh:      s.lastRefresh.UTC(),
-			Idle:             s.idle,
-			Scopes:           s.prof.scopes,
-			Audience:         s.prof.audience,
-		},
-		Results:   maps.Clone(s.results),
-		Latency:   s.latency,
-		Minted:    s.minted,
-		Coalesced: s.coalesced,
-		Served:    s.served.Load(),
-	}
-	if c := s.cur.Load(); c != nil {
-		st.Origin, st.ObtainedAt = "idp", c.ObtainedAt.UTC()
-		switch {
-		case c.fromStore:
-			st.Origin = "store"
-		case c.fromFleet:
-			st.Origin = "fleet"
-		}
-		st.ExpiresAt = c.serve(now, s.agent.clock.Mono()).ExpiresAt.UTC()
-		st.RefreshAt = now.Add(c.untilDue(now, s.agent.clock.Mono()))
-	}
-	if s.lastErr != nil {
-		st.LastError = s.lastErr.Error()
-		st.NextAttempt = s.nextAttempt.UTC()
-	}
-	if s.skew.Abs() > clockSkewWarn {
-		st.ClockSkew, st.ClockSkewSeconds = s.skew, s.skew.Seconds()
-	}
-	if s.agent.fleet != nil {
-		st.Fleet = "local"
-		if s.coord != nil {
-			st.Fleet, st.FleetStats = s.coord.Status()
-		}
-		if c := s.cur.Load(); c != nil {
-			st.MintedBy = cmp.Or(c.mintedBy, s.agent.hostname)
-		}
-	}
-	return st
+	s.timer.disarm()
 }

@@ -1,35 +1,43 @@
-package agent
+package schedule
 
 import (
 	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"time"
-
-	"github.com/tokenagent/tokenagent/agent/config"
-	"github.com/tokenagent/tokenagent/agent/idp"
 )
 
-// minRefreshInterval keeps an IdP that issues absurdly short tokens from
+// MinRefreshInterval keeps an IdP that issues absurdly short tokens from
 // being asked more than once a second.
-const minRefreshInterval = time.Second
+const MinRefreshInterval = time.Second
 
-// clockSkewWarn is how far a JWT's exp may lie from sent + expires_in
+// ClockSkewWarn is how far a JWT's exp may lie from sent + expires_in
 // before the host's and the IdP's clocks count as disagreeing (logged once
 // per profile, shown in status). Network latency and an IdP that counts in
 // whole seconds account for a second or two.
-const clockSkewWarn = 30 * time.Second
+const ClockSkewWarn = 30 * time.Second
 
-// lifetime decides how long a fresh token lives, measured from when its
+// Policy is a profile's timing settings (config.Timing) as the arithmetic
+// needs them: plain durations, so that this package depends on nothing.
+type Policy struct {
+	RefreshAt        float64       // fraction of the lifetime after which a token is refreshed
+	MinValid         time.Duration // a refresh starts at least this long before expiry
+	DefaultTTL       time.Duration // the lifetime when neither expires_in nor a JWT exp says
+	MaxTTL           time.Duration // caps any stated lifetime
+	MaxBackoff       time.Duration // caps the transient backoff and the honoured Retry-After
+	PermanentBackoff time.Duration // how long a permanent refusal is held
+}
+
+// Lifetime decides how long a fresh token lives, measured from when its
 // request was sent: the IdP's expires_in, capped by the JWT's exp when the
 // token is a JWT (an IdP that truncates its clock to seconds issues an exp
 // up to a second before sent + expires_in, and the API goes by exp); with
-// no expires_in, the JWT's exp; else default_ttl. The result is capped at
-// max_ttl. The second result says which rule applied, for the log; skew is
-// exp − (sent + expires_in), when both are known.
-func lifetime(resp *idp.Response, sent time.Time, t config.Timing) (ttl time.Duration, why string, skew time.Duration) {
-	exp, isJWT := jwtExpiry(resp.AccessToken)
-	ttl, why = resp.ExpiresIn, "expires_in"
+// no expires_in (0 or less), the JWT's exp; else default_ttl. The result
+// is capped at max_ttl. The second result says which rule applied, for the
+// log; skew is exp − (sent + expires_in), when both are known.
+func (p Policy) Lifetime(accessToken string, expiresIn time.Duration, sent time.Time) (ttl time.Duration, why string, skew time.Duration) {
+	exp, isJWT := jwtExpiry(accessToken)
+	ttl, why = expiresIn, "expires_in"
 	switch {
 	case ttl > 0 && isJWT:
 		skew = exp.Sub(sent.Add(ttl))
@@ -37,7 +45,7 @@ func lifetime(resp *idp.Response, sent time.Time, t config.Timing) (ttl time.Dur
 			ttl, why = d, "expires_in capped by the jwt exp"
 		}
 	case ttl <= 0:
-		ttl, why = t.DefaultTTL.Duration, "default_ttl"
+		ttl, why = p.DefaultTTL, "default_ttl"
 		if isJWT {
 			if d := exp.Sub(sent); d > 0 {
 				ttl, why = d, "jwt exp"
@@ -46,23 +54,23 @@ func lifetime(resp *idp.Response, sent time.Time, t config.Timing) (ttl time.Dur
 			}
 		}
 	}
-	if ttl > t.MaxTTL.Duration {
-		ttl, why = t.MaxTTL.Duration, why+" clamped to max_ttl"
+	if ttl > p.MaxTTL {
+		ttl, why = p.MaxTTL, why+" clamped to max_ttl"
 	}
 	return ttl, why, skew
 }
 
-// refreshTime is when a token obtained at sent with lifetime ttl should be
+// RefreshTime is when a token obtained at sent with lifetime ttl should be
 // refreshed: refresh_at of the lifetime, jittered ±5 % so that profiles
 // and hosts do not refresh in lockstep, never later than min_valid before
-// expiry and never sooner than minRefreshInterval. jitter is in [0, 1).
-func refreshTime(sent time.Time, ttl time.Duration, t config.Timing, jitter float64) time.Time {
-	frac := t.RefreshAt * (0.95 + 0.1*jitter)
+// expiry and never sooner than MinRefreshInterval. jitter is in [0, 1).
+func (p Policy) RefreshTime(sent time.Time, ttl time.Duration, jitter float64) time.Time {
+	frac := p.RefreshAt * (0.95 + 0.1*jitter)
 	after := time.Duration(float64(ttl) * frac)
-	if latest := ttl - t.MinValid.Duration; latest > 0 && after > latest {
+	if latest := ttl - p.MinValid; latest > 0 && after > latest {
 		after = latest
 	}
-	return sent.Add(max(after, minRefreshInterval))
+	return sent.Add(max(after, MinRefreshInterval))
 }
 
 // jwtExpiry reads the exp claim of a JWT without verifying it: the agent
