@@ -89,6 +89,7 @@ type Coordinator struct {
 	arrived   chan struct{} // closed, and replaced, when Adopt installs a token
 	down      bool          // the backend failed; logged once
 	wrongKey  bool          // ... because this host's seal key is not the fleet's
+	junk      bool          // a record that does not open was logged
 	retry     time.Time     // while down, not asked again before this
 	stopProbe func() bool   // ends the pending probe
 	forgot    time.Time     // refusals from before this are not held (a reload)
@@ -295,8 +296,16 @@ func (c *Coordinator) read(ctx context.Context) (origin Origin, err error, done 
 	c.count(func(s *Stats) { s.Reads++ })
 	r, ok, err := c.cfg.Backend.Get(ctx, c.cfg.Fingerprint)
 	if errors.Is(err, ErrTampered) {
-		// Not served; this host, under the lock, writes a good record over it.
-		c.cfg.Log.Error().Err(err).Msg("the fleet's record for this profile does not authenticate (altered in the fleet's store, or copied from another fingerprint's key); ignored")
+		// Junk: not served, and not a reason to stop sharing (only the
+		// pinned key id is): this host, under the lock, writes a good
+		// record over it. Logged once until the fleet's record opens again.
+		c.mu.Lock()
+		first := !c.junk
+		c.junk = true
+		c.mu.Unlock()
+		if first {
+			c.cfg.Log.Error().Err(err).Msg("the fleet's record for this profile does not open under the fleet's seal key (written under another key id, altered in etcd, or copied from another fingerprint); ignored, and replaced by this host's next fetch under the lock; if it comes back, check who writes to the fleet's etcd prefix")
+		}
 		return Alone, nil, false
 	}
 	if err != nil {
@@ -304,6 +313,9 @@ func (c *Coordinator) read(ctx context.Context) (origin Origin, err error, done 
 		return Alone, nil, false
 	}
 	c.mu.Lock()
+	if ok {
+		c.junk = false
+	}
 	if c.down {
 		c.down, c.wrongKey = false, false
 		c.cfg.Log.Info().Msg("fleet available again; sharing tokens with the other hosts")

@@ -105,11 +105,17 @@ type host struct {
 // newHost starts a coordinator for fingerprint fp on backend b.
 func newHost(t *testing.T, b fleet.Backend, name, fp, credential string) *host {
 	t.Helper()
+	return newHostWith(t, b, name, fp, credential, 10*time.Second, zerolog.Nop())
+}
+
+// newHostWith is newHost with a fetch_timeout and a log of its own.
+func newHostWith(t *testing.T, b fleet.Backend, name, fp, credential string, fetchTimeout time.Duration, log zerolog.Logger) *host {
+	t.Helper()
 	h := &host{prof: newProfile(), clock: &probeClock{}}
 	h.Coordinator = fleet.New(fleet.Config{
 		Backend: b, Fingerprint: fp, Credential: credential, Host: name,
-		FetchTimeout: 10 * time.Second, PermanentBackoff: time.Hour,
-		Clock: h.clock, Log: zerolog.Nop(),
+		FetchTimeout: fetchTimeout, PermanentBackoff: time.Hour,
+		Clock: h.clock, Log: log,
 	}, h.prof)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.Start(ctx)
@@ -136,7 +142,7 @@ func (f *idpFetch) fetch(p *profile) func(context.Context) (fleet.Record, error)
 	}
 }
 
-func etcdBackend(t *testing.T, endpoint string, prefix string, key *fleet.Key) fleet.Backend {
+func etcdBackend(t *testing.T, endpoint string, prefix string, key *fleet.Key) *etcdfleet.Etcd {
 	return etcdfleet.New(client(t, []string{endpoint}), prefix, key, 2*time.Second)
 }
 
@@ -354,5 +360,84 @@ func TestCoordinatorEtcdDownAndRejoin(t *testing.T) {
 	h.clock.fire() // the probe's time has come
 	if state, _ := h.Status(); state != "fleet" || h.prof.token() != "token-101" {
 		t.Errorf("after etcd's return and a probe: %q holding %q; want fleet, token-101", state, h.prof.token())
+	}
+}
+
+// logBuffer is a log that tests read back, safe for the coordinator's
+// goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), sub)
+}
+
+// TestCoordinatorForeignRecordIsJunk (issue 22, attack 4): a record that
+// someone with write access to etcd sealed under a foreign key id, or
+// altered, does not put the hosts into "local: wrong seal_key": only the
+// pinned key id decides that. It is junk: not served, logged once, and
+// overwritten by the next fetch under the lock, after which the fleet
+// shares again.
+func TestCoordinatorForeignRecordIsJunk(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	var idp idpFetch
+	a := newHost(t, etcdBackend(t, endpoints[0], prefix, key), "host-a", "fp", "cred")
+	if origin, err := a.Fetch(context.Background(), idp.fetch(a.prof)); err != nil || origin != fleet.Shared {
+		t.Fatalf("first fetch = %v, %v; want Shared (pins the key)", origin, err)
+	}
+	backend := etcdBackend(t, endpoints[1], prefix, key)
+	raw := client(t, endpoints[2:])
+	now := time.Now().Round(0)
+	foreign, err := fleet.Seal(newKey(t), prefix, "fp", fleet.Record{AccessToken: "planted", ExpiresAt: now.Add(time.Hour), ObtainedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := raw.Get(context.Background(), backend.RecordKey("fp"))
+	if err != nil || len(good.Kvs) != 1 {
+		t.Fatalf("the fleet's record: %v", err)
+	}
+	altered := []byte(string(good.Kvs[0].Value))
+	altered[len(altered)-1] ^= 1
+	for _, tc := range []struct {
+		name   string
+		sealed []byte
+	}{{"foreign key id", foreign}, {"altered", altered}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := raw.Put(context.Background(), backend.RecordKey("fp"), string(tc.sealed)); err != nil {
+				t.Fatal(err)
+			}
+			var log logBuffer
+			b := newHostWith(t, backend, "host-b", "fp", "cred", 10*time.Second, zerolog.New(&log))
+			before := idp.calls.Load()
+			origin, err := b.Fetch(context.Background(), idp.fetch(b.prof))
+			if err != nil || origin != fleet.Shared || b.prof.token() == "planted" {
+				t.Errorf("fetch over a junk record = %v, %v, %q; want Shared with its own token (overwriting the junk)", origin, err, b.prof.token())
+			}
+			if state, _ := b.Status(); state != "fleet" {
+				t.Errorf("status after a junk record = %q; want fleet (only the pinned key id says wrong seal_key)", state)
+			}
+			if n := log.count("does not open"); n != 1 {
+				t.Errorf("the junk record was logged %d times for one fetch (a read and a re-read); want once", n)
+			}
+			// The junk is gone: a host that starts now takes host b's token.
+			c := newHost(t, etcdBackend(t, endpoints[2], prefix, key), "host-c", "fp", "cred")
+			if origin, err := c.Fetch(context.Background(), idp.fetch(c.prof)); origin != fleet.Fleet || err != nil || c.prof.token() != b.prof.token() {
+				t.Errorf("a host after the overwrite = %v, %v, %q; want Fleet, %q", origin, err, c.prof.token(), b.prof.token())
+			}
+			if n := idp.calls.Load() - before; n != 1 {
+				t.Errorf("IdP calls = %d, want 1 (the fetch that replaced the junk)", n)
+			}
+		})
 	}
 }

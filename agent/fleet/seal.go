@@ -61,11 +61,12 @@ func ParseKey(text string) (*Key, error) {
 	return k, nil
 }
 
-// ErrWrongKey: a record sealed with a seal key this host does not have.
+// ErrWrongKey: the fleet's pinned seal key id is not this host's.
 var ErrWrongKey = errors.New("sealed with another seal_key")
 
-// ErrTampered: a record that does not authenticate (altered, or moved to
-// another fingerprint's key).
+// ErrTampered: a record that does not authenticate (altered, moved to
+// another fingerprint's key, or sealed under a key id that is not this
+// host's): junk, to be overwritten.
 var ErrTampered = seal.ErrTampered
 
 const formatVersion = 1
@@ -96,7 +97,10 @@ func Open(keys []*Key, prefix, fingerprint string, sealed []byte) (Record, error
 	}
 	k := seal.Find(keys, f.KeyID)
 	if k == nil {
-		return r, fmt.Errorf("fleet record for %s: %w (key id %s; this host has %s)", fingerprint, ErrWrongKey, f.KeyID, keyIDs(keys))
+		// Not ErrWrongKey: only the pinned key id says whose key the
+		// fleet's is (see Backend); anyone who can write etcd can write a
+		// record under any key id.
+		return r, fmt.Errorf("fleet record for %s: %w (sealed under key id %s, not this host's %s)", fingerprint, ErrTampered, f.KeyID, keyIDs(keys))
 	}
 	plain, err := k.Open(f.Rest, aad(prefix, fingerprint))
 	if err != nil {
