@@ -441,3 +441,40 @@ func TestCoordinatorForeignRecordIsJunk(t *testing.T) {
 		})
 	}
 }
+
+// TestCoordinatorPlantedLockKey (issue 22, attack 5): lock keys that
+// someone with write access to etcd planted under the fingerprint's lock
+// on no lease (etcd's mutex waits for every older key's deletion, and
+// these are never deleted) do not stall a cold fetch: with fetch_timeout
+// at 10 minutes, the fetch completes holding the lock (Shared) long before
+// the test's own deadline, and the fleet stays in use.
+func TestCoordinatorPlantedLockKey(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	backend := etcdBackend(t, endpoints[0], prefix, key)
+	raw := client(t, endpoints[1:2])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range []string{"planted", "7fffffffffffffff"} {
+		if _, err := raw.Put(ctx, backend.LockKey("fp")+"/"+name, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var idp idpFetch
+	h := newHostWith(t, backend, "host-a", "fp", "cred", 10*time.Minute, zerolog.Nop())
+	origin, err := h.Fetch(ctx, idp.fetch(h.prof))
+	if err != nil || origin != fleet.Shared || ctx.Err() != nil {
+		t.Fatalf("cold fetch with planted lock keys = %v, %v (test deadline: %v); want Shared at once", origin, err, ctx.Err())
+	}
+	if state, st := h.Status(); state != "fleet" || st.Mints != 1 || st.Fallbacks != 0 {
+		t.Errorf("status = %q %+v; want fleet, 1 mint, no fallback", state, st)
+	}
+	// The lock is free again for the next host: its key went with its lease.
+	b := newHostWith(t, etcdBackend(t, endpoints[2], prefix, key), "host-b", "fp", "cred", 10*time.Minute, zerolog.Nop())
+	b.prof.mu.Lock()
+	b.prof.minValid = 2 * time.Hour // host a's token will not do: b fetches, under the lock
+	b.prof.mu.Unlock()
+	if origin, err := b.Fetch(ctx, idp.fetch(b.prof)); err != nil || origin != fleet.Shared {
+		t.Errorf("the next host's fetch = %v, %v; want Shared", origin, err)
+	}
+}

@@ -202,7 +202,8 @@ func safeID(b []byte) string {
 
 // Lock takes the fingerprint's lock, waiting until ctx ends. The lock
 // lives on a lease this host keeps alive until unlock: a host that dies
-// holding it loses it within LockTTL.
+// holding it loses it within LockTTL. A lock key on no lease (planted:
+// no host writes one) is removed, not waited for.
 func (e *Etcd) Lock(ctx context.Context, fp string) (unlock func(), err error) {
 	// The lease is granted within the operation timeout, so that an etcd
 	// that does not answer fails fast; the wait for another holder is
@@ -218,16 +219,93 @@ func (e *Etcd) Lock(ctx context.Context, fp string) (unlock func(), err error) {
 		e.revoke(lease.ID)
 		return nil, e.opErr("session", err)
 	}
-	m := concurrency.NewMutex(sess, e.LockKey(fp))
-	if err := m.Lock(ctx); err != nil {
+	if err := e.lock(ctx, e.LockKey(fp)+"/", lease.ID); err != nil {
 		e.revoke(lease.ID)
 		sess.Orphan()
-		return nil, fmt.Errorf("fleet: lock %s: %w", fp, err)
+		return nil, fmt.Errorf("fleet: lock %s: %w", e.LockKey(fp), err)
 	}
 	return func() {
 		e.revoke(lease.ID) // the lock's key goes with its lease
 		sess.Orphan()
 	}, nil
+}
+
+// lock is etcd's concurrency mutex (the same keys: PFX/LEASE in hex on
+// the lease; the oldest key holds the lock, each waiter waits for the
+// deletion of the key created just before its own), except that a key
+// with no lease is removed instead of waited for. Such a key is never a
+// host's (every host's key lives on its lease); anyone who can write etcd
+// can plant one, and etcd's mutex would wait for it forever, stalling
+// every cold fetch for fetch_timeout. A key on a lease needs no check:
+// etcd refuses a put on a lease that does not exist and deletes a
+// lease's keys when it expires, so the wait lasts as long as the
+// holder's lease is kept alive.
+func (e *Etcd) lock(ctx context.Context, pfx string, lease clientv3.LeaseID) error {
+	me := fmt.Sprintf("%s%x", pfx, lease)
+	resp, err := e.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(me), "=", 0)).
+		Then(clientv3.OpPut(me, "", clientv3.WithLease(lease))).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("the lock key %s exists already", me)
+	}
+	myRev := resp.Header.Revision
+	before := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(myRev-1))
+	for {
+		resp, err := e.cli.Get(ctx, pfx, before...)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 {
+			break // no older waiter: this host holds the lock
+		}
+		kv := resp.Kvs[0]
+		if kv.Lease == 0 {
+			// Removed only as it was read: a key rewritten meanwhile is
+			// looked at again.
+			if _, err := e.cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+				Then(clientv3.OpDelete(string(kv.Key))).
+				Commit(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := waitChange(ctx, e.cli, string(kv.Key), resp.Header.Revision+1); err != nil {
+			return err
+		}
+	}
+	// The key is still this host's (not deleted by someone else meanwhile).
+	got, err := e.cli.Get(ctx, me)
+	if err != nil {
+		return err
+	}
+	if len(got.Kvs) == 0 || got.Kvs[0].Lease != int64(lease) {
+		return fmt.Errorf("the lock key %s was deleted or rewritten while this host waited", me)
+	}
+	return nil
+}
+
+// waitChange waits until key is deleted or rewritten at or after rev (a
+// key rewritten without its lease must be looked at again).
+func waitChange(ctx context.Context, cli *clientv3.Client, key string, rev int64) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for resp := range cli.Watch(wctx, key, clientv3.WithRev(rev)) {
+		if err := resp.Err(); err != nil {
+			return err
+		}
+		if len(resp.Events) > 0 {
+			return nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.New("the watch of the lock ended")
 }
 
 // revoke ends a lease within the operation timeout; a failure leaves it
