@@ -520,6 +520,7 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 		s.mu.Unlock()
 		return s.token(ctx, minValid)
 	}
+	s.fleetRejected(sum)
 	if s.forcing != sum { // not joining a forced refresh of this token already under way
 		limited := !s.lastForced.IsZero() && now.Sub(s.lastForced) < forcedRefreshInterval
 		if limited || s.lastErr != nil && now.Before(s.nextAttempt) {

@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -341,10 +342,11 @@ func TestCoordinatorEtcdDownAndRejoin(t *testing.T) {
 	if state != "fleet unavailable" || st.Fallbacks != 2 || st.Reads != 3 {
 		t.Errorf("status with etcd down = %q %+v; want fleet unavailable, 2 fallbacks, 3 reads (2 for the first fetch, 1 that failed; the next fetch does not ask etcd)", state, st)
 	}
-	// Meanwhile another host shares a newer token.
+	// Meanwhile another host shares a newer token (generation 2: it saw
+	// the first host's generation 1).
 	other := etcdfleet.New(client(t, c.Endpoints[1:2]), "/down/", key, 2*time.Second)
 	now := time.Now().Round(0)
-	if err := other.Put(context.Background(), "fp", fleet.Record{AccessToken: "token-101", ExpiresAt: now.Add(2 * time.Hour), ObtainedAt: now, MintedBy: "other"}); err != nil {
+	if err := other.Put(context.Background(), "fp", fleet.Record{AccessToken: "token-101", ExpiresAt: now.Add(2 * time.Hour), ObtainedAt: now, MintedBy: "other", Generation: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Restart(0); err != nil {
@@ -476,5 +478,106 @@ func TestCoordinatorPlantedLockKey(t *testing.T) {
 	b.prof.mu.Unlock()
 	if origin, err := b.Fetch(ctx, idp.fetch(b.prof)); err != nil || origin != fleet.Shared {
 		t.Errorf("the next host's fetch = %v, %v; want Shared", origin, err)
+	}
+}
+
+// TestCoordinatorRefusesReplayedRecords (issue 22, attack 6): someone
+// with write access to etcd puts back an older sealed record (copied
+// from etcd earlier), or the record of a token reported rejected here. A
+// host that has seen a newer generation, or had the token reported, does
+// not take it — even holding no token — but fetches under the lock and
+// overwrites it.
+func TestCoordinatorRefusesReplayedRecords(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	var idp idpFetch
+	ctx := context.Background()
+	backend := etcdBackend(t, endpoints[1], prefix, key)
+	raw := client(t, endpoints[2:])
+	a := newHost(t, etcdBackend(t, endpoints[0], prefix, key), "host-a", "fp", "cred")
+	b := newHost(t, backend, "host-b", "fp", "cred")
+	sealed := func() string { // the record's bytes as etcd holds them
+		t.Helper()
+		resp, err := raw.Get(ctx, backend.RecordKey("fp"))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("the fleet's record: %v", err)
+		}
+		return string(resp.Kvs[0].Value)
+	}
+	// b's adoptions in order, up to want (by watch or read).
+	adoptedUntil := func(want string) []string {
+		t.Helper()
+		var got []string
+		for timeout := time.After(20 * time.Second); ; {
+			select {
+			case r := <-b.prof.adopted:
+				got = append(got, r.AccessToken)
+				if r.AccessToken == want {
+					return got
+				}
+			case <-timeout:
+				t.Fatalf("host b never took %s; took %v", want, got)
+			}
+		}
+	}
+	forget := func() { // host b's token expired, or its callers went
+		b.prof.mu.Lock()
+		b.prof.held = nil
+		b.prof.mu.Unlock()
+	}
+	if origin, err := a.Fetch(ctx, idp.fetch(a.prof)); err != nil || origin != fleet.Shared {
+		t.Fatalf("first fetch = %v, %v", origin, err)
+	}
+	adoptedUntil("token-1")
+	old := sealed()
+	// Host a refreshes (its token will not do): generation 2, by watch to b.
+	a.prof.mu.Lock()
+	a.prof.minValid = 2 * time.Hour
+	a.prof.mu.Unlock()
+	if origin, err := a.Fetch(ctx, idp.fetch(a.prof)); err != nil || origin != fleet.Shared {
+		t.Fatalf("host a's refresh = %v, %v", origin, err)
+	}
+	adoptedUntil("token-2")
+
+	forget()
+	if _, err := raw.Put(ctx, backend.RecordKey("fp"), old); err != nil { // the replay
+		t.Fatal(err)
+	}
+	origin, err := b.Fetch(ctx, idp.fetch(b.prof))
+	if err != nil || origin != fleet.Shared || b.prof.token() != "token-3" {
+		t.Errorf("host b over a replayed generation 1 = %v, %v, %q; want Shared with its own token-3", origin, err, b.prof.token())
+	}
+	// A record written after the replay, delivered in order by watch,
+	// shows whether the replay was taken on its way.
+	forget()
+	now := time.Now().Round(0)
+	if err := etcdBackend(t, endpoints[0], prefix, key).Put(ctx, "fp", fleet.Record{AccessToken: "token-100", ExpiresAt: now.Add(time.Hour), ObtainedAt: now, Generation: 100}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range adoptedUntil("token-100") {
+		if tok == "token-1" {
+			t.Errorf("host b took the replayed token-1 (generation 1 after generation 2)")
+		}
+	}
+
+	// token-100 is reported rejected on host b; the record is put back.
+	b.Rejected(sha256.Sum256([]byte("token-100")))
+	rejected := sealed()
+	forget()
+	if _, err := raw.Put(ctx, backend.RecordKey("fp"), rejected); err != nil {
+		t.Fatal(err)
+	}
+	origin, err = b.Fetch(ctx, idp.fetch(b.prof))
+	if err != nil || origin != fleet.Shared || b.prof.token() != "token-4" {
+		t.Errorf("host b over its rejected token's record = %v, %v, %q; want Shared with its own token-4", origin, err, b.prof.token())
+	}
+	forget()
+	if err := etcdBackend(t, endpoints[0], prefix, key).Put(ctx, "fp", fleet.Record{AccessToken: "token-200", ExpiresAt: now.Add(time.Hour), ObtainedAt: now, Generation: 200}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range adoptedUntil("token-200") {
+		if tok == "token-100" {
+			t.Errorf("host b took token-100 again after it was reported rejected")
+		}
 	}
 }
