@@ -69,6 +69,15 @@ func (s *source) fetchShared() (*cached, error) {
 	return got, nil
 }
 
+// fleetRejected tells the fleet coordinator that the current token, with
+// SHA-256 sum, was reported rejected: it is never taken from the fleet
+// again, even put back into etcd.
+func (s *source) fleetRejected(sum [32]byte) {
+	if s.coord != nil {
+		s.coord.Rejected(sum)
+	}
+}
+
 // fleetRecord is c as the fleet shares it.
 func fleetRecord(c *cached) fleet.Record {
 	return fleet.Record{
@@ -94,11 +103,14 @@ func (p *fleetProfile) Adopt(r fleet.Record) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if cur := s.cur.Load(); cur != nil && (r.AccessToken == cur.AccessToken ||
+	if cur := s.cur.Load(); cur != nil && (r.AccessToken == cur.AccessToken || r.ObtainedAt.Before(cur.ObtainedAt) ||
 		!r.ExpiresAt.After(cur.ExpiresAt) && !(r.ExpiresAt.Equal(cur.ExpiresAt) && r.ObtainedAt.After(cur.ObtainedAt))) {
 		// Nothing newer than what this host holds (and may be refreshing).
 		// Expiry decides; tokens that expire in the same second (a JWT's
-		// exp counts whole seconds) by when they were fetched.
+		// exp counts whole seconds) by when they were fetched. A token
+		// fetched before the one held (kept in the store across a restart,
+		// when the coordinator has seen no generation yet) is an older
+		// record put back, whatever its expiry.
 		s.mu.Unlock()
 		return false
 	}

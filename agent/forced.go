@@ -45,6 +45,7 @@ func (s *source) reject(ctx context.Context, sum [32]byte, minValid time.Duratio
 		s.mu.Unlock()
 		return s.token(ctx, minValid)
 	}
+	s.fleetRejected(sum) // never taken from the fleet again
 	switch v := s.forced.decide(sum, now, s.failures.Holding(now)); v {
 	case schedule.Limited, schedule.Held:
 		s.mu.Unlock()

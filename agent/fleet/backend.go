@@ -8,9 +8,11 @@ import (
 // Backend is where the agents of many hosts keep their shared records and
 // locks (package etcdfleet is one; a Kubernetes Lease and Secret, or
 // Redis, could be another). Every method but Lock's wait is bounded by
-// the backend's own operation timeout. A record that does not
-// authenticate is an error wrapping ErrTampered, one sealed with another
-// seal key ErrWrongKey (a Put refused for that reason too).
+// the backend's own operation timeout. Only the fleet's pinned seal key
+// id decides ErrWrongKey (Get and Put both fail with it when the pin is
+// another key's); a record that does not authenticate, or is sealed
+// under any other key id, is junk: an error wrapping ErrTampered, which
+// the next Put overwrites.
 type Backend interface {
 	// Get returns the fingerprint's record (ok false: none).
 	Get(ctx context.Context, fingerprint string) (r Record, ok bool, err error)

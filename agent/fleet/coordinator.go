@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -89,6 +90,10 @@ type Coordinator struct {
 	arrived   chan struct{} // closed, and replaced, when Adopt installs a token
 	down      bool          // the backend failed; logged once
 	wrongKey  bool          // ... because this host's seal key is not the fleet's
+	junk      bool          // a record that does not open was logged
+	seen      uint64        // the highest generation of the fingerprint's records seen
+	stale     bool          // a record older than seen was logged
+	rejected  [][32]byte    // SHA-256 of tokens reported rejected here, newest last
 	retry     time.Time     // while down, not asked again before this
 	stopProbe func() bool   // ends the pending probe
 	forgot    time.Time     // refusals from before this are not held (a reload)
@@ -179,7 +184,7 @@ func (c *Coordinator) Fetch(ctx context.Context, fetch func(context.Context) (Re
 		c.shareRefusal(ctx, err)
 		return Shared, err
 	}
-	r.MintedBy = c.cfg.Host
+	r.MintedBy, r.Generation = c.cfg.Host, c.nextGeneration()
 	if err := c.cfg.Backend.Put(ctx, c.cfg.Fingerprint, r); err != nil { // before the lock is released
 		c.trouble(err)
 	} else {
@@ -295,8 +300,16 @@ func (c *Coordinator) read(ctx context.Context) (origin Origin, err error, done 
 	c.count(func(s *Stats) { s.Reads++ })
 	r, ok, err := c.cfg.Backend.Get(ctx, c.cfg.Fingerprint)
 	if errors.Is(err, ErrTampered) {
-		// Not served; this host, under the lock, writes a good record over it.
-		c.cfg.Log.Error().Err(err).Msg("the fleet's record for this profile does not authenticate (altered in the fleet's store, or copied from another fingerprint's key); ignored")
+		// Junk: not served, and not a reason to stop sharing (only the
+		// pinned key id is): this host, under the lock, writes a good
+		// record over it. Logged once until the fleet's record opens again.
+		c.mu.Lock()
+		first := !c.junk
+		c.junk = true
+		c.mu.Unlock()
+		if first {
+			c.cfg.Log.Error().Err(err).Msg("the fleet's record for this profile does not open under the fleet's seal key (written under another key id, altered in etcd, or copied from another fingerprint); ignored, and replaced by this host's next fetch under the lock; if it comes back, check who writes to the fleet's etcd prefix")
+		}
 		return Alone, nil, false
 	}
 	if err != nil {
@@ -304,12 +317,15 @@ func (c *Coordinator) read(ctx context.Context) (origin Origin, err error, done 
 		return Alone, nil, false
 	}
 	c.mu.Lock()
+	if ok {
+		c.junk = false
+	}
 	if c.down {
 		c.down, c.wrongKey = false, false
 		c.cfg.Log.Info().Msg("fleet available again; sharing tokens with the other hosts")
 	}
 	c.mu.Unlock()
-	if !ok {
+	if !ok || !c.current(r) {
 		return Alone, nil, false
 	}
 	if c.adopt(r) {
@@ -319,6 +335,64 @@ func (c *Coordinator) read(ctx context.Context) (origin Origin, err error, done 
 		return Fleet, err, true
 	}
 	return Alone, nil, false
+}
+
+// maxRejected bounds the tokens remembered as rejected: one is added per
+// forced refresh, at most one per 10 s.
+const maxRejected = 16
+
+// Rejected says that an API refused the token with SHA-256 sum, reported
+// on this host: a record of that token is never taken from the fleet
+// again (put back into etcd, it would be served until it expires).
+func (c *Coordinator) Rejected(sum [32]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.rejected {
+		if r == sum {
+			return
+		}
+	}
+	if len(c.rejected) == maxRejected {
+		c.rejected = c.rejected[1:]
+	}
+	c.rejected = append(c.rejected, sum)
+}
+
+// current reports whether r, a record that opened, may be offered to the
+// profile: not older than a generation this host has seen (a replay of
+// an older record, put back into etcd by someone with write access), and
+// not a token reported rejected here. Replays are logged once until a
+// current record arrives; the fetch under the lock overwrites them.
+func (c *Coordinator) current(r Record) bool {
+	sum := sha256.Sum256([]byte(r.AccessToken))
+	c.mu.Lock()
+	older := r.Generation < c.seen
+	rejected := false
+	for _, s := range c.rejected {
+		rejected = rejected || r.AccessToken != "" && s == sum
+	}
+	if !older {
+		c.seen = r.Generation
+	}
+	first := (older || rejected) && !c.stale
+	c.stale = older || rejected
+	seen := c.seen
+	c.mu.Unlock()
+	if first {
+		c.cfg.Log.Warn().Uint64("generation", r.Generation).Uint64("seen_generation", seen).Bool("rejected_token", rejected).Str("minted_by", ipc.SafeText(r.MintedBy)).
+			Msg("the fleet's record for this profile is older than one this host has seen, or holds a token reported rejected here: an older record put back into etcd; ignored, and replaced by this host's next fetch under the lock; check who writes to the fleet's etcd prefix")
+	}
+	return !older && !rejected
+}
+
+// nextGeneration is the generation of a record this host writes: one
+// more than the highest it has seen (the read under the lock saw the
+// newest, unless it was a replay).
+func (c *Coordinator) nextGeneration() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen++
+	return c.seen
 }
 
 // adopt offers r to the profile and counts and signals a token installed.
@@ -371,7 +445,7 @@ func (c *Coordinator) shareRefusal(ctx context.Context, err error) {
 	}
 	at := c.cfg.Clock.Now()
 	r, _ := c.prof.Held()
-	r.MintedBy, r.Failure = c.cfg.Host, &Failure{
+	r.MintedBy, r.Generation, r.Failure = c.cfg.Host, c.nextGeneration(), &Failure{
 		Endpoint: ie.Endpoint, Status: ie.StatusCode, Code: ie.Code, Description: ie.Description,
 		At: at, Until: at.Add(c.cfg.PermanentBackoff), Credential: c.cfg.Credential,
 	}
@@ -451,7 +525,9 @@ func (c *Coordinator) watch(ctx context.Context) {
 			continue
 		}
 		for r := range ch {
-			c.adopt(r)
+			if c.current(r) {
+				c.adopt(r)
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -105,11 +106,17 @@ type host struct {
 // newHost starts a coordinator for fingerprint fp on backend b.
 func newHost(t *testing.T, b fleet.Backend, name, fp, credential string) *host {
 	t.Helper()
+	return newHostWith(t, b, name, fp, credential, 10*time.Second, zerolog.Nop())
+}
+
+// newHostWith is newHost with a fetch_timeout and a log of its own.
+func newHostWith(t *testing.T, b fleet.Backend, name, fp, credential string, fetchTimeout time.Duration, log zerolog.Logger) *host {
+	t.Helper()
 	h := &host{prof: newProfile(), clock: &probeClock{}}
 	h.Coordinator = fleet.New(fleet.Config{
 		Backend: b, Fingerprint: fp, Credential: credential, Host: name,
-		FetchTimeout: 10 * time.Second, PermanentBackoff: time.Hour,
-		Clock: h.clock, Log: zerolog.Nop(),
+		FetchTimeout: fetchTimeout, PermanentBackoff: time.Hour,
+		Clock: h.clock, Log: log,
 	}, h.prof)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.Start(ctx)
@@ -136,7 +143,7 @@ func (f *idpFetch) fetch(p *profile) func(context.Context) (fleet.Record, error)
 	}
 }
 
-func etcdBackend(t *testing.T, endpoint string, prefix string, key *fleet.Key) fleet.Backend {
+func etcdBackend(t *testing.T, endpoint string, prefix string, key *fleet.Key) *etcdfleet.Etcd {
 	return etcdfleet.New(client(t, []string{endpoint}), prefix, key, 2*time.Second)
 }
 
@@ -335,10 +342,11 @@ func TestCoordinatorEtcdDownAndRejoin(t *testing.T) {
 	if state != "fleet unavailable" || st.Fallbacks != 2 || st.Reads != 3 {
 		t.Errorf("status with etcd down = %q %+v; want fleet unavailable, 2 fallbacks, 3 reads (2 for the first fetch, 1 that failed; the next fetch does not ask etcd)", state, st)
 	}
-	// Meanwhile another host shares a newer token.
+	// Meanwhile another host shares a newer token (generation 2: it saw
+	// the first host's generation 1).
 	other := etcdfleet.New(client(t, c.Endpoints[1:2]), "/down/", key, 2*time.Second)
 	now := time.Now().Round(0)
-	if err := other.Put(context.Background(), "fp", fleet.Record{AccessToken: "token-101", ExpiresAt: now.Add(2 * time.Hour), ObtainedAt: now, MintedBy: "other"}); err != nil {
+	if err := other.Put(context.Background(), "fp", fleet.Record{AccessToken: "token-101", ExpiresAt: now.Add(2 * time.Hour), ObtainedAt: now, MintedBy: "other", Generation: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Restart(0); err != nil {
@@ -354,5 +362,222 @@ func TestCoordinatorEtcdDownAndRejoin(t *testing.T) {
 	h.clock.fire() // the probe's time has come
 	if state, _ := h.Status(); state != "fleet" || h.prof.token() != "token-101" {
 		t.Errorf("after etcd's return and a probe: %q holding %q; want fleet, token-101", state, h.prof.token())
+	}
+}
+
+// logBuffer is a log that tests read back, safe for the coordinator's
+// goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), sub)
+}
+
+// TestCoordinatorForeignRecordIsJunk (issue 22, attack 4): a record that
+// someone with write access to etcd sealed under a foreign key id, or
+// altered, does not put the hosts into "local: wrong seal_key": only the
+// pinned key id decides that. It is junk: not served, logged once, and
+// overwritten by the next fetch under the lock, after which the fleet
+// shares again.
+func TestCoordinatorForeignRecordIsJunk(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	var idp idpFetch
+	a := newHost(t, etcdBackend(t, endpoints[0], prefix, key), "host-a", "fp", "cred")
+	if origin, err := a.Fetch(context.Background(), idp.fetch(a.prof)); err != nil || origin != fleet.Shared {
+		t.Fatalf("first fetch = %v, %v; want Shared (pins the key)", origin, err)
+	}
+	backend := etcdBackend(t, endpoints[1], prefix, key)
+	raw := client(t, endpoints[2:])
+	now := time.Now().Round(0)
+	foreign, err := fleet.Seal(newKey(t), prefix, "fp", fleet.Record{AccessToken: "planted", ExpiresAt: now.Add(time.Hour), ObtainedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := raw.Get(context.Background(), backend.RecordKey("fp"))
+	if err != nil || len(good.Kvs) != 1 {
+		t.Fatalf("the fleet's record: %v", err)
+	}
+	altered := []byte(string(good.Kvs[0].Value))
+	altered[len(altered)-1] ^= 1
+	for _, tc := range []struct {
+		name   string
+		sealed []byte
+	}{{"foreign key id", foreign}, {"altered", altered}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := raw.Put(context.Background(), backend.RecordKey("fp"), string(tc.sealed)); err != nil {
+				t.Fatal(err)
+			}
+			var log logBuffer
+			b := newHostWith(t, backend, "host-b", "fp", "cred", 10*time.Second, zerolog.New(&log))
+			before := idp.calls.Load()
+			origin, err := b.Fetch(context.Background(), idp.fetch(b.prof))
+			if err != nil || origin != fleet.Shared || b.prof.token() == "planted" {
+				t.Errorf("fetch over a junk record = %v, %v, %q; want Shared with its own token (overwriting the junk)", origin, err, b.prof.token())
+			}
+			if state, _ := b.Status(); state != "fleet" {
+				t.Errorf("status after a junk record = %q; want fleet (only the pinned key id says wrong seal_key)", state)
+			}
+			if n := log.count("does not open"); n != 1 {
+				t.Errorf("the junk record was logged %d times for one fetch (a read and a re-read); want once", n)
+			}
+			// The junk is gone: a host that starts now takes host b's token.
+			c := newHost(t, etcdBackend(t, endpoints[2], prefix, key), "host-c", "fp", "cred")
+			if origin, err := c.Fetch(context.Background(), idp.fetch(c.prof)); origin != fleet.Fleet || err != nil || c.prof.token() != b.prof.token() {
+				t.Errorf("a host after the overwrite = %v, %v, %q; want Fleet, %q", origin, err, c.prof.token(), b.prof.token())
+			}
+			if n := idp.calls.Load() - before; n != 1 {
+				t.Errorf("IdP calls = %d, want 1 (the fetch that replaced the junk)", n)
+			}
+		})
+	}
+}
+
+// TestCoordinatorPlantedLockKey (issue 22, attack 5): lock keys that
+// someone with write access to etcd planted under the fingerprint's lock
+// on no lease (etcd's mutex waits for every older key's deletion, and
+// these are never deleted) do not stall a cold fetch: with fetch_timeout
+// at 10 minutes, the fetch completes holding the lock (Shared) long before
+// the test's own deadline, and the fleet stays in use.
+func TestCoordinatorPlantedLockKey(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	backend := etcdBackend(t, endpoints[0], prefix, key)
+	raw := client(t, endpoints[1:2])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range []string{"planted", "7fffffffffffffff"} {
+		if _, err := raw.Put(ctx, backend.LockKey("fp")+"/"+name, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var idp idpFetch
+	h := newHostWith(t, backend, "host-a", "fp", "cred", 10*time.Minute, zerolog.Nop())
+	origin, err := h.Fetch(ctx, idp.fetch(h.prof))
+	if err != nil || origin != fleet.Shared || ctx.Err() != nil {
+		t.Fatalf("cold fetch with planted lock keys = %v, %v (test deadline: %v); want Shared at once", origin, err, ctx.Err())
+	}
+	if state, st := h.Status(); state != "fleet" || st.Mints != 1 || st.Fallbacks != 0 {
+		t.Errorf("status = %q %+v; want fleet, 1 mint, no fallback", state, st)
+	}
+	// The lock is free again for the next host: its key went with its lease.
+	b := newHostWith(t, etcdBackend(t, endpoints[2], prefix, key), "host-b", "fp", "cred", 10*time.Minute, zerolog.Nop())
+	b.prof.mu.Lock()
+	b.prof.minValid = 2 * time.Hour // host a's token will not do: b fetches, under the lock
+	b.prof.mu.Unlock()
+	if origin, err := b.Fetch(ctx, idp.fetch(b.prof)); err != nil || origin != fleet.Shared {
+		t.Errorf("the next host's fetch = %v, %v; want Shared", origin, err)
+	}
+}
+
+// TestCoordinatorRefusesReplayedRecords (issue 22, attack 6): someone
+// with write access to etcd puts back an older sealed record (copied
+// from etcd earlier), or the record of a token reported rejected here. A
+// host that has seen a newer generation, or had the token reported, does
+// not take it — even holding no token — but fetches under the lock and
+// overwrites it.
+func TestCoordinatorRefusesReplayedRecords(t *testing.T) {
+	endpoints, prefix := shared(t)
+	key := newKey(t)
+	var idp idpFetch
+	ctx := context.Background()
+	backend := etcdBackend(t, endpoints[1], prefix, key)
+	raw := client(t, endpoints[2:])
+	a := newHost(t, etcdBackend(t, endpoints[0], prefix, key), "host-a", "fp", "cred")
+	b := newHost(t, backend, "host-b", "fp", "cred")
+	sealed := func() string { // the record's bytes as etcd holds them
+		t.Helper()
+		resp, err := raw.Get(ctx, backend.RecordKey("fp"))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("the fleet's record: %v", err)
+		}
+		return string(resp.Kvs[0].Value)
+	}
+	// b's adoptions in order, up to want (by watch or read).
+	adoptedUntil := func(want string) []string {
+		t.Helper()
+		var got []string
+		for timeout := time.After(20 * time.Second); ; {
+			select {
+			case r := <-b.prof.adopted:
+				got = append(got, r.AccessToken)
+				if r.AccessToken == want {
+					return got
+				}
+			case <-timeout:
+				t.Fatalf("host b never took %s; took %v", want, got)
+			}
+		}
+	}
+	forget := func() { // host b's token expired, or its callers went
+		b.prof.mu.Lock()
+		b.prof.held = nil
+		b.prof.mu.Unlock()
+	}
+	if origin, err := a.Fetch(ctx, idp.fetch(a.prof)); err != nil || origin != fleet.Shared {
+		t.Fatalf("first fetch = %v, %v", origin, err)
+	}
+	adoptedUntil("token-1")
+	old := sealed()
+	// Host a refreshes (its token will not do): generation 2, by watch to b.
+	a.prof.mu.Lock()
+	a.prof.minValid = 2 * time.Hour
+	a.prof.mu.Unlock()
+	if origin, err := a.Fetch(ctx, idp.fetch(a.prof)); err != nil || origin != fleet.Shared {
+		t.Fatalf("host a's refresh = %v, %v", origin, err)
+	}
+	adoptedUntil("token-2")
+
+	forget()
+	if _, err := raw.Put(ctx, backend.RecordKey("fp"), old); err != nil { // the replay
+		t.Fatal(err)
+	}
+	origin, err := b.Fetch(ctx, idp.fetch(b.prof))
+	if err != nil || origin != fleet.Shared || b.prof.token() != "token-3" {
+		t.Errorf("host b over a replayed generation 1 = %v, %v, %q; want Shared with its own token-3", origin, err, b.prof.token())
+	}
+	// A record written after the replay, delivered in order by watch,
+	// shows whether the replay was taken on its way.
+	forget()
+	now := time.Now().Round(0)
+	if err := etcdBackend(t, endpoints[0], prefix, key).Put(ctx, "fp", fleet.Record{AccessToken: "token-100", ExpiresAt: now.Add(time.Hour), ObtainedAt: now, Generation: 100}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range adoptedUntil("token-100") {
+		if tok == "token-1" {
+			t.Errorf("host b took the replayed token-1 (generation 1 after generation 2)")
+		}
+	}
+
+	// token-100 is reported rejected on host b; the record is put back.
+	b.Rejected(sha256.Sum256([]byte("token-100")))
+	rejected := sealed()
+	forget()
+	if _, err := raw.Put(ctx, backend.RecordKey("fp"), rejected); err != nil {
+		t.Fatal(err)
+	}
+	origin, err = b.Fetch(ctx, idp.fetch(b.prof))
+	if err != nil || origin != fleet.Shared || b.prof.token() != "token-4" {
+		t.Errorf("host b over its rejected token's record = %v, %v, %q; want Shared with its own token-4", origin, err, b.prof.token())
+	}
+	forget()
+	if err := etcdBackend(t, endpoints[0], prefix, key).Put(ctx, "fp", fleet.Record{AccessToken: "token-200", ExpiresAt: now.Add(time.Hour), ObtainedAt: now, Generation: 200}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range adoptedUntil("token-200") {
+		if tok == "token-100" {
+			t.Errorf("host b took token-100 again after it was reported rejected")
+		}
 	}
 }

@@ -8,6 +8,7 @@
 package fleet
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,11 @@ type Record struct {
 	ObtainedAt  time.Time `json:"obtained_at"`
 	// MintedBy names the host whose agent fetched it.
 	MintedBy string `json:"minted_by,omitempty"`
+	// Generation numbers a fingerprint's records: the writer's is one
+	// more than the highest it has seen, so that an older record put back
+	// into etcd (a replay) is recognised. Framed in the clear and bound in
+	// the AAD (see Seal); 0 for a record of format version 1.
+	Generation uint64 `json:"-"`
 	// Failure, when set, is a permanent refusal the IdP gave a host: the
 	// fleet holds off the IdP until Failure.Until instead of each host
 	// learning it for itself. The token fields may still hold a valid
@@ -61,29 +67,48 @@ func ParseKey(text string) (*Key, error) {
 	return k, nil
 }
 
-// ErrWrongKey: a record sealed with a seal key this host does not have.
+// ErrWrongKey: the fleet's pinned seal key id is not this host's.
 var ErrWrongKey = errors.New("sealed with another seal_key")
 
-// ErrTampered: a record that does not authenticate (altered, or moved to
-// another fingerprint's key).
+// ErrTampered: a record that does not authenticate (altered, moved to
+// another fingerprint's key, or sealed under a key id that is not this
+// host's): junk, to be overwritten.
 var ErrTampered = seal.ErrTampered
 
-const formatVersion = 1
+// Formats of a sealed record. Version 2 (this one writes) frames the
+// record's generation in the clear after the key id and binds it, with
+// the prefix and the fingerprint, in the AAD: a host reads it before it
+// opens the record, and no one can change it without the seal key.
+// Version 1 records (no generation) still open, as generation 0; the next
+// refresh overwrites them.
+const (
+	formatV1      = 1
+	formatVersion = 2
+)
 
-// aad binds a record to the key prefix and the fingerprint it is for.
-func aad(prefix, fingerprint string) []byte {
-	return []byte(fmt.Sprintf("tokenagent fleet v%d\x00%s\x00%s", formatVersion, prefix, fingerprint))
+// genSize is the length of the generation in a version 2 frame.
+const genSize = 8
+
+// aad binds a record to the key prefix, the fingerprint it is for and,
+// from version 2, its generation.
+func aad(version byte, prefix, fingerprint string, generation uint64) []byte {
+	a := []byte(fmt.Sprintf("tokenagent fleet v%d\x00%s\x00%s", version, prefix, fingerprint))
+	if version >= 2 {
+		a = binary.BigEndian.AppendUint64(append(a, 0), generation)
+	}
+	return a
 }
 
 // Seal encrypts r with k for fingerprint under prefix, in the seal
-// framing with no clear header: version(1) ‖ key id(8) ‖ nonce(12) ‖
-// ciphertext+tag.
+// framing with the generation as clear header: version(1) ‖ key id(8) ‖
+// generation(8, big-endian) ‖ nonce(12) ‖ ciphertext+tag.
 func Seal(k *Key, prefix, fingerprint string, r Record) ([]byte, error) {
 	plain, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	return k.Seal(formatVersion, nil, plain, aad(prefix, fingerprint))
+	header := binary.BigEndian.AppendUint64(nil, r.Generation)
+	return k.Seal(formatVersion, header, plain, aad(formatVersion, prefix, fingerprint, r.Generation))
 }
 
 // Open decrypts a sealed record for fingerprint under prefix with the
@@ -91,20 +116,35 @@ func Seal(k *Key, prefix, fingerprint string, r Record) ([]byte, error) {
 func Open(keys []*Key, prefix, fingerprint string, sealed []byte) (Record, error) {
 	var r Record
 	f, err := seal.Split(sealed)
-	if err != nil || f.Version != formatVersion || len(f.Rest) < seal.Overhead {
+	if err != nil || f.Version != formatV1 && f.Version != formatVersion {
+		return r, fmt.Errorf("fleet record for %s: %w (malformed)", fingerprint, ErrTampered)
+	}
+	var generation uint64
+	body := f.Rest
+	if f.Version >= 2 {
+		if len(body) < genSize {
+			return r, fmt.Errorf("fleet record for %s: %w (malformed)", fingerprint, ErrTampered)
+		}
+		generation, body = binary.BigEndian.Uint64(body), body[genSize:]
+	}
+	if len(body) < seal.Overhead {
 		return r, fmt.Errorf("fleet record for %s: %w (malformed)", fingerprint, ErrTampered)
 	}
 	k := seal.Find(keys, f.KeyID)
 	if k == nil {
-		return r, fmt.Errorf("fleet record for %s: %w (key id %s; this host has %s)", fingerprint, ErrWrongKey, f.KeyID, keyIDs(keys))
+		// Not ErrWrongKey: only the pinned key id says whose key the
+		// fleet's is (see Backend); anyone who can write etcd can write a
+		// record under any key id.
+		return r, fmt.Errorf("fleet record for %s: %w (sealed under key id %s, not this host's %s)", fingerprint, ErrTampered, f.KeyID, keyIDs(keys))
 	}
-	plain, err := k.Open(f.Rest, aad(prefix, fingerprint))
+	plain, err := k.Open(body, aad(f.Version, prefix, fingerprint, generation))
 	if err != nil {
 		return r, fmt.Errorf("fleet record for %s: %w", fingerprint, ErrTampered)
 	}
 	if err := json.Unmarshal(plain, &r); err != nil {
 		return r, fmt.Errorf("fleet record for %s: %w (%v)", fingerprint, ErrTampered, err)
 	}
+	r.Generation = generation
 	return r, nil
 }
 

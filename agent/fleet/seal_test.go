@@ -37,14 +37,28 @@ func TestGoldenRecordOpens(t *testing.T) {
 		t.Errorf("a truncated record = %v, want ErrTampered", err)
 	}
 	other, _ := ParseKey("YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODk=")
-	if _, err := Open([]*Key{other}, "/tokenagent/", "fp-billing", sealed); !errors.Is(err, ErrWrongKey) {
-		t.Errorf("the golden record with another key = %v, want ErrWrongKey", err)
+	if _, err := Open([]*Key{other}, "/tokenagent/", "fp-billing", sealed); !errors.Is(err, ErrTampered) {
+		t.Errorf("the golden record with another key = %v, want ErrTampered (only the pin says ErrWrongKey)", err)
 	}
+	if r.Generation != 0 {
+		t.Errorf("a version 1 record's generation = %d, want 0", r.Generation)
+	}
+	// Written now: format version 2, the generation framed after the key
+	// id and bound in the AAD.
+	r.Generation = 7
 	again, err := Seal(key, "/tokenagent/", "fp-billing", r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(again) != len(sealed) || hex.EncodeToString(again[:9]) != goldenRecord[:18] {
-		t.Errorf("Seal = %x…(%d bytes), want the golden layout %s…(%d bytes)", again[:9], len(again), goldenRecord[:18], len(sealed))
+	if len(again) != len(sealed)+8 || hex.EncodeToString(again[:17]) != "02"+goldenRecord[2:18]+"0000000000000007" {
+		t.Errorf("Seal = %x…(%d bytes), want 02‖key id‖generation 7…(%d bytes)", again[:17], len(again), len(sealed)+8)
+	}
+	if got, err := Open([]*Key{key}, "/tokenagent/", "fp-billing", again); err != nil || got.Generation != 7 || got.AccessToken != r.AccessToken {
+		t.Errorf("Open(Seal(generation 7)) = %+v, %v", got, err)
+	}
+	// The generation cannot be changed without the key.
+	again[16] = 9
+	if _, err := Open([]*Key{key}, "/tokenagent/", "fp-billing", again); !errors.Is(err, ErrTampered) {
+		t.Errorf("a record with its generation changed = %v, want ErrTampered", err)
 	}
 }

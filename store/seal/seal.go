@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -75,6 +76,7 @@ const (
 type Key struct {
 	id   ID
 	aead cipher.AEAD
+	raw  [KeySize]byte // for Derive only
 }
 
 // ParseKey reads a key in standard base64 (what `openssl rand -base64 32`
@@ -97,6 +99,7 @@ func ParseKey(text []byte, label IDLabel) (*Key, error) {
 		return nil, err
 	}
 	k := &Key{aead: aead}
+	copy(k.raw[:], raw)
 	sum := sha256.Sum256(append([]byte(label), raw...))
 	copy(k.id[:], sum[:])
 	return k, nil
@@ -116,6 +119,15 @@ func (k *Key) ID() string { return k.id.String() }
 
 // RawID is the key's id as it is framed.
 func (k *Key) RawID() ID { return k.id }
+
+// Derive returns HMAC-SHA256(key, label): a 32-byte secret for another
+// purpose than sealing (the fleet keys its etcd key names with one), that
+// reveals nothing of the key. Each purpose has a label of its own.
+func (k *Key) Derive(label string) []byte {
+	m := hmac.New(sha256.New, k.raw[:])
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
 
 // Find returns the key among keys whose id is id, or nil.
 func Find(keys []*Key, id ID) *Key {

@@ -7,12 +7,16 @@ package etcdfleet
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -38,17 +42,22 @@ func Dial(endpoints []string, tlsCfg *tls.Config, timeout time.Duration) (*clien
 }
 
 // Etcd keeps sealed records and per-fingerprint locks in etcd:
-// PREFIX/tokens/FINGERPRINT and PREFIX/locks/FINGERPRINT, and the id of
-// the fleet's seal key at PREFIX/seal-key-id (the first host to write
-// pins it; a host with another key writes nothing).
+// PREFIX/tokens/NAME and PREFIX/locks/NAME, where NAME is the
+// fingerprint keyed with the seal key (see RecordKey), and the id of the
+// fleet's seal key at PREFIX/seal-key-id (the first host to write pins
+// it; a host with another key writes nothing).
 type Etcd struct {
 	cli     *clientv3.Client
 	prefix  string
 	key     *fleet.Key   // seals what this host writes
 	keys    []*fleet.Key // open what others wrote: key first
+	names   []byte       // keys the fingerprints in etcd's key names
 	timeout time.Duration
 	lockTTL time.Duration
 }
+
+// namesLabel derives the key of the key names from the seal key.
+const namesLabel = "tokenagent fleet key names"
 
 // LockTTL is how long a fetch lock outlives a host that died holding it:
 // a live holder keeps its lease alive however long its fetch takes.
@@ -57,7 +66,7 @@ const LockTTL = 5 * time.Second
 // New uses cli (the caller closes it) with prefix, sealing with key.
 // timeout bounds every operation but Lock's wait.
 func New(cli *clientv3.Client, prefix string, key *fleet.Key, timeout time.Duration) *Etcd {
-	return &Etcd{cli: cli, prefix: prefix, key: key, keys: []*fleet.Key{key}, timeout: timeout, lockTTL: LockTTL}
+	return &Etcd{cli: cli, prefix: prefix, key: key, keys: []*fleet.Key{key}, names: key.Derive(namesLabel), timeout: timeout, lockTTL: LockTTL}
 }
 
 // SetLockTTL changes LockTTL, for tests (etcd grants at least 2 s or so).
@@ -78,11 +87,7 @@ func (e *Etcd) Check(ctx context.Context) error {
 	if err != nil {
 		return e.opErr("read", err)
 	}
-	if len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) != e.key.ID() {
-		return fmt.Errorf("fleet: this host's seal_key (key id %s) is not the fleet's (key id %s at %s): %w",
-			e.key.ID(), safeID(resp.Kvs[0].Value), e.pinKey(), fleet.ErrWrongKey)
-	}
-	return nil
+	return e.pinned(resp.Kvs)
 }
 
 // opErr names the endpoints and what to check in an etcd failure.
@@ -97,23 +102,57 @@ func (e *Etcd) opErr(op string, err error) error {
 
 func (e *Etcd) pinKey() string { return e.prefix + "seal-key-id" }
 
-func (e *Etcd) tokenKey(fp string) string { return e.prefix + "tokens/" + fp }
+// name is fp as it appears in etcd's key names: HMAC-SHA256 under a key
+// derived from the seal key, so that a reader of etcd without the seal
+// key cannot confirm a guessed token URL, client id and scopes by hashing
+// them (a fingerprint is an unkeyed hash of those). Hosts with one seal
+// key compute the same names.
+func (e *Etcd) name(fp string) string {
+	m := hmac.New(sha256.New, e.names)
+	m.Write([]byte(fp))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// RecordKey is the etcd key of fp's sealed record (for tests and
+// operators' tools: etcdctl get "$(...)").
+func (e *Etcd) RecordKey(fp string) string { return e.prefix + "tokens/" + e.name(fp) }
+
+// LockKey is the etcd key prefix of fp's lock (etcd's concurrency mutex
+// keeps one key per waiter under LockKey/).
+func (e *Etcd) LockKey(fp string) string { return e.prefix + "locks/" + e.name(fp) }
 
 // Get returns the fingerprint's record; ok is false when there is none.
-// A record sealed with another seal key, or one that does not
-// authenticate, is an error (fleet.ErrWrongKey, fleet.ErrTampered), never served.
+// The pinned seal key id, read with it, decides whether this host's key
+// is the fleet's (fleet.ErrWrongKey if not): a host with another key
+// looks for its records under other names (see RecordKey) and would find
+// none. A record that does not open is an error (fleet.ErrTampered),
+// never served.
 func (e *Etcd) Get(ctx context.Context, fp string) (r fleet.Record, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	resp, err := e.cli.Get(ctx, e.tokenKey(fp))
+	resp, err := e.cli.Txn(ctx).Then(clientv3.OpGet(e.RecordKey(fp)), clientv3.OpGet(e.pinKey())).Commit()
 	if err != nil {
 		return r, false, e.opErr("read", err)
 	}
-	if len(resp.Kvs) == 0 {
+	if err := e.pinned(resp.Responses[1].GetResponseRange().Kvs); err != nil {
+		return r, false, err
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
 		return r, false, nil
 	}
-	r, err = fleet.Open(e.keys, e.prefix, fp, resp.Kvs[0].Value)
+	r, err = fleet.Open(e.keys, e.prefix, fp, kvs[0].Value)
 	return r, err == nil, err
+}
+
+// pinned is nil when the pin read (kvs of PREFIX/seal-key-id) is this
+// host's key id or absent, fleet.ErrWrongKey naming both ids if not.
+func (e *Etcd) pinned(kvs []*mvccpb.KeyValue) error {
+	if len(kvs) == 0 || string(kvs[0].Value) == e.key.ID() {
+		return nil
+	}
+	return fmt.Errorf("fleet: this host's seal_key (key id %s) is not the fleet's (key id %s at %s); it fetches for itself and shares nothing: give it the fleet's seal_key and reload: %w",
+		e.key.ID(), safeID(kvs[0].Value), e.pinKey(), fleet.ErrWrongKey)
 }
 
 // Put writes the fingerprint's record, sealed, if the fleet's seal key
@@ -128,7 +167,7 @@ func (e *Etcd) Put(ctx context.Context, fp string, r fleet.Record) error {
 	for range 2 {
 		resp, err := e.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.Value(e.pinKey()), "=", e.key.ID())).
-			Then(clientv3.OpPut(e.tokenKey(fp), string(sealed))).
+			Then(clientv3.OpPut(e.RecordKey(fp), string(sealed))).
 			Else(clientv3.OpGet(e.pinKey())).
 			Commit()
 		if err != nil {
@@ -138,8 +177,7 @@ func (e *Etcd) Put(ctx context.Context, fp string, r fleet.Record) error {
 			return nil
 		}
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			return fmt.Errorf("fleet: this host's seal_key (key id %s) is not the fleet's (key id %s at %s); it fetches for itself and writes nothing: %w",
-				e.key.ID(), safeID(kvs[0].Value), e.pinKey(), fleet.ErrWrongKey)
+			return e.pinned(kvs)
 		}
 		// No key pinned yet: this host's is the fleet's from now on.
 		if _, err := e.cli.Txn(ctx).
@@ -164,7 +202,8 @@ func safeID(b []byte) string {
 
 // Lock takes the fingerprint's lock, waiting until ctx ends. The lock
 // lives on a lease this host keeps alive until unlock: a host that dies
-// holding it loses it within LockTTL.
+// holding it loses it within LockTTL. A lock key on no lease (planted:
+// no host writes one) is removed, not waited for.
 func (e *Etcd) Lock(ctx context.Context, fp string) (unlock func(), err error) {
 	// The lease is granted within the operation timeout, so that an etcd
 	// that does not answer fails fast; the wait for another holder is
@@ -180,16 +219,93 @@ func (e *Etcd) Lock(ctx context.Context, fp string) (unlock func(), err error) {
 		e.revoke(lease.ID)
 		return nil, e.opErr("session", err)
 	}
-	m := concurrency.NewMutex(sess, e.prefix+"locks/"+fp)
-	if err := m.Lock(ctx); err != nil {
+	if err := e.lock(ctx, e.LockKey(fp)+"/", lease.ID); err != nil {
 		e.revoke(lease.ID)
 		sess.Orphan()
-		return nil, fmt.Errorf("fleet: lock %s: %w", fp, err)
+		return nil, fmt.Errorf("fleet: lock %s: %w", e.LockKey(fp), err)
 	}
 	return func() {
 		e.revoke(lease.ID) // the lock's key goes with its lease
 		sess.Orphan()
 	}, nil
+}
+
+// lock is etcd's concurrency mutex (the same keys: PFX/LEASE in hex on
+// the lease; the oldest key holds the lock, each waiter waits for the
+// deletion of the key created just before its own), except that a key
+// with no lease is removed instead of waited for. Such a key is never a
+// host's (every host's key lives on its lease); anyone who can write etcd
+// can plant one, and etcd's mutex would wait for it forever, stalling
+// every cold fetch for fetch_timeout. A key on a lease needs no check:
+// etcd refuses a put on a lease that does not exist and deletes a
+// lease's keys when it expires, so the wait lasts as long as the
+// holder's lease is kept alive.
+func (e *Etcd) lock(ctx context.Context, pfx string, lease clientv3.LeaseID) error {
+	me := fmt.Sprintf("%s%x", pfx, lease)
+	resp, err := e.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(me), "=", 0)).
+		Then(clientv3.OpPut(me, "", clientv3.WithLease(lease))).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("the lock key %s exists already", me)
+	}
+	myRev := resp.Header.Revision
+	before := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(myRev-1))
+	for {
+		resp, err := e.cli.Get(ctx, pfx, before...)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 {
+			break // no older waiter: this host holds the lock
+		}
+		kv := resp.Kvs[0]
+		if kv.Lease == 0 {
+			// Removed only as it was read: a key rewritten meanwhile is
+			// looked at again.
+			if _, err := e.cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+				Then(clientv3.OpDelete(string(kv.Key))).
+				Commit(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := waitChange(ctx, e.cli, string(kv.Key), resp.Header.Revision+1); err != nil {
+			return err
+		}
+	}
+	// The key is still this host's (not deleted by someone else meanwhile).
+	got, err := e.cli.Get(ctx, me)
+	if err != nil {
+		return err
+	}
+	if len(got.Kvs) == 0 || got.Kvs[0].Lease != int64(lease) {
+		return fmt.Errorf("the lock key %s was deleted or rewritten while this host waited", me)
+	}
+	return nil
+}
+
+// waitChange waits until key is deleted or rewritten at or after rev (a
+// key rewritten without its lease must be looked at again).
+func waitChange(ctx context.Context, cli *clientv3.Client, key string, rev int64) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for resp := range cli.Watch(wctx, key, clientv3.WithRev(rev)) {
+		if err := resp.Err(); err != nil {
+			return err
+		}
+		if len(resp.Events) > 0 {
+			return nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.New("the watch of the lock ended")
 }
 
 // revoke ends a lease within the operation timeout; a failure leaves it
@@ -247,7 +363,7 @@ func (e *Etcd) Watch(ctx context.Context, fp string) (<-chan fleet.Record, error
 				case <-time.After(watchRetry):
 				}
 				gctx, cancel := context.WithTimeout(ctx, e.timeout)
-				resp, err := e.cli.Get(gctx, e.tokenKey(fp))
+				resp, err := e.cli.Get(gctx, e.RecordKey(fp))
 				cancel()
 				if err != nil {
 					continue
@@ -280,7 +396,7 @@ func (e *Etcd) watch(ctx context.Context, fp string, from int64) (clientv3.Watch
 	// etcd's client may block in Watch itself until it connects: the
 	// timeout cancels the watch's context, which ends that wait too.
 	expired := time.AfterFunc(e.timeout, stop)
-	wch := e.cli.Watch(wctx, e.tokenKey(fp), opts...)
+	wch := e.cli.Watch(wctx, e.RecordKey(fp), opts...)
 	resp, ok := <-wch
 	if !expired.Stop() {
 		stop()

@@ -2,6 +2,8 @@ package etcdfleet_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"sync"
@@ -55,11 +57,11 @@ func TestSealedRecordsInEtcd(t *testing.T) {
 		}
 	}
 	// The sealed bytes moved to another fingerprint's key do not open.
-	sealed, err := raw.Get(ctx, prefix+"tokens/fp1")
+	sealed, err := raw.Get(ctx, a.RecordKey("fp1"))
 	if err != nil || len(sealed.Kvs) != 1 {
 		t.Fatalf("the record's key: %v", err)
 	}
-	raw.Put(ctx, prefix+"tokens/fp2", string(sealed.Kvs[0].Value))
+	raw.Put(ctx, a.RecordKey("fp2"), string(sealed.Kvs[0].Value))
 	if _, ok, err := b.Get(ctx, "fp2"); ok || !errors.Is(err, fleet.ErrTampered) {
 		t.Errorf("a record moved to another fingerprint = %v, %v; want ErrTampered", ok, err)
 	}
@@ -188,7 +190,7 @@ func TestWatchSurvivesCompactionWhileCutOff(t *testing.T) {
 	a.Put(ctx, "fp", fleet.Record{AccessToken: "t2", ExpiresAt: time.Now().Add(time.Hour)})
 	a.Put(ctx, "fp", fleet.Record{AccessToken: "t3", ExpiresAt: time.Now().Add(time.Hour)})
 	raw := fleettest.Client(t, c.Endpoints[1:2])
-	resp, err := raw.Get(ctx, "/w/tokens/fp")
+	resp, err := raw.Get(ctx, a.RecordKey("fp"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,4 +201,52 @@ func TestWatchSurvivesCompactionWhileCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	receive("t3")
+}
+
+// TestKeyNamesAreKeyedBySealKey (issue 22, attack 10): a reader of etcd
+// without the seal key cannot confirm a guessed profile: the fingerprint
+// (an unkeyed SHA-256 of token URL, client id, scopes…, which anyone can
+// compute from a guess) appears in no key name. Hosts with one seal key
+// find each other's records and share one lock; another seal key names
+// them apart.
+func TestKeyNamesAreKeyedBySealKey(t *testing.T) {
+	endpoints, prefix := cluster.Endpoints, fleettest.Prefix(t)
+	key := fleettest.Key(t)
+	// A fingerprint as package agent computes it: the hex SHA-256 of the
+	// profile's settings, here a guess an attacker can make.
+	guess := sha256.Sum256([]byte("37:https://idp.example/oauth2/token;0:;6:orders;"))
+	fp := hex.EncodeToString(guess[:])
+	a := etcdfleet.New(fleettest.Client(t, endpoints[:1]), prefix, key, 2*time.Second)
+	b := etcdfleet.New(fleettest.Client(t, endpoints[1:2]), prefix, key, 2*time.Second)
+	ctx := context.Background()
+	unlock, err := a.Lock(ctx, fp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Put(ctx, fp, fleet.Record{AccessToken: "t1", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := fleettest.Client(t, endpoints[2:]).Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Kvs) < 3 {
+		t.Fatalf("etcd holds %d keys under %s; want the pin, the record and the lock", len(all.Kvs), prefix)
+	}
+	for _, kv := range all.Kvs {
+		if strings.Contains(string(kv.Key), fp) || strings.Contains(string(kv.Key), fp[:16]) {
+			t.Errorf("etcd key %s names the profile's fingerprint: a guess of its settings can be confirmed", kv.Key)
+		}
+	}
+	unlock()
+	if got, ok, err := b.Get(ctx, fp); err != nil || !ok || got.AccessToken != "t1" {
+		t.Errorf("another host with the seal key: Get = %q, %v, %v; want t1", got.AccessToken, ok, err)
+	}
+	if a.RecordKey(fp) != b.RecordKey(fp) || a.LockKey(fp) != b.LockKey(fp) {
+		t.Errorf("hosts with one seal key name %s differently", fp)
+	}
+	other := etcdfleet.New(fleettest.Client(t, endpoints[:1]), prefix, fleettest.Key(t), 2*time.Second)
+	if other.RecordKey(fp) == a.RecordKey(fp) {
+		t.Errorf("another seal key names the record as the fleet's key does")
+	}
 }
