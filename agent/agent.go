@@ -424,16 +424,6 @@ func (a *Agent) Profiles(caller ipc.Caller) []ProfileStatus {
 	return a.status(func(s *source) bool { return s.prof.access.allows(caller, a.uid) })
 }
 
-// MayUseAny reports whether caller may use at least one profile.
-func (a *Agent) MayUseAny(caller ipc.Caller) bool {
-	for _, s := range *a.sources.Load() {
-		if s.prof.access.allows(caller, a.uid) {
-			return true
-		}
-	}
-	return false
-}
-
 func (a *Agent) status(visible func(*source) bool) []ProfileStatus {
 	sources := *a.sources.Load()
 	now := a.clock.Now()

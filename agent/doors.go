@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -24,6 +25,9 @@ type FleetStats = ipc.FleetStats
 type doorIndex struct {
 	sources    *map[string]*source
 	byClientID map[string][]*source // sorted by profile name
+	// anyAccess is the union of every profile's allow list: a caller it
+	// does not admit may use no profile.
+	anyAccess access
 }
 
 // doorIndexFor returns the index of the current profiles.
@@ -33,9 +37,17 @@ func (a *Agent) doorIndexFor() *doorIndex {
 		return idx
 	}
 	idx := &doorIndex{sources: sources, byClientID: map[string][]*source{}}
+	uids, gids := map[uint32]bool{}, map[uint32]bool{}
 	for _, s := range *sources {
 		idx.byClientID[s.prof.clientID] = append(idx.byClientID[s.prof.clientID], s)
+		for _, uid := range s.prof.access.UIDs {
+			uids[uid] = true
+		}
+		for _, gid := range s.prof.access.GIDs {
+			gids[gid] = true
+		}
 	}
+	idx.anyAccess = access{UIDs: slices.Sorted(maps.Keys(uids)), GIDs: slices.Sorted(maps.Keys(gids))}
 	for _, list := range idx.byClientID {
 		slices.SortFunc(list, func(x, y *source) int { return strings.Compare(x.prof.name, y.prof.name) })
 	}
@@ -98,6 +110,15 @@ func (a *Agent) Match(caller *ipc.Caller, q ipc.ClientMatch) (string, error) {
 		return "", &ipc.Error{Kind: ipc.ErrBadRequest, Code: "invalid_scope", Description: "the requested scope is not a subset of the profile's scopes"}
 	}
 	return "", &ipc.Error{Kind: ipc.ErrBadRequest, Code: "invalid_target", Description: "the requested audience or resource is not the profile's"}
+}
+
+// MayUseAny reports whether caller may use at least one profile: the
+// socket asks it of every request of a caller who is neither root nor
+// the agent's user, so it answers from the union of the allow lists, not
+// by visiting every profile.
+func (a *Agent) MayUseAny(caller ipc.Caller) bool {
+	idx := a.doorIndexFor()
+	return len(*idx.sources) > 0 && idx.anyAccess.allows(caller, a.uid)
 }
 
 // secretMatches reports, in constant time, whether secret is the

@@ -56,7 +56,15 @@ func TestMatch(t *testing.T) {
 			}
 		})
 	}
-	cfg, err := config.ParseConfig([]byte(base+profile("added", "n", "")), "test.toml")
+	for _, c := range []struct {
+		caller ipc.Caller
+		want   bool
+	}{{self, true}, {ipc.Caller{UID: 0}, true}, {other, true}, {stranger, false}, {ipc.Caller{UID: 4343, GID: 4343, Groups: []uint32{4242}}, false}} {
+		if got := a.MayUseAny(c.caller); got != c.want {
+			t.Errorf("MayUseAny(%v) = %v, want %v", c.caller, got, c.want)
+		}
+	}
+	cfg, err := config.ParseConfig([]byte(base+profile("added", "n", "")+profile("group", "g", "allow_gids = [4545]")), "test.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,5 +73,8 @@ func TestMatch(t *testing.T) {
 	}
 	if got, err := a.Match(&self, ipc.ClientMatch{ClientID: "n"}); err != nil || got != "added" {
 		t.Errorf("after a reload that added a profile for client n: Match = %q, %v; want added", got, err)
+	}
+	if !a.MayUseAny(ipc.Caller{UID: 4343, GID: 1, Groups: []uint32{4545}}) {
+		t.Error("after a reload that allowed gid 4545: MayUseAny of a member = false, want true")
 	}
 }

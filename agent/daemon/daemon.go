@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -268,7 +267,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("config %s: metrics_listen %s: %w", cfg.Path(), cfg.MetricsListen, err)
 		}
-		msrv := &http.Server{Handler: srv.Metrics().Handler(), ReadHeaderTimeout: 5 * time.Second}
+		msrv := door.NewServer(srv.Metrics().Handler(), door.Timeouts{})
 		metricsDone := make(chan struct{})
 		go func() { defer close(metricsDone); served <- msrv.Serve(mln) }()
 		defer func() { msrv.Close(); <-metricsDone }()

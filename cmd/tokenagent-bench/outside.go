@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,23 +128,23 @@ func buildProgram(work, name, source string) (string, error) {
 }
 
 // startFloor runs the floor server on network/addr answering body.
-func startFloor(bin, dir, network, addr string, body []byte) (func(), error) {
+func startFloor(bin, dir, network, addr string, body []byte) (stop func(), pid int, err error) {
 	file := filepath.Join(dir, fmt.Sprintf("floor-body-%d", time.Now().UnixNano()))
 	if err := os.WriteFile(file, body, 0o600); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	cmd := exec.Command(bin, network, addr, file)
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	line := make([]byte, 6)
 	if _, err := io.ReadFull(out, line); err != nil || string(line) != "ready\n" {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, fmt.Errorf("floor server on %s did not start", addr)
+		return nil, 0, fmt.Errorf("floor server on %s did not start", addr)
 	}
-	return func() { cmd.Process.Kill(); cmd.Wait() }, nil
+	return func() { cmd.Process.Kill(); cmd.Wait() }, cmd.Process.Pid, nil
 }
 
 // freeLoopbackPort is a port nobody listens on now.
@@ -207,7 +208,7 @@ func outside(work string) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	floorSock := filepath.Join(dir, "floor.sock")
-	stop, err := startFloor(floorBin, dir, "unix", floorSock, body)
+	stop, floorPid, err := startFloor(floorBin, dir, "unix", floorSock, body)
 	if err != nil {
 		return err
 	}
@@ -230,6 +231,10 @@ func outside(work string) error {
 	if err != nil {
 		return err
 	}
+	hcAgent, hcFloor := unixClient(socket, true, 64), unixClient(floorSock, true, 64)
+	if err := serverCPU(cmd.Process.Pid, floorPid, func() error { return get(hcAgent, tokenURL) }, func() error { return get(hcFloor, tokenURL) }); err != nil {
+		return err
+	}
 	fmt.Println()
 
 	form, post := tokenPost("bench")
@@ -244,7 +249,7 @@ func outside(work string) error {
 	if err != nil {
 		return err
 	}
-	stopTCP, err := startFloor(floorBin, dir, "tcp", floorAddr, endpointBody)
+	stopTCP, floorTCPPid, err := startFloor(floorBin, dir, "tcp", floorAddr, endpointBody)
 	if err != nil {
 		return err
 	}
@@ -263,6 +268,11 @@ func outside(work string) error {
 	if err != nil {
 		return err
 	}
+	tcpAgent, tcpFloor := tcpClient(true, 64), tcpClient(true, 64)
+	if err := serverCPU(cmd.Process.Pid, floorTCPPid, func() error { return post(tcpAgent, agentEndpoint) },
+		func() error { return post(tcpFloor, "http://"+floorAddr+"/oauth2/token") }); err != nil {
+		return err
+	}
 	fmt.Println()
 	if err := coldCLIOn(work, socket, "### "); err != nil {
 		return err
@@ -271,4 +281,62 @@ func outside(work string) error {
 		return fmt.Errorf("IdP requests during the outside runs = %d, want 1", n)
 	}
 	return nil
+}
+
+// serverCPU prints what each server process spends, in CPU time, per
+// request at 64 keep-alive clients, alternating in 20
+// rounds: unlike throughput on a shared 2-CPU machine, it does not count
+// the clients' CPU or what else runs.
+func serverCPU(agentPid, floorPid int, agent, floor func() error) error {
+	var cpu [2]time.Duration
+	n := *requests
+	for range 20 {
+		for i, side := range []struct {
+			pid int
+			do  func() error
+		}{{agentPid, agent}, {floorPid, floor}} {
+			before, err := processCPU(side.pid)
+			if err != nil {
+				return err
+			}
+			if _, _, err := timeCalls(side.do, n/20, 64); err != nil {
+				return err
+			}
+			after, err := processCPU(side.pid)
+			if err != nil {
+				return err
+			}
+			cpu[i] += after - before
+		}
+	}
+	a, f := cpu[0]/time.Duration(n), cpu[1]/time.Duration(n)
+	fmt.Printf("\nServer CPU per request at 64 keep-alive clients (scheduler time of each process, %d requests each, alternating): agent %v, floor %v, ratio %.2f.\n", n, us(a), us(f), float64(a)/float64(f))
+	return nil
+}
+
+// processCPU is the CPU time a process's threads have run so far, in
+// nanoseconds from the scheduler (/proc/PID/task/*/schedstat), not in
+// clock ticks.
+func processCPU(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("no schedstat for pid %d: %v", pid, err)
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		data, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that ended
+		}
+		f := strings.Fields(string(data))
+		if len(f) == 0 {
+			continue
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", t, err)
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
 }

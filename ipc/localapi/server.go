@@ -236,7 +236,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ev *door.Req
 
 // acceptsPlain reports whether the caller prefers text/plain over JSON.
 func acceptsPlain(accept string) bool {
-	for _, part := range strings.Split(accept, ",") {
+	for accept != "" {
+		var part string
+		part, accept, _ = strings.Cut(accept, ",")
 		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
 		switch strings.TrimSpace(mt) {
 		case "text/plain":

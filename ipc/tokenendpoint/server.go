@@ -230,20 +230,20 @@ func parseRequest(w http.ResponseWriter, r *http.Request) (request, string, stri
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return req, "invalid_request", "the body must be application/x-www-form-urlencoded"
 	}
-	if err := r.ParseForm(); err != nil {
+	form, err := readForm(r)
+	if err != nil {
 		return req, "invalid_request", "unreadable form"
 	}
-	form := r.PostForm
 	for _, k := range []string{"grant_type", "client_id", "client_secret", "scope", "audience"} {
-		if len(form[k]) > 1 {
+		if form.count(k) > 1 {
 			return req, "invalid_request", fmt.Sprintf("parameter %s appears more than once", k)
 		}
 	}
-	if gt := form.Get("grant_type"); gt != "client_credentials" {
+	if gt := form.get("grant_type"); gt != "client_credentials" {
 		return req, "unsupported_grant_type", "only grant_type=client_credentials is served here"
 	}
 	if user, pass, ok := r.BasicAuth(); ok {
-		if form.Has("client_secret") {
+		if form.has("client_secret") {
 			return req, "invalid_request", "use one client authentication method, not HTTP Basic and client_secret together"
 		}
 		id, err1 := url.QueryUnescape(user)
@@ -251,21 +251,21 @@ func parseRequest(w http.ResponseWriter, r *http.Request) (request, string, stri
 		if err1 != nil || err2 != nil {
 			return req, "invalid_request", "the Basic credentials are not form-urlencoded (RFC 6749 §2.3.1)"
 		}
-		if form.Has("client_id") && form.Get("client_id") != id {
+		if form.has("client_id") && form.get("client_id") != id {
 			return req, "invalid_request", "client_id in the body differs from the Basic credentials"
 		}
 		req.clientID, req.secret, req.basic = id, secret, true
 	} else if r.Header.Get("Authorization") != "" {
 		return req, "invalid_request", "only HTTP Basic client authentication is accepted in Authorization"
 	} else {
-		req.clientID, req.secret = form.Get("client_id"), form.Get("client_secret")
+		req.clientID, req.secret = form.get("client_id"), form.get("client_secret")
 	}
 	if req.clientID == "" {
 		return req, "invalid_request", "client_id is missing: name a profile, or its client id"
 	}
-	req.scopes = strings.Fields(form.Get("scope"))
-	req.audience = form.Get("audience")
-	req.resource = form["resource"]
+	req.scopes = strings.Fields(form.get("scope"))
+	req.audience = form.get("audience")
+	req.resource = form.all("resource")
 	return req, "", ""
 }
 
