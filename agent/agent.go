@@ -53,6 +53,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/agent/persist"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -111,7 +112,7 @@ type Agent struct {
 	fetching sync.RWMutex
 	closed   bool // guarded by fetching
 
-	persister *persister // nil with store = "memory"
+	persister *persist.Writer // nil with store = "memory"
 
 	fleet    Fleet  // nil without [fleet]
 	hostname string // names this host in fleet records
@@ -219,14 +220,15 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		if reopen == nil && path == cfg.StorePath() {
 			reopen = func() (*store.Store, error) { return OpenStore(cfg) }
 		}
-		a.persister = newPersister(a, path, opts.Store, opts.StoreErr, reopen)
+		a.persister = persist.New(persist.Options{Path: path, Store: opts.Store, OpenErr: opts.StoreErr, Reopen: reopen,
+			Adopt: a.adoptAgain, Changed: a.notify, Clock: a.clock, Logger: &a.log})
 		if opts.Store != nil {
 			a.adoptStore(opts.Store)
 		} else {
-			a.log.Error().Err(opts.StoreErr).Str("store", path).Dur("retry_in", a.persister.checkEvery).
+			a.log.Error().Err(opts.StoreErr).Str("store", path).Dur("retry_in", a.persister.CheckEvery()).
 				Msg("cannot open the token store; serving tokens from memory only (they will not survive a restart) and trying again")
 		}
-		go a.persister.run()
+		go a.persister.Run()
 	}
 	return a, nil
 }
@@ -275,8 +277,15 @@ func (a *Agent) adoptStore(st *store.Store) {
 		}
 		drop = append(drop, r.Profile)
 	}
-	a.persister.remove(drop...)
+	a.persister.Remove(drop...)
 	log.Info().Int("loaded", loaded).Int("dropped", len(drop)).Msg("token store opened")
+}
+
+// adoptAgain adopts a store the writer opened again, and returns the
+// tokens held in memory for it to write.
+func (a *Agent) adoptAgain(st *store.Store) []store.Record {
+	a.adoptStore(st)
+	return a.currentRecords()
 }
 
 // currentRecords are the tokens held in memory, as store records.
@@ -294,16 +303,16 @@ func (a *Agent) currentRecords() []store.Record {
 // disk.
 func (a *Agent) persist(r store.Record) {
 	if a.persister != nil {
-		a.persister.put(r)
+		a.persister.Put(r)
 	}
 }
 
 // StoreHealth reports the token store's state.
 func (a *Agent) StoreHealth() ipc.StoreHealth {
 	if a.persister == nil {
-		return ipc.StoreHealth{State: storeMemory}
+		return ipc.StoreHealth{State: persist.StateMemory}
 	}
-	return a.persister.health()
+	return a.persister.Health()
 }
 
 // Token returns a token for profile with at least minValid left (never
@@ -459,7 +468,7 @@ func (a *Agent) Close() error {
 	a.closed = true
 	a.fetching.Unlock()
 	if a.persister != nil {
-		a.persister.close()
+		a.persister.Close()
 	}
 	return nil
 }
@@ -557,7 +566,7 @@ func (a *Agent) Reload(cfg *config.Config) (ReloadSummary, error) {
 	a.sources.Store(&next)
 	sum.Removed = removed
 	if a.persister != nil {
-		a.persister.remove(removed...)
+		a.persister.Remove(removed...)
 	}
 	for _, list := range [][]string{sum.Added, sum.Changed, sum.Unchanged, sum.Removed} {
 		slices.Sort(list)
