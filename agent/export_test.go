@@ -7,6 +7,9 @@ import "time"
 // on the system clock, as the disk's faults do, while the engine's clock
 // may stay simulated.
 func SetStoreTimings(a *Agent, stallAfter, checkEvery time.Duration) {
+	if a.persister == nil {
+		return // store = "memory"
+	}
 	a.persister.SetTimings(stallAfter, checkEvery, SystemClock{})
 }
 

@@ -35,7 +35,6 @@ import (
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 	"github.com/tokenagent/tokenagent/ipc/metrics"
 	"github.com/tokenagent/tokenagent/ipc/tokenendpoint"
-	"github.com/tokenagent/tokenagent/store"
 )
 
 // Options say what to run. Config and Socket are required; the zero value
@@ -184,33 +183,15 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	// The store is a cache: a disk that is read-only, full or failing
-	// leaves the agent serving from memory while it keeps trying, unless
-	// store_required says otherwise. A configuration mistake (wrong key,
-	// a path that is not a file) stops it either way.
-	st, storeErr := agent.OpenStore(cfg)
-	if storeErr != nil && (cfg.StoreRequired || !agent.StoreUnavailable(storeErr)) {
-		if cfg.StoreRequired && agent.StoreUnavailable(storeErr) {
-			return fmt.Errorf("%w (store_required = true in %s; without it the agent would serve from memory and keep trying)", storeErr, cfg.Path())
-		}
-		return storeErr
-	}
 	fl, flClient, err := agent.OpenFleet(cfg)
 	if err != nil {
-		if st != nil {
-			st.Close()
-		}
 		return err
 	}
 	if flClient != nil {
 		defer flClient.Close() // after the engine's Close
 	}
-	a, err := agent.New(cfg, agent.Options{Logger: &d.log, Store: st, StoreErr: storeErr, Fleet: fl,
-		ReopenStore: func() (*store.Store, error) { return agent.OpenStore(cfg) }})
+	a, err := agent.Open(cfg, agent.Options{Logger: &d.log, Fleet: fl})
 	if err != nil {
-		if st != nil {
-			st.Close()
-		}
 		return err
 	}
 	defer a.Close() // closes the store too, after the last write
