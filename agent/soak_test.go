@@ -21,8 +21,8 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
-	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/store"
+	"github.com/tokenagent/tokenagent/store/disktest"
 )
 
 // front is a TCP forwarder to the IdP that can refuse connections for

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
-	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 )
@@ -22,7 +21,7 @@ type backend struct {
 func (b backend) Info() ipc.AgentInfo {
 	b.d.mu.Lock()
 	defer b.d.mu.Unlock()
-	return ipc.AgentInfo{Version: cmp.Or(b.d.opts.Version, "tokenagentd "+version.String()), Config: b.d.cfg.Path(),
+	return ipc.AgentInfo{Version: cmp.Or(b.d.opts.Version, "tokenagentd "+ipc.Version()), Config: b.d.cfg.Path(),
 		StartedAt: b.d.started.UTC(), ReloadedAt: b.d.reloaded.UTC()}
 }
 

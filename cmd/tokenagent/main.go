@@ -15,7 +15,7 @@ import (
 	"strings"
 
 	"github.com/tokenagent/tokenagent/cmd/internal/cli"
-	"github.com/tokenagent/tokenagent/internal/version"
+	"github.com/tokenagent/tokenagent/ipc"
 )
 
 func main() {
@@ -100,4 +100,4 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return err
 }
 
-func versionString() string { return "tokenagent " + version.String() }
+func versionString() string { return "tokenagent " + ipc.Version() }

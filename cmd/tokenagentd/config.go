@@ -13,11 +13,10 @@ import (
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/cmd/internal/cli"
-	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
-func versionString() string { return "tokenagentd " + version.String() }
+func versionString() string { return "tokenagentd " + ipc.Version() }
 
 // loadConfig reads path; with no path, the default file if it exists,
 // else the Zeebe/Camunda environment variables if any are set.
