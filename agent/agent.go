@@ -53,6 +53,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idp"
+	"github.com/tokenagent/tokenagent/agent/persist"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -75,18 +76,6 @@ type Options struct {
 	// Rand returns uniform numbers in [0, 1) for jitter; nil means
 	// math/rand/v2. It must be safe for concurrent use.
 	Rand func() float64
-	// Store persists tokens across restarts (see OpenStore); nil keeps
-	// them in memory only. The agent owns it from then on and closes it
-	// in Close.
-	Store *store.Store
-	// StoreErr, with Store nil, is why a configured store could not be
-	// opened (see StoreUnavailable): the agent serves from memory, says
-	// so in StoreHealth, and keeps trying ReopenStore.
-	StoreErr error
-	// ReopenStore opens the configured store again: while it is
-	// unavailable, and after its file was deleted. nil means OpenStore
-	// with the configuration given to New.
-	ReopenStore func() (*store.Store, error)
 	// Fleet, when set, shares tokens with other hosts' agents (package
 	// fleet); nil keeps them to this host.
 	Fleet Fleet
@@ -111,7 +100,7 @@ type Agent struct {
 	fetching sync.RWMutex
 	closed   bool // guarded by fetching
 
-	persister *persister // nil with store = "memory"
+	persister *persist.Writer // nil with store = "memory"
 
 	fleet    Fleet  // nil without [fleet]
 	hostname string // names this host in fleet records
@@ -175,9 +164,49 @@ func FleetHost(cfg *config.Config) string {
 	return h
 }
 
-// New builds an agent for cfg: it reads every profile's secrets and keys
-// and fails, naming the profile and key, if any cannot be used. It makes
-// no network requests; tokens are fetched on first demand.
+// Open builds an agent for cfg, as New does, with the token store the
+// configuration names (none for store = "memory"). The store is a cache:
+// a disk that is read-only, full or failing leaves the agent serving from
+// memory, logged loudly and shown in StoreHealth, while it keeps trying to
+// open it, unless store_required is set. A configuration mistake (a wrong
+// key, a path that is not a file) fails either way. Open opens nothing
+// else: the fleet (OpenFleet) and the doors are the caller's.
+func Open(cfg *config.Config, opts Options) (*Agent, error) {
+	st, storeErr := OpenStore(cfg)
+	if storeErr != nil && (cfg.StoreRequired || !StoreUnavailable(storeErr)) {
+		if cfg.StoreRequired && StoreUnavailable(storeErr) {
+			return nil, fmt.Errorf("%w (store_required = true in %s; without it the agent would serve from memory and keep trying)", storeErr, cfg.Path())
+		}
+		return nil, storeErr
+	}
+	a, err := New(cfg, opts)
+	if err != nil {
+		if st != nil {
+			st.Close()
+		}
+		return nil, err
+	}
+	if st == nil && storeErr == nil {
+		return a, nil // store = "memory"
+	}
+	a.persister = persist.New(persist.Options{Path: cfg.StorePath(), Store: st, OpenErr: storeErr,
+		Reopen: func() (*store.Store, error) { return OpenStore(cfg) },
+		Adopt:  a.adoptAgain, Changed: a.notify, Clock: a.clock, Logger: &a.log})
+	if st != nil {
+		a.adoptStore(st)
+	} else {
+		a.log.Error().Err(storeErr).Str("store", cfg.StorePath()).Dur("retry_in", a.persister.CheckEvery()).
+			Msg("cannot open the token store; serving tokens from memory only (they will not survive a restart) and trying again")
+	}
+	go a.persister.Run()
+	return a, nil
+}
+
+// New builds an agent for cfg that keeps its tokens in memory only,
+// whatever the configuration's store (Open opens it): it reads every
+// profile's secrets and keys and fails, naming the profile and key, if
+// any cannot be used. It makes no network requests; tokens are fetched on
+// first demand.
 func New(cfg *config.Config, opts Options) (*Agent, error) {
 	a := &Agent{uid: uint32(os.Geteuid()), clock: opts.Clock, rand: opts.Rand, log: zerolog.Nop(), httpClient: opts.HTTPClient, fleet: opts.Fleet}
 	a.hostname = FleetHost(cfg)
@@ -209,24 +238,6 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	a.sources.Store(&sources)
 	for _, s := range sources {
 		s.watchFleet()
-	}
-	if opts.Store != nil || opts.StoreErr != nil {
-		path := cfg.StorePath()
-		if opts.Store != nil {
-			path = opts.Store.Path()
-		}
-		reopen := opts.ReopenStore
-		if reopen == nil && path == cfg.StorePath() {
-			reopen = func() (*store.Store, error) { return OpenStore(cfg) }
-		}
-		a.persister = newPersister(a, path, opts.Store, opts.StoreErr, reopen)
-		if opts.Store != nil {
-			a.adoptStore(opts.Store)
-		} else {
-			a.log.Error().Err(opts.StoreErr).Str("store", path).Dur("retry_in", a.persister.checkEvery).
-				Msg("cannot open the token store; serving tokens from memory only (they will not survive a restart) and trying again")
-		}
-		go a.persister.run()
 	}
 	return a, nil
 }
@@ -275,8 +286,15 @@ func (a *Agent) adoptStore(st *store.Store) {
 		}
 		drop = append(drop, r.Profile)
 	}
-	a.persister.remove(drop...)
+	a.persister.Remove(drop...)
 	log.Info().Int("loaded", loaded).Int("dropped", len(drop)).Msg("token store opened")
+}
+
+// adoptAgain adopts a store the writer opened again, and returns the
+// tokens held in memory for it to write.
+func (a *Agent) adoptAgain(st *store.Store) []store.Record {
+	a.adoptStore(st)
+	return a.currentRecords()
 }
 
 // currentRecords are the tokens held in memory, as store records.
@@ -294,16 +312,16 @@ func (a *Agent) currentRecords() []store.Record {
 // disk.
 func (a *Agent) persist(r store.Record) {
 	if a.persister != nil {
-		a.persister.put(r)
+		a.persister.Put(r)
 	}
 }
 
 // StoreHealth reports the token store's state.
 func (a *Agent) StoreHealth() ipc.StoreHealth {
 	if a.persister == nil {
-		return ipc.StoreHealth{State: storeMemory}
+		return ipc.StoreHealth{State: persist.StateMemory}
 	}
-	return a.persister.health()
+	return a.persister.Health()
 }
 
 // Token returns a token for profile with at least minValid left (never
@@ -449,7 +467,7 @@ func (a *Agent) Close() error {
 	a.closed = true
 	a.fetching.Unlock()
 	if a.persister != nil {
-		a.persister.close()
+		a.persister.Close()
 	}
 	return nil
 }
@@ -547,7 +565,7 @@ func (a *Agent) Reload(cfg *config.Config) (ReloadSummary, error) {
 	a.sources.Store(&next)
 	sum.Removed = removed
 	if a.persister != nil {
-		a.persister.remove(removed...)
+		a.persister.Remove(removed...)
 	}
 	for _, list := range [][]string{sum.Added, sum.Changed, sum.Unchanged, sum.Removed} {
 		slices.Sort(list)

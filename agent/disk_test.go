@@ -11,9 +11,9 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/secretref"
-	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
+	"github.com/tokenagent/tokenagent/store/disktest"
 )
 
 // onDisk is a storeEnv whose store lives on a loop file system the test
@@ -168,8 +168,7 @@ func TestStoreUnavailableAtStart(t *testing.T) {
 				t.Fatalf("OpenStore on a %s disk = %v, %v; want an error StoreUnavailable accepts", fault, st, openErr)
 			}
 			logger := newTestLogger(t)
-			a, err := agent.New(cfg, agent.Options{Clock: e.clock, Logger: &logger, StoreErr: openErr,
-				ReopenStore: func() (*store.Store, error) { return agent.OpenStore(cfg) }})
+			a, err := agent.Open(cfg, agent.Options{Clock: e.clock, Logger: &logger})
 			if err != nil {
 				t.Fatal(err)
 			}

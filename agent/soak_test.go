@@ -21,8 +21,8 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
-	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/store"
+	"github.com/tokenagent/tokenagent/store/disktest"
 )
 
 // front is a TCP forwarder to the IdP that can refuse connections for
@@ -135,7 +135,10 @@ func TestFaultSoak(t *testing.T) {
 	srv.AddClient(idptest.Client{ID: "c", Secret: testSecret, Method: "client_secret_basic"})
 	srv.SetTTL(ttl)
 	f := newFront(t, strings.TrimPrefix(srv.URL, "http://"))
-	cfg, err := config.ParseConfig([]byte(fmt.Sprintf(`
+	// The store lives on a loop-mounted ext4 that the soak freezes and
+	// fills while the load runs.
+	fs, storeConfig := soakStore(t)
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf(`%s
 [profiles.p]
 token_url = "http://%s/token"
 client_id = "c"
@@ -144,15 +147,12 @@ min_valid = "500ms"
 refresh_at = 0.5
 fetch_timeout = "500ms"
 max_backoff = "2s"
-`, f.addr, testSecret)), "soak.toml")
+`, storeConfig, f.addr, testSecret)), "soak.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The store lives on a loop-mounted ext4 that the soak freezes and
-	// fills while the load runs.
-	fs, db, reopen := soakStore(t)
 	logger := newTestLogger(t)
-	a, err := agent.New(cfg, agent.Options{Logger: &logger, Store: db, ReopenStore: reopen})
+	a, err := agent.Open(cfg, agent.Options{Logger: &logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,31 +373,22 @@ max_backoff = "2s"
 	}
 }
 
-// soakStore opens a store on a loop-mounted file system for the soak; where
-// the machine cannot mount one, the soak runs its IdP faults only and says
-// so.
-func soakStore(t *testing.T) (*disktest.FS, *store.Store, func() (*store.Store, error)) {
+// soakStore puts the soak's store on a loop-mounted file system, with its
+// key beside it, and returns the configuration lines that name them; where
+// the machine cannot mount one, the soak keeps tokens in memory, runs its
+// IdP faults only and says so.
+func soakStore(t *testing.T) (*disktest.FS, string) {
 	t.Helper()
 	fs, err := disktest.TryMount(t, 16)
 	if err != nil {
 		t.Logf("%v: the soak runs without store faults", err)
-		return nil, nil, nil
+		return nil, `store = "memory"`
 	}
-	text, err := store.NewKeyText()
-	if err != nil {
+	key := filepath.Join(t.TempDir(), "store.key")
+	if err := store.CreateKeyFile(key); err != nil {
 		t.Fatal(err)
 	}
-	key, err := store.ParseKey(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(fs.Dir, "tokens.db")
-	open := func() (*store.Store, error) { return store.Open(path, store.Options{Key: key}) }
-	st, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fs, st, open
+	return fs, fmt.Sprintf("store = %q\nstore_key = %q", filepath.Join(fs.Dir, "tokens.db"), "file:"+key)
 }
 
 // recoveryReport gives each fault's recovery times as p50 and max, in

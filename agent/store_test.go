@@ -64,39 +64,27 @@ client_secret = %q
 	return cfg
 }
 
-// start opens the store and an agent from a config written in e.dir.
-func (e *storeEnv) start(toml string) (*agent.Agent, *store.Store, error) {
+// start opens an agent, and its store, from a config written in e.dir.
+func (e *storeEnv) start(toml string) (*agent.Agent, error) {
 	e.t.Helper()
 	path := writeFile(e.t, filepath.Join(e.dir, "agent.toml"), []byte(toml), 0o600)
 	cfg, err := secretref.LoadConfig(path)
 	if err != nil {
 		e.t.Fatalf("LoadConfig: %v", err)
 	}
-	st, err := agent.OpenStore(cfg)
-	suiteLog.err(e.t, err)
-	if err != nil {
-		return nil, nil, err
-	}
-	a, err := e.agentFor(cfg, st)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return a, st, nil
-}
-
-func (e *storeEnv) agentFor(cfg *config.Config, st *store.Store) (*agent.Agent, error) {
 	logger := newTestLogger(e.t)
-	return agent.New(cfg, agent.Options{Clock: e.clock, Logger: &logger, Store: st})
+	a, err := agent.Open(cfg, agent.Options{Clock: e.clock, Logger: &logger})
+	suiteLog.err(e.t, err)
+	return a, err
 }
 
 func (e *storeEnv) mustStart(toml string) (*agent.Agent, func()) {
 	e.t.Helper()
-	a, st, err := e.start(toml)
+	a, err := e.start(toml)
 	if err != nil {
 		e.t.Fatalf("start: %v", err)
 	}
-	stop := func() { a.Close(); st.Close() }
+	stop := func() { a.Close() }
 	e.t.Cleanup(stop)
 	return a, stop
 }
@@ -216,7 +204,7 @@ func TestWrongStoreKey(t *testing.T) {
 	tok := tokenOf(t, a, "p")
 	stop()
 
-	_, _, err := e.start(e.config(""))
+	_, err := e.start(e.config(""))
 	for _, want := range []string{e.dbPath, "file:" + e.keyPath, "store_key_previous", "delete"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("start with another key = %v, want an error mentioning %q", err, want)
@@ -239,7 +227,7 @@ func TestSecondAgentOnSameStore(t *testing.T) {
 	e := newStoreEnv(t)
 	e.mustStart(e.config(""))
 	start := time.Now()
-	_, _, err := e.start(e.config(""))
+	_, err := e.start(e.config(""))
 	elapsed := time.Since(start)
 	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), e.dbPath) || !strings.Contains(err.Error(), "another process") {
 		t.Fatalf("second agent = %v, want ErrLocked naming %s", err, e.dbPath)
@@ -265,7 +253,7 @@ func TestCorruptStoreStartsFresh(t *testing.T) {
 func TestStoreKeySources(t *testing.T) {
 	t.Run("named key file missing", func(t *testing.T) {
 		e := newStoreEnv(t)
-		_, _, err := e.start(e.config(`store_key = "file:missing.key"`))
+		_, err := e.start(e.config(`store_key = "file:missing.key"`))
 		if err == nil || !strings.Contains(err.Error(), "missing.key") || !strings.Contains(err.Error(), "openssl rand -base64 32") {
 			t.Errorf("start with a missing store_key file = %v, want an error saying how to create it", err)
 		}
@@ -286,7 +274,7 @@ func TestStoreKeySources(t *testing.T) {
 		e := newStoreEnv(t)
 		text, _ := store.NewKeyText()
 		writeFile(t, e.keyPath, text, 0o644)
-		_, _, err := e.start(e.config(""))
+		_, err := e.start(e.config(""))
 		if err == nil || !strings.Contains(err.Error(), e.keyPath) || !strings.Contains(err.Error(), "chmod 600") {
 			t.Errorf("start with a 0644 key file = %v, want refusal naming it", err)
 		}

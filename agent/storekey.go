@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/secretref"
@@ -121,4 +122,17 @@ func storeKey(c *config.Config, create bool) (*store.Key, string, error) {
 		return nil, ref, fmt.Errorf("store key %s: %w", ref, err)
 	}
 	return k, ref, nil
+}
+
+// StoreUnavailable reports whether err, from opening the store, is the
+// disk's condition (read-only, full, failing) rather than a configuration
+// mistake: then the agent can start with tokens in memory only, unless
+// store_required is set.
+func StoreUnavailable(err error) bool {
+	for _, e := range []error{syscall.EROFS, syscall.ENOSPC, syscall.EDQUOT, syscall.EIO} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

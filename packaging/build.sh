@@ -10,7 +10,7 @@ export VERSION="${VERSION:-0.0.0~dev}"
 export ARCH="${ARCH:-$(go env GOARCH)}"
 mkdir -p dist
 for cmd in tokenagentd tokenagent; do
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenagent/tokenagent/internal/version.version=${VERSION}" -o "dist/$cmd" "./cmd/$cmd"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/tokenagent/tokenagent/ipc.version=${VERSION}" -o "dist/$cmd" "./cmd/$cmd"
 done
 # go install pkg@version builds outside this module: go.mod and go.sum stay as they are.
 GOBIN="$PWD/dist/tools" GOFLAGS= go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@${NFPM_VERSION}"

@@ -1,5 +1,6 @@
-// Package daemon is the agent's wiring: configuration → store → engine →
-// socket server → metrics listener → signals → shutdown, in one type that
+// Package daemon is the agent's wiring: trusted directories → engine (with
+// its store and fleet) → doors (socket, token endpoint, metrics) → ready →
+// signals and reloads → shutdown, as named steps of one type that
 // tokenagentd, the test harness (agent/agenttest) and the bench tool all
 // run. Run is the only way in and cancelling its context the only way
 // out; every server it starts is stopped before it returns, whichever
@@ -7,19 +8,15 @@
 package daemon
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,13 +25,8 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/secretref"
-	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/door"
-	"github.com/tokenagent/tokenagent/ipc/localapi"
-	"github.com/tokenagent/tokenagent/ipc/metrics"
-	"github.com/tokenagent/tokenagent/ipc/tokenendpoint"
-	"github.com/tokenagent/tokenagent/store"
 )
 
 // Options say what to run. Config and Socket are required; the zero value
@@ -63,6 +55,9 @@ type Options struct {
 	Observe func(door.RequestEvent)
 	// ReadHeaderTimeout bounds reading a request's headers; default 5s.
 	ReadHeaderTimeout time.Duration
+	// Clock is the engine's time source, which the doors' answers use
+	// too (expires_in); nil means the system clock.
+	Clock agent.Clock
 	// HideEnvSecrets moves env: secrets out of the process environment
 	// once they are read (tokenagentd sets it; tests that share their
 	// environment do not).
@@ -75,6 +70,8 @@ type Daemon struct {
 	log  zerolog.Logger
 
 	ready      chan struct{} // closed once serving (or once Run has failed)
+	readyOnce  func()        // closes ready
+	clock      agent.Clock   // the engine's
 	hup        chan struct{} // Reload requests
 	mu         sync.Mutex
 	cfg        *config.Config
@@ -116,7 +113,11 @@ func New(opts Options) (*Daemon, error) {
 	if opts.ShutdownGrace == 0 {
 		opts.ShutdownGrace = 30 * time.Second
 	}
-	d := &Daemon{opts: opts, cfg: opts.Config, ready: make(chan struct{}), hup: make(chan struct{}, 1)}
+	d := &Daemon{opts: opts, cfg: opts.Config, ready: make(chan struct{}), hup: make(chan struct{}, 1), clock: opts.Clock}
+	d.readyOnce = sync.OnceFunc(func() { close(d.ready) })
+	if d.clock == nil {
+		d.clock = agent.SystemClock{}
+	}
 	if opts.Logger != nil {
 		d.log = *opts.Logger
 	} else {
@@ -166,117 +167,79 @@ func (d *Daemon) Reload() {
 
 // Run serves until ctx ends, then drains requests in flight (up to
 // ShutdownGrace) and stops everything it started. It returns nil after a
-// clean shutdown, or the error that stopped it.
-func (d *Daemon) Run(ctx context.Context) (err error) {
-	readyOnce := sync.OnceFunc(func() { close(d.ready) })
-	defer readyOnce()
-	cfg := d.opts.Config
-	// SIGHUP is caught from the start: one sent as soon as the socket
-	// answers (or "agent started" is logged) must reload, not kill.
-	var hup chan os.Signal
-	if !d.opts.NoSignals {
-		hup = make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
+// clean shutdown, or the error that stopped it. Each step is a method
+// below, in this order.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.readyOnce()
+	sig, stopSignals := d.catchSignals()
+	defer stopSignals()
 	if err := d.checkDirs(); err != nil {
 		return err
 	}
-
-	// The store is a cache: a disk that is read-only, full or failing
-	// leaves the agent serving from memory while it keeps trying, unless
-	// store_required says otherwise. A configuration mistake (wrong key,
-	// a path that is not a file) stops it either way.
-	st, storeErr := agent.OpenStore(cfg)
-	if storeErr != nil && (cfg.StoreRequired || !agent.StoreUnavailable(storeErr)) {
-		if cfg.StoreRequired && agent.StoreUnavailable(storeErr) {
-			return fmt.Errorf("%w (store_required = true in %s; without it the agent would serve from memory and keep trying)", storeErr, cfg.Path())
-		}
-		return storeErr
+	a, closeEngine, err := d.openEngine()
+	if err != nil {
+		return err
 	}
+	defer closeEngine()
+	ds, err := d.openDoors(a)
+	if err != nil {
+		return err
+	}
+	served := ds.serve()
+	defer d.shutdown(ds, a)
+	d.announce(a, ds)
+	return d.reloadLoop(ctx, a, sig, served)
+}
+
+// catchSignals catches SIGHUP from the start: one sent as soon as the
+// socket answers (or "agent started" is logged) must reload, not kill.
+// With NoSignals it returns a channel that never delivers.
+func (d *Daemon) catchSignals() (<-chan os.Signal, func()) {
+	if d.opts.NoSignals {
+		return nil, func() {}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return hup, func() { signal.Stop(hup) }
+}
+
+// openEngine opens the fleet client, if [fleet] asks for one, and the
+// engine with its store (agent.Open: the store's degrade-to-memory policy
+// is the engine's); then it hides env: secrets if asked. The returned
+// func closes the engine (and its store, after the last write), then the
+// fleet client.
+func (d *Daemon) openEngine() (*agent.Agent, func(), error) {
+	cfg := d.opts.Config
 	fl, flClient, err := agent.OpenFleet(cfg)
 	if err != nil {
-		if st != nil {
-			st.Close()
-		}
-		return err
+		return nil, nil, err
 	}
-	if flClient != nil {
-		defer flClient.Close() // after the engine's Close
-	}
-	a, err := agent.New(cfg, agent.Options{Logger: &d.log, Store: st, StoreErr: storeErr, Fleet: fl,
-		ReopenStore: func() (*store.Store, error) { return agent.OpenStore(cfg) }})
+	a, err := agent.Open(cfg, agent.Options{Logger: &d.log, Fleet: fl, Clock: d.clock})
 	if err != nil {
-		if st != nil {
-			st.Close()
+		if flClient != nil {
+			flClient.Close()
 		}
-		return err
+		return nil, nil, err
 	}
-	defer a.Close() // closes the store too, after the last write
 	if d.opts.HideEnvSecrets {
 		if moved := secretref.HideEnvSecrets(cfg); len(moved) > 0 {
 			d.log.Info().Strs("variables", moved).Msg("env: secrets moved out of the process environment")
 		}
 	}
-
-	// The token endpoint's listener is opened first, so that the socket
-	// can tell its URL (/v1/health, for tokenagent env).
-	var eln net.Listener
-	endpointURL := ""
-	if cfg.TokenEndpoint != "" {
-		if eln, err = tokenendpoint.Listen(cfg.TokenEndpoint, connectionLimits(cfg)); err != nil {
-			return fmt.Errorf("config %s: %w", cfg.Path(), err)
+	return a, func() {
+		a.Close()
+		if flClient != nil {
+			flClient.Close()
 		}
-		defer eln.Close() // if serving never starts; harmless after
-		endpointURL = "http://" + eln.Addr().String() + tokenendpoint.PathToken
-	}
+	}, nil
+}
 
-	ln, err := listen(cfg, d.opts.Socket)
-	if err != nil {
-		return err
-	}
-	observe := logRequests(d.log)
-	if extra := d.opts.Observe; extra != nil {
-		logged := observe
-		observe = func(ev door.RequestEvent) { logged(ev); extra(ev) }
-	}
-	requests := &metrics.Requests{} // every door's, on the socket's /metrics
-	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Metrics: a, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
-		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL})
-	served := make(chan error, 3) // one answer from each server; never blocks
-	serveDone := make(chan struct{})
-	go func() { defer close(serveDone); served <- srv.Serve(ln) }()
-	// Serve closes the listener (removing the socket) when it returns, even
-	// when Shutdown came first: wait for that, so that Run never returns
-	// with the socket still there.
-	defer func() { d.shutdown(srv, a); <-serveDone }()
-
-	var endpointAddr net.Addr
-	if eln != nil {
-		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
-		endpointDone := make(chan struct{})
-		go func() { defer close(endpointDone); served <- esrv.Serve(eln) }()
-		defer func() { d.drain(esrv, "token endpoint", a); <-endpointDone }()
-		endpointAddr = eln.Addr()
-		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint")
-	}
-
-	var metricsAddr net.Addr
-	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			return fmt.Errorf("config %s: metrics_listen %s: %w", cfg.Path(), cfg.MetricsListen, err)
-		}
-		msrv := door.NewServer(srv.Metrics().Handler(), door.Timeouts{})
-		metricsDone := make(chan struct{})
-		go func() { defer close(metricsDone); served <- msrv.Serve(mln) }()
-		defer func() { msrv.Close(); <-metricsDone }()
-		metricsAddr = mln.Addr()
-		d.log.Info().Str("metrics_listen", metricsAddr.String()).Msg("serving /metrics over TCP")
-	}
-
+// announce publishes what runs (Agent, the doors' addresses), logs "agent
+// started", tells systemd and closes Ready.
+func (d *Daemon) announce(a *agent.Agent, ds doors) {
+	cfg := d.opts.Config
 	d.mu.Lock()
-	d.agent, d.metricsLn, d.endpointLn, d.started = a, metricsAddr, endpointAddr, time.Now()
+	d.agent, d.metricsLn, d.endpointLn, d.started = a, ds.addr(doorMetrics), ds.addr(doorEndpoint), d.clock.Now()
 	d.mu.Unlock()
 	storeDesc := "memory"
 	if h := a.StoreHealth(); h.State != "memory" {
@@ -292,20 +255,15 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := sdNotify("READY=1"); err != nil {
 		d.log.Warn().Err(err).Msg("cannot notify systemd of readiness")
 	}
-	readyOnce()
+	d.readyOnce()
+}
 
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-served:
-			return fmt.Errorf("serving: %w", err)
-		case <-hup:
-			d.reload(a)
-		case <-d.hup:
-			d.reload(a)
-		}
-	}
+// shutdown tells systemd, then stops the doors: each drains its requests
+// in flight (see drain), the socket last.
+func (d *Daemon) shutdown(ds doors, a *agent.Agent) {
+	sdNotify("STOPPING=1")
+	d.log.Info().Msg("shutting down: finishing requests in flight")
+	ds.stop(d, a)
 }
 
 // checkDirs applies the trust rule to every directory the agent will
@@ -333,197 +291,4 @@ func (d *Daemon) checkDirs() error {
 		}
 	}
 	return nil
-}
-
-// shutdown lets requests in flight finish, then closes the socket.
-func (d *Daemon) shutdown(srv *localapi.Server, a *agent.Agent) {
-	sdNotify("STOPPING=1")
-	d.log.Info().Msg("shutting down: finishing requests in flight")
-	d.drain(srv, "socket", a)
-}
-
-// answerGrace is how long requests that were waiting for a fetch get to
-// write their "shutting down" answer once the engine stopped fetching.
-const answerGrace = time.Second
-
-// drain lets a door's requests in flight finish, up to ShutdownGrace.
-// Those still waiting for the IdP are then answered ErrShuttingDown (the
-// engine stops fetching), and only what is left after that is cut off.
-func (d *Daemon) drain(srv interface {
-	Shutdown(context.Context) error
-	Close() error
-}, door string, a *agent.Agent) {
-	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err == nil {
-		return
-	}
-	a.StopFetching()
-	ctx, cancel = context.WithTimeout(context.Background(), answerGrace)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		d.log.Warn().Err(err).Str("door", door).Msg("requests still in flight at shutdown were cut off")
-		srv.Close()
-	}
-}
-
-// reload re-reads the configuration file. A file that does not load, or a
-// profile that cannot be built, leaves the running configuration in place;
-// the log says why.
-func (d *Daemon) reload(a *agent.Agent) {
-	path := d.opts.ConfigPath
-	if path == "" {
-		d.log.Info().Msg("SIGHUP: no configuration file to reload (--dev or environment variables)")
-		return
-	}
-	sdNotify("RELOADING=1")
-	defer sdNotify("READY=1")
-	d.log.Info().Str("config", path).Msg("SIGHUP: reloading configuration")
-	next, err := secretref.LoadConfig(path)
-	if err == nil {
-		err = next.CheckServes()
-	}
-	if err == nil {
-		for _, dir := range next.SinkDirs() { // a new file sink must live somewhere safe too
-			if err = checkTrustedDir("file sink directory", dir, os.Geteuid()); err != nil {
-				break
-			}
-		}
-	}
-	if err == nil {
-		_, err = a.Reload(next)
-	}
-	if err != nil {
-		d.log.Error().Err(err).Str("config", path).Msg("reload rejected; still running the previous configuration")
-		return
-	}
-	d.mu.Lock()
-	prev := d.cfg
-	d.cfg, d.reloaded = next, time.Now()
-	d.mu.Unlock()
-	setLogLevel(next)
-	warnRestartOnly(prev, next, d.log)
-}
-
-// warnRestartOnly says which changed settings a reload cannot apply.
-func warnRestartOnly(old, next *config.Config, log zerolog.Logger) {
-	for _, s := range []struct {
-		key       string
-		was, then string
-	}{
-		{"socket", old.Socket, next.Socket},
-		{"socket_mode", old.SocketMode, next.SocketMode},
-		{"socket_group", old.SocketGroup, next.SocketGroup},
-		{"max_connections", fmt.Sprint(old.MaxConnections), fmt.Sprint(next.MaxConnections)},
-		{"max_connections_per_uid", fmt.Sprint(old.MaxConnectionsPerUID), fmt.Sprint(next.MaxConnectionsPerUID)},
-		{"metrics_listen", old.MetricsListen, next.MetricsListen},
-		{"token_endpoint", old.TokenEndpoint, next.TokenEndpoint},
-		{"store", old.Store, next.Store},
-		{"store_key", old.StoreKey, next.StoreKey},
-		{"store_key_previous", fmt.Sprint(old.StoreKeyPrevious), fmt.Sprint(next.StoreKeyPrevious)},
-		{"log_level", old.LogLevel, next.LogLevel},
-		{"log_format", old.LogFormat, next.LogFormat},
-		{"[fleet]", fleetText(old), fleetText(next)},
-	} {
-		if s.was != s.then {
-			log.Warn().Str("setting", s.key).Msg("changed in the file, but applies only at start: restart the agent to use it")
-		}
-	}
-}
-
-// fleetText is [fleet] as text, to see whether a reload changed it.
-func fleetText(c *config.Config) string {
-	b, _ := json.Marshal(c.Fleet)
-	return string(b)
-}
-
-// NewLogger logs to w: console format on a terminal, JSON otherwise,
-// unless the configuration says which.
-func NewLogger(cfg *config.Config, w io.Writer) zerolog.Logger {
-	format := cfg.LogFormat
-	if format == "" {
-		format = "json"
-		if f, ok := w.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				format = "console"
-			}
-		}
-	}
-	if format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
-	}
-	// Durations in seconds: "ttl":120 reads better at 3 a.m. than 120000.
-	zerolog.DurationFieldUnit = time.Second
-	zerolog.DurationFieldInteger = false
-	setLogLevel(cfg)
-	return zerolog.New(levelWriter{w}).With().Timestamp().Logger()
-}
-
-// logLevel is the least level that loggers made by NewLogger write; a
-// reload changes it (log_level applies without a restart).
-var logLevel atomic.Int32
-
-func setLogLevel(cfg *config.Config) {
-	level, err := zerolog.ParseLevel(cfg.LogLevel)
-	if err != nil || cfg.LogLevel == "" {
-		level = zerolog.InfoLevel
-	}
-	logLevel.Store(int32(level))
-}
-
-// levelWriter drops events below logLevel.
-type levelWriter struct{ w io.Writer }
-
-func (l levelWriter) Write(p []byte) (int, error) { return l.w.Write(p) }
-
-func (l levelWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
-	if int32(level) < logLevel.Load() {
-		return len(p), nil
-	}
-	return l.w.Write(p)
-}
-
-// backend serves the engine to the socket (localapi.Backend) and to
-// /metrics (metrics.Collector): the engine answers both itself, apart
-// from who the agent is and the wire form of a token.
-type backend struct {
-	*agent.Agent
-	d *Daemon
-}
-
-func (b backend) Info() ipc.AgentInfo {
-	b.d.mu.Lock()
-	defer b.d.mu.Unlock()
-	return ipc.AgentInfo{Version: cmp.Or(b.d.opts.Version, "tokenagentd "+version.String()), Config: b.d.cfg.Path(),
-		StartedAt: b.d.started.UTC(), ReloadedAt: b.d.reloaded.UTC()}
-}
-
-func (b backend) Token(ctx context.Context, caller ipc.Caller, req localapi.TokenRequest) (*ipc.TokenResponse, error) {
-	var tok *agent.Token
-	var err error
-	// A refresh without a report is answered like a token request: only a
-	// report of the current token makes the agent fetch a new one.
-	if req.Refresh && req.RejectedSHA256 != "" {
-		tok, err = b.Agent.ReportRejected(ctx, caller, req.Profile, req.RejectedSHA256, req.MinValid)
-	} else {
-		tok, err = b.Agent.Token(ctx, caller, req.Profile, req.MinValid)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &ipc.TokenResponse{
-		AccessToken: tok.AccessToken,
-		TokenType:   tok.TokenType,
-		ExpiresAt:   tok.ExpiresAt.UTC(),
-		ExpiresIn:   int64(time.Until(tok.ExpiresAt) / time.Second),
-		Scope:       tok.Scope,
-	}, nil
-}
-
-// endpointBackend serves the engine to the loopback token endpoint: the
-// engine's Match, and a token as the socket serves it.
-type endpointBackend struct{ backend }
-
-func (e endpointBackend) Token(ctx context.Context, caller ipc.Caller, profile string) (*ipc.TokenResponse, error) {
-	return e.backend.Token(ctx, caller, localapi.TokenRequest{Profile: profile})
 }

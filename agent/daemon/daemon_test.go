@@ -26,9 +26,9 @@ import (
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/clientlib"
-	"github.com/tokenagent/tokenagent/internal/disktest"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
+	"github.com/tokenagent/tokenagent/store/disktest"
 )
 
 type fixture struct {

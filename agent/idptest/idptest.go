@@ -14,8 +14,6 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -272,26 +270,6 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.issue(w, r, client, scope, fault)
 }
 
-// requestClientID finds the claimed client id without authenticating it.
-func requestClientID(r *http.Request) string {
-	if id, _, ok := r.BasicAuth(); ok {
-		if dec, err := url.QueryUnescape(id); err == nil {
-			return dec
-		}
-		return id
-	}
-	if id := r.PostForm.Get("client_id"); id != "" {
-		return id
-	}
-	if a := r.PostForm.Get("client_assertion"); a != "" {
-		var claims jwt.RegisteredClaims
-		if _, _, err := jwt.NewParser().ParseUnverified(a, &claims); err == nil {
-			return claims.Issuer
-		}
-	}
-	return ""
-}
-
 // applyFault answers per f; it reports false when the request should carry
 // on normally (ExpiresIn/Opaque variations).
 func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
@@ -339,80 +317,6 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 		return true
 	}
 	return false
-}
-
-func (s *Server) authenticate(r *http.Request) (*Client, *tokenError) {
-	unauthorized := &tokenError{http.StatusUnauthorized, "invalid_client", "client authentication failed"}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	if rawID, rawSecret, ok := r.BasicAuth(); ok {
-		// RFC 6749 §2.3.1: both parts are form-urlencoded; a raw secret
-		// with reserved characters fails to decode or decodes to
-		// something else, and is rejected like a wrong one.
-		id, err1 := url.QueryUnescape(rawID)
-		secret, err2 := url.QueryUnescape(rawSecret)
-		c := s.clients[id]
-		if err1 != nil || err2 != nil || c == nil || c.Method != "client_secret_basic" || secret != c.Secret {
-			return nil, unauthorized
-		}
-		return c, nil
-	}
-	form := r.PostForm
-	if assertion := form.Get("client_assertion"); assertion != "" {
-		if form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
-			return nil, &tokenError{http.StatusBadRequest, "invalid_request", "client_assertion_type must be jwt-bearer"}
-		}
-		return s.verifyAssertion(assertion, form.Get("client_id"))
-	}
-	c := s.clients[form.Get("client_id")]
-	if c == nil || c.Method != "client_secret_post" || form.Get("client_secret") != c.Secret || c.Secret == "" {
-		return nil, unauthorized
-	}
-	return c, nil
-}
-
-// verifyAssertion checks an RFC 7523 client assertion; s.mu is held.
-func (s *Server) verifyAssertion(assertion, formClientID string) (*Client, *tokenError) {
-	bad := func(why string) *tokenError {
-		return &tokenError{http.StatusUnauthorized, "invalid_client", "client assertion rejected: " + why}
-	}
-	var unverified jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(assertion, &unverified); err != nil {
-		return nil, bad("malformed")
-	}
-	c := s.clients[unverified.Issuer]
-	if c == nil || c.Method != "private_key_jwt" || c.PublicKey == nil {
-		return nil, bad("unknown client")
-	}
-	if formClientID != "" && formClientID != c.ID {
-		return nil, bad("client_id does not match iss")
-	}
-	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(assertion, &claims,
-		func(*jwt.Token) (any, error) { return c.PublicKey, nil },
-		jwt.WithValidMethods([]string{"RS256", "PS256", "ES256"}),
-		jwt.WithAudience(s.TokenURL),
-		jwt.WithIssuer(c.ID),
-		jwt.WithSubject(c.ID),
-		jwt.WithExpirationRequired(),
-		jwt.WithTimeFunc(s.now),
-		jwt.WithLeeway(30*time.Second),
-	)
-	if err != nil {
-		return nil, bad(err.Error())
-	}
-	if claims.ExpiresAt.Sub(s.now()) > time.Hour {
-		return nil, bad("exp is more than an hour away")
-	}
-	if claims.ID == "" {
-		return nil, bad("no jti")
-	}
-	if _, seen := s.jtis[claims.ID]; seen {
-		return nil, bad("jti replayed")
-	}
-	s.jtis[claims.ID] = claims.ExpiresAt.Time
-	return c, nil
 }
 
 func (s *Server) issue(w http.ResponseWriter, r *http.Request, c *Client, scope string, f *Fault) {
@@ -506,22 +410,6 @@ func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 		"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
 		"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
 	}}})
-}
-
-// SelfSigned returns a self-signed certificate for key, valid from an hour
-// ago for a day: what a test needs for x5t headers and PKCS#12 bundles.
-func SelfSigned(key crypto.Signer) (*x509.Certificate, error) {
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "tokenagent test client"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("idptest: certificate: %w", err)
-	}
-	return x509.ParseCertificate(der)
 }
 
 // ErrNotIssued is returned by VerifyToken for a token the server did not issue.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -89,7 +90,7 @@ client_secret = "not-the-secret"
 }
 
 // cli runs the command in-process and returns stdout, stderr and the exit code.
-func cli(args ...string) (string, string, int) {
+func runCLI(args ...string) (string, string, int) {
 	var stdout, stderr bytes.Buffer
 	code := exitCode(run(context.Background(), args, &stdout, &stderr), &stderr)
 	return stdout.String(), stderr.String(), code
@@ -129,7 +130,7 @@ func golden(t *testing.T, name, got string) {
 func TestTokenFormatsGolden(t *testing.T) {
 	for _, format := range []string{"plain", "json", "header", "env", "curl"} {
 		t.Run(format, func(t *testing.T) {
-			stdout, stderr, code := cli("token", "demo", "--format", format)
+			stdout, stderr, code := runCLI("token", "demo", "--format", format)
 			if code != 0 || stderr != "" {
 				t.Fatalf("token --format %s: exit %d, stderr %q", format, code, stderr)
 			}
@@ -139,7 +140,7 @@ func TestTokenFormatsGolden(t *testing.T) {
 			golden(t, "token_"+format, normalize(stdout))
 		})
 	}
-	stdout, _, _ := cli("token", "--env", "ZEEBE_TOKEN", "demo", "--format", "env")
+	stdout, _, _ := runCLI("token", "--env", "ZEEBE_TOKEN", "demo", "--format", "env")
 	if !strings.HasPrefix(stdout, "export ZEEBE_TOKEN='eyJ") {
 		t.Errorf("--env ZEEBE_TOKEN: %q", stdout)
 	}
@@ -151,15 +152,15 @@ func TestExitCodesGolden(t *testing.T) {
 		args []string
 		code int
 	}{
-		{"agent_down", []string{"token", "demo", "--socket", filepath.Join(cliDir, "nothing.sock")}, exitUnreachable},
-		{"unknown_profile", []string{"token", "nope"}, exitDenied},
-		{"idp_error", []string{"token", "broken"}, exitIdP},
-		{"usage_format", []string{"token", "demo", "--format", "yaml"}, exitUsage},
-		{"usage_no_profile", []string{"token"}, exitUsage},
+		{"agent_down", []string{"token", "demo", "--socket", filepath.Join(cliDir, "nothing.sock")}, cli.ExitUnreachable},
+		{"unknown_profile", []string{"token", "nope"}, cli.ExitDenied},
+		{"idp_error", []string{"token", "broken"}, cli.ExitIdP},
+		{"usage_format", []string{"token", "demo", "--format", "yaml"}, cli.ExitUsage},
+		{"usage_no_profile", []string{"token"}, cli.ExitUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code := cli(tt.args...)
+			stdout, stderr, code := runCLI(tt.args...)
 			if code != tt.code || stdout != "" {
 				t.Errorf("exit %d, stdout %q; want %d and nothing on stdout", code, stdout, tt.code)
 			}
@@ -168,8 +169,8 @@ func TestExitCodesGolden(t *testing.T) {
 	}
 	t.Run("forbidden", func(t *testing.T) {
 		code, stdout, stderr := runCLIAs(t, 65534, "token", "demo")
-		if code != exitDenied || stdout != "" {
-			t.Errorf("exit %d, stdout %q; want %d and nothing on stdout", code, stdout, exitDenied)
+		if code != cli.ExitDenied || stdout != "" {
+			t.Errorf("exit %d, stdout %q; want %d and nothing on stdout", code, stdout, cli.ExitDenied)
 		}
 		golden(t, "exit_forbidden", fmt.Sprintf("exit %d\n%s", code, normalize(stderr)))
 	})
@@ -216,24 +217,24 @@ func withoutCoverageWarning(s string) string {
 }
 
 func TestStatusInspectRefresh(t *testing.T) {
-	if _, _, code := cli("token", "demo"); code != 0 {
+	if _, _, code := runCLI("token", "demo"); code != 0 {
 		t.Fatal("token demo failed")
 	}
-	cli("token", "broken") // the IdP refuses it: it cannot serve
+	runCLI("token", "broken") // the IdP refuses it: it cannot serve
 	// status shows every profile, and exits 5 because one cannot serve.
-	stdout, _, code := cli("status")
-	if code != exitIdP || !strings.Contains(stdout, "PROFILE") || !regexp.MustCompile(`(?m)^demo\s+(\d+h)?\d+m\d+s\s+\d{4}-`).MatchString(stdout) ||
+	stdout, _, code := runCLI("status")
+	if code != cli.ExitIdP || !strings.Contains(stdout, "PROFILE") || !regexp.MustCompile(`(?m)^demo\s+(\d+h)?\d+m\d+s\s+\d{4}-`).MatchString(stdout) ||
 		!regexp.MustCompile(`(?m)^broken\s+no token .*invalid_client`).MatchString(stdout) {
-		t.Errorf("status: exit %d (want %d: broken cannot serve)\n%s", code, exitIdP, stdout)
+		t.Errorf("status: exit %d (want %d: broken cannot serve)\n%s", code, cli.ExitIdP, stdout)
 	}
 	if !regexp.MustCompile(`(?m)^AGENT \S.*, up \d`).MatchString(stdout) {
 		t.Errorf("status does not say which agent answers, since when:\n%s", stdout)
 	}
-	stdout, _, code = cli("status", "--json")
-	if code != exitIdP || !strings.Contains(stdout, `"name": "demo"`) {
+	stdout, _, code = runCLI("status", "--json")
+	if code != cli.ExitIdP || !strings.Contains(stdout, `"name": "demo"`) {
 		t.Errorf("status --json: exit %d\n%s", code, stdout)
 	}
-	stdout, _, code = cli("inspect", "demo")
+	stdout, _, code = runCLI("inspect", "demo")
 	for _, want := range []string{"JWT (signature not checked)", `"alg": "RS256"`, `"client_id": "c"`, `"scope": "read"`, "exp: "} {
 		if code != 0 || !strings.Contains(stdout, want) {
 			t.Errorf("inspect demo lacks %q:\n%s", want, stdout)
@@ -243,7 +244,7 @@ func TestStatusInspectRefresh(t *testing.T) {
 		t.Errorf("inspect does not show exp as local time and time left:\n%s", stdout)
 	}
 	before := cliIdP.Requests("c")
-	stdout, _, code = cli("refresh", "demo")
+	stdout, _, code = runCLI("refresh", "demo")
 	if code != 0 || !strings.Contains(stdout, "demo: new token, valid until") || cliIdP.Requests("c") != before+1 {
 		t.Errorf("refresh: exit %d, %q, IdP requests %d → %d", code, stdout, before, cliIdP.Requests("c"))
 	}
@@ -252,7 +253,7 @@ func TestStatusInspectRefresh(t *testing.T) {
 func TestInspectOpaque(t *testing.T) {
 	cliIdP.SetFault(idptest.Fault{Opaque: true})
 	defer cliIdP.ClearFault()
-	stdout, _, code := cli("inspect", "opaque")
+	stdout, _, code := runCLI("inspect", "opaque")
 	if code != 0 || !strings.Contains(stdout, "opaque token (not a JWT)") {
 		t.Errorf("inspect of an opaque token: exit %d\n%s", code, stdout)
 	}
@@ -319,8 +320,8 @@ func TestExec(t *testing.T) {
 	t.Run("agent down", func(t *testing.T) {
 		cmd := exec.Command(bin, "exec", "demo", "--socket", filepath.Join(cliDir, "none.sock"), "--", "true")
 		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitUnreachable {
-			t.Errorf("exec with the agent down = %v, want exit %d", err, exitUnreachable)
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != cli.ExitUnreachable {
+			t.Errorf("exec with the agent down = %v, want exit %d", err, cli.ExitUnreachable)
 		}
 	})
 }
@@ -333,17 +334,17 @@ func TestCommandLine(t *testing.T) {
 		stdout     string
 		stderrWant string
 	}{
-		{"no command", nil, exitUsage, "", "no command"},
-		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
-		{"daemon command", []string{"run"}, exitUsage, "", "use `tokenagentd run`"},
-		{"daemon check-config", []string{"check-config", "x.toml"}, exitUsage, "", "use `tokenagentd check-config`"},
-		{"version", []string{"version"}, exitOK, "tokenagent ", ""},
-		{"--version", []string{"--version"}, exitOK, "tokenagent ", ""},
-		{"help", []string{"help"}, exitOK, "usage: tokenagent", ""},
+		{"no command", nil, cli.ExitUsage, "", "no command"},
+		{"unknown command", []string{"frobnicate"}, cli.ExitUsage, "", `unknown command "frobnicate"`},
+		{"daemon command", []string{"run"}, cli.ExitUsage, "", "use `tokenagentd run`"},
+		{"daemon check-config", []string{"check-config", "x.toml"}, cli.ExitUsage, "", "use `tokenagentd check-config`"},
+		{"version", []string{"version"}, cli.ExitOK, "tokenagent ", ""},
+		{"--version", []string{"--version"}, cli.ExitOK, "tokenagent ", ""},
+		{"help", []string{"help"}, cli.ExitOK, "usage: tokenagent", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code := cli(tt.args...)
+			stdout, stderr, code := runCLI(tt.args...)
 			if code != tt.code {
 				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.code, stderr)
 			}
@@ -399,7 +400,7 @@ func goListDeps(t *testing.T, pkg string) []string {
 // is enough for an unmodified OAuth client (x/oauth2 clientcredentials,
 // configured only from it) to get the agent's token.
 func TestEnvPointsAClientAtTheAgent(t *testing.T) {
-	stdout, stderr, code := cli("env", "demo", "--for", "oauth")
+	stdout, stderr, code := runCLI("env", "demo", "--for", "oauth")
 	if code != 0 {
 		t.Fatalf("env: exit %d, %s", code, stderr)
 	}
@@ -421,23 +422,23 @@ func TestEnvPointsAClientAtTheAgent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("x/oauth2 with the printed environment: %v", err)
 	}
-	viaCLI, _, _ := cli("token", "demo")
+	viaCLI, _, _ := runCLI("token", "demo")
 	if tok.AccessToken+"\n" != viaCLI {
 		t.Error("the token endpoint and the socket served different tokens for the same profile")
 	}
-	zeebe, _, code := cli("env", "demo", "--for", "zeebe")
+	zeebe, _, code := runCLI("env", "demo", "--for", "zeebe")
 	if code != 0 || !strings.Contains(zeebe, "export ZEEBE_AUTHORIZATION_SERVER_URL='http://127.0.0.1:") || !strings.Contains(zeebe, "export ZEEBE_CLIENT_ID='demo'") {
 		t.Errorf("env --for zeebe:\n%s", zeebe)
 	}
-	camunda, _, code := cli("env", "demo", "--for", "camunda")
+	camunda, _, code := runCLI("env", "demo", "--for", "camunda")
 	if code != 0 || !strings.Contains(camunda, "export CAMUNDA_OAUTH_URL='http://127.0.0.1:") || !strings.Contains(camunda, "export CAMUNDA_AUTH_STRATEGY='OAUTH'") || !strings.Contains(camunda, "export ZEEBE_CLIENT_ID='demo'") {
 		t.Errorf("env --for camunda:\n%s", camunda)
 	}
-	if _, stderr, code := cli("env", "nope", "--for", "zeebe"); code != exitDenied {
-		t.Errorf("env for an unknown profile: exit %d %s, want %d", code, stderr, exitDenied)
+	if _, stderr, code := runCLI("env", "nope", "--for", "zeebe"); code != cli.ExitDenied {
+		t.Errorf("env for an unknown profile: exit %d %s, want %d", code, stderr, cli.ExitDenied)
 	}
-	if _, _, code := cli("env", "demo", "--for", "spring"); code != exitUsage {
-		t.Errorf("env --for spring: exit %d, want %d", code, exitUsage)
+	if _, _, code := runCLI("env", "demo", "--for", "spring"); code != cli.ExitUsage {
+		t.Errorf("env --for spring: exit %d, want %d", code, cli.ExitUsage)
 	}
 }
 
@@ -452,8 +453,8 @@ func TestPermissionDeniedIsNotAgentDown(t *testing.T) {
 	defer running.Close()
 	os.Chmod(filepath.Dir(running.Socket), 0o755)                                       // others may reach the socket; its mode decides
 	code, stdout, stderr := runCLIAs(t, 2, "token", "demo", "--socket", running.Socket) // the real user bin
-	if code != exitDenied || stdout != "" {
-		t.Errorf("exit %d, stdout %q; want %d", code, stdout, exitDenied)
+	if code != cli.ExitDenied || stdout != "" {
+		t.Errorf("exit %d, stdout %q; want %d", code, stdout, cli.ExitDenied)
 	}
 	fi, err := os.Stat(running.Socket)
 	if err != nil {
@@ -479,7 +480,7 @@ func TestPermissionDeniedIsNotAgentDown(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for _, cmd := range []string{"token", "exec", "env", "refresh", "status", "inspect"} {
 		for _, flag := range []string{"--help", "-h"} {
-			stdout, stderr, code := cli(cmd, flag)
+			stdout, stderr, code := runCLI(cmd, flag)
 			if code != 0 || stderr != "" {
 				t.Errorf("%s %s: exit %d, stderr %q; want help on stdout, exit 0", cmd, flag, code, stderr)
 			}
@@ -492,13 +493,13 @@ func TestHelp(t *testing.T) {
 				t.Errorf("%s %s shows a flag in -flag form:\n%s", cmd, flag, stdout)
 			}
 		}
-		golden(t, "help_"+cmd, func() string { s, _, _ := cli(cmd, "--help"); return s }())
+		golden(t, "help_"+cmd, func() string { s, _, _ := runCLI(cmd, "--help"); return s }())
 	}
-	_, stderr, code := cli("token", "demo", "--bogus")
-	if code != exitUsage || !strings.Contains(stderr, "tokenagent token --help") || strings.Count(stderr, "bogus") != 1 {
-		t.Errorf("a wrong flag: exit %d, stderr %q; want %d, said once, pointing at the help", code, stderr, exitUsage)
+	_, stderr, code := runCLI("token", "demo", "--bogus")
+	if code != cli.ExitUsage || !strings.Contains(stderr, "tokenagent token --help") || strings.Count(stderr, "bogus") != 1 {
+		t.Errorf("a wrong flag: exit %d, stderr %q; want %d, said once, pointing at the help", code, stderr, cli.ExitUsage)
 	}
-	if stdout, _, code := cli("--version"); code != 0 || !strings.HasPrefix(stdout, "tokenagent ") {
+	if stdout, _, code := runCLI("--version"); code != 0 || !strings.HasPrefix(stdout, "tokenagent ") {
 		t.Errorf("--version: exit %d, %q", code, stdout)
 	}
 }
@@ -506,12 +507,12 @@ func TestHelp(t *testing.T) {
 // TestExecExitCodes: as a shell says it, 127 for a command that is not
 // there, 126 for one that cannot be run.
 func TestExecExitCodes(t *testing.T) {
-	if _, stderr, code := cli("exec", "demo", "--", filepath.Join(cliDir, "no-such-program")); code != 127 || !strings.Contains(stderr, "no-such-program") {
+	if _, stderr, code := runCLI("exec", "demo", "--", filepath.Join(cliDir, "no-such-program")); code != 127 || !strings.Contains(stderr, "no-such-program") {
 		t.Errorf("exec of a missing command: exit %d, %q; want 127 naming it", code, stderr)
 	}
 	notExec := filepath.Join(t.TempDir(), "script")
 	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
-	if _, stderr, code := cli("exec", "demo", "--", notExec); code != 126 {
+	if _, stderr, code := runCLI("exec", "demo", "--", notExec); code != 126 {
 		t.Errorf("exec of a file that is not executable: exit %d, %q; want 126", code, stderr)
 	}
 }
@@ -519,20 +520,20 @@ func TestExecExitCodes(t *testing.T) {
 // TestMinValidReadAlike: --min-valid and the socket's min_valid take the
 // same forms ("60" is 60s) and refuse the same values with the same words.
 func TestMinValidReadAlike(t *testing.T) {
-	a, _, c1 := cli("token", "demo", "--min-valid", "60")
-	b, _, c2 := cli("token", "demo", "--min-valid", "60s")
+	a, _, c1 := runCLI("token", "demo", "--min-valid", "60")
+	b, _, c2 := runCLI("token", "demo", "--min-valid", "60s")
 	if c1 != 0 || c2 != 0 || a != b {
 		t.Errorf("--min-valid 60 and 60s: exits %d, %d; same token %v", c1, c2, a == b)
 	}
 	// A min_valid the IdP's tokens cannot meet (they live an hour) is exit 5.
-	if _, stderr, code := cli("token", "demo", "--min-valid", "2h"); code != exitIdP || !strings.Contains(stderr, "asked for 2h0m0s") {
-		t.Errorf("--min-valid 2h with 1-hour tokens: exit %d, %q; want %d", code, stderr, exitIdP)
+	if _, stderr, code := runCLI("token", "demo", "--min-valid", "2h"); code != cli.ExitIdP || !strings.Contains(stderr, "asked for 2h0m0s") {
+		t.Errorf("--min-valid 2h with 1-hour tokens: exit %d, %q; want %d", code, stderr, cli.ExitIdP)
 	}
 	for _, bad := range []string{"-5s", "soon", "25h"} {
-		_, stderr, code := cli("token", "demo", "--min-valid", bad)
+		_, stderr, code := runCLI("token", "demo", "--min-valid", bad)
 		_, wantMsg := ipc.ParseMinValid(bad)
-		if code != exitUsage || wantMsg == nil || !strings.Contains(stderr, wantMsg.Error()) {
-			t.Errorf("--min-valid %s: exit %d, %q; want %d saying %v", bad, code, stderr, exitUsage, wantMsg)
+		if code != cli.ExitUsage || wantMsg == nil || !strings.Contains(stderr, wantMsg.Error()) {
+			t.Errorf("--min-valid %s: exit %d, %q; want %d saying %v", bad, code, stderr, cli.ExitUsage, wantMsg)
 		}
 		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", cliSocket)
@@ -553,17 +554,17 @@ func TestMinValidReadAlike(t *testing.T) {
 // is down keeps the still-valid token in service (exit 0, saying so),
 // and callers go on getting it.
 func TestRefreshDuringOutageKeepsTheToken(t *testing.T) {
-	before, _, code := cli("token", "demo")
+	before, _, code := runCLI("token", "demo")
 	if code != 0 {
 		t.Fatal("token demo failed")
 	}
 	cliIdP.SetFault(idptest.Fault{Status: http.StatusServiceUnavailable})
 	defer cliIdP.ClearFault()
-	stdout, stderr, code := cli("refresh", "demo")
+	stdout, stderr, code := runCLI("refresh", "demo")
 	if code != 0 || !strings.Contains(stdout, "kept the current token") {
 		t.Errorf("refresh during an outage: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if after, _, code := cli("token", "demo"); code != 0 || after != before {
+	if after, _, code := runCLI("token", "demo"); code != 0 || after != before {
 		t.Errorf("after the failed refresh: exit %d, same token %v; want the old token served", code, after == before)
 	}
 }
@@ -571,14 +572,14 @@ func TestRefreshDuringOutageKeepsTheToken(t *testing.T) {
 // TestStatusFormats: status --format json is --json; an error (no agent)
 // is said once, on stderr, with nothing on stdout.
 func TestStatusFormats(t *testing.T) {
-	a, _, _ := cli("status", "--json")
-	b, _, _ := cli("status", "--format", "json")
+	a, _, _ := runCLI("status", "--json")
+	b, _, _ := runCLI("status", "--format", "json")
 	var x, y map[string]any
 	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil || len(x["profiles"].([]any)) != len(y["profiles"].([]any)) {
 		t.Errorf("status --format json and --json differ or do not parse:\n%s\n%s", a, b)
 	}
-	stdout, stderr, code := cli("status", "--format", "json", "--socket", filepath.Join(cliDir, "nothing.sock"))
-	if code != exitUnreachable || stdout != "" || strings.Count(stderr, "nothing.sock") != 1 {
+	stdout, stderr, code := runCLI("status", "--format", "json", "--socket", filepath.Join(cliDir, "nothing.sock"))
+	if code != cli.ExitUnreachable || stdout != "" || strings.Count(stderr, "nothing.sock") != 1 {
 		t.Errorf("status with no agent: exit %d, stdout %q, stderr %q; want one error, on stderr", code, stdout, stderr)
 	}
 }

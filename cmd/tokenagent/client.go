@@ -18,24 +18,9 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/clientlib"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
 )
-
-// Exit codes of the client commands (DESIGN.md, Command line).
-const (
-	exitUnreachable = 3 // agent not reachable, not trusted, or not speaking this CLI's protocol
-	exitDenied      = 4 // forbidden or unknown profile
-	exitIdP         = 5 // the identity provider refused or is unreachable
-)
-
-// exitError carries a specific exit code up to main.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
 
 // clientExit maps clientlib errors to exit codes with a message that says
 // what to do.
@@ -43,26 +28,26 @@ func clientExit(err error) error {
 	var e *clientlib.Error
 	switch {
 	case errors.Is(err, clientlib.ErrAgentUnavailable), errors.Is(err, clientlib.ErrShuttingDown):
-		return &exitError{exitUnreachable, err}
+		return &cli.ExitError{Code: cli.ExitUnreachable, Err: err}
 	case errors.Is(err, clientlib.ErrNotFound):
 		// The agent at the socket lacks an endpoint this CLI uses: the two
 		// are of different versions. Like an absent agent (3), it is the
 		// installation to fix, not the profile (4) or the IdP (5).
-		return &exitError{exitUnreachable, fmt.Errorf("%w (the agent and this tokenagent are of different versions: install matching ones)", err)}
+		return &cli.ExitError{Code: cli.ExitUnreachable, Err: fmt.Errorf("%w (the agent and this tokenagent are of different versions: install matching ones)", err)}
 	case errors.Is(err, clientlib.ErrUnknownProfile), errors.Is(err, clientlib.ErrForbidden):
-		return &exitError{exitDenied, err}
+		return &cli.ExitError{Code: cli.ExitDenied, Err: err}
 	case (errors.Is(err, clientlib.ErrIdPRefused) || errors.Is(err, clientlib.ErrIdPUnavailable)) && errors.As(err, &e):
-		return &exitError{exitIdP, fmt.Errorf("identity provider error %s: %s", e.Code, e.Description)}
+		return &cli.ExitError{Code: cli.ExitIdP, Err: fmt.Errorf("identity provider error %s: %s", e.Code, e.Description)}
 	case errors.Is(err, clientlib.ErrMinValid):
 		// The IdP's tokens do not live that long: asking again cannot help.
-		return &exitError{exitIdP, err}
+		return &cli.ExitError{Code: cli.ExitIdP, Err: err}
 	}
 	return err
 }
 
 // clientFlags are the flags every client command takes.
 func clientFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
-	fs := newFlagSet(name, stderr)
+	fs := newFlagSet(name)
 	socket := fs.String("socket", "", "the agent's socket `path` (default: $TOKENAGENT_SOCKET, then the default path)")
 	return fs, socket
 }
@@ -86,7 +71,7 @@ func parseCommand(fs *flag.FlagSet, args []string, want int, missing string) (po
 		positional, args = append(positional, args[0]), args[1:]
 	}
 	if len(positional) < want {
-		return nil, nil, usageError{name + ": " + missing}
+		return nil, nil, cli.UsageError{Msg: name + ": " + missing}
 	}
 	return positional, args, nil
 }
@@ -98,7 +83,7 @@ func oneProfile(fs *flag.FlagSet, args []string) (string, error) {
 		return "", err
 	}
 	if len(rest) > 0 {
-		return "", usageError{fmt.Sprintf("%s: unexpected arguments %q", strings.TrimPrefix(fs.Name(), "tokenagent "), rest)}
+		return "", cli.UsageError{Msg: fmt.Sprintf("%s: unexpected arguments %q", strings.TrimPrefix(fs.Name(), "tokenagent "), rest)}
 	}
 	return pos[0], nil
 }
@@ -115,10 +100,10 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch *format {
 	case "plain", "json", "header", "env", "curl":
 	default:
-		return usageError{fmt.Sprintf("token: unknown --format %q (plain, json, header, env, curl)", *format)}
+		return cli.UsageError{Msg: fmt.Sprintf("token: unknown --format %q (plain, json, header, env, curl)", *format)}
 	}
 	if !ipc.ValidEnvName(*envVar) {
-		return usageError{fmt.Sprintf("token: --env %q is not a shell variable name", *envVar)}
+		return cli.UsageError{Msg: fmt.Sprintf("token: --env %q is not a shell variable name", *envVar)}
 	}
 	c := &clientlib.Client{Socket: *socket}
 	defer c.Close()
@@ -175,14 +160,14 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, rest, err := parseCommand(fs, args, 0, ""); err != nil {
 		return err
 	} else if len(rest) > 0 {
-		return usageError{"status takes no arguments"}
+		return cli.UsageError{Msg: "status takes no arguments"}
 	}
 	switch *format {
 	case "table":
 	case "json":
 		*asJSON = true
 	default:
-		return usageError{fmt.Sprintf("status: --format %q: use table or json", *format)}
+		return cli.UsageError{Msg: fmt.Sprintf("status: --format %q: use table or json", *format)}
 	}
 	c := &clientlib.Client{Socket: *socket}
 	defer c.Close()
@@ -216,7 +201,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// the user may use can serve a token now.
 	for _, p := range profiles {
 		if p.LastError != "" && !p.ExpiresAt.After(now) {
-			return &exitError{code: exitIdP, err: quietError{}}
+			return &cli.ExitError{Code: cli.ExitIdP, Err: quietError{}}
 		}
 	}
 	return nil
@@ -379,10 +364,10 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	profile := pos[0]
 	if len(cmdArgs) == 0 {
-		return usageError{"exec: no command; usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]"}
+		return cli.UsageError{Msg: "exec: no command; usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]"}
 	}
 	if !ipc.ValidEnvName(*envVar) {
-		return usageError{fmt.Sprintf("exec: --env %q is not a variable name", *envVar)}
+		return cli.UsageError{Msg: fmt.Sprintf("exec: --env %q is not a variable name", *envVar)}
 	}
 	if *forClient != "" {
 		if err := checkForClient("exec", *forClient); err != nil {
@@ -422,7 +407,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 			code = 127
 		}
-		return &exitError{code: code, err: fmt.Errorf("exec %s: %w", cmdArgs[0], err)}
+		return &cli.ExitError{Code: code, Err: fmt.Errorf("exec %s: %w", cmdArgs[0], err)}
 	}
 	done := make(chan struct{})
 	go func() {
@@ -443,7 +428,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			code = 128 + int(ws.Signal())
 		}
-		return &exitError{code: code, err: quietError{}}
+		return &cli.ExitError{Code: code, Err: quietError{}}
 	}
 	return err
 }

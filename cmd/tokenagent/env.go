@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/tokenagent/tokenagent/clientlib"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -45,7 +46,7 @@ const forClientHelp = "zeebe (zeebe-node, the Zeebe Java and Go clients, zbctl),
 // checkForClient refuses an unknown --for for command cmd.
 func checkForClient(cmd, forClient string) error {
 	if _, ok := clientKinds[forClient]; !ok {
-		return usageError{fmt.Sprintf("%s: --for %q: use zeebe, camunda or oauth", cmd, forClient)}
+		return cli.UsageError{Msg: fmt.Sprintf("%s: --for %q: use zeebe, camunda or oauth", cmd, forClient)}
 	}
 	return nil
 }

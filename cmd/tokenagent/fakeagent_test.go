@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 )
 
 // fakeToken is what a fake agent hands out: a valid-looking token, so
@@ -81,14 +83,14 @@ func TestClientRefusesAFakeAgent(t *testing.T) {
 	uid, _ := strconv.Atoi(other.Uid)
 	sock := startFakeAgent(t, uid)
 	for _, format := range []string{"plain", "curl"} {
-		stdout, stderr, code := cli("token", "demo", "--socket", sock, "--format", format)
-		if code != exitUnreachable || stdout != "" || !strings.Contains(stderr, "uid "+other.Uid) || !strings.Contains(stderr, "TOKENAGENT_AGENT_UID") {
+		stdout, stderr, code := runCLI("token", "demo", "--socket", sock, "--format", format)
+		if code != cli.ExitUnreachable || stdout != "" || !strings.Contains(stderr, "uid "+other.Uid) || !strings.Contains(stderr, "TOKENAGENT_AGENT_UID") {
 			t.Errorf("token --format %s from another user's server: exit %d, stdout %q, stderr %q; want exit 3 naming uid %s and nothing printed",
 				format, code, stdout, stderr, other.Uid)
 		}
 	}
 	t.Setenv("TOKENAGENT_AGENT_UID", other.Uid)
-	if stdout, stderr, code := cli("token", "demo", "--socket", sock); code != 0 || stdout != fakeToken+"\n" {
+	if stdout, stderr, code := runCLI("token", "demo", "--socket", sock); code != 0 || stdout != fakeToken+"\n" {
 		t.Errorf("with TOKENAGENT_AGENT_UID=%s: exit %d, %q %q; want the server used", other.Uid, code, stdout, stderr)
 	}
 }

@@ -44,12 +44,6 @@ it; the signature is not printed.`,
 		`tokenagent inspect demo`},
 }
 
-// helpRequest is returned for -h/--help: run prints it on stdout and the
-// command exits 0.
-type helpRequest struct{ text string }
-
-func (h *helpRequest) Error() string { return "help requested" }
-
 // help renders CMD's help: usage line, description, flags in the --flag
 // form the docs use, with defaults, an example and the exit codes.
 func help(fs *flag.FlagSet) string {

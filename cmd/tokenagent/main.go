@@ -14,20 +14,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/tokenagent/tokenagent/internal/version"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
+	"github.com/tokenagent/tokenagent/ipc"
 )
-
-// Exit codes (see DESIGN.md, Command line).
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-)
-
-// usageError makes run exit with exitUsage.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
 
 func main() {
 	// exec forwards signals to its command; the other commands are short
@@ -36,27 +25,8 @@ func main() {
 	os.Exit(code)
 }
 
-func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
-		return exitOK
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		if msg := ee.Error(); msg != "" {
-			fmt.Fprintln(stderr, "tokenagent:", msg)
-		}
-		return ee.code
-	}
-	fmt.Fprintln(stderr, "tokenagent:", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return exitUsage
-	}
-	return exitFailure
-}
+// exitCode says err and returns the code to exit with (cli.ExitCode).
+func exitCode(err error, stderr io.Writer) int { return cli.ExitCode(err, "tokenagent", stderr) }
 
 const usage = `usage: tokenagent COMMAND [flags]
 
@@ -81,19 +51,13 @@ The agent itself is tokenagentd (run, check-config, service).
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	err := dispatch(ctx, args, stdout, stderr)
-	var h *helpRequest
-	if errors.As(err, &h) {
-		fmt.Fprint(stdout, h.text)
-		return nil
-	}
-	return err
+	return cli.ShowHelp(dispatch(ctx, args, stdout, stderr), stdout)
 }
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageError{"no command given"}
+		return cli.UsageError{Msg: "no command given"}
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "token":
@@ -109,7 +73,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "inspect":
 		return cmdInspect(ctx, rest, stdout, stderr)
 	case "run", "check-config", "service":
-		return usageError{fmt.Sprintf("%q is the daemon's: use `tokenagentd %s`", cmd, cmd)}
+		return cli.UsageError{Msg: fmt.Sprintf("%q is the daemon's: use `tokenagentd %s`", cmd, cmd)}
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -118,29 +82,22 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+		return cli.UsageError{Msg: fmt.Sprintf("unknown command %q", cmd)}
 	}
 }
 
-// newFlagSet returns a flag set whose errors surface as usage errors and
-// whose -h/--help is the command's help on stdout (see help).
-func newFlagSet(name string, _ io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("tokenagent "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are reported once, by exitCode
-	fs.Usage = func() {}
-	return fs
-}
+// newFlagSet returns the flag set of command name (cli.NewFlagSet).
+func newFlagSet(name string) *flag.FlagSet { return cli.NewFlagSet("tokenagent " + name) }
 
-// parseFlags parses args and turns flag errors into usage errors that
-// point at the command's help.
+// parseFlags parses args (cli.ParseFlags); its usage errors name the
+// command.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return &helpRequest{help(fs)}
-		}
-		return usageError{fmt.Sprintf("%s: %v (see %s --help)", strings.TrimPrefix(fs.Name(), "tokenagent "), err, fs.Name())}
+	err := cli.ParseFlags(fs, args, func() string { return help(fs) })
+	var ue cli.UsageError
+	if errors.As(err, &ue) {
+		return cli.UsageError{Msg: strings.TrimPrefix(fs.Name(), "tokenagent ") + ": " + ue.Msg}
 	}
-	return nil
+	return err
 }
 
-func versionString() string { return "tokenagent " + version.String() }
+func versionString() string { return "tokenagent " + ipc.Version() }

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/tokenagent/tokenagent/clientlib"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -136,18 +137,18 @@ func TestClientExitCodes(t *testing.T) {
 		kind error
 		want int
 	}{
-		{clientlib.ErrAgentUnavailable, exitUnreachable},
-		{clientlib.ErrShuttingDown, exitUnreachable},
-		{clientlib.ErrNotFound, exitUnreachable},
-		{clientlib.ErrUnknownProfile, exitDenied},
-		{clientlib.ErrForbidden, exitDenied},
-		{clientlib.ErrIdPRefused, exitIdP},
-		{clientlib.ErrIdPUnavailable, exitIdP},
-		{clientlib.ErrMinValid, exitIdP},
+		{clientlib.ErrAgentUnavailable, cli.ExitUnreachable},
+		{clientlib.ErrShuttingDown, cli.ExitUnreachable},
+		{clientlib.ErrNotFound, cli.ExitUnreachable},
+		{clientlib.ErrUnknownProfile, cli.ExitDenied},
+		{clientlib.ErrForbidden, cli.ExitDenied},
+		{clientlib.ErrIdPRefused, cli.ExitIdP},
+		{clientlib.ErrIdPUnavailable, cli.ExitIdP},
+		{clientlib.ErrMinValid, cli.ExitIdP},
 	} {
 		err := clientExit(fmt.Errorf("clientlib: %w", &clientlib.Error{Kind: c.kind, Code: "x", Description: "d"}))
-		var ee *exitError
-		if !errors.As(err, &ee) || ee.code != c.want {
+		var ee *cli.ExitError
+		if !errors.As(err, &ee) || ee.Code != c.want {
 			t.Errorf("clientExit(%v) = %v, want exit %d", c.kind, err, c.want)
 		}
 	}

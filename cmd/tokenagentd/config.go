@@ -12,11 +12,11 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/secretref"
-	"github.com/tokenagent/tokenagent/internal/version"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
-func versionString() string { return "tokenagentd " + version.String() }
+func versionString() string { return "tokenagentd " + ipc.Version() }
 
 // loadConfig reads path; with no path, the default file if it exists,
 // else the Zeebe/Camunda environment variables if any are set.
@@ -35,7 +35,7 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check-config", stderr)
+	fs := newFlagSet("check-config")
 	configFlag := fs.String("config", "", "the configuration `file` (or give it as FILE)")
 	socketFlag := fs.String("socket", "", "the socket `path` the agent would be started with")
 	online := fs.Bool("online", false, "also ask each profile's IdP for one token (discarded, never printed), and report its answer")
@@ -50,7 +50,7 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
 	}
 	if len(positional) > 1 || len(positional) == 1 && *configFlag != "" {
-		return usageError{"check-config takes one configuration: FILE or --config FILE"}
+		return cli.UsageError{Msg: "check-config takes one configuration: FILE or --config FILE"}
 	}
 	if len(positional) == 1 {
 		*configFlag = positional[0]
@@ -105,7 +105,7 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		if fl != nil {
 			if err := fl.Check(ctx); err != nil {
 				fmt.Fprintf(stdout, "fleet: FAILED: %v\n", err)
-				return &exitError{code: exitIdP, err: fmt.Errorf("the fleet cannot be used; the agent would fetch for this host alone")}
+				return &cli.ExitError{Code: cli.ExitIdP, Err: fmt.Errorf("the fleet cannot be used; the agent would fetch for this host alone")}
 			}
 			fmt.Fprintln(stdout, "fleet: ok, etcd answers and the seal key is the fleet's")
 		}
@@ -132,7 +132,7 @@ func checkOnline(ctx context.Context, a *agent.Agent, names []string, stdout io.
 		fmt.Fprintf(stdout, "profile %s: ok, the IdP issued a token valid for %v\n", name, time.Until(tok.ExpiresAt).Round(time.Second))
 	}
 	if failed > 0 {
-		return &exitError{code: exitIdP, err: fmt.Errorf("%d of %d profiles could not get a token", failed, len(names))}
+		return &cli.ExitError{Code: cli.ExitIdP, Err: fmt.Errorf("%d of %d profiles could not get a token", failed, len(names))}
 	}
 	return nil
 }

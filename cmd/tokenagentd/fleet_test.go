@@ -529,7 +529,7 @@ func TestCheckConfigFleet(t *testing.T) {
 	r.idp.AddClient(idptest.Client{ID: "c", Secret: fleetSecret, Method: "client_secret_basic"})
 	a := &fleetAgent{name: "checker", dir: r.dir, config: filepath.Join(r.dir, "agent.toml")}
 	r.writeConfig(a, r.newKey("fleet.key"))
-	out, errOut, code := cli("check-config", "--online", a.config)
+	out, errOut, code := runCLI("check-config", "--online", a.config)
 	if code != 0 || !strings.Contains(out, "seal key id ") || !strings.Contains(out, `this agent is "checker"`) || !strings.Contains(out, "fleet: ok") {
 		t.Fatalf("check-config --online with [fleet]: exit %d\n%s%s", code, out, errOut)
 	}
@@ -538,7 +538,7 @@ func TestCheckConfigFleet(t *testing.T) {
 	a.token(t)
 	r.kill(a)
 	r.writeConfig(a, r.newKey("other.key"))
-	out, errOut, code = cli("check-config", "--online", a.config)
+	out, errOut, code = runCLI("check-config", "--online", a.config)
 	if code == 0 || !strings.Contains(out, "is not the fleet's") {
 		t.Errorf("check-config --online with another seal_key: exit %d\n%s%s", code, out, errOut)
 	}
@@ -546,7 +546,7 @@ func TestCheckConfigFleet(t *testing.T) {
 	bad := filepath.Join(r.dir, "bad.key")
 	writeConfig(t, bad, "not-a-key")
 	r.writeConfig(a, bad)
-	out, errOut, code = cli("check-config", a.config)
+	out, errOut, code = runCLI("check-config", a.config)
 	if code == 0 || !strings.Contains(errOut, "seal_key file:"+bad) || strings.Contains(errOut, "not-a-key") {
 		t.Errorf("check-config with a malformed seal key: exit %d\n%s%s", code, out, errOut)
 	}
@@ -577,11 +577,11 @@ func TestFleetOverTLS(t *testing.T) {
 		writeConfig(t, a.config, strings.Replace(string(data), "[fleet]\n", "[fleet]\n"+tlsLines, 1))
 		agents = append(agents, a)
 	}
-	out, errOut, code := cli("check-config", "--online", agents[0].config)
+	out, errOut, code := runCLI("check-config", "--online", agents[0].config)
 	if code != 0 || !strings.Contains(out, "https://127.0.0.1:") || !strings.Contains(out, "fleet: ok") {
 		t.Fatalf("check-config --online over TLS: exit %d\n%s%s", code, out, errOut)
 	}
-	out, errOut, code = cli("check-config", "--online", agents[2].config)
+	out, errOut, code = runCLI("check-config", "--online", agents[2].config)
 	if code == 0 || !strings.Contains(out, "fleet: FAILED") || !strings.Contains(out, "tls_*") {
 		t.Errorf("check-config --online without a client certificate: exit %d\n%s%s", code, out, errOut)
 	}

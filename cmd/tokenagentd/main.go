@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,28 +15,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 )
-
-// Exit codes (see DESIGN.md, Command line).
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-	exitIdP     = 5 // check-config --online: an IdP would not issue a token
-)
-
-// exitError ends the program with code after printing err.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-
-// usageError makes run exit with exitUsage.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -46,21 +26,8 @@ func main() {
 	os.Exit(code)
 }
 
-func exitCode(err error, stderr io.Writer) int {
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	fmt.Fprintln(stderr, "tokenagentd:", err)
-	var ue usageError
-	var ee *exitError
-	switch {
-	case errors.As(err, &ue):
-		return exitUsage
-	case errors.As(err, &ee):
-		return ee.code
-	}
-	return exitFailure
-}
+// exitCode says err and returns the code to exit with (cli.ExitCode).
+func exitCode(err error, stderr io.Writer) int { return cli.ExitCode(err, "tokenagentd", stderr) }
 
 const usage = `usage: tokenagentd [--config FILE] [--socket PATH] [--dev]
        tokenagentd COMMAND [flags]
@@ -90,13 +57,7 @@ tokenagent binary.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	err := dispatch(ctx, args, stdout, stderr)
-	var h *helpRequest
-	if errors.As(err, &h) {
-		fmt.Fprint(stdout, h.text)
-		return nil
-	}
-	return err
+	return cli.ShowHelp(dispatch(ctx, args, stdout, stderr), stdout)
 }
 
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -118,27 +79,18 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stdout, usage)
 		return nil
 	case "token", "exec", "refresh", "status", "inspect":
-		return usageError{fmt.Sprintf("%q is a client command: use `tokenagent %s`", cmd, cmd)}
+		return cli.UsageError{Msg: fmt.Sprintf("%q is a client command: use `tokenagent %s`", cmd, cmd)}
 	default:
 		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+		return cli.UsageError{Msg: fmt.Sprintf("unknown command %q", cmd)}
 	}
 }
 
-// newFlagSet returns a flag set whose errors surface as usage errors
-// (said once, by exitCode) and whose -h/--help is the command's help on
-// stdout.
-func newFlagSet(name string, _ io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(strings.TrimSpace("tokenagentd "+name), flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return fs
+// newFlagSet returns the flag set of command name, "" for the daemon
+// itself (cli.NewFlagSet).
+func newFlagSet(name string) *flag.FlagSet {
+	return cli.NewFlagSet(strings.TrimSpace("tokenagentd " + name))
 }
-
-// helpRequest is returned for -h/--help: run prints it on stdout.
-type helpRequest struct{ text string }
-
-func (h *helpRequest) Error() string { return "help requested" }
 
 // commandHelp is each command's help; "" is the daemon itself.
 var commandHelp = map[string]string{
@@ -171,17 +123,11 @@ exit codes: 0 ok, 1 error, 2 usage
 `,
 }
 
-// parseFlags parses args and turns flag errors into usage errors that
-// point at the command's help.
+// parseFlags parses args (cli.ParseFlags), with each command's help.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		name := strings.TrimSpace(strings.TrimPrefix(fs.Name(), "tokenagentd"))
-		if errors.Is(err, flag.ErrHelp) {
-			return &helpRequest{commandHelp[name]}
-		}
-		return usageError{fmt.Sprintf("%v (see %s --help)", err, fs.Name())}
-	}
-	return nil
+	return cli.ParseFlags(fs, args, func() string {
+		return commandHelp[strings.TrimSpace(strings.TrimPrefix(fs.Name(), "tokenagentd"))]
+	})
 }
 
 // oneArg parses flags that may come before or after a single argument;
@@ -191,14 +137,14 @@ func oneArg(fs *flag.FlagSet, args []string, missing string) (string, error) {
 		return "", err
 	}
 	if fs.NArg() == 0 {
-		return "", usageError{missing}
+		return "", cli.UsageError{Msg: missing}
 	}
 	arg := fs.Arg(0)
 	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
 		return "", err
 	}
 	if fs.NArg() > 0 {
-		return "", usageError{fmt.Sprintf("unexpected arguments %q", fs.Args())}
+		return "", cli.UsageError{Msg: fmt.Sprintf("unexpected arguments %q", fs.Args())}
 	}
 	return arg, nil
 }

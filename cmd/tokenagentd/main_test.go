@@ -21,6 +21,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/agent/secretref"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -61,7 +62,7 @@ func TestMain(m *testing.M) {
 
 // cli runs tokenagentd's command line in process and returns stdout,
 // stderr and the exit code.
-func cli(args ...string) (string, string, int) {
+func runCLI(args ...string) (string, string, int) {
 	var stdout, stderr bytes.Buffer
 	code := exitCode(run(context.Background(), args, &stdout, &stderr), &stderr)
 	return stdout.String(), stderr.String(), code
@@ -154,19 +155,19 @@ func TestExitCodes(t *testing.T) {
 		stdout     string
 		stderrWant string
 	}{
-		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
-		{"client command", []string{"token", "p"}, exitUsage, "", "use `tokenagent token`"},
-		{"bad flag", []string{"--nope"}, exitUsage, "", "-nope"},
-		{"bad flag after run", []string{"run", "--nope"}, exitUsage, "", "-nope"},
-		{"arguments", []string{"--config", good, "extra"}, exitUsage, "", "unexpected arguments"},
-		{"dev and config", []string{"--dev", "--config", good}, exitUsage, "", "exclusive"},
-		{"version", []string{"version"}, exitOK, "tokenagentd ", ""},
-		{"help", []string{"help"}, exitOK, "usage: tokenagentd", ""},
-		{"check-config ok", []string{"check-config", good}, exitOK, "ok, 1 profile(s): p", ""},
-		{"check-config unknown key", []string{"check-config", bad}, exitFailure, "", "bad.toml:3: unknown key \"clientid\""},
-		{"check-config missing file", []string{"check-config", filepath.Join(dir, "nope.toml")}, exitFailure, "", "nope.toml"},
-		{"check-config two files", []string{"check-config", good, bad}, exitUsage, "", "one configuration"},
-		{"check-config open metrics_listen", []string{"check-config", openMetrics}, exitOK, "ok, 1 profile(s)", `warning: metrics_listen = ":9464" is reachable from other hosts`},
+		{"unknown command", []string{"frobnicate"}, cli.ExitUsage, "", `unknown command "frobnicate"`},
+		{"client command", []string{"token", "p"}, cli.ExitUsage, "", "use `tokenagent token`"},
+		{"bad flag", []string{"--nope"}, cli.ExitUsage, "", "-nope"},
+		{"bad flag after run", []string{"run", "--nope"}, cli.ExitUsage, "", "-nope"},
+		{"arguments", []string{"--config", good, "extra"}, cli.ExitUsage, "", "unexpected arguments"},
+		{"dev and config", []string{"--dev", "--config", good}, cli.ExitUsage, "", "exclusive"},
+		{"version", []string{"version"}, cli.ExitOK, "tokenagentd ", ""},
+		{"help", []string{"help"}, cli.ExitOK, "usage: tokenagentd", ""},
+		{"check-config ok", []string{"check-config", good}, cli.ExitOK, "ok, 1 profile(s): p", ""},
+		{"check-config unknown key", []string{"check-config", bad}, cli.ExitFailure, "", "bad.toml:3: unknown key \"clientid\""},
+		{"check-config missing file", []string{"check-config", filepath.Join(dir, "nope.toml")}, cli.ExitFailure, "", "nope.toml"},
+		{"check-config two files", []string{"check-config", good, bad}, cli.ExitUsage, "", "one configuration"},
+		{"check-config open metrics_listen", []string{"check-config", openMetrics}, cli.ExitOK, "ok, 1 profile(s)", `warning: metrics_listen = ":9464" is reachable from other hosts`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,16 +227,16 @@ func TestCheckConfigFindsWhatRunRefuses(t *testing.T) {
 
 	empty := filepath.Join(dir, "empty.toml")
 	writeConfig(t, empty, "store = \"memory\"\n")
-	if _, stderr, code := cli("check-config", empty); code != exitFailure || !strings.Contains(stderr, "no profiles") {
+	if _, stderr, code := runCLI("check-config", empty); code != cli.ExitFailure || !strings.Contains(stderr, "no profiles") {
 		t.Errorf("no profiles: exit %d, %q", code, stderr)
 	}
 
 	// Relative --config, from the config's directory: the key goes beside it.
 	wd, _ := os.Getwd()
 	os.Chdir(dir)
-	stdout, stderr, code := cli("check-config", "--config", "agent.toml", "--socket", filepath.Join(dir, "agent.sock"))
+	stdout, stderr, code := runCLI("check-config", "--config", "agent.toml", "--socket", filepath.Join(dir, "agent.sock"))
 	os.Chdir(wd)
-	if code != exitOK || !strings.Contains(stdout, filepath.Join(dir, "store.key")) || !strings.Contains(stdout, "socket: "+filepath.Join(dir, "agent.sock")) ||
+	if code != cli.ExitOK || !strings.Contains(stdout, filepath.Join(dir, "store.key")) || !strings.Contains(stdout, "socket: "+filepath.Join(dir, "agent.sock")) ||
 		!strings.Contains(stdout, "export TOKENAGENT_SOCKET="+filepath.Join(dir, "agent.sock")) {
 		t.Errorf("check-config --config agent.toml: exit %d\n%s%s", code, stdout, stderr)
 	}
@@ -253,7 +254,7 @@ func TestCheckConfigFindsWhatRunRefuses(t *testing.T) {
 	st.Close()
 	newKey, _ := store.NewKeyText()
 	writeConfig(t, filepath.Join(dir, "store.key"), string(newKey))
-	if _, stderr, code := cli("check-config", cfgPath); code != exitFailure || !strings.Contains(stderr, "would refuse to start") || !strings.Contains(stderr, "store_key_previous") {
+	if _, stderr, code := runCLI("check-config", cfgPath); code != cli.ExitFailure || !strings.Contains(stderr, "would refuse to start") || !strings.Contains(stderr, "store_key_previous") {
 		t.Errorf("store key changed: exit %d, %q; want the refusal start would give", code, stderr)
 	}
 	os.Remove(db)
@@ -262,11 +263,11 @@ func TestCheckConfigFindsWhatRunRefuses(t *testing.T) {
 	writeFile := filepath.Join(dir, "good.secret")
 	writeConfig(t, writeFile, "check-config-secret")
 	writeConfig(t, cfgPath, fmt.Sprintf("store = %q\n", db)+profile("good", "check-config-secret")+profile("bad", "wrong-secret")+profile("typo", "good.secret"))
-	stdout, stderr, code = cli("check-config", cfgPath, "--online")
+	stdout, stderr, code = runCLI("check-config", cfgPath, "--online")
 	if !strings.Contains(stderr, `warning: profile "typo": client_secret is literal text that looks like a file name`) {
 		t.Errorf("no warning for client_secret = \"good.secret\":\n%s", stderr)
 	}
-	if code != exitIdP || !strings.Contains(stdout, "profile good: ok") || !regexp.MustCompile(`profile bad: FAILED: .*invalid_client`).MatchString(stdout) {
+	if code != cli.ExitIdP || !strings.Contains(stdout, "profile good: ok") || !regexp.MustCompile(`profile bad: FAILED: .*invalid_client`).MatchString(stdout) {
 		t.Errorf("check-config --online: exit %d\n%s%s", code, stdout, stderr)
 	}
 	for _, tok := range idp.Issued() {
@@ -354,18 +355,18 @@ func TestReadmeCommandsWorkAgainstDev(t *testing.T) {
 // an example and the exit codes (the daemon's own help lists the commands).
 func TestDaemonHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"check-config", "--help"}, {"check-config", "-h"}, {"service", "--help"}} {
-		stdout, stderr, code := cli(args...)
-		if code != exitOK || stderr != "" || !strings.HasPrefix(stdout, "usage: tokenagentd") {
+		stdout, stderr, code := runCLI(args...)
+		if code != cli.ExitOK || stderr != "" || !strings.HasPrefix(stdout, "usage: tokenagentd") {
 			t.Errorf("tokenagentd %s: exit %d, stderr %q, stdout %.60q", strings.Join(args, " "), code, stderr, stdout)
 		}
 		if args[0] != "--help" && args[0] != "-h" && args[0] != "help" && (!strings.Contains(stdout, "example:") || !strings.Contains(stdout, "exit codes:")) {
 			t.Errorf("tokenagentd %s lacks an example or the exit codes:\n%s", strings.Join(args, " "), stdout)
 		}
 	}
-	if stdout, _, code := cli("--version"); code != exitOK || !strings.HasPrefix(stdout, "tokenagentd ") {
+	if stdout, _, code := runCLI("--version"); code != cli.ExitOK || !strings.HasPrefix(stdout, "tokenagentd ") {
 		t.Errorf("tokenagentd --version: exit %d, %q", code, stdout)
 	}
-	if _, stderr, code := cli("check-config", "--bogus"); code != exitUsage || !strings.Contains(stderr, "tokenagentd check-config --help") {
+	if _, stderr, code := runCLI("check-config", "--bogus"); code != cli.ExitUsage || !strings.Contains(stderr, "tokenagentd check-config --help") {
 		t.Errorf("a wrong flag: exit %d, %q", code, stderr)
 	}
 }

@@ -69,7 +69,7 @@ func TestProviderSnippets(t *testing.T) {
 			}
 			path := filepath.Join(dir, "agent.toml")
 			os.WriteFile(path, []byte(snippet), 0o600)
-			stdout, stderr, code := cli("check-config", path)
+			stdout, stderr, code := runCLI("check-config", path)
 			if code != 0 || !strings.Contains(stdout, "ok, 1 profile(s): "+name[1]) {
 				t.Errorf("check-config on the %s snippet: exit %d\n%s%s\n%s", name[1], code, stdout, stderr, snippet)
 			}

@@ -14,11 +14,12 @@ import (
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/demoidp"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("", stderr)
+	fs := newFlagSet("")
 	configPath := fs.String("config", "", "configuration `file`")
 	dev := fs.Bool("dev", false, "run with a built-in demo identity provider and a \"demo\" profile")
 	socketFlag := fs.String("socket", "", "socket `path`")
@@ -26,10 +27,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected arguments %q", fs.Args())}
+		return cli.UsageError{Msg: fmt.Sprintf("unexpected arguments %q", fs.Args())}
 	}
 	if *dev && *configPath != "" {
-		return usageError{"--dev and --config are exclusive"}
+		return cli.UsageError{Msg: "--dev and --config are exclusive"}
 	}
 
 	var cfg *config.Config

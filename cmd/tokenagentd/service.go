@@ -13,6 +13,7 @@ import (
 	"github.com/kardianos/service"
 
 	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/packaging"
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -27,7 +28,7 @@ func (controlOnly) Start(service.Service) error { return nil }
 func (controlOnly) Stop(service.Service) error  { return nil }
 
 func cmdService(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("service", stderr)
+	fs := newFlagSet("service")
 	configPath := fs.String("config", "", "configuration `file` the service runs with (default: "+config.DefaultConfigPath()+")")
 	userService := fs.Bool("user", false, "a per-user service (systemd --user, launchd agent) instead of a system one")
 	action, err := oneArg(fs, args, "usage: tokenagentd service install|uninstall|start|stop|restart|status [--config FILE] [--user]")
@@ -72,7 +73,7 @@ func cmdService(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: %s done\n", serviceName, action)
 		return nil
 	default:
-		return usageError{fmt.Sprintf("service: unknown action %q (install, uninstall, start, stop, restart, status)", action)}
+		return cli.UsageError{Msg: fmt.Sprintf("service: unknown action %q (install, uninstall, start, stop, restart, status)", action)}
 	}
 }
 

@@ -9,19 +9,20 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 )
 
 func TestServiceCommand(t *testing.T) {
-	stdout, stderr, code := cli("service", "status")
+	stdout, stderr, code := runCLI("service", "status")
 	if code != 0 || !strings.HasPrefix(stdout, "tokenagent: ") {
 		t.Errorf("service status: exit %d, %q %q", code, stdout, stderr)
 	}
-	_, stderr, code = cli("service", "frobnicate")
-	if code != exitUsage || !strings.Contains(stderr, `unknown action "frobnicate"`) {
+	_, stderr, code = runCLI("service", "frobnicate")
+	if code != cli.ExitUsage || !strings.Contains(stderr, `unknown action "frobnicate"`) {
 		t.Errorf("service frobnicate: exit %d, %q", code, stderr)
 	}
-	_, stderr, code = cli("service", "install", "--config", filepath.Join(t.TempDir(), "missing.toml"))
-	if code != exitFailure || !strings.Contains(stderr, "no configuration at") {
+	_, stderr, code = runCLI("service", "install", "--config", filepath.Join(t.TempDir(), "missing.toml"))
+	if code != cli.ExitFailure || !strings.Contains(stderr, "no configuration at") {
 		t.Errorf("service install with a missing config: exit %d, %q", code, stderr)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tokenagent/tokenagent/internal/version"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/door"
 )
@@ -160,7 +159,7 @@ func (mw *Writer) Write(w io.Writer) {
 		writeStore(w, mw.Collector.StoreHealth())
 	}
 	family(w, "tokenagent_build_info", "gauge", "The agent's version and the Go it was built with (always 1).")
-	fmt.Fprintf(w, "tokenagent_build_info{version=%q,goversion=%q} 1\n", version.String(), runtime.Version())
+	fmt.Fprintf(w, "tokenagent_build_info{version=%q,goversion=%q} 1\n", ipc.Version(), runtime.Version())
 	writeRuntime(w)
 }
 

@@ -1,0 +1,170 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/ipc/door"
+	"github.com/tokenagent/tokenagent/ipc/localapi"
+	"github.com/tokenagent/tokenagent/ipc/metrics"
+	"github.com/tokenagent/tokenagent/ipc/tokenendpoint"
+)
+
+// server is what every door's server does: http.Server's lifecycle.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// runner is one door: a listener and the server that answers on it, started once
+// (serve) and stopped once (stop), whichever door it is.
+type runner struct {
+	name string
+	srv  server
+	ln   net.Listener
+	// cut: stopped at once rather than drained (a Prometheus scrape is
+	// retried; a caller waiting for a token is not).
+	cut  bool
+	done chan struct{} // closed when Serve has returned; nil before serve
+}
+
+// serve starts the door; its Serve's result goes to served.
+func (dr *runner) serve(served chan<- error) {
+	dr.done = make(chan struct{})
+	go func() { defer close(dr.done); served <- dr.srv.Serve(dr.ln) }()
+}
+
+// stop drains the door (or cuts it) and waits for Serve to return: a
+// server closes its listener, removing the socket, when Serve returns,
+// even when Shutdown came first, so Run never returns with the socket
+// still there. A door that never served only closes its listener.
+func (dr *runner) stop(d *Daemon, a *agent.Agent) {
+	switch {
+	case dr.done == nil:
+		dr.ln.Close()
+		return
+	case dr.cut:
+		dr.srv.Close()
+	default:
+		d.drain(dr.srv, dr.name, a)
+	}
+	<-dr.done
+}
+
+// doors are the daemon's doors in the order they open; they stop in the
+// reverse order, the socket last.
+type doors []*runner
+
+// serve starts every door; the returned channel has one answer from each
+// door's Serve and never blocks it.
+func (ds doors) serve() <-chan error {
+	served := make(chan error, len(ds))
+	for _, dr := range ds {
+		dr.serve(served)
+	}
+	return served
+}
+
+// stop stops every door, the last opened first.
+func (ds doors) stop(d *Daemon, a *agent.Agent) {
+	for i := len(ds) - 1; i >= 0; i-- {
+		ds[i].stop(d, a)
+	}
+}
+
+// addr is the named door's address; nil when it is not open.
+func (ds doors) addr(name string) net.Addr {
+	for _, dr := range ds {
+		if dr.name == name {
+			return dr.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Door names, as logs say them.
+const (
+	doorSocket   = "socket"
+	doorEndpoint = "token endpoint"
+	doorMetrics  = "metrics"
+)
+
+// openDoors opens every door the configuration asks for — the socket, the
+// loopback token endpoint, /metrics over TCP — without serving yet. The
+// token endpoint's listener is opened first, so that the socket can tell
+// its URL (/v1/health, for tokenagent env). On error, what was opened is
+// closed again.
+func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
+	cfg := d.opts.Config
+	defer func() {
+		if err != nil {
+			ds.stop(d, a)
+		}
+	}()
+	var eln net.Listener
+	endpointURL := ""
+	if cfg.TokenEndpoint != "" {
+		if eln, err = tokenendpoint.Listen(cfg.TokenEndpoint, connectionLimits(cfg)); err != nil {
+			return nil, fmt.Errorf("config %s: %w", cfg.Path(), err)
+		}
+		endpointURL = "http://" + eln.Addr().String() + tokenendpoint.PathToken
+	}
+	ln, err := listen(cfg, d.opts.Socket)
+	if err != nil {
+		if eln != nil {
+			eln.Close()
+		}
+		return nil, err
+	}
+	observe := logRequests(d.log)
+	if extra := d.opts.Observe; extra != nil {
+		logged := observe
+		observe = func(ev door.RequestEvent) { logged(ev); extra(ev) }
+	}
+	requests := &metrics.Requests{} // every door's, on the socket's /metrics
+	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Metrics: a, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
+		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL})
+	ds = append(ds, &runner{name: doorSocket, srv: srv, ln: ln})
+	if eln != nil {
+		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
+		ds = append(ds, &runner{name: doorEndpoint, srv: esrv, ln: eln})
+		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint")
+	}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return ds, fmt.Errorf("config %s: metrics_listen %s: %w", cfg.Path(), cfg.MetricsListen, err)
+		}
+		msrv := door.NewServer(srv.Metrics().Handler(), door.Timeouts{}) // the doors' read, write and idle timeouts
+		ds = append(ds, &runner{name: doorMetrics, srv: msrv, ln: mln, cut: true})
+		d.log.Info().Str("metrics_listen", mln.Addr().String()).Msg("serving /metrics over TCP")
+	}
+	return ds, nil
+}
+
+// answerGrace is how long requests that were waiting for a fetch get to
+// write their "shutting down" answer once the engine stopped fetching.
+const answerGrace = time.Second
+
+// drain lets a door's requests in flight finish, up to ShutdownGrace.
+// Those still waiting for the IdP are then answered ErrShuttingDown (the
+// engine stops fetching), and only what is left after that is cut off.
+func (d *Daemon) drain(srv server, name string, a *agent.Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.opts.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err == nil {
+		return
+	}
+	a.StopFetching()
+	ctx, cancel = context.WithTimeout(context.Background(), answerGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		d.log.Warn().Err(err).Str("door", name).Msg("requests still in flight at shutdown were cut off")
+		srv.Close()
+	}
+}

@@ -1,0 +1,101 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/secretref"
+)
+
+// reloadLoop serves until ctx ends or a door stops serving, applying
+// every SIGHUP and Reload on the way.
+func (d *Daemon) reloadLoop(ctx context.Context, a *agent.Agent, sig <-chan os.Signal, served <-chan error) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-served:
+			return fmt.Errorf("serving: %w", err)
+		case <-sig:
+			d.reload(a)
+		case <-d.hup:
+			d.reload(a)
+		}
+	}
+}
+
+// reload re-reads the configuration file. A file that does not load, or a
+// profile that cannot be built, leaves the running configuration in place;
+// the log says why.
+func (d *Daemon) reload(a *agent.Agent) {
+	path := d.opts.ConfigPath
+	if path == "" {
+		d.log.Info().Msg("SIGHUP: no configuration file to reload (--dev or environment variables)")
+		return
+	}
+	sdNotify("RELOADING=1")
+	defer sdNotify("READY=1")
+	d.log.Info().Str("config", path).Msg("SIGHUP: reloading configuration")
+	next, err := secretref.LoadConfig(path)
+	if err == nil {
+		err = next.CheckServes()
+	}
+	if err == nil {
+		for _, dir := range next.SinkDirs() { // a new file sink must live somewhere safe too
+			if err = checkTrustedDir("file sink directory", dir, os.Geteuid()); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		_, err = a.Reload(next)
+	}
+	if err != nil {
+		d.log.Error().Err(err).Str("config", path).Msg("reload rejected; still running the previous configuration")
+		return
+	}
+	d.mu.Lock()
+	prev := d.cfg
+	d.cfg, d.reloaded = next, d.clock.Now()
+	d.mu.Unlock()
+	setLogLevel(next)
+	warnRestartOnly(prev, next, d.log)
+}
+
+// warnRestartOnly says which changed settings a reload cannot apply.
+func warnRestartOnly(old, next *config.Config, log zerolog.Logger) {
+	for _, s := range []struct {
+		key       string
+		was, then string
+	}{
+		{"socket", old.Socket, next.Socket},
+		{"socket_mode", old.SocketMode, next.SocketMode},
+		{"socket_group", old.SocketGroup, next.SocketGroup},
+		{"max_connections", fmt.Sprint(old.MaxConnections), fmt.Sprint(next.MaxConnections)},
+		{"max_connections_per_uid", fmt.Sprint(old.MaxConnectionsPerUID), fmt.Sprint(next.MaxConnectionsPerUID)},
+		{"metrics_listen", old.MetricsListen, next.MetricsListen},
+		{"token_endpoint", old.TokenEndpoint, next.TokenEndpoint},
+		{"store", old.Store, next.Store},
+		{"store_key", old.StoreKey, next.StoreKey},
+		{"store_key_previous", fmt.Sprint(old.StoreKeyPrevious), fmt.Sprint(next.StoreKeyPrevious)},
+		{"log_level", old.LogLevel, next.LogLevel},
+		{"log_format", old.LogFormat, next.LogFormat},
+		{"[fleet]", fleetText(old), fleetText(next)},
+	} {
+		if s.was != s.then {
+			log.Warn().Str("setting", s.key).Msg("changed in the file, but applies only at start: restart the agent to use it")
+		}
+	}
+}
+
+// fleetText is [fleet] as text, to see whether a reload changed it.
+func fleetText(c *config.Config) string {
+	b, _ := json.Marshal(c.Fleet)
+	return string(b)
+}
