@@ -2,15 +2,12 @@ package fleet
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/tokenagent/tokenagent/agent/idp"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -341,60 +338,6 @@ func (c *Coordinator) read(ctx context.Context) (origin Origin, err error, done 
 // forced refresh, at most one per 10 s.
 const maxRejected = 16
 
-// Rejected says that an API refused the token with SHA-256 sum, reported
-// on this host: a record of that token is never taken from the fleet
-// again (put back into etcd, it would be served until it expires).
-func (c *Coordinator) Rejected(sum [32]byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, r := range c.rejected {
-		if r == sum {
-			return
-		}
-	}
-	if len(c.rejected) == maxRejected {
-		c.rejected = c.rejected[1:]
-	}
-	c.rejected = append(c.rejected, sum)
-}
-
-// current reports whether r, a record that opened, may be offered to the
-// profile: not older than a generation this host has seen (a replay of
-// an older record, put back into etcd by someone with write access), and
-// not a token reported rejected here. Replays are logged once until a
-// current record arrives; the fetch under the lock overwrites them.
-func (c *Coordinator) current(r Record) bool {
-	sum := sha256.Sum256([]byte(r.AccessToken))
-	c.mu.Lock()
-	older := r.Generation < c.seen
-	rejected := false
-	for _, s := range c.rejected {
-		rejected = rejected || r.AccessToken != "" && s == sum
-	}
-	if !older {
-		c.seen = r.Generation
-	}
-	first := (older || rejected) && !c.stale
-	c.stale = older || rejected
-	seen := c.seen
-	c.mu.Unlock()
-	if first {
-		c.cfg.Log.Warn().Uint64("generation", r.Generation).Uint64("seen_generation", seen).Bool("rejected_token", rejected).Str("minted_by", ipc.SafeText(r.MintedBy)).
-			Msg("the fleet's record for this profile is older than one this host has seen, or holds a token reported rejected here: an older record put back into etcd; ignored, and replaced by this host's next fetch under the lock; check who writes to the fleet's etcd prefix")
-	}
-	return !older && !rejected
-}
-
-// nextGeneration is the generation of a record this host writes: one
-// more than the highest it has seen (the read under the lock saw the
-// newest, unless it was a replay).
-func (c *Coordinator) nextGeneration() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.seen++
-	return c.seen
-}
-
 // adopt offers r to the profile and counts and signals a token installed.
 func (c *Coordinator) adopt(r Record) bool {
 	if !c.prof.Adopt(r) {
@@ -406,130 +349,6 @@ func (c *Coordinator) adopt(r Record) bool {
 	c.arrived = make(chan struct{})
 	c.mu.Unlock()
 	return true
-}
-
-// refused holds the profile off the IdP until the record's failure ends,
-// when it is a refusal of this host's credential made since the last
-// reload; nil otherwise.
-func (c *Coordinator) refused(r Record) error {
-	f := r.Failure
-	now := c.cfg.Clock.Now()
-	c.mu.Lock()
-	if f == nil || f.Credential != c.cfg.Credential || !f.Until.After(now) || f.At.Before(c.forgot) {
-		c.mu.Unlock()
-		return nil
-	}
-	first := !c.refusal.Equal(f.At)
-	c.refusal = f.At
-	c.mu.Unlock()
-	host := ipc.SafeText(r.MintedBy) // another host's text: shown and logged as text
-	err := fmt.Errorf("%w (refused to host %s; shared through the fleet)", &idp.Error{
-		Endpoint: f.Endpoint, StatusCode: f.Status, Code: f.Code, Description: f.Description,
-	}, host)
-	held := c.prof.Refused(err, f.Until)
-	if held != nil && first {
-		c.cfg.Log.Warn().Str("refused_host", host).Str("idp_error", f.Code).Int("status", f.Status).Time("until", f.Until).
-			Msg("the IdP refused this client to another host of the fleet; not asking it until then (fix the credential, then reload)")
-	}
-	return held
-}
-
-// shareRefusal shares a permanent refusal this host got, so that the
-// other hosts with the same credential hold off the IdP for
-// permanent_backoff instead of each learning it for itself. The record
-// keeps the token held, if any.
-func (c *Coordinator) shareRefusal(ctx context.Context, err error) {
-	var ie *idp.Error
-	if !errors.As(err, &ie) || ie.Transient {
-		return
-	}
-	at := c.cfg.Clock.Now()
-	r, _ := c.prof.Held()
-	r.MintedBy, r.Generation, r.Failure = c.cfg.Host, c.nextGeneration(), &Failure{
-		Endpoint: ie.Endpoint, Status: ie.StatusCode, Code: ie.Code, Description: ie.Description,
-		At: at, Until: at.Add(c.cfg.PermanentBackoff), Credential: c.cfg.Credential,
-	}
-	if err := c.cfg.Backend.Put(ctx, c.cfg.Fingerprint, r); err != nil {
-		c.trouble(err)
-	}
-}
-
-// usable reports whether the fleet is to be asked now.
-func (c *Coordinator) usable() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !c.down || !c.cfg.Clock.Now().Before(c.retry)
-}
-
-// trouble logs a backend failure once until the fleet works again; the
-// profile goes on fetching for this host alone, and asks the fleet again
-// after RetryAfter, when a probe reads it.
-func (c *Coordinator) trouble(err error) {
-	c.mu.Lock()
-	first := !c.down
-	c.down, c.retry = true, c.cfg.Clock.Now().Add(RetryAfter)
-	c.wrongKey = errors.Is(err, ErrWrongKey)
-	if first && !c.closed {
-		c.stopProbe = c.cfg.Clock.AfterFunc(RetryAfter, c.probe)
-	}
-	closed := c.closed
-	c.mu.Unlock()
-	switch {
-	case !first || closed:
-	case errors.Is(err, ErrWrongKey):
-		c.cfg.Log.Error().Err(err).Msg("this host's [fleet] seal_key is not the fleet's: it fetches tokens for itself and shares none; give it the fleet's seal_key and reload")
-	default:
-		c.cfg.Log.Warn().Err(err).Msg("fleet unavailable; fetching tokens for this host alone until it answers")
-	}
-}
-
-// probe reads the fleet while the profile is down to this host alone;
-// once it answers, the profile rejoins and takes the fleet's token if that
-// is newer. It probes again after RetryAfter until then.
-func (c *Coordinator) probe() {
-	c.mu.Lock()
-	c.stopProbe = nil
-	down, closed, ctx := c.down, c.closed, c.ctx
-	c.mu.Unlock()
-	if !down || closed || ctx == nil {
-		return
-	}
-	c.read(ctx) // a failure re-arms the probe (trouble)
-	c.mu.Lock()
-	if c.down && c.stopProbe == nil && !c.closed {
-		// Still down without a new failure noted (a wrong key read as
-		// such again): probe on.
-		c.stopProbe = c.cfg.Clock.AfterFunc(RetryAfter, c.probe)
-	}
-	c.mu.Unlock()
-}
-
-// watch offers the profile the tokens other hosts write, as soon as the
-// backend delivers them, until ctx ends.
-func (c *Coordinator) watch(ctx context.Context) {
-	first := true
-	for ctx.Err() == nil {
-		ch, err := c.cfg.Backend.Watch(ctx, c.cfg.Fingerprint)
-		if first {
-			if err != nil && ctx.Err() == nil {
-				c.trouble(err) // fetches go alone, the probe rejoins
-			}
-			close(c.watched) // registered, or the backend could not say so in time
-			first = false
-		}
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(watchRetry):
-			}
-			continue
-		}
-		for r := range ch {
-			if c.current(r) {
-				c.adopt(r)
-			}
-		}
-	}
 }
 
 // count updates the stats under the coordinator's lock.

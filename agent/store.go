@@ -8,7 +8,9 @@ import (
 	"syscall"
 
 	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/persist"
 	"github.com/tokenagent/tokenagent/agent/secretref"
+	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
 )
 
@@ -135,4 +137,86 @@ func StoreUnavailable(err error) bool {
 		}
 	}
 	return false
+}
+
+// adoptStore seeds the profiles that hold no token yet with the stored
+// tokens that are still usable, and deletes the rest: records of profiles
+// no longer configured, written for other settings, expired, or failing
+// authentication.
+func (a *Agent) adoptStore(st *store.Store) {
+	log := a.log.With().Str("store", st.Path()).Logger()
+	if moved, cause := st.Recovered(); moved != "" {
+		log.Error().Str("moved_to", moved).AnErr("cause", cause).
+			Msg("token store was damaged; moved it aside and started empty (tokens will be fetched again)")
+	}
+	if n := st.Resealed(); n > 0 {
+		log.Info().Int("records", n).Str("key_id", st.KeyID()).Msg("re-sealed stored tokens with the current store key; store_key_previous can be removed")
+	}
+	recs, problems, err := st.LoadAll()
+	if err != nil {
+		log.Error().Err(err).Msg("cannot read the token store; starting without stored tokens")
+		return
+	}
+	var drop []string
+	for _, p := range problems {
+		log.Error().Str("profile", p.Profile).Err(p.Err).Msg("dropping a stored token that failed authentication")
+		drop = append(drop, p.Profile)
+	}
+	sources := *a.sources.Load()
+	now := a.clock.Now()
+	loaded := 0
+	for _, r := range recs {
+		s := sources[r.Profile]
+		switch {
+		case s == nil:
+			log.Info().Str("profile", r.Profile).Msg("dropping the stored token of a profile no longer configured")
+		case r.Fingerprint != s.prof.fingerprint:
+			log.Info().Str("profile", r.Profile).Msg("profile settings changed (endpoint, client, auth, scopes, audience or resource); stored token ignored")
+		case r.ExpiresAt.Sub(now) < s.prof.timing.MinValid.Duration:
+			log.Debug().Str("profile", r.Profile).Time("expires_at", r.ExpiresAt).Msg("dropping an expired stored token")
+		case s.cur.Load() != nil:
+			continue // the token in memory is newer; it is written over this one
+		default:
+			s.seed(r)
+			loaded++
+			continue
+		}
+		drop = append(drop, r.Profile)
+	}
+	a.persister.Remove(drop...)
+	log.Info().Int("loaded", loaded).Int("dropped", len(drop)).Msg("token store opened")
+}
+
+// adoptAgain adopts a store the writer opened again, and returns the
+// tokens held in memory for it to write.
+func (a *Agent) adoptAgain(st *store.Store) []store.Record {
+	a.adoptStore(st)
+	return a.currentRecords()
+}
+
+// currentRecords are the tokens held in memory, as store records.
+func (a *Agent) currentRecords() []store.Record {
+	var recs []store.Record
+	for _, s := range *a.sources.Load() {
+		if c := s.cur.Load(); c != nil {
+			recs = append(recs, s.record(c))
+		}
+	}
+	return recs
+}
+
+// persist notes a fresh token for the store; it never waits for the
+// disk.
+func (a *Agent) persist(r store.Record) {
+	if a.persister != nil {
+		a.persister.Put(r)
+	}
+}
+
+// StoreHealth reports the token store's state.
+func (a *Agent) StoreHealth() ipc.StoreHealth {
+	if a.persister == nil {
+		return ipc.StoreHealth{State: persist.StateMemory}
+	}
+	return a.persister.Health()
 }
