@@ -346,8 +346,19 @@ func TestCoordinatorEtcdDownAndRejoin(t *testing.T) {
 	// the first host's generation 1).
 	other := etcdfleet.New(client(t, c.Endpoints[1:2]), "/down/", key, 2*time.Second)
 	now := time.Now().Round(0)
-	if err := other.Put(context.Background(), "fp", fleet.Record{AccessToken: "token-101", ExpiresAt: now.Add(2 * time.Hour), ObtainedAt: now, MintedBy: "other", Generation: 2}); err != nil {
+	// The two members left elect a leader first if the stopped one led
+	// (etcd processes take an election timeout or two): the write waits.
+	if err := c.WaitLeader(20 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		err := other.Put(context.Background(), "fp", fleet.Record{AccessToken: "token-101", ExpiresAt: now.Add(2 * time.Hour), ObtainedAt: now, MintedBy: "other", Generation: 2})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 	if err := c.Restart(0); err != nil {
 		t.Fatal(err)
