@@ -166,8 +166,28 @@ func until(t *testing.T, within time.Duration, what string, cond func() bool) ti
 	return time.Since(start)
 }
 
+// dumpTrouble logs each agent's warnings and errors: what a failed
+// check needs to be understood.
+func (r *fleetRig) dumpTrouble() {
+	for _, a := range r.agents {
+		a.proc.mu.Lock()
+		for _, l := range a.proc.lines {
+			if strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) {
+				r.t.Logf("%s: %s", a.name, l)
+			}
+		}
+		a.proc.mu.Unlock()
+	}
+}
+
 // everyAgentServes waits until every agent but skip serves tok.
 func (r *fleetRig) everyAgentServes(tok string, within time.Duration, skip ...*fleetAgent) time.Duration {
+	r.t.Helper()
+	defer func() {
+		if r.t.Failed() {
+			r.dumpTrouble()
+		}
+	}()
 	return until(r.t, within, "every agent serves the new token", func() bool {
 		for _, a := range r.agents {
 			if !contains(skip, a) && a.token(r.t) != tok {
@@ -303,6 +323,7 @@ func TestFleetOfAgentProcesses(t *testing.T) {
 		distinct[tok] = true
 	}
 	if n := idp.TotalRequests(); n != 1 || len(distinct) != 1 {
+		r.dumpTrouble()
 		t.Fatalf("cold herd of 10 agents × 100 callers: %d IdP requests, %d distinct tokens; want 1 and 1", n, len(distinct))
 	}
 	t.Logf("cold herd, 10 agents × 100 callers: %d IdP request", idp.TotalRequests())

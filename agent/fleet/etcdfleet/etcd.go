@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -130,7 +131,11 @@ func (e *Etcd) LockKey(fp string) string { return e.prefix + "locks/" + e.name(f
 func (e *Etcd) Get(ctx context.Context, fp string) (r fleet.Record, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	resp, err := e.cli.Txn(ctx).Then(clientv3.OpGet(e.RecordKey(fp)), clientv3.OpGet(e.pinKey())).Commit()
+	var resp *clientv3.TxnResponse
+	err = throughElections(ctx, func() (err error) {
+		resp, err = e.cli.Txn(ctx).Then(clientv3.OpGet(e.RecordKey(fp)), clientv3.OpGet(e.pinKey())).Commit()
+		return err
+	})
 	if err != nil {
 		return r, false, e.opErr("read", err)
 	}
@@ -165,11 +170,15 @@ func (e *Etcd) Put(ctx context.Context, fp string, r fleet.Record) error {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	for range 2 {
-		resp, err := e.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.Value(e.pinKey()), "=", e.key.ID())).
-			Then(clientv3.OpPut(e.RecordKey(fp), string(sealed))).
-			Else(clientv3.OpGet(e.pinKey())).
-			Commit()
+		var resp *clientv3.TxnResponse
+		err := throughElections(ctx, func() (err error) {
+			resp, err = e.cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.Value(e.pinKey()), "=", e.key.ID())).
+				Then(clientv3.OpPut(e.RecordKey(fp), string(sealed))).
+				Else(clientv3.OpGet(e.pinKey())).
+				Commit()
+			return err
+		})
 		if err != nil {
 			return e.opErr("write", err)
 		}
@@ -188,6 +197,37 @@ func (e *Etcd) Put(ctx context.Context, fp string, r fleet.Record) error {
 		}
 	}
 	return fmt.Errorf("fleet: etcd put: %s changes under this host", e.pinKey())
+}
+
+// electionRetry spaces the attempts of throughElections.
+const electionRetry = 50 * time.Millisecond
+
+// throughElections runs op until it succeeds, fails for another reason
+// than etcd's leader changing or missing, or ctx ends. etcd's client
+// retries plain reads through an election itself, but not transactions:
+// without this a leader change in the middle of a read or write would
+// take the host off the fleet for fleetRetryAfter. (A write retried after
+// a "leader changed" that was applied after all writes the same sealed
+// record again: harmless.)
+func throughElections(ctx context.Context, op func() error) error {
+	for {
+		err := op()
+		if err == nil || !leaderTrouble(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(electionRetry):
+		}
+	}
+}
+
+// leaderTrouble reports whether err is etcd answering that it has no
+// leader, or that its leader changed under the request.
+func leaderTrouble(err error) bool {
+	return errors.Is(err, rpctypes.ErrLeaderChanged) || errors.Is(err, rpctypes.ErrNoLeader) ||
+		errors.Is(err, rpctypes.ErrGRPCLeaderChanged) || errors.Is(err, rpctypes.ErrGRPCNoLeader)
 }
 
 // safeID quotes a key id read from etcd for an error: hex only.
