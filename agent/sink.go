@@ -3,7 +3,6 @@ package agent
 import (
 	"cmp"
 	"fmt"
-	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -40,8 +39,10 @@ func resolveSink(f config.FileSink) (sink, error) {
 		}
 		s.file.GID = int(gid)
 	}
-	if fi, err := os.Lstat(s.path); err == nil && !fi.Mode().IsRegular() {
-		return s, fmt.Errorf("%s exists and is not a regular file (a link?); the agent replaces only its own token files: remove it", s.path)
+	// The directory and any file already at the path, as Write will see
+	// them: check-config and a reload refuse what a write would.
+	if err := s.file.Check(); err != nil {
+		return s, err
 	}
 	return s, nil
 }

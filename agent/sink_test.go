@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/sink/sinktest"
 )
 
 // TestFileSinkUnderLoad: a reader that reads the token file 100,000 times
@@ -147,5 +148,61 @@ func TestFileSinkConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "files[0]") {
 			t.Errorf("%s: %v, want an error naming files[0] and %q", tc.sink, err, tc.want)
 		}
+	}
+}
+
+// TestReloadDoesNotDeleteThroughLink: the agent's sink directory sits in
+// a sticky directory anyone may write; a cleaner of that directory
+// removes it, an attacker of another uid puts a link to a folder of
+// root's in its place, and a reload drops the sink. The root agent
+// deletes nothing through the link (it used to delete root's file).
+func TestReloadDoesNotDeleteThroughLink(t *testing.T) {
+	s := sinktest.New(t)
+	dir := filepath.Join(s.Shared, "tokens")
+	if err := os.Mkdir(dir, 0o750); err != nil { // as the daemon makes it at start
+		t.Fatal(err)
+	}
+	h := newHarness(t, fmt.Sprintf("[[profiles.p.files]]\npath = %q\n", filepath.Join(dir, "p")))
+	h.mustToken(0)
+	if err := os.RemoveAll(dir); err != nil { // systemd-tmpfiles, tmpreaper
+		t.Fatal(err)
+	}
+	s.Attack(t, "ln -s "+s.Victims[0]+" "+dir)
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = %q\nclient_id = \"c\"\nclient_secret = %q\n", h.srv.TokenURL, testSecret)), "nosink.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.agent.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	s.VictimsIntact(t)
+}
+
+// TestPlantedSinkFileRefused: an attacker of another uid plants a file
+// holding its own token at a sink's path while the directory is a shared
+// sticky one, as readers would then trust it. The agent refuses to start
+// and names the directory; once the directory is tightened, it names
+// the planted file and its owner (it used to accept both, and a
+// non-root agent, unable to replace another user's file in a sticky
+// directory, left the readers with the attacker's token).
+func TestPlantedSinkFileRefused(t *testing.T) {
+	s := sinktest.New(t)
+	dir := filepath.Join(s.Shared, "drop")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, os.ModeSticky|0o777)
+	path := filepath.Join(dir, "p")
+	s.Attack(t, "echo attacker-token > "+path)
+	cfg, err := config.ParseConfig([]byte(fmt.Sprintf("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = %q\n[[profiles.p.files]]\npath = %q\n", testSecret, path)), "planted.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.New(cfg, agent.Options{}); err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("agent.New with a sticky shared sink directory = %v; want a refusal naming %s", err, dir)
+	}
+	os.Chmod(dir, 0o755) // the operator tightens it; the planted file stays
+	if _, err := agent.New(cfg, agent.Options{}); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "uid "+strconv.Itoa(s.UID)) {
+		t.Errorf("agent.New with a planted file at the sink = %v; want a refusal naming %s and its owner", err, path)
 	}
 }

@@ -12,9 +12,11 @@ import (
 // the profile's current token in, so that a script reads it with no
 // process at all: curl -H "Authorization: Bearer $(< /run/tokenagent/tokens/zeebe)".
 type FileSink struct {
-	// Path is the file, absolute. Its directory must pass the same
-	// ownership checks as the socket's (owned by the agent's user or root,
-	// not writable by group or others).
+	// Path is the file, absolute. Its directory must be a real directory
+	// (not a link) owned by the agent's user or root and not writable by
+	// group or others, sticky or not, as must those above it (sticky ones
+	// excepted); a missing one is made by the agent at start (0750). See
+	// package agent/sink.
 	Path string `toml:"path"`
 	// Format is plain (default), json, header or env (an export line).
 	Format string `toml:"format"`

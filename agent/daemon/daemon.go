@@ -25,6 +25,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/secretref"
+	filesink "github.com/tokenagent/tokenagent/agent/sink"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/door"
 )
@@ -269,7 +270,7 @@ func (d *Daemon) shutdown(ds doors, a *agent.Agent) {
 // checkDirs applies the trust rule to every directory the agent will
 // keep something in or read a key from: the socket's, the store's, the
 // configuration's (where the default store key is created) and those of
-// store_key files.
+// store_key files; and makes and checks those of file sinks.
 func (d *Daemon) checkDirs() error {
 	uid := os.Geteuid()
 	dirs := [][2]string{{"socket directory", filepath.Dir(d.opts.Socket)}}
@@ -282,11 +283,15 @@ func (d *Daemon) checkDirs() error {
 	for _, key := range d.opts.Config.KeyFiles() {
 		dirs = append(dirs, [2]string{"store key directory", filepath.Dir(key)})
 	}
-	for _, dir := range d.opts.Config.SinkDirs() {
-		dirs = append(dirs, [2]string{"file sink directory", dir})
-	}
 	for _, dir := range dirs {
 		if err := checkTrustedDir(dir[0], dir[1], uid); err != nil {
+			return err
+		}
+	}
+	// A sink directory is stricter (no sticky exception, no link) and made
+	// now by the agent itself, so no other user can make it first.
+	for _, dir := range d.opts.Config.SinkDirs() {
+		if err := filesink.MakeDir(dir); err != nil {
 			return err
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -25,6 +26,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/agent/secretref"
+	"github.com/tokenagent/tokenagent/agent/sink/sinktest"
 	"github.com/tokenagent/tokenagent/clientlib"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
@@ -234,6 +236,28 @@ func TestPlantedDirectoryRefused(t *testing.T) {
 				t.Errorf("the agent created %d entries in the planted directory", len(entries))
 			}
 		})
+	}
+}
+
+// TestSinkDirMadeAtStart: a file sink's directory missing at start, in
+// a sticky directory anyone may write (as /tmp), is made by the agent
+// itself before it serves (0750, its own), so an attacker of another uid
+// can neither make it first nor move it away after. (The agent used to
+// leave it missing, for anyone to make, and its writes failed.)
+func TestSinkDirMadeAtStart(t *testing.T) {
+	s := sinktest.New(t)
+	f := newFixture(t, "")
+	dir := filepath.Join(s.Shared, "tokens")
+	appendFile(t, f.config, fmt.Sprintf("[[profiles.p.files]]\npath = %q\n", filepath.Join(dir, "p")))
+	if err := runUntilReady(f.daemon(t)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o750 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Fatalf("sink directory after start: %v, %v; want a directory of root's, 0750", fi, err)
+	}
+	if out, err := s.Try("mv " + dir + " " + dir + ".old || mkdir " + dir); err == nil {
+		t.Errorf("the attacker replaced the agent's sink directory:\n%s", out)
 	}
 }
 

@@ -4,17 +4,35 @@
 // its mode and owner set on the file descriptor before it is visible. It
 // knows nothing of profiles or configuration: the engine resolves owner
 // and group names and says when to write.
+//
+// # Trust
+//
+// Every operation works relative to a descriptor of the sink's directory,
+// opened component by component from / with O_NOFOLLOW|O_DIRECTORY and
+// checked through that descriptor: each directory on the way is owned by
+// the agent's user or root and not writable by group or others unless
+// sticky; the sink's own directory may not be writable by group or others
+// at all, sticky or not. A link on the way is followed only when root or
+// the agent's user made it in such a directory (/var/run → /run, macOS's
+// /var → /private/var); the sink's directory itself is never a link. The
+// temporary file is created with openat, its mode and owner set with
+// fchmod and fchown, and it is put in place with renameat; removal is
+// unlinkat. A missing sink directory is made by MakeDir (0750, the agent's
+// own) under a checked parent.
+//
+// The agent knows a file at the sink's path as its own when it is a
+// regular file with a single link, owned by the agent's user or the
+// sink's configured owner, and not writable by group or others: what
+// Write leaves behind. Anything else there (a link, a pipe, a file of
+// another user, a hard link to a file elsewhere) is refused, never
+// replaced or removed, and the error names it.
 package sink
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
-	"time"
-
-	"github.com/tokenagent/tokenagent/ipc"
+	"os/user"
+	"strconv"
 )
 
 // File is one token file, its names already resolved.
@@ -30,54 +48,10 @@ type File struct {
 	UID, GID int
 }
 
-// Write replaces the file with tok, rendered in its format, atomically: a temporary file in
-// the same directory gets the content, mode and owner, is synced, and is
-// renamed over the old one, so a reader sees the old token or the new,
-// never a part. A link planted at the path is replaced, not followed.
-func (s File) Write(tok ipc.TokenResponse, now time.Time) error {
-	text, err := ipc.RenderToken(s.Format, "ACCESS_TOKEN", tok, now)
-	if err != nil {
-		return err
+// describeUID names a uid for messages: "uid 1000 (alice)".
+func describeUID(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return fmt.Sprintf("uid %d (%s)", uid, u.Username)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.Path), "."+filepath.Base(s.Path)+".*")
-	if err != nil {
-		return fmt.Errorf("file sink %s: %w", s.Path, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(s.Mode); err != nil {
-		return fmt.Errorf("file sink %s: %w", s.Path, err)
-	}
-	if s.UID >= 0 || s.GID >= 0 {
-		if err := tmp.Chown(s.UID, s.GID); err != nil {
-			return fmt.Errorf("file sink %s: chown: %w", s.Path, err)
-		}
-	}
-	if _, err := tmp.WriteString(text); err != nil {
-		return fmt.Errorf("file sink %s: %w", s.Path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("file sink %s: %w", s.Path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("file sink %s: %w", s.Path, err)
-	}
-	if err := os.Rename(tmp.Name(), s.Path); err != nil {
-		return fmt.Errorf("file sink %s: %w", s.Path, err)
-	}
-	ok = true
-	return nil
-}
-
-// Remove deletes the file (its profile or the sink was removed).
-func (s File) Remove() error {
-	if err := os.Remove(s.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("file sink %s: %w", s.Path, err)
-	}
-	return nil
+	return fmt.Sprintf("uid %d", uid)
 }

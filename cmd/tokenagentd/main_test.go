@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/agent/secretref"
+	"github.com/tokenagent/tokenagent/agent/sink/sinktest"
 	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/store"
@@ -369,4 +371,30 @@ func TestDaemonHelp(t *testing.T) {
 	if _, stderr, code := runCLI("check-config", "--bogus"); code != cli.ExitUsage || !strings.Contains(stderr, "tokenagentd check-config --help") {
 		t.Errorf("a wrong flag: exit %d, %q", code, stderr)
 	}
+}
+
+// TestCheckConfigRefusesSinkAttacks: check-config says not ok, naming the
+// path, for each file-sink attack an unprivileged user can stage in a
+// sticky shared directory: the sink's directory replaced by a link to a
+// folder of root's (it used to say ok, judging the link by its target),
+// a directory the attacker made first, and a file planted at the path.
+func TestCheckConfigRefusesSinkAttacks(t *testing.T) {
+	s := sinktest.New(t)
+	for _, tc := range []struct{ name, sinkDir, attack, want string }{
+		{"link to root's folder", "linked", "ln -s " + s.Victims[0] + " " + filepath.Join(s.Shared, "linked"), "symbolic link"},
+		{"directory the attacker made", "made", "mkdir -m 0755 " + filepath.Join(s.Shared, "made"), "uid " + strconv.Itoa(s.UID)},
+		{"file planted in the shared directory", ".", "echo attacker-token > " + filepath.Join(s.Shared, "p"), "writable by group or others"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.Attack(t, tc.attack)
+			dir := filepath.Clean(filepath.Join(s.Shared, tc.sinkDir))
+			cfgPath := filepath.Join(s.Base, strings.ReplaceAll(tc.name, " ", "-")+".toml")
+			writeConfig(t, cfgPath, fmt.Sprintf("store = \"memory\"\n[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"check-config-secret\"\n[[profiles.p.files]]\npath = %q\n", filepath.Join(dir, "p")))
+			stdout, stderr, code := runCLI("check-config", cfgPath)
+			if code != cli.ExitFailure || !strings.Contains(stderr, dir) || !strings.Contains(stderr, tc.want) {
+				t.Errorf("check-config with a sink attacked by %s: exit %d\n%s%s\nwant not ok, naming %s and %q", tc.name, code, stdout, stderr, dir, tc.want)
+			}
+		})
+	}
+	s.VictimsIntact(t)
 }
