@@ -65,10 +65,14 @@ var (
 	interopStop func()
 )
 
+// interopAsked says whether the interop tests run: TOKENAGENT_INTEROP=required
+// or -interop.
+func interopAsked() bool { return os.Getenv("TOKENAGENT_INTEROP") == "required" || *interopFlag }
+
 // interop starts the server once per test binary.
 func interop(t *testing.T) *oidcServer {
 	t.Helper()
-	if os.Getenv("TOKENAGENT_INTEROP") != "required" && !*interopFlag {
+	if !interopAsked() {
 		t.Skip("interop tests against oidc-provider and the npm clients are off; " + interopHowTo)
 	}
 	node, err := exec.LookPath("node")
