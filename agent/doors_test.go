@@ -3,8 +3,10 @@ package agent_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc"
 )
@@ -20,7 +22,7 @@ func TestMatch(t *testing.T) {
 		return fmt.Sprintf("[profiles.%s]\ntoken_url = %q\nclient_id = %q\nclient_secret = %q\n%s\n", name, h.srv.TokenURL, client, testSecret, extra)
 	}
 	base := profile("read", "c", `scopes = ["read"]`) + profile("write", "c", `scopes = ["read", "write"]`+"\naudience = \"api\"") +
-		profile("mine", "m", "allow_uids = [4242]\nlocal_secret = \"the-local-secret\"")
+		profile("mine", "m", "allow_uids = [4242]\nlocal_secret = \"a2V5LWZvci10aGUtbG9jYWwtc2VjcmV0LXRlc3Q\"")
 	a := h.newAgent(base)
 	other := ipc.Caller{UID: 4242, GID: 4242}
 	stranger := ipc.Caller{UID: 4343, GID: 4343}
@@ -41,7 +43,7 @@ func TestMatch(t *testing.T) {
 		{"unknown", &self, ipc.ClientMatch{ClientID: "nope"}, "", ipc.ErrUnknownProfile, ""},
 		{"allowed uid", &other, ipc.ClientMatch{ClientID: "m"}, "mine", nil, ""},
 		{"not theirs", &stranger, ipc.ClientMatch{ClientID: "mine"}, "", ipc.ErrUnknownProfile, ""},
-		{"unidentified, local_secret", nil, ipc.ClientMatch{ClientID: "mine", Secret: "the-local-secret"}, "mine", nil, ""},
+		{"unidentified, local_secret", nil, ipc.ClientMatch{ClientID: "mine", Secret: "a2V5LWZvci10aGUtbG9jYWwtc2VjcmV0LXRlc3Q"}, "mine", nil, ""},
 		{"unidentified, wrong secret", nil, ipc.ClientMatch{ClientID: "mine", Secret: "guess"}, "", ipc.ErrUnknownProfile, ""},
 		{"unidentified, no local_secret", nil, ipc.ClientMatch{ClientID: "read", Secret: testSecret}, "", ipc.ErrUnknownProfile, ""},
 	} {
@@ -76,5 +78,37 @@ func TestMatch(t *testing.T) {
 	}
 	if !a.MayUseAny(ipc.Caller{UID: 4343, GID: 1, Groups: []uint32{4545}}) {
 		t.Error("after a reload that allowed gid 4545: MayUseAny of a member = false, want true")
+	}
+}
+
+// TestWeakLocalSecretRefused (issue 22, attack 1): a local_secret with
+// less than 128 bits of randomness is refused at load (and so by
+// check-config), the error naming the profile and how to make one, never
+// the secret.
+func TestWeakLocalSecretRefused(t *testing.T) {
+	for _, tc := range []struct {
+		secret string
+		ok     bool
+	}{
+		{"1234", false},
+		{"the-local-secret", false},
+		{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false},
+		{"0123456789abcdef0123456789abcdef", true}, // openssl rand -hex 16 looks like this
+		{"q3cZ0lY8m0yJ9Xo2bVtN1w6rKpE4sHdGfA7uLiUcMe8=", true},
+	} {
+		cfg, err := config.ParseConfig([]byte(fmt.Sprintf("store = \"memory\"\n[profiles.zeebe]\ntoken_url = \"http://127.0.0.1:1/token\"\nclient_id = \"c\"\nclient_secret = %q\nlocal_secret = %q\n", testSecret, tc.secret)), "weak.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := agent.New(cfg, agent.Options{})
+		if a != nil {
+			a.Close()
+		}
+		if tc.ok != (err == nil) {
+			t.Errorf("local_secret of %d characters: New error %v, want ok %t", len(tc.secret), err, tc.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), `profile "zeebe"`) || !strings.Contains(err.Error(), "openssl rand -base64 32") || strings.Contains(err.Error(), tc.secret)) {
+			t.Errorf("error %q: want the profile named, the way to make a secret, and not the secret", err)
+		}
 	}
 }

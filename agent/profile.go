@@ -109,7 +109,11 @@ func buildProfile(c *config.Config, name string, httpClient *http.Client, now fu
 		if err != nil {
 			return nil, fail("local_secret", config.RefName(p.LocalSecret), err)
 		}
-		localSecret = sha256.Sum256(secretref.TrimNewline(v))
+		v = secretref.TrimNewline(v)
+		if err := config.CheckLocalSecret(name, v); err != nil {
+			return nil, fmt.Errorf("config %s: %w", c.Path(), err)
+		}
+		localSecret = sha256.Sum256(v)
 		settings.Write(localSecret[:])
 	}
 	var sinks []sink

@@ -55,6 +55,15 @@ type Config struct {
 	// "127.0.0.1:8731" or "[::1]:8731"), for unmodified OAuth clients;
 	// off by default.
 	TokenEndpoint string `toml:"token_endpoint"`
+	// TokenEndpointUnidentified says what the token endpoint does with a
+	// caller the kernel cannot identify (on Linux, a client in another
+	// network namespace: a container reaching the endpoint through a
+	// forwarded port). "refuse" (the default): 401 invalid_client, with
+	// the reason in the log, since on one host that is a failure to
+	// identify. "local_secret": such a caller may use a profile whose
+	// local_secret it presents, and nothing else. Where the platform never
+	// identifies TCP callers (macOS), "local_secret" is always the rule.
+	TokenEndpointUnidentified string `toml:"token_endpoint_unidentified"`
 	// Store is the token database file, or "memory" to keep tokens in
 	// memory only; default /var/lib/tokenagent/tokens.db (root) or
 	// $XDG_STATE_HOME/tokenagent/tokens.db.
@@ -162,8 +171,11 @@ type ProfileConfig struct {
 	Params map[string]string `toml:"params"`
 	// LocalSecret is a secret reference that callers of the loopback
 	// token endpoint whom the kernel cannot identify (another network
-	// namespace) must present as their client secret. It is not the IdP's
-	// secret, which never leaves the agent.
+	// namespace, with token_endpoint_unidentified = "local_secret") must
+	// present as their client secret. It is not the IdP's secret, which
+	// never leaves the agent. It must hold at least 128 bits of
+	// randomness: 24 characters or more, 16 of them different (e.g.
+	// `openssl rand -base64 32`); a weaker one is refused at load.
 	LocalSecret string `toml:"local_secret"`
 	// Files are file sinks: files the agent keeps this profile's current
 	// token in ([[profiles.NAME.files]]). A profile with a file sink is

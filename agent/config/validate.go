@@ -40,6 +40,12 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("config %s: token_endpoint: %w", c.path, err))
 		}
 	}
+	switch c.TokenEndpointUnidentified {
+	case "", UnidentifiedRefuse, UnidentifiedLocalSecret:
+	default:
+		errs = append(errs, fmt.Errorf("config %s: token_endpoint_unidentified %q: use %q (the default) or %q (callers from another network namespace, by local_secret)",
+			c.path, c.TokenEndpointUnidentified, UnidentifiedRefuse, UnidentifiedLocalSecret))
+	}
 	if c.MaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("config %s: max_connections must not be negative", c.path))
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc/door"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 	"github.com/tokenagent/tokenagent/ipc/metrics"
@@ -131,7 +132,8 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL})
 	ds = append(ds, &runner{name: doorSocket, srv: srv, ln: ln})
 	if eln != nil {
-		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
+		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
+			UnidentifiedByLocalSecret: cfg.TokenEndpointUnidentified == config.UnidentifiedLocalSecret})
 		ds = append(ds, &runner{name: doorEndpoint, srv: esrv, ln: eln})
 		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint")
 	}

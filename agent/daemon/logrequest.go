@@ -25,6 +25,10 @@ func logRequests(log zerolog.Logger) func(door.RequestEvent) {
 			level = zerolog.WarnLevel
 		case ev.Status >= 500 && ev.Status != http.StatusServiceUnavailable:
 			level = zerolog.ErrorLevel
+		case ev.Status == http.StatusTooManyRequests:
+			// Attempts refused while a source waits out its backoff: the
+			// wrong secret that started the wait was the warning.
+			level = zerolog.DebugLevel
 		case ev.Code != "":
 			level = zerolog.InfoLevel
 		}
@@ -35,8 +39,14 @@ func logRequests(log zerolog.Logger) func(door.RequestEvent) {
 		if e == nil || !e.Enabled() {
 			return
 		}
-		e = e.Str("door", ev.Door).Uint64("conn", ev.Conn).Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Executable()).
-			Str("method", ev.Method).Str("path", ev.Path).Int("status", ev.Status).Dur("duration", ev.Duration)
+		e = e.Str("door", ev.Door).Uint64("conn", ev.Conn)
+		if ev.Unidentified {
+			// Never a uid: 0 would make an unknown caller look like root.
+			e = e.Str("caller", "unidentified")
+		} else {
+			e = e.Uint32("uid", ev.Caller.UID).Uint32("gid", ev.Caller.GID).Int32("pid", ev.Caller.PID).Str("exe", ev.Executable())
+		}
+		e = e.Str("method", ev.Method).Str("path", ev.Path).Int("status", ev.Status).Dur("duration", ev.Duration)
 		if ev.Profile != "" {
 			e = e.Str("profile", ev.Profile)
 		}
@@ -45,6 +55,9 @@ func logRequests(log zerolog.Logger) func(door.RequestEvent) {
 		}
 		if ev.Code != "" {
 			e = e.Str("error", ev.Code).Str("reason", ev.Reason)
+		}
+		if ev.Detail != "" {
+			e = e.Str("detail", ev.Detail)
 		}
 		msg := "request"
 		if denied {

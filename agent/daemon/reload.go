@@ -82,6 +82,7 @@ func warnRestartOnly(old, next *config.Config, log zerolog.Logger) {
 		{"max_connections_per_uid", fmt.Sprint(old.MaxConnectionsPerUID), fmt.Sprint(next.MaxConnectionsPerUID)},
 		{"metrics_listen", old.MetricsListen, next.MetricsListen},
 		{"token_endpoint", old.TokenEndpoint, next.TokenEndpoint},
+		{"token_endpoint_unidentified", old.TokenEndpointUnidentified, next.TokenEndpointUnidentified},
 		{"store", old.Store, next.Store},
 		{"store_key", old.StoreKey, next.StoreKey},
 		{"store_key_previous", fmt.Sprint(old.StoreKeyPrevious), fmt.Sprint(next.StoreKeyPrevious)},

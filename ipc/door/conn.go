@@ -11,24 +11,41 @@ import (
 // connInfo is what the listener learnt about a connection at accept,
 // attached to every request on it by ConnContext.
 type connInfo struct {
-	id     uint64 // 1 for the listener's first connection, and so on
+	id uint64 // 1 for the listener's first connection, and so on
+	// caller is who is on the connection; read it through get, which
+	// finishes what the listener left for the first request.
 	caller ipc.Caller
 	err    error
+	finish func(*ipc.Caller) string
+	once   sync.Once
+	// detail says, for logs, what could not be learnt of the caller.
+	detail string
 	// exe is the peer's program, read at most once per connection and
 	// only when a log line asks for it (RequestEvent.Executable).
 	exe func() string
 }
 
-func newConnInfo(id uint64, caller ipc.Caller, err error) *connInfo {
-	pid := caller.PID
-	return &connInfo{id: id, caller: caller, err: err, exe: sync.OnceValue(func() string {
-		if err != nil {
+func newConnInfo(id uint64, caller ipc.Caller, finish func(*ipc.Caller) string, err error) *connInfo {
+	ci := &connInfo{id: id, caller: caller, err: err, finish: finish}
+	ci.exe = sync.OnceValue(func() string {
+		if ci.err != nil {
 			return ""
 		}
 		// The caller chose its program's name: it reaches logs (and
 		// terminals) only as text.
-		return ipc.SafeText(executable(pid))
-	})}
+		return ipc.SafeText(executable(ci.get().PID))
+	})
+	return ci
+}
+
+// get is the connection's caller, finished on first use.
+func (ci *connInfo) get() ipc.Caller {
+	ci.once.Do(func() {
+		if ci.err == nil && ci.finish != nil {
+			ci.detail = ci.finish(&ci.caller)
+		}
+	})
+	return ci.caller
 }
 
 // unknownConn is the connection of a listener that is not Listen's or
@@ -60,7 +77,7 @@ func connFrom(ctx context.Context) *connInfo {
 // arrived on, or why there are none.
 func CallerFrom(ctx context.Context) (ipc.Caller, error) {
 	ci := connFrom(ctx)
-	return ci.caller, ci.err
+	return ci.get(), ci.err
 }
 
 // ConnFrom is the number of the connection a request came on (see

@@ -15,14 +15,22 @@ type RequestEvent struct {
 	Door string
 	// Conn numbers the connection the request came on (1, 2, … per
 	// listener): requests on one kept-alive connection share it.
-	Conn     uint64
-	Caller   ipc.Caller
-	Method   string
-	Path     string
-	Profile  string
-	Status   int
-	Code     string // the error code; "" on success
-	Reason   string // the error description; "" on success
+	Conn uint64
+	// Caller is who asked; meaningless when Unidentified.
+	Caller ipc.Caller
+	// Unidentified is set when nobody could say who asked (another
+	// network namespace, a client that hung up, no resources): such a
+	// caller is logged as unidentified, never as uid 0.
+	Unidentified bool
+	Method       string
+	Path         string
+	Profile      string
+	Status       int
+	Code         string // the error code; "" on success
+	Reason       string // the error description; "" on success
+	// Detail is for the log only, never for the caller: why a caller was
+	// refused or is only partly known, and what to do about it.
+	Detail   string
 	Duration time.Duration
 	// TokenSHA256 is the served token's ipc.Fingerprint.
 	TokenSHA256 string
@@ -37,7 +45,13 @@ type RequestEvent struct {
 // NewEvent starts the event of a request that came through door.
 func NewEvent(door string, r *http.Request) RequestEvent {
 	ci := connFrom(r.Context())
-	return RequestEvent{Door: door, Conn: ci.id, Caller: ci.caller, Method: r.Method, Path: r.URL.Path, conn: ci, start: time.Now()}
+	ev := RequestEvent{Door: door, Conn: ci.id, Caller: ci.get(), Method: r.Method, Path: r.URL.Path, conn: ci, start: time.Now()}
+	if ci.err != nil {
+		ev.Unidentified, ev.Caller, ev.Detail = true, ipc.Caller{}, ci.err.Error()
+	} else {
+		ev.Detail = ci.detail
+	}
+	return ev
 }
 
 // Executable is the caller's program as text ("" when unknown), read

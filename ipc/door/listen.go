@@ -31,6 +31,11 @@ type ListenConfig struct {
 	// MaxConnectionsPerUID caps one uid's open connections, so that no
 	// user can take every slot; default 128 (at most MaxConnections).
 	MaxConnectionsPerUID int
+	// MaxUnidentifiedConnections caps the open connections of callers
+	// who cannot be identified (another network namespace), in a budget
+	// of their own: identified users cannot take it, and they cannot
+	// take the others'. Default 16.
+	MaxUnidentifiedConnections int
 	// AgentUID is the agent's own user. Its connections and root's are
 	// never refused for capacity: the operator can always get through.
 	AgentUID uint32
@@ -74,7 +79,7 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 			return nil, fmt.Errorf("socket: chgrp %s to gid %d: %w", path, cfg.GID, err)
 		}
 	}
-	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, identify: UnixCaller, perUID: map[uint32]int{}}, nil
+	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, identify: atAccept(UnixCaller), perUID: map[uint32]int{}}, nil
 }
 
 func (cfg ListenConfig) withDefaults() ListenConfig {
@@ -85,6 +90,9 @@ func (cfg ListenConfig) withDefaults() ListenConfig {
 		cfg.MaxConnectionsPerUID = 128
 	}
 	cfg.MaxConnectionsPerUID = min(cfg.MaxConnectionsPerUID, cfg.MaxConnections)
+	if cfg.MaxUnidentifiedConnections <= 0 {
+		cfg.MaxUnidentifiedConnections = 16
+	}
 	return cfg
 }
 
@@ -92,9 +100,28 @@ func (cfg ListenConfig) withDefaults() ListenConfig {
 // socket's rules: identify (UnixCaller, TCPCaller) tells who each
 // connection is, and the same caps apply per uid and in all. A connection
 // identify cannot place still comes through, with the error for the
-// handler to judge (CallerFrom).
+// handler to judge (CallerFrom), in the unidentified callers' own
+// budget (MaxUnidentifiedConnections).
 func Limit(ln net.Listener, cfg ListenConfig, identify func(net.Conn) (ipc.Caller, error)) net.Listener {
+	return limit(ln, cfg, atAccept(identify))
+}
+
+func limit(ln net.Listener, cfg ListenConfig, identify identifier) net.Listener {
 	return &listener{Listener: ln, cfg: cfg.withDefaults(), identify: identify, perUID: map[uint32]int{}}
+}
+
+// identifier tells who a connection is at accept, as far as the caps
+// need; what costs more (a TCP caller's groups) it may leave to finish,
+// which the connection's first request calls, and which says why the
+// rest is unknown ("" when it is known).
+type identifier func(net.Conn) (caller ipc.Caller, finish func(*ipc.Caller) string, err error)
+
+// atAccept is an identifier that learns everything at accept.
+func atAccept(identify func(net.Conn) (ipc.Caller, error)) identifier {
+	return func(c net.Conn) (ipc.Caller, func(*ipc.Caller) string, error) {
+		caller, err := identify(c)
+		return caller, nil, err
+	}
 }
 
 // prepareDir creates the socket's directory with a mode that lets exactly
@@ -161,12 +188,13 @@ type listener struct {
 	created   fs.FileInfo // the socket file as bound: Close removes only this one
 	closeOnce sync.Once
 	cfg       ListenConfig
-	identify  func(net.Conn) (ipc.Caller, error)
+	identify  identifier
 	accepted  atomic.Uint64
 
-	mu     sync.Mutex
-	open   int            // connections counted against the caps
-	perUID map[uint32]int // of them, by uid
+	mu           sync.Mutex
+	open         int            // identified connections counted against the caps
+	perUID       map[uint32]int // of them, by uid
+	unidentified int            // connections of callers nobody could identify
 }
 
 // Close stops listening and removes the socket file if it is still the
@@ -188,30 +216,55 @@ func (l *listener) Close() error {
 // Accept reads each connection's peer credentials and admits it within
 // the caps: MaxConnections in all and MaxConnectionsPerUID per uid, so
 // that one user holding idle connections cannot lock the others out.
-// Root and the agent's own user are never refused for capacity.
+// Root and the agent's own user are never refused for capacity. Callers
+// nobody can identify have a small budget of their own
+// (MaxUnidentifiedConnections), apart from every user's.
 func (l *listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		caller, credErr := l.identify(c)
+		caller, finish, credErr := l.identify(c)
 		pc := &peerConn{Conn: c, release: func() {}}
-		trusted := credErr == nil && (caller.UID == 0 || caller.UID == l.cfg.AgentUID)
-		if !trusted {
-			uid := caller.UID
-			if credErr != nil {
-				uid = ^uint32(0) // unknown callers share one budget (and are refused anyway)
+		switch {
+		case credErr != nil:
+			if !l.admitUnidentified() {
+				go refuseOverloaded(c)
+				continue
 			}
+			pc.release = l.leaveUnidentified
+		case caller.UID == 0 || caller.UID == l.cfg.AgentUID:
+			// Root and the agent's user may use every profile: their
+			// groups decide nothing, and are not looked for.
+			finish = nil
+		default:
+			uid := caller.UID
 			if !l.admit(uid) {
 				go refuseOverloaded(c)
 				continue
 			}
 			pc.release = func() { l.leave(uid) }
 		}
-		pc.info = newConnInfo(l.accepted.Add(1), caller, credErr)
+		pc.info = newConnInfo(l.accepted.Add(1), caller, finish, credErr)
 		return pc, nil
 	}
+}
+
+func (l *listener) admitUnidentified() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unidentified >= l.cfg.MaxUnidentifiedConnections {
+		return false
+	}
+	l.unidentified++
+	return true
+}
+
+func (l *listener) leaveUnidentified() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.unidentified--
 }
 
 func (l *listener) admit(uid uint32) bool {

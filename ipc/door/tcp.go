@@ -4,20 +4,43 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/user"
-	"strconv"
+	"syscall"
 
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // errPeerUnknown: the connection's client end is not a socket of this
 // network namespace (or it closed), so the kernel cannot say who owns it.
-var errPeerUnknown = errors.New("the client end of the connection is not in this network namespace")
+var errPeerUnknown = fmt.Errorf("%w: the client end of the connection is not a socket of this network namespace (a caller in another network namespace or container, or a client that hung up)", ErrNoCredentials)
+
+// ErrNoResources: the agent could not identify a caller for lack of
+// resources of its own (file descriptors, kernel buffers). It is
+// temporary: the token endpoint answers it 503, never invalid_client,
+// which OAuth clients take for a verdict on their credentials.
+var ErrNoResources = errors.New("the agent is out of resources to identify the caller (file descriptors or kernel buffers)")
+
+// resourceErr marks err as ErrNoResources when it is the kernel running
+// out of something the agent needs to identify a caller.
+func resourceErr(what string, err error) error {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return fmt.Errorf("%w: %s: %w", ErrNoResources, what, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// TCPIdentifies reports whether this platform's kernel says who owns the
+// client end of a loopback TCP connection. Where it does not (macOS, …),
+// every TCP caller is unidentified and may only use a profile through
+// its local_secret.
+const TCPIdentifies = tcpIdentifies
 
 // ListenLoopback opens a TCP listener at addr, which must be a loopback
 // IP address and port, with the socket's connection caps; each caller is
-// identified by TCPCaller. what names the setting in errors
-// ("token_endpoint").
+// identified by the owner of the client's socket at accept and by the
+// process holding it on the connection's first request (TCPCaller).
+// what names the setting in errors ("token_endpoint").
 func ListenLoopback(what, addr string, lc ListenConfig) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil || !ipc.IsLoopbackIP(host) {
@@ -27,31 +50,43 @@ func ListenLoopback(what, addr string, lc ListenConfig) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, addr, err)
 	}
-	return Limit(ln, lc, TCPCaller), nil
+	return limit(ln, lc, tcpIdentity), nil
 }
 
 // TCPCaller identifies the client of a loopback TCP connection: its uid
 // is the owner of the client's socket as the kernel says (IPv4, IPv6 and
-// IPv4-mapped IPv6 alike), its groups come from the user database (the
-// kernel's TCP tables hold none). A client in another network namespace,
-// or on a platform where the kernel does not say, is unknown.
+// IPv4-mapped IPv6 alike); its gid and groups are those of the process
+// holding that socket (found by the socket's inode), as on the Unix
+// socket, never the user database's. When no such process is found,
+// the caller has no group (group rules do not match; uid rules still
+// do). A client in another network namespace, or on a platform where
+// the kernel does not say, is unknown.
 func TCPCaller(c net.Conn) (ipc.Caller, error) {
-	uid, err := peerUID(c)
+	caller, groups, err := tcpIdentity(c)
 	if err != nil {
-		return ipc.Caller{}, err
+		return caller, err
 	}
-	caller := ipc.Caller{UID: uid, GID: ^uint32(0)}
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		if gid, err := strconv.ParseUint(u.Gid, 10, 32); err == nil {
-			caller.GID = uint32(gid)
-		}
-		if gids, err := u.GroupIds(); err == nil {
-			for _, g := range gids {
-				if id, err := strconv.ParseUint(g, 10, 32); err == nil {
-					caller.Groups = append(caller.Groups, uint32(id))
-				}
-			}
-		}
-	}
+	groups(&caller)
 	return caller, nil
 }
+
+// tcpIdentity learns the uid at accept (one sock_diag request) and
+// leaves the process's groups, which cost a scan of the uid's processes,
+// to the connection's first request, off the accept loop.
+func tcpIdentity(c net.Conn) (ipc.Caller, func(*ipc.Caller) string, error) {
+	uid, inode, err := peerSocket(c)
+	if err != nil {
+		return ipc.Caller{}, nil, err
+	}
+	return ipc.Caller{UID: uid, GID: noGroup}, func(caller *ipc.Caller) string {
+		gid, groups, pid, err := socketHolder(uid, inode)
+		if err != nil {
+			return fmt.Sprintf("groups unknown, so group rules do not match (uid rules still do): %v", err)
+		}
+		caller.GID, caller.Groups, caller.PID = gid, groups, pid
+		return ""
+	}, nil
+}
+
+// noGroup is the gid of a caller whose groups are unknown: no group.
+const noGroup = ^uint32(0)

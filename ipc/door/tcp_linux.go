@@ -15,21 +15,32 @@ import (
 	"syscall"
 )
 
-// peerUID finds the uid that owns the client end of a loopback TCP
-// connection. It asks the kernel for exactly that socket over
-// NETLINK_SOCK_DIAG (one lookup by address, the cost of a few system
-// calls); where sock_diag is unavailable it scans /proc/net/tcp and tcp6,
-// whose cost grows with every socket on the host (TIME_WAIT included).
-func peerUID(c net.Conn) (uint32, error) {
+const tcpIdentifies = true
+
+// socketID is the client's socket as the kernel knows it: its owner and
+// its inode (0 when no process holds it any more).
+type socketID struct {
+	uid   uint32
+	inode uint64
+}
+
+// peerSocket finds the uid that owns the client end of a loopback TCP
+// connection, and that socket's inode. It asks the kernel for exactly
+// that socket over NETLINK_SOCK_DIAG (one lookup by address, the cost of
+// a few system calls); where sock_diag is unavailable it scans
+// /proc/net/tcp and tcp6, whose cost grows with every socket on the host
+// (TIME_WAIT included). Out of file descriptors or buffers, it says so
+// (ErrNoResources) rather than try the tables, which need them too.
+func peerSocket(c net.Conn) (uid uint32, inode uint64, err error) {
 	client, server, err := connAddrs(c)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	uid, err := sockDiagUID(client, server)
-	if err == nil || errors.Is(err, errPeerUnknown) {
-		return uid, err
+	id, err := sockDiag(client, server)
+	if err != nil && !errors.Is(err, errPeerUnknown) && !errors.Is(err, ErrNoResources) {
+		id, err = procSocket(client, server)
 	}
-	return procUID(client, server)
+	return id.uid, id.inode, err
 }
 
 // connAddrs returns a TCP connection's remote (client) and local
@@ -43,19 +54,16 @@ func connAddrs(c net.Conn) (client, server netip.AddrPort, err error) {
 	return remote.AddrPort(), local.AddrPort(), nil
 }
 
-// procUID finds the owner of the socket whose local address is client
-// and whose remote address is server in /proc/net/tcp or tcp6.
-func procUID(client, server netip.AddrPort) (uint32, error) {
+// procSocket finds the socket whose local address is client and whose
+// remote address is server in /proc/net/tcp or tcp6.
+func procSocket(client, server netip.AddrPort) (socketID, error) {
 	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		uid, err := findSocketOwner(table, client, server)
-		if err == nil {
-			return uid, nil
-		}
+		id, err := findSocket(table, client, server)
 		if !errors.Is(err, errPeerUnknown) {
-			return 0, err
+			return id, err
 		}
 	}
-	return 0, errPeerUnknown
+	return socketID{}, errPeerUnknown
 }
 
 // sock_diag (linux/sock_diag.h, linux/inet_diag.h).
@@ -68,29 +76,29 @@ const (
 	allTCPStates     = 0xfff
 )
 
-// sockDiagUID asks the kernel for the TCP socket whose local address is
-// client and whose remote address is server, and returns its owner. An
+// sockDiag asks the kernel for the TCP socket whose local address is
+// client and whose remote address is server, and returns it. An
 // error other than errPeerUnknown means sock_diag itself failed.
 //
 // A connection the server sees as IPv4 may have an IPv6 socket at the
 // client's end ([::ffff:127.0.0.1] from a dual-stack client): that
 // socket is in the kernel's IPv6 table, so an IPv4 lookup that finds
 // nothing is tried once more there.
-func sockDiagUID(client, server netip.AddrPort) (uint32, error) {
+func sockDiag(client, server netip.AddrPort) (socketID, error) {
 	if client.Addr().Unmap().Is4() && server.Addr().Unmap().Is4() {
-		uid, err := sockDiagLookup(syscall.AF_INET, client, server)
+		id, err := sockDiagLookup(syscall.AF_INET, client, server)
 		if !errors.Is(err, errPeerUnknown) {
-			return uid, err
+			return id, err
 		}
 	}
 	return sockDiagLookup(syscall.AF_INET6, client, server)
 }
 
 // sockDiagLookup asks for the socket in one address family's table.
-func sockDiagLookup(family uint8, client, server netip.AddrPort) (uint32, error) {
+func sockDiagLookup(family uint8, client, server netip.AddrPort) (socketID, error) {
 	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, syscall.NETLINK_INET_DIAG)
 	if err != nil {
-		return 0, fmt.Errorf("sock_diag: %w", err)
+		return socketID{}, resourceErr("sock_diag", err)
 	}
 	defer syscall.Close(fd)
 	req := make([]byte, nlmsgHdrLen+inetDiagReqLen)
@@ -109,26 +117,26 @@ func sockDiagLookup(family uint8, client, server netip.AddrPort) (uint32, error)
 	binary.NativeEndian.PutUint32(id[40:], ^uint32(0)) // INET_DIAG_NOCOOKIE
 	binary.NativeEndian.PutUint32(id[44:], ^uint32(0))
 	if err := syscall.Sendto(fd, req, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
-		return 0, fmt.Errorf("sock_diag: %w", err)
+		return socketID{}, resourceErr("sock_diag", err)
 	}
 	buf := make([]byte, 4096)
 	n, _, err := syscall.Recvfrom(fd, buf, 0)
 	if err != nil {
-		return 0, fmt.Errorf("sock_diag: %w", err)
+		return socketID{}, resourceErr("sock_diag", err)
 	}
 	if n < nlmsgHdrLen {
-		return 0, fmt.Errorf("sock_diag: short answer (%d bytes)", n)
+		return socketID{}, fmt.Errorf("sock_diag: short answer (%d bytes)", n)
 	}
 	switch typ := binary.NativeEndian.Uint16(buf[4:]); typ {
 	case syscall.NLMSG_ERROR:
 		errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(buf[nlmsgHdrLen:])))
 		if errno == syscall.ENOENT {
-			return 0, errPeerUnknown
+			return socketID{}, errPeerUnknown
 		}
-		return 0, fmt.Errorf("sock_diag: %w", errno)
+		return socketID{}, resourceErr("sock_diag", errno)
 	case sockDiagByFamily:
 		if n < nlmsgHdrLen+inetDiagInodeAt+4 {
-			return 0, fmt.Errorf("sock_diag: short answer (%d bytes)", n)
+			return socketID{}, fmt.Errorf("sock_diag: short answer (%d bytes)", n)
 		}
 		// The kernel's lookup falls back to a listening socket when no
 		// connection has these addresses: only the exact socket counts.
@@ -137,12 +145,13 @@ func sockDiagLookup(family uint8, client, server netip.AddrPort) (uint32, error)
 		// (closed: TIME_WAIT, orphaned FIN_WAIT2 …), and the kernel reports
 		// uid 0 for it: taken at its word, a client that hung up at once
 		// would count as root.
-		if got := msg[4 : 4+36]; !bytes.Equal(got, id[:36]) || binary.NativeEndian.Uint32(msg[inetDiagInodeAt:]) == 0 {
-			return 0, errPeerUnknown
+		inode := binary.NativeEndian.Uint32(msg[inetDiagInodeAt:])
+		if got := msg[4 : 4+36]; !bytes.Equal(got, id[:36]) || inode == 0 {
+			return socketID{}, errPeerUnknown
 		}
-		return binary.NativeEndian.Uint32(msg[inetDiagUIDAt:]), nil
+		return socketID{uid: binary.NativeEndian.Uint32(msg[inetDiagUIDAt:]), inode: uint64(inode)}, nil
 	default:
-		return 0, fmt.Errorf("sock_diag: unexpected message type %d", typ)
+		return socketID{}, fmt.Errorf("sock_diag: unexpected message type %d", typ)
 	}
 }
 
@@ -158,15 +167,15 @@ func putDiagAddr(dst []byte, a netip.Addr, family uint8) {
 	copy(dst, b[:])
 }
 
-// findSocketOwner scans one /proc/net/tcp table for the socket with the
-// given local and remote addresses and returns its uid.
-func findSocketOwner(table string, local, remote netip.AddrPort) (uint32, error) {
+// findSocket scans one /proc/net/tcp table for the socket with the
+// given local and remote addresses.
+func findSocket(table string, local, remote netip.AddrPort) (socketID, error) {
 	data, err := os.ReadFile(table)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, errPeerUnknown
+		return socketID{}, errPeerUnknown
 	}
 	if err != nil {
-		return 0, err
+		return socketID{}, resourceErr("read "+table, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Scan() // header
@@ -186,11 +195,15 @@ func findSocketOwner(table string, local, remote netip.AddrPort) (uint32, error)
 		}
 		uid, err := strconv.ParseUint(f[7], 10, 32)
 		if err != nil {
-			return 0, fmt.Errorf("%s: uid %q: %w", table, f[7], err)
+			return socketID{}, fmt.Errorf("%s: uid %q: %w", table, f[7], err)
 		}
-		return uint32(uid), nil
+		inode, err := strconv.ParseUint(f[9], 10, 64)
+		if err != nil {
+			return socketID{}, fmt.Errorf("%s: inode %q: %w", table, f[9], err)
+		}
+		return socketID{uid: uint32(uid), inode: inode}, nil
 	}
-	return 0, errPeerUnknown
+	return socketID{}, errPeerUnknown
 }
 
 // parseProcAddr reads "0100007F:1F90" (IPv4) or the 32-hex-digit IPv6

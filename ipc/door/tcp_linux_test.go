@@ -119,9 +119,9 @@ func TestClosedConnectionIsNotRoot(t *testing.T) {
 		defer c.Close()
 		client, server, _ := connAddrs(c)
 		for name, lookup := range map[string]func() (uint32, error){
-			"peerUID":     func() (uint32, error) { return peerUID(c) },
-			"sockDiagUID": func() (uint32, error) { return sockDiagUID(client, server) },
-			"procUID":     func() (uint32, error) { return procUID(client, server) },
+			"peerSocket": func() (uint32, error) { uid, _, err := peerSocket(c); return uid, err },
+			"sockDiag":   func() (uint32, error) { id, err := sockDiag(client, server); return id.uid, err },
+			"procSocket": func() (uint32, error) { id, err := procSocket(client, server); return id.uid, err },
 		} {
 			if uid, err := lookup(); err == nil {
 				t.Errorf("%s: %s of a connection its client closed = uid %d; want errPeerUnknown", network, name, uid)
@@ -139,9 +139,9 @@ func checkPeer(t *testing.T, network string, c net.Conn, want uint32) {
 		t.Fatal(err)
 	}
 	for name, lookup := range map[string]func() (uint32, error){
-		"peerUID":     func() (uint32, error) { return peerUID(c) },
-		"sockDiagUID": func() (uint32, error) { return sockDiagUID(client, server) },
-		"procUID":     func() (uint32, error) { return procUID(client, server) },
+		"peerSocket": func() (uint32, error) { uid, _, err := peerSocket(c); return uid, err },
+		"sockDiag":   func() (uint32, error) { id, err := sockDiag(client, server); return id.uid, err },
+		"procSocket": func() (uint32, error) { id, err := procSocket(client, server); return id.uid, err },
 	} {
 		if uid, err := lookup(); err != nil || uid != want {
 			t.Errorf("%s: %s = %d, %v; want %d", network, name, uid, err, want)
@@ -149,8 +149,8 @@ func checkPeer(t *testing.T, network string, c net.Conn, want uint32) {
 	}
 	// The server's own end has these addresses the other way round: it is
 	// never taken for the client's.
-	if uid, err := sockDiagUID(server, netip.AddrPortFrom(server.Addr(), client.Port()+1)); !errors.Is(err, errPeerUnknown) {
-		t.Errorf("%s: sockDiagUID of a connection that does not exist = %d, %v; want errPeerUnknown", network, uid, err)
+	if id, err := sockDiag(server, netip.AddrPortFrom(server.Addr(), client.Port()+1)); !errors.Is(err, errPeerUnknown) {
+		t.Errorf("%s: sockDiag of a connection that does not exist = %d, %v; want errPeerUnknown", network, id.uid, err)
 	}
 }
 

@@ -2,9 +2,18 @@
 
 package door
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
-// peerUID: only Linux says here who owns the other end of a TCP
+const tcpIdentifies = false
+
+// peerSocket: only Linux says here who owns the other end of a TCP
 // connection (sock_diag, /proc/net/tcp); elsewhere callers are
 // unidentified and need the profile's local_secret.
-func peerUID(net.Conn) (uint32, error) { return 0, errPeerUnknown }
+func peerSocket(net.Conn) (uid uint32, inode uint64, err error) { return 0, 0, errPeerUnknown }
+
+func socketHolder(uint32, uint64) (gid uint32, groups []uint32, pid int32, err error) {
+	return 0, nil, 0, errors.New("the process holding a TCP socket is not looked up on this platform")
+}

@@ -171,6 +171,21 @@ func post(t *testing.T, target, form string) (int, string) {
 // the status and body it got.
 func postAs(t *testing.T, uid int, target, form string) (int, string) {
 	t.Helper()
+	a := runAs(t, uid, nil, "TOKENENDPOINT_TEST_POST="+target, "TOKENENDPOINT_TEST_FORM="+form)
+	return a.status, a.body
+}
+
+// answer is what a client run by runAs got.
+type answer struct {
+	status int
+	closed bool // the server said Connection: close
+	body   string
+}
+
+// runAs runs this test binary as uid with only the supplementary groups
+// given and env (see TestMain), and returns the answer it printed.
+func runAs(t *testing.T, uid int, groups []uint32, env ...string) answer {
+	t.Helper()
 	self, _ := os.Executable()
 	data, _ := os.ReadFile(self)
 	dir, err := os.MkdirTemp("", "tokenendpoint-test-")
@@ -182,8 +197,8 @@ func postAs(t *testing.T, uid int, target, form string) (int, string) {
 	bin := filepath.Join(dir, "poster.test")
 	os.WriteFile(bin, data, 0o755)
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"TOKENENDPOINT_TEST_POST=" + target, "TOKENENDPOINT_TEST_FORM=" + form, "GORACE=atexit_sleep_ms=0"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
+	cmd.Env = append(env, "GORACE=atexit_sleep_ms=0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: append([]uint32{}, groups...)}}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -191,8 +206,9 @@ func postAs(t *testing.T, uid int, target, form string) (int, string) {
 		t.Fatalf("client as uid %d: %v %s", uid, err, stderr.String())
 	}
 	first, rest, _ := strings.Cut(string(out), "\n")
+	closed, body, _ := strings.Cut(rest, "\n")
 	status, _ := strconv.Atoi(first)
-	return status, rest
+	return answer{status: status, closed: closed == "true", body: body}
 }
 
 // TestEndpointInMetricsAndLog: the endpoint's requests are counted on the

@@ -3,6 +3,7 @@ package tokenendpoint
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -13,6 +14,10 @@ import (
 func TestMain(m *testing.M) {
 	if target := os.Getenv("TOKENENDPOINT_TEST_POST"); target != "" {
 		postAndPrint(target, os.Getenv("TOKENENDPOINT_TEST_FORM"))
+		return
+	}
+	if addr := os.Getenv("TOKENENDPOINT_TEST_HANG_UP"); addr != "" {
+		postAndHangUp(addr, os.Getenv("TOKENENDPOINT_TEST_FORM"))
 		return
 	}
 	os.Exit(m.Run())
@@ -27,6 +32,19 @@ func postAndPrint(target, form string) {
 		os.Exit(0)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	fmt.Printf("%d\n%s", resp.StatusCode, body)
+	fmt.Printf("%d\n%t\n%s", resp.StatusCode, resp.Close, body)
+	os.Exit(0)
+}
+
+// postAndHangUp is the child of hangUpAs: it sends a token request to
+// addr and closes its socket without waiting for the answer.
+func postAndHangUp(addr, form string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(c, "POST /oauth2/token HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", addr, len(form), form)
+	c.Close()
 	os.Exit(0)
 }

@@ -33,6 +33,9 @@ type Backend interface {
 	// Token returns a token of the profile for caller, with ipc's
 	// sentinel errors.
 	Token(ctx context.Context, caller ipc.Caller, profile string) (*ipc.TokenResponse, error)
+	// MayUseAny reports whether caller may use any profile: a caller who
+	// may not gets its answer and no connection to hold on to.
+	MayUseAny(caller ipc.Caller) bool
 }
 
 // tokenAnswer is a successful answer (RFC 6749 §5.1).
@@ -76,6 +79,13 @@ type Config struct {
 	// AgentUID is the agent's own user: a caller the kernel cannot
 	// identify but whose local_secret matches is served as it.
 	AgentUID uint32
+	// UnidentifiedByLocalSecret says that callers the kernel cannot
+	// identify are expected (they come from another network namespace:
+	// the configuration's token_endpoint_unidentified = "local_secret"),
+	// and may use a profile by its local_secret alone. Otherwise such a
+	// caller is a failure to identify and is refused, except where the
+	// platform never identifies TCP callers (door.TCPIdentifies false).
+	UnidentifiedByLocalSecret bool
 	// RequestTimeout bounds one request's wait for a token; default 30s.
 	RequestTimeout time.Duration
 	// Requests, if set, counts answered requests (door "token_endpoint")
@@ -89,6 +99,8 @@ type Server struct {
 	cfg     Config
 	timeout time.Duration
 	rec     door.Recorder
+	// wrongSecrets slows down guessing local secrets.
+	wrongSecrets secretBackoff
 }
 
 // New returns a server; serve it on Listen's listener.
@@ -121,6 +133,11 @@ func Listen(addr string, lc door.ListenConfig) (net.Listener, error) {
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		door.NoStore(w, true)
+		if !s.mayKeep(r) {
+			// Nothing here is theirs: they get their answer, not a
+			// connection to hold on to (as on the socket).
+			w.Header().Set("Connection", "close")
+		}
 		if why := door.LoopbackGuard(r); why != "" {
 			ev := s.rec.Event(r)
 			s.fail(w, &ev, http.StatusForbidden, "invalid_request", why, "")
@@ -130,6 +147,21 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// mayKeep reports whether the caller of r may keep its connection open
+// between requests: root, the agent's user, a caller who may use some
+// profile, or an unidentified caller who may present a local_secret.
+func (s *Server) mayKeep(r *http.Request) bool {
+	caller, err := door.CallerFrom(r.Context())
+	if err != nil {
+		return s.secretOnly() && !errors.Is(err, door.ErrNoResources)
+	}
+	return caller.UID == 0 || caller.UID == s.cfg.AgentUID || s.cfg.Backend.MayUseAny(caller)
+}
+
+// secretOnly reports whether a caller nobody can identify may use a
+// profile by its local_secret.
+func (s *Server) secretOnly() bool { return s.cfg.UnidentifiedByLocalSecret || !door.TCPIdentifies }
 
 // done ends a request's event; token requests count in /metrics.
 func (s *Server) done(ev *door.RequestEvent) { s.rec.Done(ev, ev.Path == PathToken) }
@@ -180,20 +212,16 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if credErr == nil {
 		profile, err = s.cfg.Backend.Match(&caller, q)
 	} else {
-		// The kernel cannot say who this is (another network namespace):
-		// only a profile's local_secret can vouch for the caller, who is
-		// then served as the agent's own user.
-		profile, err = s.cfg.Backend.Match(nil, q)
+		var ok bool
+		if profile, ok = s.matchUnidentified(w, r, &ev, req, q, credErr); !ok {
+			return
+		}
 		caller = ipc.Caller{UID: s.cfg.AgentUID, GID: ^uint32(0)}
 	}
 	if err != nil {
 		e := asError(err)
 		if e.Kind == ipc.ErrUnknownProfile {
-			if req.basic {
-				w.Header().Set("WWW-Authenticate", `Basic realm="tokenagent"`)
-			}
-			ev.Denied = true
-			s.fail(w, &ev, http.StatusUnauthorized, "invalid_client", e.Description, "")
+			s.refuseClient(w, &ev, req, e.Description)
 			return
 		}
 		s.fail(w, &ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
@@ -210,6 +238,70 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	ev.Status, ev.TokenSHA256 = http.StatusOK, door.TokenFingerprint(tok.AccessToken)
 	answer := tokenAnswer{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: max(tok.ExpiresIn, 0), Scope: tok.Scope}
 	door.WriteAppended(w, http.StatusOK, answer.append)
+}
+
+// refuseClient answers invalid_client (RFC 6749 §5.2).
+func (s *Server) refuseClient(w http.ResponseWriter, ev *door.RequestEvent, req request, description string) {
+	if req.basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="tokenagent"`)
+	}
+	ev.Denied = true
+	s.fail(w, ev, http.StatusUnauthorized, "invalid_client", description, "")
+}
+
+// matchUnidentified picks the profile of a caller nobody could identify
+// (credErr says why), or answers the request itself and returns false.
+// Out of resources, the caller is asked to retry (503): a 401 would be
+// taken for a verdict on its credentials. Otherwise only a local_secret
+// vouches for it, and only where the configuration expects such callers;
+// wrong secrets are slowed down per client_id (secretBackoff), the
+// attempts refused meanwhile answered 429 without a look at the secret.
+// Why a caller is refused goes to the log (ev.Detail), never to it.
+func (s *Server) matchUnidentified(w http.ResponseWriter, r *http.Request, ev *door.RequestEvent, req request, q ipc.ClientMatch, credErr error) (string, bool) {
+	where := fmt.Sprintf("a caller at %s to %s", r.RemoteAddr, localAddr(r))
+	switch {
+	case errors.Is(credErr, door.ErrNoResources):
+		ev.Detail = fmt.Sprintf("could not identify %s: %v; raise the agent's file descriptor limit (LimitNOFILE) or lower max_connections", where, credErr)
+		s.fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable", "the agent is busy; retry shortly", "1")
+		return "", false
+	case !s.secretOnly():
+		ev.Detail = fmt.Sprintf("could not identify %s (%v); refused. If callers come from another network namespace (a container), "+
+			`set token_endpoint_unidentified = "local_secret" and give them the profile's local_secret`, where, credErr)
+		s.refuseClient(w, ev, req, "no such profile for this caller")
+		return "", false
+	}
+	source := "client_id " + strconv.Quote(ipc.SafeText(req.clientID))
+	now := time.Now()
+	if wait := s.wrongSecrets.wait(source, now); wait > 0 {
+		s.fail(w, ev, http.StatusTooManyRequests, "slow_down", "too many wrong client secrets for this client; retry later",
+			strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		return "", false
+	}
+	profile, err := s.cfg.Backend.Match(nil, q)
+	if err == nil {
+		s.wrongSecrets.succeeded(source)
+		return profile, true
+	}
+	e := asError(err)
+	if e.Kind != ipc.ErrUnknownProfile {
+		s.fail(w, ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
+		return "", false
+	}
+	ev.Detail = fmt.Sprintf("%s (unidentified: %v) sent no local_secret of a profile it names", where, credErr)
+	if backoff, failures := s.wrongSecrets.failed(source, now); backoff > 0 {
+		ev.Detail = fmt.Sprintf("%d wrong local secrets in a row for %s from unidentified callers (the latest from %s); its attempts are refused for %s "+
+			"(429, logged at debug). If this is not an attack, give the client the profile's local_secret", failures, source, r.RemoteAddr, backoff)
+	}
+	s.refuseClient(w, ev, req, e.Description)
+	return "", false
+}
+
+// localAddr is the door's address a request came to.
+func localAddr(r *http.Request) string {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return a.String()
+	}
+	return "the token endpoint"
 }
 
 // asError is err as an *ipc.Error; one the engine did not make is
