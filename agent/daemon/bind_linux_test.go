@@ -51,6 +51,12 @@ func TestHelperSquat(t *testing.T) {
 // port) and waits for it.
 func squat(t *testing.T, addr string) (line string, release func()) {
 	t.Helper()
+	return runAs(t, "TestHelperSquat", "DAEMON_TEST_SQUAT="+addr)
+}
+
+// runAs runs the test binary's helper test as uid squatterUID with env.
+func runAs(t *testing.T, helper, env string) (line string, release func()) {
+	t.Helper()
 	self, _ := os.Executable()
 	data, err := os.ReadFile(self)
 	if err != nil {
@@ -66,8 +72,8 @@ func squat(t *testing.T, addr string) (line string, release func()) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestHelperSquat$")
-	cmd.Env = []string{"DAEMON_TEST_SQUAT=" + addr, "GORACE=atexit_sleep_ms=0"}
+	cmd := exec.Command(bin, "-test.run=^"+helper+"$")
+	cmd.Env = []string{env, "GORACE=atexit_sleep_ms=0"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: squatterUID, Gid: squatterUID, Groups: []uint32{}}}
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -79,7 +85,7 @@ func squat(t *testing.T, addr string) (line string, release func()) {
 	t.Cleanup(release)
 	line, err = bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		t.Fatalf("squatter as uid %d on %s: %v", squatterUID, addr, err)
+		t.Fatalf("%s as uid %d (%s): %v", helper, squatterUID, env, err)
 	}
 	return strings.TrimSpace(line), release
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc/door"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 	"github.com/tokenagent/tokenagent/ipc/metrics"
@@ -142,12 +144,35 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint (both loopback families)")
 	}
 	if cfg.MetricsListen != "" {
+		mopts, err := metricsOptions(cfg)
+		if err != nil {
+			return ds, err
+		}
 		mln := net.Listener(d.holdAny(doorMetrics, "metrics_listen", cfg.MetricsListen, passed.take(fdNameMetrics, cfg.MetricsListen)))
-		msrv := door.NewServer(srv.Metrics().Handler(), door.Timeouts{}) // the doors' read, write and idle timeouts
+		msrv := door.NewServer(srv.Metrics().Handler(mopts), door.Timeouts{}) // the doors' read, write and idle timeouts
 		ds = append(ds, &runner{name: doorMetrics, srv: msrv, ln: mln, cut: true})
 		d.log.Info().Str("metrics_listen", mln.Addr().String()).Msg("serving /metrics over TCP")
 	}
 	return ds, nil
+}
+
+// metricsOptions reads metrics_token (a secret reference, read once at
+// start) and metrics_profiles for the metrics listener. Errors name the
+// reference, never the token.
+func metricsOptions(cfg *config.Config) (metrics.ListenOptions, error) {
+	opts := metrics.ListenOptions{Profiles: cfg.MetricsProfiles}
+	if cfg.MetricsToken == "" {
+		return opts, nil
+	}
+	token, err := secretref.Read(cfg.MetricsToken, cfg.Dir(), secretref.Secret)
+	if err != nil {
+		return opts, fmt.Errorf("config %s: metrics_token %s: %w", cfg.Path(), config.RefName(cfg.MetricsToken), err)
+	}
+	if token = secretref.TrimNewline(token); len(token) == 0 {
+		return opts, fmt.Errorf("config %s: metrics_token %s is empty", cfg.Path(), config.RefName(cfg.MetricsToken))
+	}
+	opts.Token, opts.Profiles = token, true
+	return opts, nil
 }
 
 // answerGrace is how long requests that were waiting for a fetch get to
