@@ -92,6 +92,19 @@ type Health struct {
 	Degraded []string `json:"degraded,omitempty"`
 	// Agent says which agent answers; nil when it does not say.
 	Agent *AgentInfo `json:"agent,omitempty"`
+	// Doors are the agent's TCP doors (token_endpoint, metrics_listen),
+	// one entry per address, and whether each is bound.
+	Doors []DoorHealth `json:"doors,omitempty"`
+}
+
+// DoorHealth is one address of one of the agent's TCP doors.
+type DoorHealth struct {
+	Door    string `json:"door"`    // the setting: token_endpoint, metrics_listen
+	Address string `json:"address"` // host:port
+	// State is "up", or "down" when another process holds the port (the
+	// agent retries; Error names the holder where the kernel says).
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
 }
 
 // AgentInfo describes the running agent.

@@ -166,6 +166,22 @@ type HealthResponse struct {
 	Degraded []string `json:"degraded,omitempty"`
 	// Agent says which agent this is and since when it runs.
 	Agent *AgentInfo `json:"agent,omitempty"`
+	// Doors are the TCP doors' addresses and whether each is bound. A
+	// door that is down (another process holds its port) is retried;
+	// Status stays "ok": the agent answers, and restarting it would not
+	// free the port.
+	Doors []DoorHealth `json:"doors,omitempty"`
+}
+
+// DoorHealth is one address of a TCP door.
+type DoorHealth struct {
+	// Door is the setting: "token_endpoint" or "metrics_listen".
+	Door    string `json:"door"`
+	Address string `json:"address"`
+	// State is "up" (bound and serving) or "down" (not bound: Error says
+	// why and who holds the port; the agent retries).
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
 }
 
 // AgentInfo describes the running agent.

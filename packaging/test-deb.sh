@@ -12,7 +12,7 @@ ls dist/tokenagent-*.rpm >/dev/null || fail "no .rpm built"
 
 contents=$(dpkg-deb --contents "$deb")
 echo "$contents"
-for path in ./usr/bin/tokenagentd ./usr/bin/tokenagent ./lib/systemd/system/tokenagent.service ./etc/tokenagent/agent.toml \
+for path in ./usr/bin/tokenagentd ./usr/bin/tokenagent ./lib/systemd/system/tokenagent.service ./lib/systemd/system/tokenagent.socket ./etc/tokenagent/agent.toml \
             ./usr/share/doc/tokenagent/agent.toml.example ./usr/lib/sysusers.d/tokenagent.conf; do
   grep -q " $path\$" <<<"$contents" || fail "$deb lacks $path"
 done
@@ -32,7 +32,7 @@ printf '\n[profiles.ci]\ntoken_url = "https://idp.example/token"\nclient_id = "c
 out=$(tokenagentd check-config "$withprofile")
 echo "$out"
 grep -q "ok, 1 profile(s): ci" <<<"$out" || fail "check-config with a profile: $out"
-systemd-analyze verify /lib/systemd/system/tokenagent.service || fail "systemd-analyze verify"
+systemd-analyze verify /lib/systemd/system/tokenagent.service /lib/systemd/system/tokenagent.socket || fail "systemd-analyze verify"
 tokenagentd version | grep -q "0.0.0~ci" || fail "installed daemon has the wrong version"
 tokenagent version | grep -q "0.0.0~ci" || fail "installed CLI has the wrong version"
 echo "PASS: .deb builds, installs, and its config and unit check out"

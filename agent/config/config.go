@@ -50,6 +50,15 @@ type Config struct {
 	// MetricsListen, if set, also serves /metrics over TCP at this
 	// address (e.g. "127.0.0.1:9464"), without access control.
 	MetricsListen string `toml:"metrics_listen"`
+	// MetricsToken, if set, is a secret reference (file:, env:,
+	// systemd-credential:) to a bearer token metrics_listen requires
+	// (Authorization: Bearer TOKEN); without it a scrape gets 401. With
+	// it, metrics_listen shows every series.
+	MetricsToken string `toml:"metrics_token"`
+	// MetricsProfiles, without metrics_token, lets metrics_listen show
+	// the per-profile series (profile names and their use) to anyone who
+	// can connect; default false: only series without profile names.
+	MetricsProfiles bool `toml:"metrics_profiles"`
 	// TokenEndpoint, if set, also serves a loopback OAuth 2.0 token
 	// endpoint at this address (a loopback IP and port, such as
 	// "127.0.0.1:8731" or "[::1]:8731"), for unmodified OAuth clients;

@@ -32,7 +32,7 @@ func RefName(v string) string {
 // (client secrets, keys, passwords, store keys), in order, with
 // duplicates.
 func (c *Config) EnvRefs() []string {
-	refs := append([]string{c.StoreKey}, c.StoreKeyPrevious...)
+	refs := append([]string{c.StoreKey, c.MetricsToken}, c.StoreKeyPrevious...)
 	for _, name := range c.ProfileNames() {
 		p := c.Profiles[name]
 		refs = append(refs, p.ClientSecret, p.PrivateKey, p.PKCS12, p.PKCS12Password, p.LocalSecret)

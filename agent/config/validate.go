@@ -35,6 +35,12 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("config %s: socket_mode: %w", c.path, err))
 		}
 	}
+	if c.MetricsToken != "" && !IsReference(c.MetricsToken) {
+		errs = append(errs, fmt.Errorf("config %s: metrics_token: use file:PATH, env:NAME or systemd-credential:NAME, never the token itself", c.path))
+	}
+	if (c.MetricsToken != "" || c.MetricsProfiles) && c.MetricsListen == "" {
+		errs = append(errs, fmt.Errorf("config %s: metrics_token and metrics_profiles apply to metrics_listen, which is not set", c.path))
+	}
 	if c.TokenEndpoint != "" {
 		if err := CheckLoopbackAddress(c.TokenEndpoint); err != nil {
 			errs = append(errs, fmt.Errorf("config %s: token_endpoint: %w", c.path, err))

@@ -59,6 +59,9 @@ type Options struct {
 	// Clock is the engine's time source, which the doors' answers use
 	// too (expires_in); nil means the system clock.
 	Clock agent.Clock
+	// BindRetry is how often a TCP door's address that could not be
+	// bound (another process holds the port) is tried again; default 10s.
+	BindRetry time.Duration
 	// HideEnvSecrets moves env: secrets out of the process environment
 	// once they are read (tokenagentd sets it; tests that share their
 	// environment do not).
@@ -79,8 +82,9 @@ type Daemon struct {
 	agent      *agent.Agent
 	metricsLn  net.Addr
 	endpointLn net.Addr
-	started    time.Time // when Run began serving
-	reloaded   time.Time // the last applied reload
+	held       []heldDoor // the TCP doors' listeners, for /v1/health
+	started    time.Time  // when Run began serving
+	reloaded   time.Time  // the last applied reload
 }
 
 // maxSocketPath is the longest path a Unix socket may have: sun_path

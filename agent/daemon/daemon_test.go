@@ -118,25 +118,31 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 	f.stopped(t)
 }
 
-// TestRunFailingLateLeavesNothingRunning: a start-up step that fails after
-// the socket is serving (metrics_listen on a taken port) stops the socket
-// server, the engine and the store before Run returns.
-func TestRunFailingLateLeavesNothingRunning(t *testing.T) {
+// TestTakenMetricsPortStopsNothing: metrics_listen on a port another
+// process holds used to fail the start after the socket was serving. A
+// door that cannot bind never stops the others: the agent serves, health
+// says metrics_listen is down and names the address, and everything is
+// stopped when Run returns.
+func TestTakenMetricsPortStopsNothing(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	f := newFixture(t, fmt.Sprintf("metrics_listen = %q", taken.Addr().String()))
-	d := f.daemon(t)
-	err = d.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "metrics_listen") || !strings.Contains(err.Error(), f.config) {
-		t.Fatalf("Run with metrics_listen on a taken port = %v, want an error naming metrics_listen and the config", err)
+	addr := taken.Addr().String()
+	f := newFixture(t, fmt.Sprintf("metrics_listen = %q", addr))
+	_, stop := serve(t, f.daemon(t))
+	c := &clientlib.Client{Socket: f.socket}
+	h, err := c.Health(context.Background())
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
-	select {
-	case <-d.Ready():
-	default:
-		t.Error("Ready not closed after Run failed")
+	if len(h.Doors) != 1 || h.Doors[0].Door != "metrics_listen" || h.Doors[0].State != "down" || !strings.Contains(h.Doors[0].Error, addr) {
+		t.Errorf("health with metrics_listen on a taken port: doors %+v; want metrics_listen %s down, naming it", h.Doors, addr)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Run after cancel = %v, want nil", err)
 	}
 	f.stopped(t)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc/door"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 	"github.com/tokenagent/tokenagent/ipc/metrics"
@@ -107,15 +108,21 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 			ds.stop(d, a)
 		}
 	}()
+	passed := d.activated()
+	defer d.closeUnclaimed(passed)
 	var eln net.Listener
 	endpointURL := ""
 	if cfg.TokenEndpoint != "" {
-		if eln, err = tokenendpoint.Listen(cfg.TokenEndpoint, connectionLimits(cfg)); err != nil {
+		// A port another process holds does not stop the agent: the door
+		// is down (health says so) and retried.
+		h, err := d.holdLoopback(doorEndpoint, "token_endpoint", cfg.TokenEndpoint, passed.take(fdNameEndpoint, cfg.TokenEndpoint))
+		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", cfg.Path(), err)
 		}
-		endpointURL = "http://" + eln.Addr().String() + tokenendpoint.PathToken
+		eln = door.Limit(h, connectionLimits(cfg), door.TCPCaller)
+		endpointURL = "http://" + h.Addr().String() + tokenendpoint.PathToken
 	}
-	ln, err := listen(cfg, d.opts.Socket)
+	ln, err := d.socketListener(cfg, &passed)
 	if err != nil {
 		if eln != nil {
 			eln.Close()
@@ -129,24 +136,44 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 	}
 	requests := &metrics.Requests{} // every door's, on the socket's /metrics
 	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Metrics: a, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
-		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL})
+		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL, Doors: d.doorHealth})
 	ds = append(ds, &runner{name: doorSocket, srv: srv, ln: ln})
 	if eln != nil {
 		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
 			UnidentifiedByLocalSecret: cfg.TokenEndpointUnidentified == config.UnidentifiedLocalSecret})
 		ds = append(ds, &runner{name: doorEndpoint, srv: esrv, ln: eln})
-		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint")
+		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint (both loopback families)")
 	}
 	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		mopts, err := metricsOptions(cfg)
 		if err != nil {
-			return ds, fmt.Errorf("config %s: metrics_listen %s: %w", cfg.Path(), cfg.MetricsListen, err)
+			return ds, err
 		}
-		msrv := door.NewServer(srv.Metrics().Handler(), door.Timeouts{}) // the doors' read, write and idle timeouts
+		mln := net.Listener(d.holdAny(doorMetrics, "metrics_listen", cfg.MetricsListen, passed.take(fdNameMetrics, cfg.MetricsListen)))
+		msrv := door.NewServer(srv.Metrics().Handler(mopts), door.Timeouts{}) // the doors' read, write and idle timeouts
 		ds = append(ds, &runner{name: doorMetrics, srv: msrv, ln: mln, cut: true})
 		d.log.Info().Str("metrics_listen", mln.Addr().String()).Msg("serving /metrics over TCP")
 	}
 	return ds, nil
+}
+
+// metricsOptions reads metrics_token (a secret reference, read once at
+// start) and metrics_profiles for the metrics listener. Errors name the
+// reference, never the token.
+func metricsOptions(cfg *config.Config) (metrics.ListenOptions, error) {
+	opts := metrics.ListenOptions{Profiles: cfg.MetricsProfiles}
+	if cfg.MetricsToken == "" {
+		return opts, nil
+	}
+	token, err := secretref.Read(cfg.MetricsToken, cfg.Dir(), secretref.Secret)
+	if err != nil {
+		return opts, fmt.Errorf("config %s: metrics_token %s: %w", cfg.Path(), config.RefName(cfg.MetricsToken), err)
+	}
+	if token = secretref.TrimNewline(token); len(token) == 0 {
+		return opts, fmt.Errorf("config %s: metrics_token %s is empty", cfg.Path(), config.RefName(cfg.MetricsToken))
+	}
+	opts.Token, opts.Profiles = token, true
+	return opts, nil
 }
 
 // answerGrace is how long requests that were waiting for a fetch get to

@@ -187,7 +187,8 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			Agent    *clientlib.AgentInfo      `json:"agent,omitempty"`
 			Profiles []clientlib.ProfileStatus `json:"profiles"`
 			Store    *clientlib.StoreHealth    `json:"store,omitempty"`
-		}{health.Agent, profiles, health.Store}); err != nil {
+			Doors    []clientlib.DoorHealth    `json:"doors,omitempty"`
+		}{health.Agent, profiles, health.Store, health.Doors}); err != nil {
 			return err
 		}
 	} else {
@@ -196,6 +197,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		renderStore(stdout, health.Store)
+		renderDoors(stdout, health.Doors)
 	}
 	// Scripts and monitors learn from the exit code whether every profile
 	// the user may use can serve a token now.
@@ -235,6 +237,17 @@ func renderStore(w io.Writer, st *clientlib.StoreHealth) {
 	}
 	fmt.Fprintf(w, "\n  tokens are served from memory; %d writes pending, %d stalls, %d failed writes. The agent keeps trying; see its log.\n",
 		st.PendingWrites, st.Stalls, st.WriteFailures)
+}
+
+// renderDoors adds a line per TCP door address that is down: clients of
+// that door reach another process, or nothing, until it is bound.
+func renderDoors(w io.Writer, doors []clientlib.DoorHealth) {
+	for _, d := range doors {
+		if d.State == "up" {
+			continue
+		}
+		fmt.Fprintf(w, "\nDOOR %s %s is %s: %s\n", ipc.SafeText(d.Door), ipc.SafeText(d.Address), ipc.SafeText(d.State), ipc.SafeText(d.Error))
+	}
 }
 
 // renderStatus writes the status table. Names and errors come from the

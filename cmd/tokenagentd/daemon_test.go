@@ -208,7 +208,7 @@ func TestMetricsListen(t *testing.T) {
 	idp.AddClient(idptest.Client{ID: "c", Secret: "daemon-secret", Method: "client_secret_basic"})
 	dir := t.TempDir()
 	config := filepath.Join(dir, "agent.toml")
-	writeConfig(t, config, "store = \"memory\"\nmetrics_listen = \"127.0.0.1:0\"\n"+profileTOML("p", idp.TokenURL, "c"))
+	writeConfig(t, config, "store = \"memory\"\nmetrics_listen = \"127.0.0.1:0\"\nmetrics_profiles = true\n" /* per-profile series without metrics_token: an explicit choice */ +profileTOML("p", idp.TokenURL, "c"))
 	d := startDaemon(t, config)
 	if _, err := (&clientlib.Client{Socket: d.socket}).Token(context.Background(), "p"); err != nil {
 		t.Fatal(err)

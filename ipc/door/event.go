@@ -71,6 +71,22 @@ func (ev *RequestEvent) Executable() string {
 // it.
 func (ev *RequestEvent) Outcome() string { return cmp.Or(ev.Code, "ok") }
 
+// countedProfile is the profile label a request is counted under: none
+// when the caller was refused it (denied, unknown, or an OAuth client
+// that did not authenticate), so that no metric series carries a name the
+// caller may not know — a denied name counted under its own label would
+// undo the uniform 404. The event itself keeps the name for the log.
+func (ev *RequestEvent) countedProfile() string {
+	if ev.Denied {
+		return ""
+	}
+	switch ev.Code {
+	case ipc.CodeUnknownProfile, ipc.CodeForbidden, "invalid_client":
+		return ""
+	}
+	return ev.Profile
+}
+
 // Counter tallies answered requests by door, profile and outcome.
 type Counter interface {
 	Count(door, profile, outcome string)
@@ -95,7 +111,7 @@ func (rec *Recorder) Event(r *http.Request) RequestEvent { return NewEvent(rec.D
 // Done counts the event if count says so, and observes it.
 func (rec *Recorder) Done(ev *RequestEvent, count bool) {
 	if count && rec.Requests != nil {
-		rec.Requests.Count(rec.Door, ev.Profile, ev.Outcome())
+		rec.Requests.Count(rec.Door, ev.countedProfile(), ev.Outcome())
 	}
 	if rec.Observe != nil {
 		ev.Duration = time.Since(ev.start)

@@ -77,6 +77,8 @@ type Config struct {
 	// Requests counts answered requests for /metrics; nil means a counter
 	// of this server's own (share one to count every door).
 	Requests *metrics.Requests
+	// Doors, if set, tells /v1/health the TCP doors' state.
+	Doors func() []ipc.DoorHealth
 }
 
 // Server serves the protocol on a listener from door.Listen.
@@ -164,6 +166,9 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *door.Re
 	if s.cfg.Backend != nil {
 		st, info := s.cfg.Backend.StoreHealth(), s.cfg.Backend.Info()
 		h.Store, h.Agent = &st, &info
+		if s.cfg.Doors != nil {
+			h.Doors = s.cfg.Doors()
+		}
 		now := time.Now()
 		for _, p := range s.cfg.Backend.ProfileInfos(ev.Caller) { // only the caller's: names stay private
 			if p.LastError != "" && !p.ExpiresAt.After(now) {

@@ -7,6 +7,7 @@
 package metrics
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,6 +39,8 @@ type Writer struct {
 	InFlight func() int64
 	// Collector, if set, is the engine.
 	Collector Collector
+
+	hideProfiles bool // no series with a profile name (Handler's public view)
 }
 
 // ProfileStats are one profile's counters, as the engine keeps them.
@@ -68,18 +71,43 @@ type ProfileStats struct {
 	FleetStats ipc.FleetStats
 }
 
+// ListenOptions say who may scrape the TCP listener and what it shows.
+type ListenOptions struct {
+	// Token, if set, is the bearer token every scrape must send
+	// (Authorization: Bearer TOKEN); any other request gets 401. A
+	// scrape with the token sees every series.
+	Token []byte
+	// Profiles shows the per-profile series (profile names and their
+	// use) without a Token. Off, the listener writes only series without
+	// a profile name: requests by door and outcome, the store, the
+	// runtime.
+	Profiles bool
+}
+
 // Handler serves /metrics alone, for a separate TCP listener
-// (metrics_listen). It has no peer credentials to check: bind it to
-// loopback or protect it otherwise. Like every door, it refuses what a
-// browser page could send (door.LoopbackGuard).
-func (mw *Writer) Handler() http.Handler {
+// (metrics_listen), where no peer credentials say who asks: anyone who
+// can connect is answered, so profile names are shown only to a scrape
+// that sends opts.Token, or when opts.Profiles says so. Like every door,
+// it refuses what a browser page could send (door.LoopbackGuard).
+func (mw *Writer) Handler(opts ListenOptions) http.Handler {
+	public := &Writer{Requests: mw.Requests, InFlight: mw.InFlight, Collector: mw.Collector, hideProfiles: !opts.Profiles}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		if why := door.LoopbackGuard(r); why != "" {
 			http.Error(w, "forbidden: "+why, http.StatusForbidden)
 			return
 		}
-		mw.Serve(w)
+		if opts.Token != nil {
+			sent, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(sent), opts.Token) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="tokenagent metrics"`)
+				http.Error(w, "unauthorized: send the bearer token metrics_token names (Authorization: Bearer ...)", http.StatusUnauthorized)
+				return
+			}
+			mw.Serve(w)
+			return
+		}
+		public.Serve(w)
 	})
 	return mux
 }
@@ -124,11 +152,20 @@ func (r *Requests) Count(door, profile, outcome string) {
 	n.Add(1)
 }
 
-func (r *Requests) write(w io.Writer) {
+// write writes the counts; hideProfiles sums them over profiles, under
+// profile "-".
+func (r *Requests) write(w io.Writer, hideProfiles bool) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	keys := make([][3]string, 0, len(r.counts))
-	for k := range r.counts {
+	counts := make(map[[3]string]uint64, len(r.counts))
+	for k, n := range r.counts {
+		if hideProfiles {
+			k[1] = "-"
+		}
+		counts[k] += n.Load()
+	}
+	r.mu.RUnlock()
+	keys := make([][3]string, 0, len(counts))
+	for k := range counts {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b [3]string) int {
@@ -136,7 +173,7 @@ func (r *Requests) write(w io.Writer) {
 	})
 	family(w, "tokenagent_requests_total", "counter", "Requests by door (socket, token_endpoint), profile and outcome.")
 	for _, k := range keys {
-		fmt.Fprintf(w, "tokenagent_requests_total{door=%q,profile=%q,outcome=%q} %d\n", k[0], k[1], k[2], r.counts[k].Load())
+		fmt.Fprintf(w, "tokenagent_requests_total{door=%q,profile=%q,outcome=%q} %d\n", k[0], k[1], k[2], counts[k])
 	}
 }
 
@@ -144,9 +181,9 @@ func (r *Requests) write(w io.Writer) {
 // requests of every door, then the engine's.
 func (mw *Writer) Write(w io.Writer) {
 	if mw.Requests != nil {
-		mw.Requests.write(w)
+		mw.Requests.write(w, mw.hideProfiles)
 	} else {
-		(&Requests{}).write(w)
+		(&Requests{}).write(w, false)
 	}
 	family(w, "tokenagent_requests_in_flight", "gauge", "Socket requests being answered now.")
 	var inFlight int64
@@ -155,7 +192,9 @@ func (mw *Writer) Write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "tokenagent_requests_in_flight %d\n", inFlight)
 	if mw.Collector != nil {
-		writeStats(w, mw.Collector.ProfileStats())
+		if !mw.hideProfiles {
+			writeStats(w, mw.Collector.ProfileStats())
+		}
 		writeStore(w, mw.Collector.StoreHealth())
 	}
 	family(w, "tokenagent_build_info", "gauge", "The agent's version and the Go it was built with (always 1).")
