@@ -119,7 +119,7 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", cfg.Path(), err)
 		}
-		eln = door.Limit(h, connectionLimits(cfg), door.TCPCaller)
+		eln = door.LimitTCP(h, connectionLimits(cfg))
 		endpointURL = "http://" + h.Addr().String() + tokenendpoint.PathToken
 	}
 	ln, err := d.socketListener(cfg, &passed)

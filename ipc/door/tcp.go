@@ -50,7 +50,16 @@ func ListenLoopback(what, addr string, lc ListenConfig) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, addr, err)
 	}
-	return limit(ln, lc, tcpIdentity), nil
+	return LimitTCP(ln, lc), nil
+}
+
+// LimitTCP wraps a loopback TCP listener with the socket's caps, each
+// caller identified by the owner of the client's socket at accept and by
+// the process holding it on the connection's first request — and only
+// when its groups can matter (not for root or the agent's own user): the
+// scan of /proc that finds the process costs more than a request.
+func LimitTCP(ln net.Listener, lc ListenConfig) net.Listener {
+	return limit(ln, lc, tcpIdentity)
 }
 
 // TCPCaller identifies the client of a loopback TCP connection: its uid
