@@ -37,11 +37,20 @@ type agentProc struct {
 
 func startDaemon(t *testing.T, config string, env ...string) *agentProc {
 	t.Helper()
+	return startDaemonUnder(t, nil, config, env...)
+}
+
+// startDaemonUnder starts the daemon through a wrapper command that execs
+// it (prlimit --nofile=N:N --), so that the wrapper's process is the
+// daemon's.
+func startDaemonUnder(t *testing.T, wrapper []string, config string, env ...string) *agentProc {
+	t.Helper()
 	bin := buildBinary(t)
 	dir := filepath.Dir(config)
 	d := &agentProc{t: t, socket: filepath.Join(dir, "agent.sock"), done: make(chan struct{})}
 	d.cond = sync.NewCond(&d.mu)
-	d.cmd = exec.Command(bin, "--config", config, "--socket", d.socket)
+	argv := append(slices.Clone(wrapper), bin, "--config", config, "--socket", d.socket)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = append(os.Environ(), env...)
 	stderr, _ := d.cmd.StderrPipe()
 	if err := d.cmd.Start(); err != nil {
