@@ -119,8 +119,12 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// Only a value this key sealed opens, and the only one it sealed
+		// is "x". (Not "only good": under -fuzz every worker process
+		// seals its own good, with a nonce of its own, and the seed the
+		// coordinator hands a worker is another process's sealing of x.)
 		plain, err := key.Open(fr.Rest, []byte("aad"))
-		if err == nil && (string(plain) != "x" || !bytes.Equal(data[len(data)-16:], good[len(good)-16:])) {
+		if err == nil && string(plain) != "x" {
 			t.Fatalf("Open accepted %x as %q", data, plain)
 		}
 	})
