@@ -227,23 +227,49 @@ type corruptError struct{ err error }
 
 func (e *corruptError) Error() string { return e.err.Error() }
 
-// openVerified opens the file and checks it page by page. bbolt can panic
-// or fault on a damaged file; both become a corruptError.
+// openVerified opens the file and checks it page by page. A file shorter
+// than its meta page's high-water mark is refused before bbolt maps it
+// (checkBoltSize: bbolt's check would touch pages past the end of the
+// file on its own goroutine, a SIGBUS nothing can recover). bbolt can
+// still panic or fault on other damage; both become a corruptError.
 func (s *Store) openVerified(lockTimeout time.Duration) (db *bolt.DB, err error) {
 	if fi, statErr := os.Stat(s.path); statErr == nil && fi.Size() == 0 {
 		return nil, &corruptError{errors.New("file is empty")}
 	}
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			if db != nil {
-				db.Close()
-				db = nil
+	if cerr := checkBoltSize(s.path); cerr != nil {
+		return nil, &corruptError{cerr}
+	}
+	// On a goroutine of its own: a memory fault while bbolt reads the
+	// map on it becomes a panic (SetPanicOnFault), recovered as damage,
+	// and the caller's goroutine keeps its own setting.
+	type result struct {
+		db  *bolt.DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		debug.SetPanicOnFault(true)
+		var r result
+		var opened *bolt.DB // closed if a later step panics
+		defer func() {
+			if p := recover(); p != nil {
+				if opened != nil {
+					opened.Close()
+				}
+				r = result{nil, &corruptError{fmt.Errorf("database unreadable: %v", p)}}
 			}
-			err = &corruptError{fmt.Errorf("database unreadable: %v", r)}
-		}
+			done <- r
+		}()
+		r.db, r.err = s.openChecked(lockTimeout, &opened)
 	}()
-	db, err = bolt.Open(s.path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	res := <-done
+	return res.db, res.err
+}
+
+// openChecked is openVerified's work, run where faults are panics.
+func (s *Store) openChecked(lockTimeout time.Duration, opened **bolt.DB) (*bolt.DB, error) {
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	*opened = db
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s is held by another process (is another tokenagent running?); stop it or give this agent its own store", ErrLocked, s.path)
