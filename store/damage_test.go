@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokenagent/tokenagent/store"
 )
@@ -120,4 +124,46 @@ func TestEveryDamageOpens(t *testing.T) {
 		})
 	}
 	t.Logf("%d damaged files: %d moved aside, the rest opened with their records", len(cases), aside)
+}
+
+// TestFlippedKeyIDIsDamage: one record whose key id was flipped, beside
+// records sealed with the current key, is a damaged record (reported by
+// LoadAll, dropped by the agent), not a wrong key that stops the agent at
+// every start. A file whose records all carry an unknown key id is still
+// refused (TestKeyRotation).
+func TestFlippedKeyIDIsDamage(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	key, _ := newKey(t)
+	s := open(t, path, store.Options{Key: key})
+	for _, p := range []string{"a", "b", "c"} {
+		if err := s.Put(record(p, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("tokens"))
+		v := bytes.Clone(b.Get([]byte("b")))
+		v[1] ^= 0x40 // the first byte of the key id
+		return b.Put([]byte("b"), v)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = store.Open(path, store.Options{Key: key})
+	if err != nil {
+		t.Fatalf("Open with one record's key id flipped = %v; want the store, that record reported by LoadAll", err)
+	}
+	defer s.Close()
+	recs, problems, err := s.LoadAll()
+	if err != nil || len(recs) != 2 || len(problems) != 1 || problems[0].Profile != "b" || !errors.Is(problems[0].Err, store.ErrCorruptRecord) {
+		t.Errorf("LoadAll() = %d records, problems %v, %v; want a and c, and b failing", len(recs), problems, err)
+	}
 }

@@ -317,7 +317,7 @@ func (s *Store) prepare(db *bolt.DB) error {
 			return fmt.Errorf("store %s: %w", s.path, err)
 		}
 		unknown := map[string]bool{}
-		var unknownRecords int
+		var unknownRecords, knownRecords int
 		type reseal struct {
 			name []byte
 			rec  *Record
@@ -333,7 +333,10 @@ func (s *Store) prepare(db *bolt.DB) error {
 			case key == nil:
 				unknown[h.keyID.String()] = true
 				unknownRecords++
+			default:
+				knownRecords++
 			case key != s.key:
+				knownRecords++
 				if rec, err := openRecord(key, string(k), v); err == nil {
 					reseals = append(reseals, reseal{bytes.Clone(k), rec})
 				}
@@ -343,7 +346,10 @@ func (s *Store) prepare(db *bolt.DB) error {
 		if err != nil {
 			return err
 		}
-		if len(unknown) > 0 {
+		// Records under an unknown key beside records under a known one
+		// are damage (a flipped key id), not a wrong key: LoadAll reports
+		// them and the agent drops them.
+		if len(unknown) > 0 && knownRecords == 0 {
 			ids := make([]string, 0, len(unknown))
 			for id := range unknown {
 				ids = append(ids, id)
@@ -494,7 +500,7 @@ func CheckKeys(path string, opts Options) error {
 		}
 	}
 	unknown := map[string]bool{}
-	records := 0
+	records, knownRecords := 0, 0
 	err = db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
 		if b == nil {
@@ -504,6 +510,8 @@ func CheckKeys(path string, opts Options) error {
 			if h, ok := parseHeader(v); ok && !known[h.keyID] {
 				unknown[h.keyID.String()] = true
 				records++
+			} else if ok {
+				knownRecords++
 			}
 			return nil
 		})
@@ -511,7 +519,7 @@ func CheckKeys(path string, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("store %s: %w", path, err)
 	}
-	if records > 0 {
+	if records > 0 && knownRecords == 0 { // as Open: beside known ones, damage
 		return &WrongKeyError{Path: path, KeyIDs: slices.Sorted(maps.Keys(unknown)), Records: records}
 	}
 	return nil
