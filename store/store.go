@@ -329,14 +329,13 @@ func (s *Store) prepare(db *bolt.DB) error {
 				return nil // LoadAll reports and drops it
 			}
 			key := s.keys[h.keyID]
-			switch {
-			case key == nil:
+			if key == nil {
 				unknown[h.keyID.String()] = true
 				unknownRecords++
-			default:
-				knownRecords++
-			case key != s.key:
-				knownRecords++
+				return nil
+			}
+			knownRecords++
+			if key != s.key {
 				if rec, err := openRecord(key, string(k), v); err == nil {
 					reseals = append(reseals, reseal{bytes.Clone(k), rec})
 				}
