@@ -227,23 +227,49 @@ type corruptError struct{ err error }
 
 func (e *corruptError) Error() string { return e.err.Error() }
 
-// openVerified opens the file and checks it page by page. bbolt can panic
-// or fault on a damaged file; both become a corruptError.
+// openVerified opens the file and checks it page by page. A file shorter
+// than its meta page's high-water mark is refused before bbolt maps it
+// (checkBoltSize: bbolt's check would touch pages past the end of the
+// file on its own goroutine, a SIGBUS nothing can recover). bbolt can
+// still panic or fault on other damage; both become a corruptError.
 func (s *Store) openVerified(lockTimeout time.Duration) (db *bolt.DB, err error) {
 	if fi, statErr := os.Stat(s.path); statErr == nil && fi.Size() == 0 {
 		return nil, &corruptError{errors.New("file is empty")}
 	}
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			if db != nil {
-				db.Close()
-				db = nil
+	if cerr := checkBoltSize(s.path); cerr != nil {
+		return nil, &corruptError{cerr}
+	}
+	// On a goroutine of its own: a memory fault while bbolt reads the
+	// map on it becomes a panic (SetPanicOnFault), recovered as damage,
+	// and the caller's goroutine keeps its own setting.
+	type result struct {
+		db  *bolt.DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		debug.SetPanicOnFault(true)
+		var r result
+		var opened *bolt.DB // closed if a later step panics
+		defer func() {
+			if p := recover(); p != nil {
+				if opened != nil {
+					opened.Close()
+				}
+				r = result{nil, &corruptError{fmt.Errorf("database unreadable: %v", p)}}
 			}
-			err = &corruptError{fmt.Errorf("database unreadable: %v", r)}
-		}
+			done <- r
+		}()
+		r.db, r.err = s.openChecked(lockTimeout, &opened)
 	}()
-	db, err = bolt.Open(s.path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	res := <-done
+	return res.db, res.err
+}
+
+// openChecked is openVerified's work, run where faults are panics.
+func (s *Store) openChecked(lockTimeout time.Duration, opened **bolt.DB) (*bolt.DB, error) {
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	*opened = db
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s is held by another process (is another tokenagent running?); stop it or give this agent its own store", ErrLocked, s.path)
@@ -291,7 +317,7 @@ func (s *Store) prepare(db *bolt.DB) error {
 			return fmt.Errorf("store %s: %w", s.path, err)
 		}
 		unknown := map[string]bool{}
-		var unknownRecords int
+		var unknownRecords, knownRecords int
 		type reseal struct {
 			name []byte
 			rec  *Record
@@ -303,11 +329,13 @@ func (s *Store) prepare(db *bolt.DB) error {
 				return nil // LoadAll reports and drops it
 			}
 			key := s.keys[h.keyID]
-			switch {
-			case key == nil:
+			if key == nil {
 				unknown[h.keyID.String()] = true
 				unknownRecords++
-			case key != s.key:
+				return nil
+			}
+			knownRecords++
+			if key != s.key {
 				if rec, err := openRecord(key, string(k), v); err == nil {
 					reseals = append(reseals, reseal{bytes.Clone(k), rec})
 				}
@@ -317,7 +345,10 @@ func (s *Store) prepare(db *bolt.DB) error {
 		if err != nil {
 			return err
 		}
-		if len(unknown) > 0 {
+		// Records under an unknown key beside records under a known one
+		// are damage (a flipped key id), not a wrong key: LoadAll reports
+		// them and the agent drops them.
+		if len(unknown) > 0 && knownRecords == 0 {
 			ids := make([]string, 0, len(unknown))
 			for id := range unknown {
 				ids = append(ids, id)
@@ -468,7 +499,7 @@ func CheckKeys(path string, opts Options) error {
 		}
 	}
 	unknown := map[string]bool{}
-	records := 0
+	records, knownRecords := 0, 0
 	err = db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
 		if b == nil {
@@ -478,6 +509,8 @@ func CheckKeys(path string, opts Options) error {
 			if h, ok := parseHeader(v); ok && !known[h.keyID] {
 				unknown[h.keyID.String()] = true
 				records++
+			} else if ok {
+				knownRecords++
 			}
 			return nil
 		})
@@ -485,7 +518,7 @@ func CheckKeys(path string, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("store %s: %w", path, err)
 	}
-	if records > 0 {
+	if records > 0 && knownRecords == 0 { // as Open: beside known ones, damage
 		return &WrongKeyError{Path: path, KeyIDs: slices.Sorted(maps.Keys(unknown)), Records: records}
 	}
 	return nil
