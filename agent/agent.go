@@ -187,6 +187,7 @@ func Open(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	if st == nil && storeErr == nil {
+		a.startDemand()
 		return a, nil // store = "memory"
 	}
 	a.persister = persist.New(persist.Options{Path: cfg.StorePath(), Store: st, OpenErr: storeErr,
@@ -199,7 +200,18 @@ func Open(cfg *config.Config, opts Options) (*Agent, error) {
 			Msg("cannot open the token store; serving tokens from memory only (they will not survive a restart) and trying again")
 	}
 	go a.persister.Run()
+	a.startDemand()
 	return a, nil
+}
+
+// startDemand starts keeping every profile with file sinks current (see
+// source.demand): their files are written and refreshed with no caller.
+// Open calls it once the store's tokens are adopted; New does not, so
+// that building an agent (check-config) makes no network request.
+func (a *Agent) startDemand() {
+	for _, s := range *a.sources.Load() {
+		s.demand()
+	}
 }
 
 // New builds an agent for cfg that keeps its tokens in memory only,
