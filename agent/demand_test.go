@@ -1,11 +1,18 @@
 package agent_test
 
 import (
+	"bytes"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/idptest"
+	"github.com/tokenagent/tokenagent/ipc/metrics"
 )
 
 // sinkConfig is the store env's config with a file sink on profile p
@@ -90,5 +97,77 @@ func TestNoSinkNoRequestAtStart(t *testing.T) {
 	tokenOf(t, a, "q")
 	if got := e.requests(); got != 1 {
 		t.Errorf("IdP requests after one caller = %d, want 1", got)
+	}
+}
+
+// statusOf is profile p's status.
+func statusOf(t *testing.T, a *agent.Agent) agent.ProfileStatus {
+	t.Helper()
+	for _, st := range a.Status() {
+		if st.Name == "p" {
+			return st
+		}
+	}
+	t.Fatal("no profile p in the status")
+	return agent.ProfileStatus{}
+}
+
+// sinkExpiryMetric is the tokenagent_sink_expiry_timestamp_seconds line
+// for profile p in a's /metrics ("" when absent).
+func sinkExpiryMetric(a *agent.Agent) string {
+	var b bytes.Buffer
+	(&metrics.Writer{Collector: a}).Write(&b)
+	for line := range strings.Lines(b.String()) {
+		if strings.HasPrefix(line, `tokenagent_sink_expiry_timestamp_seconds{profile="p"} `) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
+// TestSinkStaleShown: while the IdP is down past the token's expiry the
+// file sink keeps the last token, whole, and the profile's status and the
+// sink expiry metric say the sink is stale; once the IdP answers again
+// the file is refreshed with no caller and the status clears (issue 23,
+// item 1).
+func TestSinkStaleShown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.token")
+	h := newHarness(t, fmt.Sprintf("[[profiles.p.files]]\npath = %q\n", path))
+	tok := h.mustToken(0)
+	st := statusOf(t, h.agent)
+	if !st.SinkExpiresAt.Equal(tok.ExpiresAt) || st.SinkStale {
+		t.Errorf("fresh sink: sink_expires_at %v (want %v), stale %v (want false)", st.SinkExpiresAt, tok.ExpiresAt, st.SinkStale)
+	}
+	want := fmt.Sprintf(`tokenagent_sink_expiry_timestamp_seconds{profile="p"} %d`, tok.ExpiresAt.Unix())
+	if got := sinkExpiryMetric(h.agent); got != want {
+		t.Errorf("metric: %q, want %q", got, want)
+	}
+
+	// The IdP goes down; with no caller the clock passes the expiry.
+	h.srv.SetFault(idptest.Fault{Status: http.StatusServiceUnavailable})
+	h.clock.Advance(2 * time.Hour) // tokens live an hour
+	if data, err := os.ReadFile(path); err != nil || string(data) != tok.AccessToken+"\n" {
+		t.Fatalf("file sink with the IdP down: %d bytes, %v; want the last token, whole", len(data), err)
+	}
+	st = statusOf(t, h.agent)
+	if !st.SinkStale || !st.SinkExpiresAt.Equal(tok.ExpiresAt) || st.LastError == "" {
+		t.Errorf("IdP down past expiry: sink_stale %v (want true), sink_expires_at %v (want %v), last_error %q (want set)", st.SinkStale, st.SinkExpiresAt, tok.ExpiresAt, st.LastError)
+	}
+	if got := sinkExpiryMetric(h.agent); got != want {
+		t.Errorf("metric while stale: %q, want %q", got, want)
+	}
+	if before := h.requests(); before < 3 {
+		t.Errorf("IdP requests while it was down = %d; the timer should have kept retrying", before-1)
+	}
+
+	// The IdP answers again: the timer's next attempt refreshes the file.
+	h.srv.ClearFault()
+	h.clock.Advance(time.Hour) // past any backoff
+	data, err := os.ReadFile(path)
+	if err != nil || string(data) == tok.AccessToken+"\n" {
+		t.Fatalf("file sink after the IdP recovered: %d bytes, %v; want a new token", len(data), err)
+	}
+	if st = statusOf(t, h.agent); st.SinkStale || !st.SinkExpiresAt.After(h.clock.Now()) {
+		t.Errorf("after recovery: sink_stale %v, sink_expires_at %v (now %v)", st.SinkStale, st.SinkExpiresAt, h.clock.Now())
 	}
 }
