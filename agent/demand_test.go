@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/ipc/metrics"
 )
@@ -170,4 +171,28 @@ func TestSinkStaleShown(t *testing.T) {
 	if st = statusOf(t, h.agent); st.SinkStale || !st.SinkExpiresAt.After(h.clock.Now()) {
 		t.Errorf("after recovery: sink_stale %v, sink_expires_at %v (now %v)", st.SinkStale, st.SinkExpiresAt, h.clock.Now())
 	}
+}
+
+// TestReloadAddedSinkIsDemand: a reload that gives a profile a file sink
+// writes the file at once with no caller, and arms its refresh.
+func TestReloadAddedSinkIsDemand(t *testing.T) {
+	e := newStoreEnv(t)
+	a, _ := e.mustStart(e.config(""))
+	if got := e.requests(); got != 0 {
+		t.Fatalf("IdP requests at start with no sinks = %d, want 0", got)
+	}
+	path := filepath.Join(t.TempDir(), "p.token")
+	cfg, err := config.ParseConfig([]byte(e.sinkConfig(path)), "reload.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reload(cfg); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	first := waitFile(t, e, path, "a reload adding a file sink", func(string) bool { return true })
+	if got := e.requests(); got != 1 {
+		t.Errorf("IdP requests after the reload = %d, want 1 (p only)", got)
+	}
+	e.clock.Advance(50 * time.Minute) // past refresh time, no caller
+	waitFile(t, e, path, "refresh time passed after the reload", func(tok string) bool { return tok != first })
 }

@@ -282,7 +282,14 @@ func (s *source) onTimer() {
 		return
 	}
 	s.mu.Unlock()
-	s.sf.Do(fetchKey, s.fetch)
+	if _, _, shared := s.sf.Do(fetchKey, s.fetch); shared {
+		// The timer fired while the fetch that armed it was still finishing
+		// (writing sinks, logging), and joined it: that fetch's token may
+		// be the one now due, and no timer is armed for it. wake arms one
+		// for the token now held (or the next attempt); the fetch has
+		// ended, so the next firing starts a new one.
+		s.wake()
+	}
 }
 
 // releaseHold forgets a held failure, permanent or transient: the next
