@@ -170,7 +170,10 @@ func FleetHost(cfg *config.Config) string {
 // memory, logged loudly and shown in StoreHealth, while it keeps trying to
 // open it, unless store_required is set. A configuration mistake (a wrong
 // key, a path that is not a file) fails either way. Open opens nothing
-// else: the fleet (OpenFleet) and the doors are the caller's.
+// else: the fleet (OpenFleet) and the doors are the caller's. Profiles
+// with file sinks are kept current from here on with no caller: a stored
+// token is written and its refresh armed, or one is fetched in the
+// background (see source.demand); the others wait for their first request.
 func Open(cfg *config.Config, opts Options) (*Agent, error) {
 	st, storeErr := OpenStore(cfg)
 	if storeErr != nil && (cfg.StoreRequired || !StoreUnavailable(storeErr)) {
