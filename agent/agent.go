@@ -170,7 +170,10 @@ func FleetHost(cfg *config.Config) string {
 // memory, logged loudly and shown in StoreHealth, while it keeps trying to
 // open it, unless store_required is set. A configuration mistake (a wrong
 // key, a path that is not a file) fails either way. Open opens nothing
-// else: the fleet (OpenFleet) and the doors are the caller's.
+// else: the fleet (OpenFleet) and the doors are the caller's. Profiles
+// with file sinks are kept current from here on with no caller: a stored
+// token is written and its refresh armed, or one is fetched in the
+// background (see source.demand); the others wait for their first request.
 func Open(cfg *config.Config, opts Options) (*Agent, error) {
 	st, storeErr := OpenStore(cfg)
 	if storeErr != nil && (cfg.StoreRequired || !StoreUnavailable(storeErr)) {
@@ -187,6 +190,7 @@ func Open(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	if st == nil && storeErr == nil {
+		a.startDemand()
 		return a, nil // store = "memory"
 	}
 	a.persister = persist.New(persist.Options{Path: cfg.StorePath(), Store: st, OpenErr: storeErr,
@@ -199,7 +203,18 @@ func Open(cfg *config.Config, opts Options) (*Agent, error) {
 			Msg("cannot open the token store; serving tokens from memory only (they will not survive a restart) and trying again")
 	}
 	go a.persister.Run()
+	a.startDemand()
 	return a, nil
+}
+
+// startDemand starts keeping every profile with file sinks current (see
+// source.demand): their files are written and refreshed with no caller.
+// Open calls it once the store's tokens are adopted; New does not, so
+// that building an agent (check-config) makes no network request.
+func (a *Agent) startDemand() {
+	for _, s := range *a.sources.Load() {
+		s.demand()
+	}
 }
 
 // New builds an agent for cfg that keeps its tokens in memory only,

@@ -132,15 +132,53 @@ func (s *source) record(c *cached) store.Record {
 	}
 }
 
-// seed installs a token loaded from the store. No timer is armed: the
-// first request arms it (see token), so profiles nobody uses after a
-// restart cost no IdP requests.
+// seed installs a token loaded from the store and writes it to the
+// profile's file sinks. No timer is armed here: for a profile without
+// sinks the first request arms it (see token), so profiles nobody uses
+// after a restart cost no IdP requests; a profile with sinks has it armed
+// by demand, which Open calls once the store is adopted.
 func (s *source) seed(r store.Record) {
 	now, mono := readClock(s.agent.clock)
 	c := s.kept(Token{AccessToken: r.AccessToken, TokenType: r.TokenType, Scope: r.Scope, ExpiresAt: r.ExpiresAt, ObtainedAt: r.ObtainedAt}, now, mono)
 	c.fromStore = true
 	s.cur.Store(c)
 	s.writeSinks(c.Token)
+}
+
+// demand keeps a profile with file sinks current with no caller: a
+// script reading the file never asks the agent. With a usable token it
+// arms the refresh timer (if none is armed); without one it starts a
+// fetch in the background, through the same singleflight callers join,
+// on the agent's context. A failed fetch arms the timer for the next
+// attempt (the normal backoff), and a profile with sinks never idles, so
+// the timer keeps retrying. Profiles without sinks are left alone.
+func (s *source) demand() {
+	if len(s.prof.sinks) == 0 {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	now, mono := readClock(s.agent.clock)
+	if c := s.cur.Load(); c != nil && c.left(now, mono) >= s.prof.timing.MinValid.Duration {
+		if s.timer.due.Load() == 0 {
+			s.armLocked(now, now.Add(c.untilDue(now, mono)))
+		}
+		s.mu.Unlock()
+		return
+	}
+	if s.holdLocked(now) > 0 {
+		if s.timer.due.Load() == 0 {
+			s.armLocked(now, s.failures.NextAttempt)
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.log.Info().Int("file_sinks", len(s.prof.sinks)).Msg("profile has file sinks and no usable token; fetching one at start")
+	go s.sf.Do(fetchKey, s.fetch)
 }
 
 // kept is a token that was fetched before or elsewhere (the store,
@@ -244,7 +282,14 @@ func (s *source) onTimer() {
 		return
 	}
 	s.mu.Unlock()
-	s.sf.Do(fetchKey, s.fetch)
+	if _, _, shared := s.sf.Do(fetchKey, s.fetch); shared {
+		// The timer fired while the fetch that armed it was still finishing
+		// (writing sinks, logging), and joined it: that fetch's token may
+		// be the one now due, and no timer is armed for it. wake arms one
+		// for the token now held (or the next attempt); the fetch has
+		// ended, so the next firing starts a new one.
+		s.wake()
+	}
 }
 
 // releaseHold forgets a held failure, permanent or transient: the next

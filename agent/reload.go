@@ -79,6 +79,11 @@ func (a *Agent) Reload(cfg *config.Config) (ReloadSummary, error) {
 		}
 	}
 	a.sources.Store(&next)
+	// Added and changed profiles with file sinks are kept current at once,
+	// as at start.
+	for _, name := range slices.Concat(sum.Added, sum.Changed) {
+		next[name].demand()
+	}
 	sum.Removed = removed
 	if a.persister != nil {
 		a.persister.Remove(removed...)

@@ -97,9 +97,26 @@ func (s *source) writeSinksAfter(c *cached) {
 // writeSinks puts tok into the profile's file sinks; a failure is logged
 // and never stops the token being served.
 func (s *source) writeSinks(tok Token) {
-	for _, sk := range s.prof.sinks {
+	for i, sk := range s.prof.sinks {
 		if err := sk.write(tok, s.agent.clock.Now()); err != nil {
 			s.log.Error().Err(err).Str("file", sk.path).Msg("cannot write the token file sink; callers of the socket are still served")
+			continue
+		}
+		s.sinkExpiry[i].Store(tok.ExpiresAt.UnixNano())
+	}
+}
+
+// sinkExpiresAt is when the token the profile's file sinks hold expires:
+// the earliest over its files that were written (zero: none was).
+func (s *source) sinkExpiresAt() time.Time {
+	var earliest int64
+	for i := range s.sinkExpiry {
+		if e := s.sinkExpiry[i].Load(); e != 0 && (earliest == 0 || e < earliest) {
+			earliest = e
 		}
 	}
+	if earliest == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, earliest).UTC()
 }

@@ -109,6 +109,9 @@ type source struct {
 
 	sinkNext atomic.Pointer[cached] // the token the sink writer has yet to write
 	sinkMu   sync.Mutex             // one sink write at a time (see writeSinksAfter)
+	// sinkExpiry holds, for each of prof.sinks, the expiry (wall clock,
+	// Unix ns) of the token last written to its file; 0 until one is.
+	sinkExpiry []atomic.Int64
 
 	// mu guards the refresh schedule: which token is installed in cur,
 	// the timer that refreshes it, the failures that push the next attempt
@@ -127,6 +130,7 @@ type source struct {
 
 func newSource(a *Agent, p *profile) *source {
 	s := &source{agent: a, prof: p, log: a.log.With().Str("profile", p.name).Logger()}
+	s.sinkExpiry = make([]atomic.Int64, len(p.sinks))
 	s.coord = newCoordinator(s)
 	s.lastUsed.Store(a.clock.Now().UnixNano())
 	return s

@@ -163,4 +163,9 @@ type ProfileStatus struct {
 	// ClockSkewSeconds is how far the IdP's clock seems to lie from the
 	// agent's, when that is more than 30 s.
 	ClockSkewSeconds float64 `json:"clock_skew_seconds,omitempty"`
+	// SinkExpiresAt, for a profile with file sinks, is when the token its
+	// files hold expires; SinkStale is set once that has passed (the IdP
+	// could not give a new one in time; the files keep the last token).
+	SinkExpiresAt time.Time `json:"sink_expires_at,omitzero"`
+	SinkStale     bool      `json:"sink_stale,omitempty"`
 }

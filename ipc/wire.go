@@ -145,6 +145,13 @@ type ProfileInfo struct {
 	// IdP's expires_in counted on the agent's clock, when that is more
 	// than 30 s: the host's and the IdP's clocks disagree.
 	ClockSkewSeconds float64 `json:"clock_skew_seconds,omitempty"`
+	// SinkExpiresAt, for a profile with file sinks, is when the token its
+	// files hold expires: the earliest over its files, as this agent last
+	// wrote them (zero: none written yet). SinkStale is set once that has
+	// passed: the IdP could not give a new token in time, and the files
+	// keep the last one (never emptied).
+	SinkExpiresAt time.Time `json:"sink_expires_at,omitzero"`
+	SinkStale     bool      `json:"sink_stale,omitempty"`
 }
 
 // ProfilesResponse is the answer to GET /v1/profiles.
@@ -161,7 +168,8 @@ type HealthResponse struct {
 	// Store is the token store's state.
 	Store *StoreHealth `json:"store,omitempty"`
 	// Degraded names the caller's profiles that cannot serve a token now
-	// (the last fetch failed and no valid token is held). The agent itself
+	// (the last fetch failed and no valid token is held), or whose file
+	// sinks hold an expired token (ProfileInfo.SinkStale). The agent itself
 	// is alive: the answer is still 200.
 	Degraded []string `json:"degraded,omitempty"`
 	// Agent says which agent this is and since when it runs.

@@ -268,6 +268,9 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 		if p.Idle {
 			expires += " (idle)"
 		}
+		if p.SinkStale {
+			expires += " (file sink stale)"
+		}
 		last := "never"
 		switch {
 		case p.Origin == "store", p.Origin == "fleet": // the token held is not this agent's fetch

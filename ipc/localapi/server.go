@@ -171,7 +171,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *door.Re
 		}
 		now := time.Now()
 		for _, p := range s.cfg.Backend.ProfileInfos(ev.Caller) { // only the caller's: names stay private
-			if p.LastError != "" && !p.ExpiresAt.After(now) {
+			if p.LastError != "" && !p.ExpiresAt.After(now) || p.SinkStale {
 				h.Degraded = append(h.Degraded, p.Name)
 			}
 		}

@@ -69,6 +69,9 @@ type ProfileStats struct {
 	// sharing now); FleetStats what it did through the fleet.
 	Fleet      string
 	FleetStats ipc.FleetStats
+	// SinkExpiry is when the token the profile's file sinks hold expires
+	// (zero: no sink, or none written yet).
+	SinkExpiry time.Time
 }
 
 // ListenOptions say who may scrape the TCP listener and what it shows.
@@ -305,6 +308,11 @@ func writeStats(w io.Writer, all []ProfileStats) {
 	each("tokenagent_last_success_timestamp_seconds", "gauge", "When the last token was fetched from the IdP, Unix seconds (absent: never, by this agent).", func(m ProfileStats) {
 		if !m.LastSuccess.IsZero() {
 			fmt.Fprintf(w, "tokenagent_last_success_timestamp_seconds{profile=%q} %d\n", m.Profile, m.LastSuccess.Unix())
+		}
+	})
+	each("tokenagent_sink_expiry_timestamp_seconds", "gauge", "When the token in the profile's file sinks expires, Unix seconds (absent: no sink, or none written yet); past it, the files are stale.", func(m ProfileStats) {
+		if !m.SinkExpiry.IsZero() {
+			fmt.Fprintf(w, "tokenagent_sink_expiry_timestamp_seconds{profile=%q} %d\n", m.Profile, m.SinkExpiry.Unix())
 		}
 	})
 	each("tokenagent_fleet_sharing", "gauge", "1 while the profile shares tokens through the fleet, 0 while it fetches for this host alone (fleet = false, etcd unavailable, wrong seal_key).", func(m ProfileStats) {
