@@ -51,17 +51,24 @@ type Options struct {
 	ReadHeaderTimeout time.Duration
 	// ShutdownGrace is passed to the daemon (0: its default).
 	ShutdownGrace time.Duration
+	// Clients are added to the IdP before the daemon starts: a profile
+	// with a file sink is fetched at start, before Start returns.
+	Clients []idptest.Client
 }
 
 // Start runs an agent for text, a TOML document in which IDP stands for
 // the in-process IdP's token URL. The IdP has no clients yet: add them
-// before the first request. It uses store = "memory" unless the config
+// before the first request (or, for profiles with file sinks, which are
+// fetched at start, in Options.Clients). It uses store = "memory" unless the config
 // names a store.
 func Start(text string) (*Running, error) { return StartWith(text, Options{}) }
 
 // StartWith is Start with options.
 func StartWith(text string, opts Options) (*Running, error) {
 	r := &Running{IdP: idptest.New()}
+	for _, c := range opts.Clients {
+		r.IdP.AddClient(c)
+	}
 	ok := false
 	defer func() {
 		if !ok {

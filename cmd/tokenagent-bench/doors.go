@@ -98,13 +98,15 @@ func fileSink(work string) error {
 		return err
 	}
 	sink := filepath.Join(dir, "bench.token")
-	r, err := agenttest.Start(fmt.Sprintf("[profiles.bench]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"bench-secret\"\n[[profiles.bench.files]]\npath = %q\n", sink))
+	// A profile with a file sink is fetched at start: its client must be
+	// the IdP's before the daemon starts.
+	r, err := agenttest.StartWith(fmt.Sprintf("[profiles.bench]\ntoken_url = \"IDP\"\nclient_id = \"c\"\nclient_secret = \"bench-secret\"\n[[profiles.bench.files]]\npath = %q\n", sink),
+		agenttest.Options{Clients: []idptest.Client{{ID: "c", Secret: "bench-secret", Method: "client_secret_basic"}}})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	r.IdP.AddClient(idptest.Client{ID: "c", Secret: "bench-secret", Method: "client_secret_basic"})
-	// The first request makes the agent fetch and write the sink.
+	// Once this request is answered the sink holds the token.
 	if err := get(unixClient(r.Socket, false, 1), "http://tokenagent/v1/tokens/bench"); err != nil {
 		return err
 	}
