@@ -22,22 +22,25 @@ func (e *storeEnv) sinkConfig(path string) string {
 	return e.config("", "audience = \"api\"\n", "audience = \"api\"\n\n[[profiles.p.files]]\npath = \""+path+"\"\n")
 }
 
-// waitFile waits (real time, bounded) until the file at path holds a
-// token that verifies and passes ok, and returns it.
-func waitFile(t *testing.T, e *storeEnv, path, what string, ok func(tok string) bool) string {
+// waitFile waits until the file at path holds a token that verifies and
+// passes ok, and returns it: the file is read again at each change of a's
+// state (a fetch ends after its sinks are written), for 10 s at most.
+func waitFile(t *testing.T, a *agent.Agent, e *storeEnv, path, what string, ok func(tok string) bool) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
 	for {
+		changed := a.Changed()
 		data, err := os.ReadFile(path)
 		if tok, cut := strings.CutSuffix(string(data), "\n"); err == nil && cut && tok != "" {
 			if _, verr := e.srv.VerifyToken(tok); verr == nil && ok(tok) {
 				return tok
 			}
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-changed:
+		case <-deadline:
 			t.Fatalf("%s: the file sink %s never held it (last read: %d bytes, %v)", what, path, len(data), err)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -51,8 +54,8 @@ func TestSinkIsPermanentDemand(t *testing.T) {
 	any := func(string) bool { return true }
 
 	// (a) A new agent, no caller: the file is written, with one request.
-	_, stop := e.mustStart(e.sinkConfig(path))
-	first := waitFile(t, e, path, "a new agent with no caller", any)
+	a, stop := e.mustStart(e.sinkConfig(path))
+	first := waitFile(t, a, e, path, "a new agent with no caller", any)
 	if got := e.requests(); got != 1 {
 		t.Errorf("IdP requests at start = %d, want 1 (p, which has a sink; q and r have none)", got)
 	}
@@ -64,15 +67,15 @@ func TestSinkIsPermanentDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(10 * time.Minute) // tokens live an hour
-	a, _ := e.mustStart(e.sinkConfig(path))
-	waitFile(t, e, path, "a restart on a stored token", func(tok string) bool { return tok == first })
+	a, _ = e.mustStart(e.sinkConfig(path))
+	waitFile(t, a, e, path, "a restart on a stored token", func(tok string) bool { return tok == first })
 	if got := e.requests(); got != 1 {
 		t.Errorf("IdP requests after the restart = %d, want 1 (the stored token is still good)", got)
 	}
 	// ...and with no caller at any time, the refresh timer replaces it
 	// once refresh time (0.75 of the hour, ±5 %) has passed.
 	e.clock.Advance(40 * time.Minute)
-	second := waitFile(t, e, path, "refresh time passed with no caller", func(tok string) bool { return tok != first })
+	second := waitFile(t, a, e, path, "refresh time passed with no caller", func(tok string) bool { return tok != first })
 	if got := e.requests(); got != 2 {
 		t.Errorf("IdP requests after refresh time = %d, want 2", got)
 	}
@@ -189,10 +192,10 @@ func TestReloadAddedSinkIsDemand(t *testing.T) {
 	if _, err := a.Reload(cfg); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	first := waitFile(t, e, path, "a reload adding a file sink", func(string) bool { return true })
+	first := waitFile(t, a, e, path, "a reload adding a file sink", func(string) bool { return true })
 	if got := e.requests(); got != 1 {
 		t.Errorf("IdP requests after the reload = %d, want 1 (p only)", got)
 	}
 	e.clock.Advance(50 * time.Minute) // past refresh time, no caller
-	waitFile(t, e, path, "refresh time passed after the reload", func(tok string) bool { return tok != first })
+	waitFile(t, a, e, path, "refresh time passed after the reload", func(tok string) bool { return tok != first })
 }

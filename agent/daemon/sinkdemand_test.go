@@ -41,12 +41,17 @@ func TestDaemonFillsSinkAndShowsItStale(t *testing.T) {
 	_, stop := serve(t, d)
 	defer stop()
 
+	// The file is read again at each change of the engine's state (the
+	// start fetch ends after its sinks are written), for 10 s at most.
 	var data []byte
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.After(10 * time.Second); ; {
+		changed := d.Agent().Changed()
 		if data, err = os.ReadFile(path); err == nil && len(data) > 1 {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-changed:
+		case <-deadline:
 			t.Fatalf("no file sink written at start with no caller: %v", err)
 		}
 	}
