@@ -236,18 +236,13 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if opts.Logger != nil {
 		a.log = *opts.Logger
 	}
-	sources := make(map[string]*source, len(cfg.Profiles))
-	var errs []error
-	for _, name := range cfg.ProfileNames() {
-		p, err := buildProfile(cfg, name, opts.HTTPClient, a.clock.Now)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		sources[name] = newSource(a, p)
-	}
-	if err := errors.Join(errs...); err != nil {
+	built, err := buildProfiles(cfg, opts.HTTPClient, a.clock.Now)
+	if err != nil {
 		return nil, err
+	}
+	sources := make(map[string]*source, len(built))
+	for name, p := range built {
+		sources[name] = newSource(a, p)
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.sources.Store(&sources)

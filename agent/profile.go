@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -47,6 +48,23 @@ type profile struct {
 	// credential tags the client credential (secret or signing key) for
 	// fleet failure records: a hash prefix, never the credential.
 	credential string
+}
+
+// buildProfiles builds every profile of c, reading their secrets and
+// keys; the error joins every profile's that cannot be built, so that one
+// start or reload names them all.
+func buildProfiles(c *config.Config, httpClient *http.Client, now func() time.Time) (map[string]*profile, error) {
+	built := make(map[string]*profile, len(c.Profiles))
+	var errs []error
+	for _, name := range c.ProfileNames() {
+		p, err := buildProfile(c, name, httpClient, now)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		built[name] = p
+	}
+	return built, errors.Join(errs...)
 }
 
 // buildProfile reads the profile's secrets and keys and makes its client.

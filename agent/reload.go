@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
@@ -17,17 +16,8 @@ import (
 // Store and socket settings are read only at start.
 func (a *Agent) Reload(cfg *config.Config) (ReloadSummary, error) {
 	var sum ReloadSummary
-	built := make(map[string]*profile, len(cfg.Profiles))
-	var errs []error
-	for _, name := range cfg.ProfileNames() {
-		p, err := buildProfile(cfg, name, a.httpClient, a.clock.Now)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		built[name] = p
-	}
-	if err := errors.Join(errs...); err != nil {
+	built, err := buildProfiles(cfg, a.httpClient, a.clock.Now)
+	if err != nil {
 		return sum, fmt.Errorf("reload rejected, the running configuration stays: %w", err)
 	}
 	a.reloadMu.Lock()
