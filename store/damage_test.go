@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -15,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokenagent/tokenagent/store"
+	"github.com/tokenagent/tokenagent/store/disktest"
 )
 
 // TestEveryDamageOpens: a real 20-record store, truncated at every 4 KiB
@@ -23,7 +23,9 @@ import (
 // its records, or empty with the damaged file moved aside. Issue 23 item
 // 2: truncations to 43,449 and 46,302 of 131,072 bytes faulted (SIGBUS)
 // inside bbolt's consistency check, which no recover can catch, so the
-// agent crashed at every start.
+// agent crashed at every start. The tokens bucket's root page number
+// pointed past the end (one bit flipped) passed the size check and
+// faulted there too (SIGSEGV).
 func TestEveryDamageOpens(t *testing.T) {
 	t.Parallel()
 	key, _ := newKey(t)
@@ -53,48 +55,24 @@ func TestEveryDamageOpens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	size := len(seed)
 
-	type damage struct {
-		name string
-		data []byte
-	}
-	var cases []damage
 	step := 4096
 	if testing.Short() {
 		step = 16 * 4096
 	}
-	for n := 0; n < size; n += step {
-		cases = append(cases, damage{fmt.Sprintf("truncated to %d", n), seed[:n]})
+	cases := disktest.Damages(seed, step, 50)
+	past := disktest.PastTheEnd(seed)
+	if len(past) == 0 {
+		t.Fatal("the seed store has no bucket with a root page to point past the end")
 	}
-	// Odd offsets, the issue's two scaled to this file's size.
-	for _, n := range []int{1, 17, 4095, 4097, 8191, 8193, size * 43449 / 131072, size * 46302 / 131072, size - 1} {
-		cases = append(cases, damage{fmt.Sprintf("truncated to %d (odd)", n), seed[:n]})
-	}
-	// Cut just past the freelist page of the newest meta: bbolt reads the
-	// freelist on Open, then its consistency check (its own goroutine)
-	// touches tree pages past the end of the file.
-	newest := 0
-	if binary.LittleEndian.Uint64(seed[4096+64:]) > binary.LittleEndian.Uint64(seed[64:]) {
-		newest = 4096
-	}
-	if fl := int(binary.LittleEndian.Uint64(seed[newest+48:])); (fl+1)*4096 < size {
-		cases = append(cases, damage{fmt.Sprintf("truncated after the freelist page, to %d", (fl+1)*4096), seed[:(fl+1)*4096]})
-	}
-	rng := mrand.New(mrand.NewPCG(23, 2))
-	for range 50 {
-		data := append([]byte(nil), seed...)
-		off := rng.IntN(size)
-		data[off] ^= byte(1 + rng.IntN(255))
-		cases = append(cases, damage{fmt.Sprintf("byte %d flipped to %#x", off, data[off]), data})
-	}
+	cases = append(cases, past...)
 
 	when := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
 	aside := 0
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "tokens.db")
-			if err := os.WriteFile(path, c.data, 0o600); err != nil {
+			if err := os.WriteFile(path, c.Data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			s, err := store.Open(path, store.Options{Key: key, Now: func() time.Time { return when }})

@@ -21,6 +21,7 @@ const (
 
 type boltMeta struct {
 	pageSize uint32
+	root     uint64 // the root bucket's page
 	pgid     uint64
 	txid     uint64
 }
@@ -41,7 +42,7 @@ func parseBoltMeta(b []byte) (boltMeta, bool) {
 	if h.Sum64() != le.Uint64(m[56:]) {
 		return boltMeta{}, false
 	}
-	return boltMeta{pageSize: le.Uint32(m[8:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
+	return boltMeta{pageSize: le.Uint32(m[8:]), root: le.Uint64(m[16:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
 }
 
 // checkBoltSize refuses, before bbolt maps the file, a file with no valid
@@ -94,6 +95,113 @@ func checkBoltSize(path string) error {
 	}
 	if need := newest.pgid * uint64(newest.pageSize); need/uint64(newest.pageSize) != newest.pgid || uint64(size) < need {
 		return fmt.Errorf("file is %d bytes, shorter than the %d pages × %d bytes its meta page records (truncated)", size, newest.pgid, newest.pageSize)
+	}
+	return checkBoltTree(f, newest)
+}
+
+// checkBoltTree follows the newest meta's tree over a copy of the file in
+// memory, where a page number or an offset past the end is an error, not
+// a fault. bbolt's check follows the same numbers through the map on a
+// goroutine of its own, where a fault kills the process (a bucket's root
+// page number with one bit flipped did, at every start), and the agent
+// later reads keys and values through the map wherever it runs.
+func checkBoltTree(f *os.File, m boltMeta) error {
+	data := make([]byte, m.pgid*uint64(m.pageSize))
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	w := treeWalk{data: data, pageSize: uint64(m.pageSize), seen: map[uint64]bool{}}
+	p, err := w.page(m.root)
+	if err != nil {
+		return err
+	}
+	return w.node(p)
+}
+
+// treeWalk visits bbolt's pages as its check does: branch children,
+// bucket roots (or inline buckets) in leaf values.
+type treeWalk struct {
+	data     []byte
+	pageSize uint64
+	seen     map[uint64]bool
+}
+
+const (
+	boltBranchPage = 0x01
+	boltLeafPage   = 0x02
+	boltBucketLeaf = 0x01
+	boltElemSize   = 16
+)
+
+// page returns page id with its overflow pages, each reached only once.
+func (w *treeWalk) page(id uint64) ([]byte, error) {
+	n := uint64(len(w.data)) / w.pageSize
+	if id < 2 || id >= n {
+		return nil, fmt.Errorf("page number %d is outside the database's pages 2 to %d", id, n-1)
+	}
+	if w.seen[id] {
+		return nil, fmt.Errorf("page %d is reached twice", id)
+	}
+	w.seen[id] = true
+	off := id * w.pageSize
+	overflow := uint64(binary.LittleEndian.Uint32(w.data[off+12:]))
+	if overflow >= n-id {
+		return nil, fmt.Errorf("page %d's %d overflow pages run past the database's end", id, overflow)
+	}
+	return w.data[off : off+(1+overflow)*w.pageSize], nil
+}
+
+// node checks the elements of a branch or leaf page p (a page, or an
+// inline bucket's) and what they lead to.
+func (w *treeWalk) node(p []byte) error {
+	le := binary.LittleEndian
+	if len(p) < boltPageHeader {
+		return errors.New("an inline bucket is shorter than a page header")
+	}
+	flags, count := le.Uint16(p[8:]), uint64(le.Uint16(p[10:]))
+	if boltPageHeader+count*boltElemSize > uint64(len(p)) {
+		return fmt.Errorf("page %d's %d elements run past its end", le.Uint64(p), count)
+	}
+	for i := range count {
+		at := boltPageHeader + i*boltElemSize
+		e := p[at:]
+		switch flags {
+		case boltBranchPage:
+			if at+uint64(le.Uint32(e[0:]))+uint64(le.Uint32(e[4:])) > uint64(len(p)) {
+				return fmt.Errorf("page %d: key %d runs past the page", le.Uint64(p), i)
+			}
+			child, err := w.page(le.Uint64(e[8:]))
+			if err != nil {
+				return err
+			}
+			if err := w.node(child); err != nil {
+				return err
+			}
+		case boltLeafPage:
+			start := at + uint64(le.Uint32(e[4:])) + uint64(le.Uint32(e[8:]))
+			end := start + uint64(le.Uint32(e[12:]))
+			if end > uint64(len(p)) {
+				return fmt.Errorf("page %d: element %d runs past the page", le.Uint64(p), i)
+			}
+			if le.Uint32(e[0:])&boltBucketLeaf == 0 {
+				continue
+			}
+			if end-start < 16 {
+				return fmt.Errorf("page %d: bucket %d's header is short", le.Uint64(p), i)
+			}
+			var child []byte
+			var err error
+			if root := le.Uint64(p[start:]); root == 0 {
+				child = p[start+16 : end] // an inline bucket
+			} else if child, err = w.page(root); err != nil {
+				return err
+			}
+			if err := w.node(child); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("page %d has type %#x, not a branch or leaf", le.Uint64(p), flags)
+		}
 	}
 	return nil
 }
