@@ -85,8 +85,9 @@ type Coordinator struct {
 	cancel    context.CancelFunc
 	stats     Stats
 	arrived   chan struct{} // closed, and replaced, when Adopt installs a token
-	down      bool          // the backend failed; logged once
+	down      bool          // the backend failed; logged once, until a write succeeds
 	wrongKey  bool          // ... because this host's seal key is not the fleet's
+	readable  bool          // ... but it answers reads: writes are refused or unproven
 	junk      bool          // a record that does not open was logged
 	seen      uint64        // the highest generation of the fingerprint's records seen
 	stale     bool          // a record older than seen was logged
@@ -142,14 +143,18 @@ func (c *Coordinator) Forget() {
 	c.mu.Unlock()
 }
 
-// Status is the profile's part in the fleet: "fleet", "fleet unavailable"
-// or "local: wrong seal_key", and its counters.
+// Status is the profile's part in the fleet: "fleet", "fleet unavailable",
+// "fleet unavailable: reads only" (etcd answers reads but has refused
+// writes since: its NOSPACE alarm, say) or "local: wrong seal_key", and
+// its counters.
 func (c *Coordinator) Status() (state string, stats Stats) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case c.down && c.wrongKey:
 		state = "local: wrong seal_key"
+	case c.down && c.readable:
+		state = "fleet unavailable: reads only"
 	case c.down:
 		state = "fleet unavailable"
 	default:
@@ -186,6 +191,7 @@ func (c *Coordinator) Fetch(ctx context.Context, fetch func(context.Context) (Re
 		c.trouble(err)
 	} else {
 		c.count(func(s *Stats) { s.Mints++ })
+		c.back()
 	}
 	return Shared, nil
 }
@@ -296,32 +302,33 @@ func (c *Coordinator) lock(ctx context.Context, arrived <-chan struct{}) (unlock
 func (c *Coordinator) read(ctx context.Context) (origin Origin, err error, done bool) {
 	c.count(func(s *Stats) { s.Reads++ })
 	r, ok, err := c.cfg.Backend.Get(ctx, c.cfg.Fingerprint)
-	if errors.Is(err, ErrTampered) {
+	junk := errors.Is(err, ErrTampered)
+	if err != nil && !junk {
+		c.mu.Lock()
+		c.readable = false
+		c.mu.Unlock()
+		c.trouble(err)
+		return Alone, nil, false
+	}
+	c.mu.Lock()
+	if c.down {
+		// Answered (so the pinned key id is this host's), but the fleet is
+		// back only once a write succeeds (back): with etcd's NOSPACE alarm
+		// raised every read works and every write fails.
+		c.readable, c.wrongKey = true, false
+	}
+	first := junk && !c.junk
+	c.junk = junk || c.junk && !ok
+	c.mu.Unlock()
+	if junk {
 		// Junk: not served, and not a reason to stop sharing (only the
 		// pinned key id is): this host, under the lock, writes a good
 		// record over it. Logged once until the fleet's record opens again.
-		c.mu.Lock()
-		first := !c.junk
-		c.junk = true
-		c.mu.Unlock()
 		if first {
 			c.cfg.Log.Error().Err(err).Msg("the fleet's record for this profile does not open under the fleet's seal key (written under another key id, altered in etcd, or copied from another fingerprint); ignored, and replaced by this host's next fetch under the lock; if it comes back, check who writes to the fleet's etcd prefix")
 		}
 		return Alone, nil, false
 	}
-	if err != nil {
-		c.trouble(err)
-		return Alone, nil, false
-	}
-	c.mu.Lock()
-	if ok {
-		c.junk = false
-	}
-	if c.down {
-		c.down, c.wrongKey = false, false
-		c.cfg.Log.Info().Msg("fleet available again; sharing tokens with the other hosts")
-	}
-	c.mu.Unlock()
 	if !ok || !c.current(r) {
 		return Alone, nil, false
 	}

@@ -70,13 +70,26 @@ func (p *profile) token() string {
 	return p.held.AccessToken
 }
 
-// probeClock is the wall clock, with the probes' timers fired by the test.
+// probeClock is the wall clock, moved on by advance, with the probes'
+// timers fired by the test.
 type probeClock struct {
-	mu  sync.Mutex
-	fns []func()
+	mu   sync.Mutex
+	fns  []func()
+	skew time.Duration
 }
 
-func (c *probeClock) Now() time.Time { return time.Now() }
+func (c *probeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.skew)
+}
+
+// advance moves the clock on by d (the probes' timers still wait for fire).
+func (c *probeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.skew += d
+	c.mu.Unlock()
+}
 
 func (c *probeClock) AfterFunc(_ time.Duration, f func()) func() bool {
 	c.mu.Lock()

@@ -35,6 +35,7 @@ type Cluster struct {
 	members   []*member
 	binary    string      // "" for embedded members
 	clientTLS *tls.Config // nil: plain http
+	quota     int64       // each member's backend quota in bytes (0: etcd's 2 GiB)
 }
 
 type member struct {
@@ -71,7 +72,20 @@ func NewTLS(t testing.TB, n int) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := start(n, dir, Binary(), &files)
+	c, err := start(n, dir, Binary(), &files, 0)
+	if err != nil {
+		t.Fatalf("etcd cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// NewQuota starts a cluster of n members for t whose backends hold at
+// most quota bytes (etcd's --quota-backend-bytes): writes past it raise
+// etcd's NOSPACE alarm, after which it answers reads and refuses writes.
+func NewQuota(t testing.TB, n int, quota int64) *Cluster {
+	t.Helper()
+	c, err := start(n, t.TempDir(), Binary(), nil, quota)
 	if err != nil {
 		t.Fatalf("etcd cluster: %v", err)
 	}
@@ -81,10 +95,10 @@ func NewTLS(t testing.TB, n int) *Cluster {
 
 // Start starts a cluster of n members with their data under dir, as
 // processes of binary, or embedded when binary is "".
-func Start(n int, dir, binary string) (*Cluster, error) { return start(n, dir, binary, nil) }
+func Start(n int, dir, binary string) (*Cluster, error) { return start(n, dir, binary, nil, 0) }
 
-func start(n int, dir, binary string, files *TLSFiles) (*Cluster, error) {
-	c := &Cluster{binary: binary, TLS: files}
+func start(n int, dir, binary string, files *TLSFiles, quota int64) (*Cluster, error) {
+	c := &Cluster{binary: binary, TLS: files, quota: quota}
 	if files != nil {
 		var err error
 		if c.clientTLS, err = files.clientTLS(); err != nil {
@@ -192,6 +206,7 @@ func (c *Cluster) Restart(i int) error {
 		cfg.TickMs, cfg.ElectionMs = 10, 100
 		cfg.LogLevel = "error"
 		cfg.LogOutputs = []string{"/dev/null"}
+		cfg.QuotaBackendBytes = c.quota
 		if c.TLS != nil {
 			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.TLS.ServerCert, KeyFile: c.TLS.ServerKey, TrustedCAFile: c.TLS.CA, ClientCertAuth: true}
 		}
@@ -214,6 +229,9 @@ func (c *Cluster) Restart(i int) error {
 		"--listen-client-urls", m.cli.String(), "--advertise-client-urls", m.cli.String(),
 		"--initial-cluster", m.initial, "--initial-cluster-state", state,
 		"--initial-cluster-token", "tokenagent-test", "--logger", "zap", "--log-level", "error"}
+	if c.quota > 0 {
+		args = append(args, "--quota-backend-bytes", fmt.Sprint(c.quota))
+	}
 	if c.TLS != nil {
 		args = append(args, "--cert-file", c.TLS.ServerCert, "--key-file", c.TLS.ServerKey, "--trusted-ca-file", c.TLS.CA, "--client-cert-auth")
 	}
