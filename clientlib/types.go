@@ -155,7 +155,8 @@ type ProfileStatus struct {
 	Origin     string    `json:"origin,omitempty"`
 	ObtainedAt time.Time `json:"obtained_at,omitzero"`
 	// Fleet is the profile's fleet state ("fleet", "local", "fleet
-	// unavailable", "local: wrong seal_key") when the agent shares tokens
+	// unavailable", "fleet unavailable: reads only", "local: wrong
+	// seal_key") when the agent shares tokens
 	// with other hosts; MintedBy names the host whose agent fetched the
 	// held token.
 	Fleet    string `json:"fleet,omitempty"`

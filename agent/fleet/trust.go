@@ -111,5 +111,7 @@ func (c *Coordinator) shareRefusal(ctx context.Context, err error) {
 	}
 	if err := c.cfg.Backend.Put(ctx, c.cfg.Fingerprint, r); err != nil {
 		c.trouble(err)
+		return
 	}
+	c.back() // a write succeeded: the fleet is back, if it was down
 }
