@@ -7,6 +7,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,10 @@ import (
 // inside bbolt's consistency check, which no recover can catch, so the
 // agent crashed at every start. The tokens bucket's root page number
 // pointed past the end (one bit flipped) passed the size check and
-// faulted there too (SIGSEGV).
+// faulted there too (SIGSEGV); a branch page made its own child sent
+// bbolt's check into a recursion that never finished; a free page id past
+// the end opened cleanly and made a later write panic in bbolt's commit,
+// hence the writes and the reopen after each open.
 func TestEveryDamageOpens(t *testing.T) {
 	t.Parallel()
 	key, _ := newKey(t)
@@ -66,6 +70,14 @@ func TestEveryDamageOpens(t *testing.T) {
 		t.Fatal("the seed store has no bucket with a root page to point past the end")
 	}
 	cases = append(cases, past...)
+	for _, want := range []string{"the meta's freelist page", "free page"} {
+		if !slices.ContainsFunc(past, func(d disktest.Damage) bool { return strings.HasPrefix(d.Name, want) }) {
+			t.Fatalf("the seed store gives no %q case: no freelist written?", want)
+		}
+	}
+	if disktest.Cycle(seed) == nil {
+		t.Fatal("the seed store has no bucket whose root is a branch page, for a cycle")
+	}
 
 	when := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
 	aside := 0
@@ -98,6 +110,31 @@ func TestEveryDamageOpens(t *testing.T) {
 			}
 			if err := s.Put(record("fresh", 1)); err != nil {
 				t.Errorf("Put after open: %v", err)
+			}
+			// A store that opened is whole: writing more than its free
+			// pages hold (bbolt hands those out first, lowest first) and
+			// reopening keeps every record. A free page id past the end
+			// was handed out and written past the high-water mark.
+			want := len(recs) + 1
+			for i := range 40 {
+				r := record(fmt.Sprintf("growth-%02d", i), 1)
+				r.AccessToken += strings.Repeat("y", 3000)
+				if err := s.Put(r); err != nil {
+					t.Fatalf("Put %d after open: %v", i, err)
+				}
+				want++
+			}
+			s.Close()
+			s, err = store.Open(path, store.Options{Key: key, Now: func() time.Time { return when }})
+			if err != nil {
+				t.Fatalf("reopen after writes: %v", err)
+			}
+			defer s.Close()
+			if movedTo, cause := s.Recovered(); movedTo != "" {
+				t.Fatalf("reopen after writes moved the store aside: %v", cause)
+			}
+			if recs, _, err := s.LoadAll(); err != nil || len(recs) < want {
+				t.Errorf("reopen after writes: LoadAll() = %d records, %v; want at least %d", len(recs), err, want)
 			}
 		})
 	}

@@ -63,11 +63,16 @@ func PathCause(err error) error {
 // corruptError marks a file that is not a usable database.
 type corruptError struct{ err error }
 
-// openVerified opens the file and checks it page by page. A file shorter
-// than its meta page's high-water mark is refused before bbolt maps it
-// (checkBoltSize: bbolt's check would touch pages past the end of the
-// file on its own goroutine, a SIGBUS nothing can recover). bbolt can
-// still panic or fault on other damage; both become a corruptError.
+// openVerified opens the file and checks it page by page. bbolt's
+// Tx.Check runs on a goroutine of its own, where SetPanicOnFault and
+// recover cannot reach: a fault there (SIGBUS past the end of the file,
+// SIGSEGV past the map) or a cycle it recurses into kills or hangs the
+// agent at every start. What protects that goroutine is checkBoltSize,
+// before bbolt maps the file: the size against the newest valid meta's
+// high-water mark, then the freelist and the tree walked over a copy in
+// memory, every page number it will follow inside the file and reached
+// once. bbolt's own reads at Open and in prepare run on the goroutine
+// below, where a panic or a fault on other damage becomes a corruptError.
 func (s *Store) openVerified(lockTimeout time.Duration) (db *bolt.DB, err error) {
 	if fi, statErr := os.Stat(s.path); statErr == nil && fi.Size() == 0 {
 		return nil, &corruptError{errors.New("file is empty")}

@@ -22,6 +22,7 @@ const (
 type boltMeta struct {
 	pageSize uint32
 	root     uint64 // the root bucket's page
+	freelist uint64 // the freelist's page, or boltNoFreelist
 	pgid     uint64
 	txid     uint64
 }
@@ -42,7 +43,7 @@ func parseBoltMeta(b []byte) (boltMeta, bool) {
 	if h.Sum64() != le.Uint64(m[56:]) {
 		return boltMeta{}, false
 	}
-	return boltMeta{pageSize: le.Uint32(m[8:]), root: le.Uint64(m[16:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
+	return boltMeta{pageSize: le.Uint32(m[8:]), root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]), pgid: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
 }
 
 // checkBoltSize refuses, before bbolt maps the file, a file with no valid
@@ -99,18 +100,25 @@ func checkBoltSize(path string) error {
 	return checkBoltTree(f, newest)
 }
 
-// checkBoltTree follows the newest meta's tree over a copy of the file in
-// memory, where a page number or an offset past the end is an error, not
-// a fault. bbolt's check follows the same numbers through the map on a
-// goroutine of its own, where a fault kills the process (a bucket's root
-// page number with one bit flipped did, at every start), and the agent
-// later reads keys and values through the map wherever it runs.
+// checkBoltTree follows the newest meta's freelist and tree over a copy of
+// the file in memory, where a page number or an offset past the end is an
+// error, not a fault, and a page reached twice (a branch leading back to
+// an ancestor) ends the walk. bbolt's check follows the same numbers
+// through the map on a goroutine of its own, where a fault kills the
+// process (a bucket's root page number with one bit flipped did, at every
+// start) and a cycle recurses without end; the agent later reads keys and
+// values through the map wherever it runs.
 func checkBoltTree(f *os.File, m boltMeta) error {
 	data := make([]byte, m.pgid*uint64(m.pageSize))
 	if _, err := f.ReadAt(data, 0); err != nil {
 		return fmt.Errorf("read: %w", err)
 	}
 	w := treeWalk{data: data, pageSize: uint64(m.pageSize), seen: map[uint64]bool{}}
+	if m.freelist != boltNoFreelist {
+		if err := w.freelist(m.freelist); err != nil {
+			return err
+		}
+	}
 	p, err := w.page(m.root)
 	if err != nil {
 		return err
@@ -131,7 +139,46 @@ const (
 	boltLeafPage   = 0x02
 	boltBucketLeaf = 0x01
 	boltElemSize   = 16
+
+	boltFreelistPage = 0x10
+	boltNoFreelist   = 0xFFFFFFFFFFFFFFFF // a meta written with NoFreelistSync
 )
+
+// freelist checks the freelist page id and the free page ids on it.
+// bbolt reads them when it opens the file for writing (on the caller's
+// goroutine, where a fault is recovered), but hands a free page id out
+// for a new page without a bound check: one past the end is written
+// past the high-water mark, the tree then leads there, and the next
+// read through the map faults wherever it runs, or the page is handed
+// out twice. bbolt's check compares free ids only with the pages it
+// reaches, so it does not see one past the end. A meta without a
+// freelist (written with NoFreelistSync) makes bbolt rebuild it by
+// walking the tree on a goroutine of its own: the tree walk covers it.
+func (w *treeWalk) freelist(id uint64) error {
+	p, err := w.page(id)
+	if err != nil {
+		return fmt.Errorf("freelist: %w", err)
+	}
+	le := binary.LittleEndian
+	if flags := le.Uint16(p[8:]); flags != boltFreelistPage {
+		return fmt.Errorf("freelist page %d has type %#x, not a freelist", id, flags)
+	}
+	ids, count := p[boltPageHeader:], uint64(le.Uint16(p[10:]))
+	if count == 0xFFFF { // too many for the header: the first element holds the count
+		count = le.Uint64(ids)
+		ids = ids[8:]
+	}
+	if count > uint64(len(ids))/8 {
+		return fmt.Errorf("freelist page %d's %d page ids run past its end", id, count)
+	}
+	pages := uint64(len(w.data)) / w.pageSize
+	for i := range count {
+		if free := le.Uint64(ids[8*i:]); free < 2 || free >= pages {
+			return fmt.Errorf("freelist page %d: free page %d is outside the database's pages 2 to %d", id, free, pages-1)
+		}
+	}
+	return nil
+}
 
 // page returns page id with its overflow pages, each reached only once.
 func (w *treeWalk) page(id uint64) ([]byte, error) {
