@@ -6,11 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 )
+
+// scans bounds the process scans under way at once (socketHolder): each
+// reads directories of /proc, and a storm of new connections from other
+// users would otherwise run one per connection at once, each holding
+// its listing. The others wait, holding nothing but their connection.
+var scans = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 
 // socketHolder finds the processes of uid that hold the socket inode
 // (socket:[inode] among their /proc/PID/fd) and returns their effective
@@ -21,6 +28,8 @@ import (
 // several processes hold the socket (a fork), the caller has only the
 // groups they all have.
 func socketHolder(uid uint32, inode uint64) (gid uint32, groups []uint32, pid int32, err error) {
+	scans <- struct{}{}
+	defer func() { <-scans }()
 	proc, err := os.Open("/proc")
 	if err != nil {
 		return 0, nil, 0, resourceErr("open /proc", err)
@@ -67,6 +76,8 @@ func socketHolder(uid uint32, inode uint64) (gid uint32, groups []uint32, pid in
 }
 
 // holds reports whether process pid has target among its open files.
+// A process may hold thousands: they are read a batch at a time, each
+// link into one buffer, and the walk stops at the first match.
 func holds(pid, target string) bool {
 	dir := "/proc/" + pid + "/fd/"
 	f, err := os.Open(dir)
@@ -74,13 +85,18 @@ func holds(pid, target string) bool {
 		return false
 	}
 	defer f.Close()
-	fds, _ := f.Readdirnames(-1)
-	for _, fd := range fds {
-		if link, err := os.Readlink(dir + fd); err == nil && link == target {
-			return true
+	var link [64]byte // "socket:[" + inode + "]" fits; a longer link is not target
+	for {
+		fds, err := f.Readdirnames(256)
+		for _, fd := range fds {
+			if n, err := syscall.Readlink(dir+fd, link[:]); err == nil && n < len(link) && string(link[:n]) == target {
+				return true
+			}
+		}
+		if err != nil {
+			return false
 		}
 	}
-	return false
 }
 
 // processIDs reads a process's effective uid and gid and its groups from

@@ -37,7 +37,9 @@ type ListenConfig struct {
 	// take the others'. Default 16.
 	MaxUnidentifiedConnections int
 	// AgentUID is the agent's own user. Its connections and root's are
-	// never refused for capacity: the operator can always get through.
+	// never refused for others' connections: they have a budget of their
+	// own, MaxConnections more, so the operator can always get through,
+	// and a storm of their own is bounded too.
 	AgentUID uint32
 }
 
@@ -195,6 +197,7 @@ type listener struct {
 	open         int            // identified connections counted against the caps
 	perUID       map[uint32]int // of them, by uid
 	unidentified int            // connections of callers nobody could identify
+	privileged   int            // root's and the agent's user's, in a budget of their own
 }
 
 // Close stops listening and removes the socket file if it is still the
@@ -216,9 +219,11 @@ func (l *listener) Close() error {
 // Accept reads each connection's peer credentials and admits it within
 // the caps: MaxConnections in all and MaxConnectionsPerUID per uid, so
 // that one user holding idle connections cannot lock the others out.
-// Root and the agent's own user are never refused for capacity. Callers
-// nobody can identify have a small budget of their own
-// (MaxUnidentifiedConnections), apart from every user's.
+// Root and the agent's own user are never refused for the others'
+// connections: they have MaxConnections of their own. Callers nobody can
+// identify have a small budget of their own (MaxUnidentifiedConnections),
+// apart from every user's. Every connection is thus counted in some
+// budget: what a storm of connections can hold is bounded.
 func (l *listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
@@ -229,15 +234,20 @@ func (l *listener) Accept() (net.Conn, error) {
 		pc := &peerConn{Conn: c, release: func() {}}
 		switch {
 		case credErr != nil:
-			if !l.admitUnidentified() {
+			if !l.take(&l.unidentified, l.cfg.MaxUnidentifiedConnections) {
 				go refuseOverloaded(c)
 				continue
 			}
-			pc.release = l.leaveUnidentified
+			pc.release = func() { l.give(&l.unidentified) }
 		case caller.UID == 0 || caller.UID == l.cfg.AgentUID:
 			// Root and the agent's user may use every profile: their
 			// groups decide nothing, and are not looked for.
 			finish = nil
+			if !l.take(&l.privileged, l.cfg.MaxConnections) {
+				go refuseOverloaded(c)
+				continue
+			}
+			pc.release = func() { l.give(&l.privileged) }
 		default:
 			uid := caller.UID
 			if !l.admit(uid) {
@@ -251,20 +261,22 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *listener) admitUnidentified() bool {
+// take counts one more connection in a budget of the listener's (n), if
+// it has room for it under most; give counts one less.
+func (l *listener) take(n *int, most int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.unidentified >= l.cfg.MaxUnidentifiedConnections {
+	if *n >= most {
 		return false
 	}
-	l.unidentified++
+	*n++
 	return true
 }
 
-func (l *listener) leaveUnidentified() {
+func (l *listener) give(n *int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.unidentified--
+	*n--
 }
 
 func (l *listener) admit(uid uint32) bool {

@@ -168,16 +168,19 @@ func putDiagAddr(dst []byte, a netip.Addr, family uint8) {
 }
 
 // findSocket scans one /proc/net/tcp table for the socket with the
-// given local and remote addresses.
+// given local and remote addresses, a line at a time: the table holds a
+// line per socket on the host (TIME_WAIT included), megabytes on a busy
+// one, and is never read whole.
 func findSocket(table string, local, remote netip.AddrPort) (socketID, error) {
-	data, err := os.ReadFile(table)
+	file, err := os.Open(table)
 	if errors.Is(err, os.ErrNotExist) {
 		return socketID{}, errPeerUnknown
 	}
 	if err != nil {
 		return socketID{}, resourceErr("read "+table, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	defer file.Close()
+	sc := bufio.NewScanner(file)
 	sc.Scan() // header
 	for sc.Scan() {
 		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...
@@ -202,6 +205,9 @@ func findSocket(table string, local, remote netip.AddrPort) (socketID, error) {
 			return socketID{}, fmt.Errorf("%s: inode %q: %w", table, f[9], err)
 		}
 		return socketID{uid: uint32(uid), inode: inode}, nil
+	}
+	if err := sc.Err(); err != nil {
+		return socketID{}, resourceErr("read "+table, err)
 	}
 	return socketID{}, errPeerUnknown
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +17,12 @@ import (
 // TestMain doubles as a TCP client run as another user (see dialAs).
 func TestMain(m *testing.M) {
 	if addr := os.Getenv("DOOR_TEST_DIAL"); addr != "" {
+		n, _ := strconv.Atoi(os.Getenv("DOOR_TEST_FILES"))
+		for range n { // files opened before the socket: its fd comes after them
+			if _, err := os.Open(os.DevNull); err != nil {
+				os.Exit(1)
+			}
+		}
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			os.Exit(1)
@@ -33,6 +40,14 @@ func TestMain(m *testing.M) {
 // waits for the process to exit.
 func dialAs(t *testing.T, uid int, addr string) (hangUp func()) {
 	t.Helper()
+	hangUp, _ = dialAsWith(t, uid, addr, 0)
+	return hangUp
+}
+
+// dialAsWith is dialAs from a process that opens `files` more files before
+// it connects; it also returns the process's pid.
+func dialAsWith(t *testing.T, uid int, addr string, files int) (hangUp func(), pid int) {
+	t.Helper()
 	self, _ := os.Executable()
 	data, _ := os.ReadFile(self)
 	dir, err := os.MkdirTemp("", "door-test-") // not t.TempDir: its parent is 0700
@@ -46,7 +61,7 @@ func dialAs(t *testing.T, uid int, addr string) (hangUp func()) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin)
-	cmd.Env = []string{"DOOR_TEST_DIAL=" + addr, "GORACE=atexit_sleep_ms=0"}
+	cmd.Env = []string{"DOOR_TEST_DIAL=" + addr, "DOOR_TEST_FILES=" + strconv.Itoa(files), "GORACE=atexit_sleep_ms=0"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -59,7 +74,34 @@ func dialAs(t *testing.T, uid int, addr string) (hangUp func()) {
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "connected\n" {
 		t.Fatalf("dialer as uid %d: %q %v", uid, line, err)
 	}
-	return hangUp
+	return hangUp, cmd.Process.Pid
+}
+
+// TestHolderAmongManyFiles: the process holding a TCP caller's socket is
+// found when the socket is one of hundreds of its files (read in
+// batches), and its pid and gid are the caller's.
+func TestHolderAmongManyFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, pid := dialAsWith(t, 2, ln.Addr().String(), 700)
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	caller, err := TCPCaller(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caller.UID != 2 || caller.GID != 2 || caller.PID != int32(pid) {
+		t.Errorf("caller holding its socket among 700 files: uid %d gid %d pid %d; want 2, 2, %d", caller.UID, caller.GID, caller.PID, pid)
+	}
 }
 
 // TestPeerUID: the kernel's view of who owns the client end of a loopback

@@ -505,8 +505,10 @@ allow_uids = [1, 2, 3, 65534]
 	startHolder(t, otherUID, e.sock, 5)
 	startHolder(t, 65534, e.sock, 5)
 	startHolder(t, 3, e.sock, 5) // sys
+	// Root's connections have a budget of their own, as large: others
+	// cannot take it, and a storm of root's own is bounded by it.
 	var held []net.Conn
-	for range 30 {
+	for range 19 {
 		c, err := net.Dial("unix", e.sock)
 		if err != nil {
 			t.Fatal(err)
@@ -519,7 +521,25 @@ allow_uids = [1, 2, 3, 65534]
 		}
 	}()
 	if status, _ := e.get("/v1/tokens/p", nil); status != 200 {
-		t.Errorf("root with every slot taken: %d, want 200", status)
+		t.Errorf("root with every other slot taken: %d, want 200", status)
+	}
+	for range 2 { // e.get's own connection is kept alive: 20 then
+		c, err := net.Dial("unix", e.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	c := held[len(held)-1]
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /v1/health HTTP/1.1\r\nHost: tokenagent\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("root's connection beyond its budget: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("root's connection beyond its own budget (max_connections): %d, want 503: a storm of root's connections is bounded too", resp.StatusCode)
 	}
 }
 
@@ -660,6 +680,23 @@ func TestMetricsRefusedToOtherUsers(t *testing.T) {
 	status, body := runAs(t, 65534, 65534, e.sock, "/metrics")
 	if status != http.StatusForbidden || strings.Contains(body, "tokenagent_") {
 		t.Errorf("/metrics as uid 65534 = %d %s, want 403 and no series", status, body)
+	}
+}
+
+// TestDebugProfilesForRootOnly: /debug/pprof/ gives the runtime's
+// profiles (what holds the memory, where goroutines wait) to root and
+// the agent's user, and nothing to anyone else.
+func TestDebugProfilesForRootOnly(t *testing.T) {
+	e := start(t, `socket_mode = "0666"`, profileP, serverOptions{})
+	if status, body := e.get("/debug/pprof/goroutine?debug=1", nil); status != 200 || !strings.Contains(body, "goroutine profile:") {
+		t.Fatalf("/debug/pprof/goroutine as the agent's user = %d %.100s, want 200 with the profile", status, body)
+	}
+	if status, _ := e.get("/debug/pprof/heap", nil); status != 200 {
+		t.Errorf("/debug/pprof/heap as the agent's user = %d, want 200", status)
+	}
+	status, body := runAs(t, 2, 2, e.sock, "/debug/pprof/goroutine?debug=1")
+	if status != http.StatusForbidden || strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/ as uid 2 = %d %.100s, want 403 and no profile", status, body)
 	}
 }
 
