@@ -73,6 +73,7 @@ const (
 	PathProfiles = "/v1/profiles"
 	PathHealth   = "/v1/health"
 	PathMetrics  = "/metrics"
+	PathDebug    = "/debug/pprof/" // + a runtime/pprof profile name; root and the agent's user only
 )
 
 // TokenResponse is the answer to GET /v1/tokens/{profile} and to a refresh.
@@ -136,7 +137,8 @@ type ProfileInfo struct {
 	Origin     string    `json:"origin,omitempty"`
 	ObtainedAt time.Time `json:"obtained_at,omitzero"`
 	// Fleet is "fleet", "local" (the profile says fleet = false), "fleet
-	// unavailable" or "local: wrong seal_key" when the agent shares tokens
+	// unavailable", "fleet unavailable: reads only" (etcd answers reads but
+	// refuses writes: out of space) or "local: wrong seal_key" when the agent shares tokens
 	// with other hosts; MintedBy names the host whose agent fetched the
 	// held token.
 	Fleet    string `json:"fleet,omitempty"`

@@ -17,6 +17,7 @@ const (
 	EndpointProfiles = "profiles"
 	EndpointHealth   = "health"
 	EndpointMetrics  = "metrics"
+	EndpointDebug    = "debug"
 )
 
 // Route is a parsed request line.
@@ -49,6 +50,13 @@ func ParseRoute(method, path, rawQuery string) (Route, error) {
 		r.Endpoint = EndpointProfiles
 	case path == ipc.PathMetrics:
 		r.Endpoint = EndpointMetrics
+	case strings.HasPrefix(path, ipc.PathDebug):
+		// net/http/pprof's own parameters (seconds, debug, gc) follow.
+		r.Endpoint = EndpointDebug
+		if method != http.MethodGet {
+			return r, notFound(ipc.CodeMethod, fmt.Sprintf("%s %s: use GET", method, path))
+		}
+		return r, nil
 	case strings.HasPrefix(path, ipc.PathTokens):
 		rest := strings.TrimPrefix(path, ipc.PathTokens)
 		name, action, hasAction := strings.Cut(rest, "/")

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -157,6 +158,7 @@ var handlers = map[string]func(*Server, http.ResponseWriter, *http.Request, *doo
 	EndpointHealth:   (*Server).serveHealth,
 	EndpointProfiles: (*Server).serveProfiles,
 	EndpointMetrics:  (*Server).serveMetrics,
+	EndpointDebug:    (*Server).serveDebug,
 	EndpointToken:    (*Server).serveToken,
 	EndpointRefresh:  (*Server).serveToken,
 }
@@ -194,6 +196,27 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request, ev *door.R
 	}
 	ev.Status = http.StatusOK
 	s.metrics.Serve(w)
+}
+
+// serveDebug serves the Go runtime's profiles (net/http/pprof) to root
+// and the agent's user: what holds the memory under a storm, where the
+// goroutines wait. A profile names code and sizes, never a value.
+func (s *Server) serveDebug(w http.ResponseWriter, r *http.Request, ev *door.RequestEvent, _ Route) {
+	if ev.Caller.UID != 0 && ev.Caller.UID != s.cfg.AgentUID {
+		s.fail(w, ev, forbidden(ipc.PathDebug+" is for root and the agent's user"))
+		return
+	}
+	ev.Status = http.StatusOK
+	switch name := strings.TrimPrefix(r.URL.Path, ipc.PathDebug); name {
+	case "":
+		pprof.Index(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Handler(name).ServeHTTP(w, r)
+	}
 }
 
 func forbidden(why string) *ipc.Error { return ipc.Errorf(ipc.ErrForbidden, why) }
