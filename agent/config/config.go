@@ -47,6 +47,10 @@ type Config struct {
 	// that no user can lock the others out; default 128. Root and the
 	// agent's own user are never refused for capacity.
 	MaxConnectionsPerUID int `toml:"max_connections_per_uid"`
+	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
+	// "64MiB" (the default), "1GiB", or "off". A GOMEMLIMIT in the
+	// environment wins.
+	MemoryLimit MemoryLimit `toml:"memory_limit"`
 	// MetricsListen, if set, also serves /metrics over TCP at this
 	// address (e.g. "127.0.0.1:9464"), without access control.
 	MetricsListen string `toml:"metrics_listen"`

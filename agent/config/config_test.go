@@ -38,6 +38,8 @@ func TestConfigErrors(t *testing.T) {
 		{"default_ttl over max_ttl", "[profiles.p]\n" + ok + "default_ttl = \"2h\"\nmax_ttl = \"1h\"\n", []string{`profile "p"`, "default_ttl", "max_ttl"}},
 		{"bad profile name", "[profiles.\"a b\"]\n" + ok, []string{`profile "a b"`, "name"}},
 		{"bad log level", "log_level = \"loud\"\n", []string{"log_level", "loud"}},
+		{"memory_limit without unit sense", "memory_limit = \"64 mebibytes\"\n", []string{"test.toml:1", "memory_limit", `"64 mebibytes"`, "64MiB"}},
+		{"memory_limit too small", "memory_limit = \"4MiB\"\n", []string{"memory_limit", "16 MiB", "off"}},
 		{"all problems at once", "[profiles.a]\nclient_secret = \"env:S\"\ntoken_url = \"https://x/t\"\n[profiles.b]\nclient_secret = \"env:S\"\ntoken_url = \"https://x/t\"\n",
 			[]string{`profile "a": client_id`, `profile "b": client_id`}},
 	}

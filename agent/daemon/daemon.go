@@ -66,6 +66,11 @@ type Options struct {
 	// once they are read (tokenagentd sets it; tests that share their
 	// environment do not).
 	HideEnvSecrets bool
+	// ManageMemory applies memory_limit to the process (the runtime's
+	// soft limit) and returns the memory a burst of connections left
+	// behind to the system once it has passed (tokenagentd sets it; tests
+	// that run several daemons in one process do not).
+	ManageMemory bool
 }
 
 // Daemon is one running agent. Create it with New, run it with Run.
@@ -181,6 +186,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.checkDirs(); err != nil {
 		return err
 	}
+	defer d.manageMemory()()
 	a, closeEngine, err := d.openEngine()
 	if err != nil {
 		return err
@@ -194,6 +200,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.shutdown(ds, a)
 	d.announce(a, ds)
 	return d.reloadLoop(ctx, a, sig, served)
+}
+
+// manageMemory applies memory_limit and returns memory bursts leave
+// behind (ManageMemory); the returned func stops it.
+func (d *Daemon) manageMemory() func() {
+	if !d.opts.ManageMemory {
+		return func() {}
+	}
+	applyMemoryLimit(d.opts.Config, d.log)
+	stop := make(chan struct{})
+	go releaseMemory(stop)
+	return func() { close(stop) }
 }
 
 // catchSignals catches SIGHUP from the start: one sent as soon as the

@@ -66,6 +66,9 @@ func (d *Daemon) reload(a *agent.Agent) {
 	d.cfg, d.reloaded = next, d.clock.Now()
 	d.mu.Unlock()
 	setLogLevel(next)
+	if d.opts.ManageMemory {
+		applyMemoryLimit(next, d.log)
+	}
 	warnRestartOnly(prev, next, d.log)
 }
 

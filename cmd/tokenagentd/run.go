@@ -69,7 +69,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn().Err(err).Msg("could not make the process non-dumpable or turn core dumps off")
 	}
 	d, err := daemon.New(daemon.Options{
-		Config: cfg, ConfigPath: reloadPath, Logger: &log, Version: versionString(), HideEnvSecrets: true,
+		Config: cfg, ConfigPath: reloadPath, Logger: &log, Version: versionString(), HideEnvSecrets: true, ManageMemory: true,
 		Socket: ipc.SocketPath(socket, cfg.Socket),
 	})
 	if err != nil {

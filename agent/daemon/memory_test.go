@@ -1,0 +1,45 @@
+package daemon_test
+
+import (
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/daemon"
+	"github.com/tokenagent/tokenagent/agent/secretref"
+)
+
+// TestMemoryLimitAppliedAndReloaded: a daemon that manages its process's
+// memory sets memory_limit (default 64 MiB) as the runtime's soft limit
+// at start, and a reload applies a new one.
+func TestMemoryLimitAppliedAndReloaded(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "") // the environment's would win
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	f := newFixture(t, "")
+	cfg, err := secretref.LoadConfig(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuffer
+	log := daemon.NewLogger(cfg, &buf)
+	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: f.config, Socket: f.socket, Logger: &log, NoSignals: true, ManageMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := serve(t, d)
+	defer stop()
+	if got := debug.SetMemoryLimit(-1); got != config.DefaultMemoryLimit {
+		t.Errorf("memory limit after start: %d, want memory_limit's default %d", got, config.DefaultMemoryLimit)
+	}
+	f.write(t, `memory_limit = "96MiB"`, "p")
+	d.Reload()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(buf.String(), "configuration reloaded") && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 96<<20 {
+		t.Errorf("memory limit after a reload to 96MiB: %d, want %d\n%s", got, 96<<20, buf.String())
+	}
+}
