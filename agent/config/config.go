@@ -45,7 +45,8 @@ type Config struct {
 	MaxConnections int `toml:"max_connections"`
 	// MaxConnectionsPerUID caps one uid's open socket connections, so
 	// that no user can lock the others out; default 128. Root and the
-	// agent's own user are never refused for capacity.
+	// agent's own user have MaxConnections of their own, which the
+	// others cannot take.
 	MaxConnectionsPerUID int `toml:"max_connections_per_uid"`
 	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
 	// "64MiB" (the default), "1GiB", or "off". A GOMEMLIMIT in the
