@@ -43,7 +43,7 @@ func main() {
 var (
 	requests = flag.Int("requests", 20000, "requests per cache-hit measurement")
 	steady   = flag.Duration("steady", time.Minute, "duration of the steady-state run")
-	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, scale, outside, sink (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, scale, outside, sink, storm (default all)")
 	coldRuns = flag.Int("cold-runs", 200, "interleaved rounds of the cold-CLI measurement")
 )
 
@@ -71,6 +71,7 @@ func run() error {
 		{"scale", endpointScale},
 		{"outside", func() error { return outside(work) }},
 		{"sink", func() error { return fileSink(work) }},
+		{"storm", func() error { return storm(work) }},
 	}
 	for _, sec := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), sec.name) {
@@ -523,15 +524,8 @@ func memory(work string) error {
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	hc := unixClient(socket, true, 8)
-	for i := 0; ; i++ { // until the socket answers
-		if resp, err := hc.Get("http://tokenagent/v1/health"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 500 {
-			return errors.New("agent did not come up")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := waitHealthy(hc); err != nil {
+		return err
 	}
 	for i := range 1000 {
 		resp, err := hc.Get(fmt.Sprintf("http://tokenagent/v1/tokens/m%04d", i))
