@@ -406,6 +406,9 @@ func TestEnvPointsAClientAtTheAgent(t *testing.T) {
 	}
 	env := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		if strings.HasPrefix(line, "# ") {
+			continue
+		}
 		kv, ok := strings.CutPrefix(line, "export ")
 		name, quoted, ok2 := strings.Cut(kv, "=")
 		value, ok3 := shellUnquote(quoted)
@@ -417,6 +420,9 @@ func TestEnvPointsAClientAtTheAgent(t *testing.T) {
 	if env["CLIENT_ID"] != "demo" || !strings.HasSuffix(env["TOKEN_URL"], "/oauth2/token") || env["SCOPE"] != "read" {
 		t.Fatalf("env = %v", env)
 	}
+	if env["OAUTHLIB_INSECURE_TRANSPORT"] != "1" {
+		t.Errorf("env --for oauth on the plain endpoint: OAUTHLIB_INSECURE_TRANSPORT = %q, want 1 (requests-oauthlib refuses http:// without it)", env["OAUTHLIB_INSECURE_TRANSPORT"])
+	}
 	cfg := clientcredentials.Config{ClientID: env["CLIENT_ID"], ClientSecret: env["CLIENT_SECRET"], TokenURL: env["TOKEN_URL"], Scopes: strings.Fields(env["SCOPE"])}
 	tok, err := cfg.Token(context.Background())
 	if err != nil {
@@ -427,7 +433,7 @@ func TestEnvPointsAClientAtTheAgent(t *testing.T) {
 		t.Error("the token endpoint and the socket served different tokens for the same profile")
 	}
 	zeebe, _, code := runCLI("env", "demo", "--for", "zeebe")
-	if code != 0 || !strings.Contains(zeebe, "export ZEEBE_AUTHORIZATION_SERVER_URL='http://127.0.0.1:") || !strings.Contains(zeebe, "export ZEEBE_CLIENT_ID='demo'") {
+	if code != 0 || !strings.Contains(zeebe, "export ZEEBE_AUTHORIZATION_SERVER_URL='http://127.0.0.1:") || !strings.Contains(zeebe, "export ZEEBE_CLIENT_ID='demo'") || strings.Contains(zeebe, "OAUTHLIB") {
 		t.Errorf("env --for zeebe:\n%s", zeebe)
 	}
 	camunda, _, code := runCLI("env", "demo", "--for", "camunda")

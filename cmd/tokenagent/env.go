@@ -40,6 +40,10 @@ var clientKinds = map[string]clientKind{
 	"oauth": {url: "TOKEN_URL", id: "CLIENT_ID", secret: "CLIENT_SECRET", audience: "AUDIENCE", scope: "SCOPE"},
 }
 
+// insecureTransport is the variable that lets Python's oauthlib (and so
+// requests-oauthlib) use a token URL of plain http.
+const insecureTransport = "OAUTHLIB_INSECURE_TRANSPORT"
+
 // forClientHelp describes --for's values, for env and exec.
 const forClientHelp = "zeebe (zeebe-node, the Zeebe Java and Go clients, zbctl), camunda (the Camunda 8 JavaScript SDK) or oauth (TOKEN_URL, CLIENT_ID, CLIENT_SECRET, AUDIENCE, SCOPE)"
 
@@ -70,6 +74,9 @@ func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	for _, l := range lines {
+		if l[0] == insecureTransport {
+			fmt.Fprintln(stdout, "# requests-oauthlib refuses http:// without it; the agent's endpoint is loopback only")
+		}
 		fmt.Fprintf(stdout, "export %s=%s\n", l[0], ipc.ShellQuote(l[1]))
 	}
 	return nil
@@ -102,6 +109,11 @@ func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient stri
 	}
 	k := clientKinds[forClient]
 	lines := append([][2]string{{k.url, url}, {k.id, p.Name}, {k.secret, localSecretPlaceholder}}, k.fixed...)
+	if forClient == "oauth" && strings.HasPrefix(url, "http://") {
+		// Python's oauthlib refuses a plain-http token URL unless told;
+		// the agent's plain endpoint is loopback only.
+		lines = append(lines, [2]string{insecureTransport, "1"})
+	}
 	if p.Audience != "" {
 		lines = append(lines, [2]string{k.audience, p.Audience})
 	}

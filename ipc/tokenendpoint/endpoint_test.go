@@ -258,3 +258,53 @@ client_secret = "`+idpSecret+`"
 		t.Errorf("token endpoint events = %v, want zeebe:200 and :401", doors)
 	}
 }
+
+// TestIssuerShapedPaths: client code that builds its token URL from an
+// issuer, as Okta's and Auth0's samples do (${ISSUER}/v1/token, an Okta
+// custom authorization server's …/oauth2/default/v1/token, Auth0's
+// /oauth/token), gets the agent's token there; discovery under Okta's
+// default server names it as issuer and the canonical token endpoint.
+func TestIssuerShapedPaths(t *testing.T) {
+	r := startAgent(t, "")
+	root := strings.TrimSuffix(r.TokenEndpoint, "/oauth2/token")
+	var first string
+	for _, path := range []string{"/v1/token", "/oauth2/default/v1/token", "/oauth/token"} {
+		cfg := clientcredentials.Config{ClientID: "zeebe", ClientSecret: "unused", TokenURL: root + path}
+		tok, err := cfg.Token(context.Background())
+		if err != nil {
+			t.Errorf("token at %s: %v", path, err)
+			continue
+		}
+		if first == "" {
+			first = tok.AccessToken
+		}
+		if tok.AccessToken != first {
+			t.Errorf("token at %s is not the one the agent holds", path)
+		}
+	}
+	if n := r.IdP.Requests("c"); n != 1 {
+		t.Errorf("IdP requests = %d, want 1 for every path", n)
+	}
+	for _, tc := range []struct{ path, issuer string }{
+		{"/.well-known/oauth-authorization-server", root},
+		{"/oauth2/default/.well-known/openid-configuration", root + "/oauth2/default"},
+		{"/oauth2/default/.well-known/oauth-authorization-server", root + "/oauth2/default"},
+	} {
+		resp, err := http.Get(root + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var md struct {
+			Issuer        string `json:"issuer"`
+			TokenEndpoint string `json:"token_endpoint"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&md)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || md.Issuer != tc.issuer || md.TokenEndpoint != r.TokenEndpoint {
+			t.Errorf("%s: %d %+v %v; want issuer %s and token_endpoint %s", tc.path, resp.StatusCode, md, err, tc.issuer, r.TokenEndpoint)
+		}
+	}
+	if resp, err := http.Post(root+"/v2/token", "application/x-www-form-urlencoded", strings.NewReader("grant_type=client_credentials")); err != nil || resp.StatusCode != 404 {
+		t.Errorf("an unknown path: %v %v, want 404", resp, err)
+	}
+}

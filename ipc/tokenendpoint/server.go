@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,22 @@ const (
 	PathMetadata     = "/.well-known/oauth-authorization-server"
 	PathOIDCMetadata = "/.well-known/openid-configuration"
 )
+
+// tokenPathAliases answer as PathToken: where OAuth client code that
+// builds its token URL from an issuer looks — Okta's org authorization
+// server (${ISSUER}/v1/token), its default custom one (issuer
+// …/oauth2/default) and Auth0's (/oauth/token). The metadata names
+// PathToken.
+var tokenPathAliases = []string{"/v1/token", oktaDefault + "/v1/token", "/oauth/token"}
+
+// oktaDefault is the path of Okta's default custom authorization server,
+// an issuer of its own: its metadata is under it too.
+const oktaDefault = "/oauth2/default"
+
+// isTokenPath reports whether path is the token endpoint's, or an alias.
+func isTokenPath(path string) bool {
+	return path == PathToken || slices.Contains(tokenPathAliases, path)
+}
 
 // Backend is the engine, as this door needs it.
 type Backend interface {
@@ -109,8 +126,13 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, timeout: t.Request, rec: door.Recorder{Door: "token_endpoint", Requests: cfg.Requests, Observe: cfg.Observe}}
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathToken, s.serveToken)
-	mux.HandleFunc(PathMetadata, s.serveMetadata)
-	mux.HandleFunc(PathOIDCMetadata, s.serveMetadata)
+	for _, alias := range tokenPathAliases {
+		mux.HandleFunc(alias, s.serveToken)
+	}
+	for _, issuer := range []string{"", oktaDefault} {
+		mux.HandleFunc(issuer+PathMetadata, s.serveMetadata)
+		mux.HandleFunc(issuer+PathOIDCMetadata, s.serveMetadata)
+	}
 	s.Server = door.NewServer(s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == PathToken { // every token request: no pattern matching
 			s.serveToken(w, r)
@@ -164,7 +186,7 @@ func (s *Server) mayKeep(r *http.Request) bool {
 func (s *Server) secretOnly() bool { return s.cfg.UnidentifiedByLocalSecret || !door.TCPIdentifies }
 
 // done ends a request's event; token requests count in /metrics.
-func (s *Server) done(ev *door.RequestEvent) { s.rec.Done(ev, ev.Path == PathToken) }
+func (s *Server) done(ev *door.RequestEvent) { s.rec.Done(ev, isTokenPath(ev.Path)) }
 
 func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	ev := s.rec.Event(r)
@@ -174,9 +196,12 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := "http://" + r.Host
+	// The issuer is where the document was asked for (RFC 8414 §3.3):
+	// the endpoint's root, or Okta's default authorization server under it.
+	issuer := base + strings.TrimSuffix(strings.TrimSuffix(r.URL.Path, PathMetadata), PathOIDCMetadata)
 	ev.Status = http.StatusOK
 	door.WriteJSON(w, http.StatusOK, metadata{
-		Issuer:           base,
+		Issuer:           issuer,
 		TokenEndpoint:    base + PathToken,
 		GrantTypes:       []string{"client_credentials"},
 		TokenAuthMethods: []string{"client_secret_basic", "client_secret_post", "none"},

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tokenagent/tokenagent/agent/idptest"
+)
+
+// The Python interop test runs the requests-oauthlib snippet of
+// docs/providers.md, as written there, with nothing but the environment
+// `tokenagent env --for oauth` prints. It needs python3 and Debian's
+// python3-requests-oauthlib; like the rest of the interop suite it runs
+// only when asked (TOKENAGENT_INTEROP=required, as .ci/run sets, or
+// -interop), and then fails rather than skips on what is missing.
+
+const pythonHowTo = "run it with: apt-get install python3-requests-oauthlib && TOKENAGENT_INTEROP=required go test -run Python ./cmd/tokenagentd/ (or -interop)"
+
+// pythonProcesses is how many separate Python processes ask at once.
+const pythonProcesses = 20
+
+// TestInteropPythonRequestsOAuthlib: 20 Python processes running the
+// documented snippet get the same token for one IdP request; without
+// OAUTHLIB_INSECURE_TRANSPORT, which env prints for the plain endpoint,
+// oauthlib refuses the http:// URL.
+func TestInteropPythonRequestsOAuthlib(t *testing.T) {
+	if !interopAsked() {
+		t.Skip("interop tests are off; " + pythonHowTo)
+	}
+	// Debian's python3, where Debian's package installs the library (a
+	// python3 earlier on PATH, pyenv's say, would not have it).
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		if python, err = exec.LookPath("python3"); err != nil {
+			t.Fatal("no python3; " + pythonHowTo)
+		}
+	}
+	if out, err := exec.Command(python, "-c", "import requests_oauthlib").CombinedOutput(); err != nil {
+		t.Fatalf("python3 has no requests_oauthlib (%s); %s", strings.TrimSpace(string(out)), pythonHowTo)
+	}
+	snippet := docSnippet(t, "../../docs/providers.md", "Python, requests-oauthlib", "```python\n")
+
+	const idpClient, idpSecret = "orders-service", "idp-secret-never-leaves-the-agent"
+	idp := idptest.New()
+	t.Cleanup(idp.Close)
+	idp.AddClient(idptest.Client{ID: idpClient, Secret: idpSecret, Method: "client_secret_basic"})
+	dir := t.TempDir()
+	config := filepath.Join(dir, "agent.toml")
+	writeConfig(t, config, `store = "memory"
+token_endpoint = "127.0.0.1:0"
+
+[profiles.orders]
+token_url = "`+idp.TokenURL+`"
+client_id = "`+idpClient+`"
+client_secret = "`+idpSecret+`"
+scopes = ["orders:read"]
+`)
+	d := startDaemon(t, config)
+	out, err := exec.Command(buildCLI(t), "env", "orders", "--for", "oauth", "--socket", d.socket).Output()
+	if err != nil {
+		t.Fatalf("tokenagent env orders --for oauth: %v", err)
+	}
+	env := os.Environ()
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			name, quoted, _ := strings.Cut(kv, "=")
+			env = append(env, name+"="+strings.Trim(quoted, "'"))
+		}
+	}
+	if !strings.Contains(string(out), "export OAUTHLIB_INSECURE_TRANSPORT='1'") {
+		t.Fatalf("env --for oauth on the plain endpoint does not set OAUTHLIB_INSECURE_TRANSPORT:\n%s", out)
+	}
+
+	run := func(env []string) (string, error) {
+		cmd := exec.Command(python, "-c", snippet)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	tokens := make([]string, pythonProcesses)
+	errs := make([]error, pythonProcesses)
+	var wg sync.WaitGroup
+	for i := range pythonProcesses {
+		wg.Go(func() { tokens[i], errs[i] = run(env) })
+	}
+	wg.Wait()
+	for i := range pythonProcesses {
+		if errs[i] != nil || tokens[i] != tokens[0] {
+			t.Fatalf("Python process %d of %d: %v: %.300s; want the token process 0 got", i, pythonProcesses, errs[i], tokens[i])
+		}
+	}
+	if claims, err := idp.VerifyToken(tokens[0]); err != nil || claims["client_id"] != idpClient {
+		t.Errorf("the Python processes' token does not verify as %s's: %v %v", idpClient, claims, err)
+	}
+	if n := idp.Requests(idpClient); n != 1 {
+		t.Errorf("%d Python processes through the agent cost the IdP %d token requests, want 1", pythonProcesses, n)
+	}
+	t.Logf("%d Python processes (requests-oauthlib, the docs' snippet): %d IdP token request(s)", pythonProcesses, idp.Requests(idpClient))
+
+	var without []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "OAUTHLIB_INSECURE_TRANSPORT=") {
+			without = append(without, kv)
+		}
+	}
+	if out, err := run(without); err == nil || !strings.Contains(out, "InsecureTransportError") {
+		t.Errorf("the snippet without OAUTHLIB_INSECURE_TRANSPORT: %v %.300s; want oauthlib's InsecureTransportError (else env need not set it)", err, out)
+	}
+}
+
+// docSnippet returns the code block that follows the first line holding
+// marker in the Markdown file doc, opened by fence.
+func docSnippet(t *testing.T, doc, marker, fence string) string {
+	t.Helper()
+	data, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(data), marker)
+	if ok {
+		_, after, ok = strings.Cut(after, fence)
+	}
+	code, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatalf("%s has no %q block after %q", doc, strings.TrimSpace(fence), marker)
+	}
+	return code
+}
