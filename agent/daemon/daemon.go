@@ -85,6 +85,9 @@ type Daemon struct {
 	held       []heldDoor // the TCP doors' listeners, for /v1/health
 	started    time.Time  // when Run began serving
 	reloaded   time.Time  // the last applied reload
+
+	requests  *requestLog // the doors' request lines, bounded
+	httpLimit *logLimit   // net/http's own error lines, bounded
 }
 
 // maxSocketPath is the longest path a Unix socket may have: sun_path
@@ -128,6 +131,8 @@ func New(opts Options) (*Daemon, error) {
 	} else {
 		d.log = NewLogger(opts.Config, os.Stderr)
 	}
+	d.requests = newRequestLog(d.log, d.clock.Now)
+	d.httpLimit = newLogLimit("HTTP server errors", zerolog.WarnLevel, d.clock.Now)
 	return d, nil
 }
 
@@ -181,6 +186,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.checkDirs(); err != nil {
 		return err
 	}
+	defer d.flushLogs(ctx)()
 	a, closeEngine, err := d.openEngine()
 	if err != nil {
 		return err
@@ -237,6 +243,29 @@ func (d *Daemon) openEngine() (*agent.Agent, func(), error) {
 			flClient.Close()
 		}
 	}, nil
+}
+
+// flushLogs writes, every logWindow until ctx ends, the count of request
+// and HTTP server lines the last window suppressed; the returned func
+// stops it.
+func (d *Daemon) flushLogs(ctx context.Context) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(logWindow)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				d.requests.flush()
+				d.httpLimit.flush(d.log)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // announce publishes what runs (Agent, the doors' addresses), logs "agent
