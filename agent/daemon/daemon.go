@@ -88,6 +88,7 @@ type Daemon struct {
 
 	requests  *requestLog // the doors' request lines, bounded
 	httpLimit *logLimit   // net/http's own error lines, bounded
+	audit     *auditLog   // audit_log; nil when off
 }
 
 // maxSocketPath is the longest path a Unix socket may have: sun_path
@@ -186,6 +187,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.checkDirs(); err != nil {
 		return err
 	}
+	closeAudit, err := d.openAudit()
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
 	defer d.flushLogs(ctx)()
 	a, closeEngine, err := d.openEngine()
 	if err != nil {
@@ -243,6 +249,26 @@ func (d *Daemon) openEngine() (*agent.Agent, func(), error) {
 			flClient.Close()
 		}
 	}, nil
+}
+
+// openAudit opens audit_log, if set, in a directory it makes (0700) if
+// need be; the returned func writes what is queued and closes it, after
+// the doors have stopped.
+func (d *Daemon) openAudit() (func(), error) {
+	path := d.opts.Config.AuditLog
+	if path == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("audit_log %s: %w", path, err)
+	}
+	a, err := openAudit(path, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.audit = a
+	d.log.Info().Str("audit_log", path).Msg("auditing every token handed out")
+	return a.Close, nil
 }
 
 // flushLogs writes, every logWindow until ctx ends, the count of request
@@ -307,6 +333,9 @@ func (d *Daemon) shutdown(ds doors, a *agent.Agent) {
 func (d *Daemon) checkDirs() error {
 	uid := os.Geteuid()
 	dirs := [][2]string{{"socket directory", filepath.Dir(d.opts.Socket)}}
+	if p := d.opts.Config.AuditLog; p != "" {
+		dirs = append(dirs, [2]string{"audit log directory", filepath.Dir(p)})
+	}
 	if p := d.opts.Config.StorePath(); p != "" {
 		dirs = append(dirs, [2]string{"store directory", filepath.Dir(p)})
 	}

@@ -130,6 +130,10 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		return nil, err
 	}
 	observe := d.requests.observe
+	if audit := d.audit; audit != nil {
+		logged := observe
+		observe = func(ev door.RequestEvent) { logged(ev); audit.record(ev) }
+	}
 	if extra := d.opts.Observe; extra != nil {
 		logged := observe
 		observe = func(ev door.RequestEvent) { logged(ev); extra(ev) }
