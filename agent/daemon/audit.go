@@ -48,7 +48,8 @@ type auditItem struct {
 const auditQueue = 1 << 14
 
 // auditLine is the JSON of one line. UID, GID and PID are pointers: an
-// unidentified caller has none (0 would read as root).
+// unidentified caller has none (0 would read as root), and a TCP caller
+// no pid.
 type auditLine struct {
 	Time        time.Time `json:"time"`
 	Door        string    `json:"door"`
@@ -112,7 +113,10 @@ func (a *auditLog) record(ev door.RequestEvent) {
 		l.Caller = "unidentified"
 	} else {
 		uid, gid, pid := ev.Caller.UID, ev.Caller.GID, ev.Caller.PID
-		l.UID, l.GID, l.PID, l.Exe = &uid, &gid, &pid, ev.Executable()
+		l.UID, l.GID = &uid, &gid
+		if pid != 0 { // the socket's callers; a TCP caller's pid is not known
+			l.PID, l.Exe = &pid, ev.Executable()
+		}
 	}
 	line, _ := json.Marshal(l)
 	line = append(line, '\n')
