@@ -273,7 +273,7 @@ func (d *Daemon) openAudit() (func(), error) {
 
 // flushLogs writes, every logWindow until ctx ends, the count of request
 // and HTTP server lines the last window suppressed; the returned func
-// stops it.
+// stops it and writes the counts of the window under way.
 func (d *Daemon) flushLogs(ctx context.Context) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -286,12 +286,17 @@ func (d *Daemon) flushLogs(ctx context.Context) func() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				d.requests.flush()
-				d.httpLimit.flush(d.log)
+				d.requests.flush(false)
+				d.httpLimit.flush(d.log, false)
 			}
 		}
 	}()
-	return func() { cancel(); <-done }
+	return func() {
+		cancel()
+		<-done
+		d.requests.flush(true) // the counts of the last, unfinished window
+		d.httpLimit.flush(d.log, true)
+	}
 }
 
 // announce publishes what runs (Agent, the doors' addresses), logs "agent

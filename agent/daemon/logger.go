@@ -96,7 +96,7 @@ func newLogLimit(kind string, level zerolog.Level, now func() time.Time) *logLim
 func (l *logLimit) allow(key string, log zerolog.Logger) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.rollLocked(log)
+	l.rollLocked(log, false)
 	if _, seen := l.logged[key]; seen || len(l.logged) >= logBurst {
 		l.suppressed++
 		return false
@@ -105,19 +105,20 @@ func (l *logLimit) allow(key string, log zerolog.Logger) bool {
 	return true
 }
 
-// flush writes the summary of a window that has ended; the daemon calls
-// it every logWindow, so that the count of a flood that stopped is told.
-func (l *logLimit) flush(log zerolog.Logger) {
+// flush writes the summary of a window that has ended — or, with end
+// (at shutdown), of the current one; the daemon calls it every logWindow,
+// so that the count of a flood that stopped is told.
+func (l *logLimit) flush(log zerolog.Logger, end bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.rollLocked(log)
+	l.rollLocked(log, end)
 }
 
-// rollLocked starts a new window if the current one has ended, writing
-// how many lines it suppressed.
-func (l *logLimit) rollLocked(log zerolog.Logger) {
+// rollLocked starts a new window if the current one has ended (or end
+// says to end it), writing how many lines it suppressed.
+func (l *logLimit) rollLocked(log zerolog.Logger, end bool) {
 	now := l.now()
-	if now.Sub(l.start) < logWindow {
+	if !end && now.Sub(l.start) < logWindow {
 		return
 	}
 	if l.suppressed > 0 {

@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -107,5 +108,21 @@ func TestLogVolumeDoesNotGrowWithRequests(t *testing.T) {
 	}
 	if strings.Contains(out, `"status":200`) {
 		t.Errorf("a served request was logged at the default level")
+	}
+	// Nothing refused goes untold: each is a line or in a count.
+	told := 0
+	for _, line := range strings.Split(out, "\n") {
+		var e struct {
+			Status     int `json:"status"`
+			Suppressed int `json:"suppressed"`
+		}
+		json.Unmarshal([]byte(line), &e)
+		if e.Status != 0 {
+			told++
+		}
+		told += e.Suppressed
+	}
+	if told != 2*rounds {
+		t.Errorf("%d refused requests, %d logged or counted as suppressed; want all", 2*rounds, told)
 	}
 }

@@ -36,10 +36,11 @@ func newRequestLog(log zerolog.Logger, now func() time.Time) *requestLog {
 	}
 }
 
-// flush writes the summaries of windows that have ended.
-func (rl *requestLog) flush() {
+// flush writes the summaries of windows that have ended, or with end (at
+// shutdown) of the current ones.
+func (rl *requestLog) flush(end bool) {
 	for _, l := range []*logLimit{rl.denied, rl.failed, rl.refused} {
-		l.flush(rl.log)
+		l.flush(rl.log, end)
 	}
 }
 

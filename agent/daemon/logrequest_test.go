@@ -77,7 +77,7 @@ func TestDenialFloodIsSummed(t *testing.T) {
 	}
 	buf.Reset()
 	c.now = c.now.Add(logWindow)
-	rl.flush()
+	rl.flush(false)
 	want := 5000 - 1 + 3*logBurst - (logBurst - 2)
 	if !bytes.Contains(buf.Bytes(), []byte(fmt.Sprintf(`"suppressed":%d`, want))) || !bytes.Contains(buf.Bytes(), []byte(`"level":"warn"`)) {
 		t.Errorf("summary after the window = %s; want a warning counting %d suppressed denials", buf.String(), want)
