@@ -43,7 +43,7 @@ func main() {
 var (
 	requests = flag.Int("requests", 20000, "requests per cache-hit measurement")
 	steady   = flag.Duration("steady", time.Minute, "duration of the steady-state run")
-	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, scale, outside, sink (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, scale, outside, sink, logs (default all)")
 	coldRuns = flag.Int("cold-runs", 200, "interleaved rounds of the cold-CLI measurement")
 )
 
@@ -71,6 +71,7 @@ func run() error {
 		{"scale", endpointScale},
 		{"outside", func() error { return outside(work) }},
 		{"sink", func() error { return fileSink(work) }},
+		{"logs", func() error { return logVolume(work) }},
 	}
 	for _, sec := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), sec.name) {
