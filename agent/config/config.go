@@ -30,6 +30,11 @@ type Config struct {
 	// LogFormat is json or console; default json when stderr is not a
 	// terminal, console when it is.
 	LogFormat string `toml:"log_format"`
+	// AuditLog, if set, is the absolute path of a file that gets one JSON
+	// line per token handed out (door, caller uid/gid/pid/exe, profile,
+	// token fingerprint; never the token), created 0600 and reopened on
+	// SIGHUP (after logrotate renames it); default off.
+	AuditLog string `toml:"audit_log"`
 	// Socket is the Unix socket path; default /run/tokenagent/agent.sock
 	// (root) or $XDG_RUNTIME_DIR/tokenagent/agent.sock. --socket and
 	// $TOKENAGENT_SOCKET override it.

@@ -27,6 +27,9 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("config %s: log_format %q: use json or console", c.path, c.LogFormat))
 	}
+	if c.AuditLog != "" && !filepath.IsAbs(c.AuditLog) {
+		errs = append(errs, fmt.Errorf("config %s: audit_log %q: use an absolute path to a file (such as /var/log/tokenagent/audit.log)", c.path, c.AuditLog))
+	}
 	if err := c.Timing.validate(); err != nil {
 		errs = append(errs, fmt.Errorf("config %s: %w", c.path, err))
 	}

@@ -90,6 +90,10 @@ type Daemon struct {
 	held       []heldDoor // the TCP doors' listeners, for /v1/health
 	started    time.Time  // when Run began serving
 	reloaded   time.Time  // the last applied reload
+
+	requests  *requestLog // the doors' request lines, bounded
+	httpLimit *logLimit   // net/http's own error lines, bounded
+	audit     *auditLog   // audit_log; nil when off
 }
 
 // maxSocketPath is the longest path a Unix socket may have: sun_path
@@ -133,6 +137,8 @@ func New(opts Options) (*Daemon, error) {
 	} else {
 		d.log = NewLogger(opts.Config, os.Stderr)
 	}
+	d.requests = newRequestLog(d.log, d.clock.Now)
+	d.httpLimit = newLogLimit("HTTP server errors", zerolog.WarnLevel, d.clock.Now)
 	return d, nil
 }
 
@@ -187,6 +193,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer d.manageMemory()()
+	closeAudit, err := d.openAudit()
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	defer d.flushLogs(ctx)()
 	a, closeEngine, err := d.openEngine()
 	if err != nil {
 		return err
@@ -257,6 +269,54 @@ func (d *Daemon) openEngine() (*agent.Agent, func(), error) {
 	}, nil
 }
 
+// openAudit opens audit_log, if set, in a directory it makes (0700) if
+// need be; the returned func writes what is queued and closes it, after
+// the doors have stopped.
+func (d *Daemon) openAudit() (func(), error) {
+	path := d.opts.Config.AuditLog
+	if path == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("audit_log %s: %w", path, err)
+	}
+	a, err := openAudit(path, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.audit = a
+	d.log.Info().Str("audit_log", path).Msg("auditing every token handed out")
+	return a.Close, nil
+}
+
+// flushLogs writes, every logWindow until ctx ends, the count of request
+// and HTTP server lines the last window suppressed; the returned func
+// stops it and writes the counts of the window under way.
+func (d *Daemon) flushLogs(ctx context.Context) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(logWindow)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				d.requests.flush(false)
+				d.httpLimit.flush(d.log, false)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		d.requests.flush(true) // the counts of the last, unfinished window
+		d.httpLimit.flush(d.log, true)
+	}
+}
+
 // announce publishes what runs (Agent, the doors' addresses), logs "agent
 // started", tells systemd and closes Ready.
 func (d *Daemon) announce(a *agent.Agent, ds doors) {
@@ -296,6 +356,9 @@ func (d *Daemon) shutdown(ds doors, a *agent.Agent) {
 func (d *Daemon) checkDirs() error {
 	uid := os.Geteuid()
 	dirs := [][2]string{{"socket directory", filepath.Dir(d.opts.Socket)}}
+	if p := d.opts.Config.AuditLog; p != "" {
+		dirs = append(dirs, [2]string{"audit log directory", filepath.Dir(p)})
+	}
 	if p := d.opts.Config.StorePath(); p != "" {
 		dirs = append(dirs, [2]string{"store directory", filepath.Dir(p)})
 	}

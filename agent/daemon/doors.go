@@ -129,7 +129,11 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		}
 		return nil, err
 	}
-	observe := logRequests(d.log)
+	observe := d.requests.observe
+	if audit := d.audit; audit != nil {
+		logged := observe
+		observe = func(ev door.RequestEvent) { logged(ev); audit.record(ev) }
+	}
 	if extra := d.opts.Observe; extra != nil {
 		logged := observe
 		observe = func(ev door.RequestEvent) { logged(ev); extra(ev) }
@@ -137,10 +141,12 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 	requests := &metrics.Requests{} // every door's, on the socket's /metrics
 	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Metrics: a, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
 		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL, Doors: d.doorHealth})
+	srv.SetErrorLog(httpErrorLog(d.log, doorSocket, d.httpLimit))
 	ds = append(ds, &runner{name: doorSocket, srv: srv, ln: ln})
 	if eln != nil {
 		esrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
 			UnidentifiedByLocalSecret: cfg.TokenEndpointUnidentified == config.UnidentifiedLocalSecret})
+		esrv.SetErrorLog(httpErrorLog(d.log, doorEndpoint, d.httpLimit))
 		ds = append(ds, &runner{name: doorEndpoint, srv: esrv, ln: eln})
 		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint (both loopback families)")
 	}
@@ -151,6 +157,7 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		}
 		mln := net.Listener(d.holdAny(doorMetrics, "metrics_listen", cfg.MetricsListen, passed.take(fdNameMetrics, cfg.MetricsListen)))
 		msrv := door.NewServer(srv.Metrics().Handler(mopts), door.Timeouts{}) // the doors' read, write and idle timeouts
+		msrv.SetErrorLog(httpErrorLog(d.log, doorMetrics, d.httpLimit))
 		ds = append(ds, &runner{name: doorMetrics, srv: msrv, ln: mln, cut: true})
 		d.log.Info().Str("metrics_listen", mln.Addr().String()).Msg("serving /metrics over TCP")
 	}

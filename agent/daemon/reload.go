@@ -35,6 +35,7 @@ func (d *Daemon) reloadLoop(ctx context.Context, a *agent.Agent, sig <-chan os.S
 // profile that cannot be built, leaves the running configuration in place;
 // the log says why.
 func (d *Daemon) reload(a *agent.Agent) {
+	d.reopenAudit()
 	path := d.opts.ConfigPath
 	if path == "" {
 		d.log.Info().Msg("SIGHUP: no configuration file to reload (--dev or environment variables)")
@@ -72,6 +73,21 @@ func (d *Daemon) reload(a *agent.Agent) {
 	warnRestartOnly(prev, next, d.log)
 }
 
+// reopenAudit opens audit_log anew on every SIGHUP, whatever becomes of
+// the configuration: logrotate renamed the file and waits for the agent
+// to let go of it. Lines queued before go to the old file, later ones to
+// the new; if it cannot be opened, lines keep going to the old one.
+func (d *Daemon) reopenAudit() {
+	if d.audit == nil {
+		return
+	}
+	if err := d.audit.Reopen(); err != nil {
+		d.log.Error().Err(err).Msg("cannot reopen the audit log; its lines still go to the file it had open")
+		return
+	}
+	d.log.Info().Str("audit_log", d.audit.path).Msg("audit log reopened")
+}
+
 // warnRestartOnly says which changed settings a reload cannot apply.
 func warnRestartOnly(old, next *config.Config, log zerolog.Logger) {
 	for _, s := range []struct {
@@ -91,6 +107,7 @@ func warnRestartOnly(old, next *config.Config, log zerolog.Logger) {
 		{"store_key_previous", fmt.Sprint(old.StoreKeyPrevious), fmt.Sprint(next.StoreKeyPrevious)},
 		{"log_level", old.LogLevel, next.LogLevel},
 		{"log_format", old.LogFormat, next.LogFormat},
+		{"audit_log", old.AuditLog, next.AuditLog},
 		{"[fleet]", fleetText(old), fleetText(next)},
 	} {
 		if s.was != s.then {

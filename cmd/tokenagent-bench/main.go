@@ -43,7 +43,7 @@ func main() {
 var (
 	requests = flag.Int("requests", 20000, "requests per cache-hit measurement")
 	steady   = flag.Duration("steady", time.Minute, "duration of the steady-state run")
-	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, scale, outside, sink, storm (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: cache, cold, herd, steady, memory, endpoint, scale, outside, sink, storm, logs (default all)")
 	coldRuns = flag.Int("cold-runs", 200, "interleaved rounds of the cold-CLI measurement")
 )
 
@@ -72,6 +72,7 @@ func run() error {
 		{"outside", func() error { return outside(work) }},
 		{"sink", func() error { return fileSink(work) }},
 		{"storm", func() error { return storm(work) }},
+		{"logs", func() error { return logVolume(work) }},
 	}
 	for _, sec := range sections {
 		if *only != "" && !slices.Contains(strings.Split(*only, ","), sec.name) {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"log"
 	"net"
 	"net/http"
 	"time"
@@ -52,6 +53,11 @@ func NewServer(h http.Handler, t Timeouts) *Server {
 		ConnContext:       ConnContext,
 	}}
 }
+
+// SetErrorLog sends what net/http itself reports (accept errors, TLS
+// handshake errors) to l instead of the process's stderr. Call it before
+// Serve.
+func (s *Server) SetErrorLog(l *log.Logger) { s.http.ErrorLog = l }
 
 // Serve answers requests on l until Shutdown or Close; it returns nil
 // then.
