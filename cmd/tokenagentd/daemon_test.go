@@ -143,7 +143,7 @@ func TestSIGHUPReload(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	writeConfig(t, config, head+"log_format = \"console\"\n"+profileTOML("keep", idp.TokenURL, "keep")+profileTOML("new", idp.TokenURL, "new"))
+	writeConfig(t, config, head+"log_level = \"debug\"\nlog_format = \"console\"\n"+profileTOML("keep", idp.TokenURL, "keep")+profileTOML("new", idp.TokenURL, "new"))
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	d.waitLog(`"message":"configuration reloaded"`)
 	if line := d.waitLog(`"setting":"log_format"`); !strings.Contains(line, "restart the agent") {
