@@ -78,6 +78,20 @@ func (e *Error) Error() string {
 // Unwrap makes errors.Is see the Kind.
 func (e *Error) Unwrap() error { return e.Kind }
 
+// LocalCA is what a caller of the agent's HTTPS doors trusts: files the
+// agent publishes (all public).
+type LocalCA struct {
+	// Cert is the local CA's certificate (PEM; NODE_EXTRA_CA_CERTS).
+	Cert string `json:"cert"`
+	// Bundle is the host's CAs and the local CA's (PEM; REQUESTS_CA_BUNDLE,
+	// SSL_CERT_FILE).
+	Bundle string `json:"bundle"`
+	// TrustStore is Bundle as a PKCS #12 trust store for Java, with
+	// TrustStorePassword.
+	TrustStore         string `json:"trust_store"`
+	TrustStorePassword string `json:"trust_store_password"`
+}
+
 // Health is what the agent says about itself (GET /v1/health).
 type Health struct {
 	// Status is "ok" whenever the agent answers.
@@ -85,6 +99,10 @@ type Health struct {
 	// TokenEndpoint is the URL of the agent's loopback OAuth 2.0 token
 	// endpoint; "" when it serves none.
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// TokenEndpointHTTPS is its https:// URL; "" when it serves none.
+	// LocalCA names the files that make a caller trust it.
+	TokenEndpointHTTPS string   `json:"token_endpoint_https,omitempty"`
+	LocalCA            *LocalCA `json:"local_ca,omitempty"`
 	// Store is the token store's state; nil when the agent does not say.
 	Store *StoreHealth `json:"store,omitempty"`
 	// Degraded names this user's profiles that cannot serve a token now

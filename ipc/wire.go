@@ -161,12 +161,32 @@ type ProfilesResponse struct {
 	Profiles []ProfileInfo `json:"profiles"`
 }
 
+// LocalCA is what a caller of the agent's HTTPS doors trusts, as files
+// the agent publishes (all public).
+type LocalCA struct {
+	// Cert is the local CA's certificate (PEM): what NODE_EXTRA_CA_CERTS
+	// adds to Node's CAs.
+	Cert string `json:"cert"`
+	// Bundle is the host's CA certificates and the local CA's (PEM):
+	// for REQUESTS_CA_BUNDLE and SSL_CERT_FILE, which replace the CAs.
+	Bundle string `json:"bundle"`
+	// TrustStore is Bundle as a PKCS #12 trust store for Java
+	// (javax.net.ssl.trustStore), with TrustStorePassword.
+	TrustStore         string `json:"trust_store"`
+	TrustStorePassword string `json:"trust_store_password"`
+}
+
 // HealthResponse is the answer to GET /v1/health.
 type HealthResponse struct {
 	Status string `json:"status"` // "ok"
 	// TokenEndpoint is the loopback OAuth 2.0 token endpoint's URL, when
 	// token_endpoint is set.
 	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// TokenEndpointHTTPS is the same endpoint's https:// URL, when
+	// token_endpoint_https is set; LocalCA names the files that make a
+	// caller trust it.
+	TokenEndpointHTTPS string   `json:"token_endpoint_https,omitempty"`
+	LocalCA            *LocalCA `json:"local_ca,omitempty"`
 	// Store is the token store's state.
 	Store *StoreHealth `json:"store,omitempty"`
 	// Degraded names the caller's profiles that cannot serve a token now

@@ -20,18 +20,28 @@ func CreateKeyFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("store key %s: %w", path, err)
 	}
+	_, err = CreatePrivateFile(path, text, "store key", fmt.Sprintf("create one with: (umask 077; openssl rand -base64 32 > %s)", path))
+	return err
+}
+
+// CreatePrivateFile writes data at path as CreateKeyFile writes a store
+// key — mode 0600, its directory made 0700 if missing, synced, never over
+// an existing file (created false then) — for other keys the agent makes
+// for itself (the local CA's). what names the file in errors, and
+// remedy says what the operator may do instead.
+func CreatePrivateFile(path string, data []byte, what, remedy string) (created bool, err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("store key %s: cannot create its directory (%w); create %s for the agent's user, mode 0700", path, PathCause(err), dir)
+		return false, fmt.Errorf("%s %s: cannot create its directory (%w); create %s for the agent's user, mode 0700", what, path, PathCause(err), dir)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("store key %s: cannot create it (%w); create one with: (umask 077; openssl rand -base64 32 > %s)", path, PathCause(err), path)
+		return false, fmt.Errorf("%s %s: cannot create it (%w); %s", what, path, PathCause(err), remedy)
 	}
-	_, err = f.Write(text)
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -40,12 +50,12 @@ func CreateKeyFile(path string) error {
 	}
 	if err != nil {
 		os.Remove(path)
-		return fmt.Errorf("store key %s: cannot write it (%w); check the disk, or create one with: (umask 077; openssl rand -base64 32 > %s)", path, PathCause(err), path)
+		return false, fmt.Errorf("%s %s: cannot write it (%w); check the disk, or %s", what, path, PathCause(err), remedy)
 	}
 	// The new name must outlive a crash as the contents do.
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
+	return true, nil
 }

@@ -74,6 +74,18 @@ type Config struct {
 	// "127.0.0.1:8731" or "[::1]:8731"), for unmodified OAuth clients;
 	// off by default.
 	TokenEndpoint string `toml:"token_endpoint"`
+	// TokenEndpointHTTPS, if set, also serves the token endpoint over TLS
+	// at this loopback address (such as "127.0.0.1:8732"), with a
+	// certificate of the agent's own local CA: for OAuth clients that
+	// refuse http:// (MSAL, openid-client, oauth4webapi, oauthlib).
+	TokenEndpointHTTPS string `toml:"token_endpoint_https"`
+	// LocalCACert is where the agent publishes its local CA's certificate
+	// for callers to trust (with ca-bundle.pem, the system's CAs and it,
+	// and ca.p12, a Java trust store, beside it); default ca.pem beside
+	// the socket, whose directory lets in exactly the socket's audience.
+	// The CA's key, local-ca.key (0600), stays in the store's directory
+	// and never leaves the host.
+	LocalCACert string `toml:"local_ca_cert"`
 	// TokenEndpointUnidentified says what the token endpoint does with a
 	// caller the kernel cannot identify (on Linux, a client in another
 	// network namespace: a container reaching the endpoint through a

@@ -77,3 +77,25 @@ func (c *Config) StorePath() string {
 		return c.Store
 	}
 }
+
+// LocalCA is where the local CA of token_endpoint_https lives: its key
+// (local-ca.key, in the store's directory; with tokens kept in memory,
+// in the configuration's, where store.key is by default) and its
+// published certificate (local_ca_cert, a relative path being the
+// configuration directory's; "" when not set: the agent publishes it
+// beside its socket, whose directory lets in exactly the socket's
+// audience).
+func (c *Config) LocalCA() (keyPath, certPath string) {
+	dir := filepath.Dir(c.StorePath())
+	if c.StorePath() == "" {
+		dir = filepath.Dir(DefaultStorePath())
+		if c.path != "" {
+			dir = c.Dir()
+		}
+	}
+	certPath = c.LocalCACert
+	if certPath != "" && !filepath.IsAbs(certPath) {
+		certPath = filepath.Join(c.Dir(), certPath)
+	}
+	return filepath.Join(dir, "local-ca.key"), certPath
+}

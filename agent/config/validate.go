@@ -49,6 +49,17 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("config %s: token_endpoint: %w", c.path, err))
 		}
 	}
+	if c.TokenEndpointHTTPS != "" {
+		if err := CheckLoopbackAddress(c.TokenEndpointHTTPS); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: token_endpoint_https: %w", c.path, err))
+		}
+		if c.TokenEndpointHTTPS == c.TokenEndpoint && !strings.HasSuffix(c.TokenEndpoint, ":0") { // port 0: each its own
+			errs = append(errs, fmt.Errorf("config %s: token_endpoint_https and token_endpoint are both %s; give each a port of its own", c.path, c.TokenEndpoint))
+		}
+	}
+	if c.LocalCACert != "" && c.TokenEndpointHTTPS == "" {
+		errs = append(errs, fmt.Errorf("config %s: local_ca_cert applies to token_endpoint_https, which is not set", c.path))
+	}
 	switch c.TokenEndpointUnidentified {
 	case "", UnidentifiedRefuse, UnidentifiedLocalSecret:
 	default:

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/secretref"
+	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/door"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 	"github.com/tokenagent/tokenagent/ipc/metrics"
@@ -93,6 +95,7 @@ func (ds doors) addr(name string) net.Addr {
 const (
 	doorSocket   = "socket"
 	doorEndpoint = "token endpoint"
+	doorHTTPS    = "token endpoint (https)"
 	doorMetrics  = "metrics"
 )
 
@@ -122,10 +125,36 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		eln = door.LimitTCP(h, connectionLimits(cfg))
 		endpointURL = "http://" + h.Addr().String() + tokenendpoint.PathToken
 	}
+	var hln net.Listener
+	httpsURL := ""
+	var trust *ipc.LocalCA
+	if cfg.TokenEndpointHTTPS != "" {
+		ca, files, err := d.openLocalCA(cfg)
+		if err != nil {
+			if eln != nil {
+				eln.Close()
+			}
+			return nil, err
+		}
+		h, err := d.holdLoopback(doorHTTPS, "token_endpoint_https", cfg.TokenEndpointHTTPS, passed.take(fdNameHTTPS, cfg.TokenEndpointHTTPS))
+		if err != nil {
+			if eln != nil {
+				eln.Close()
+			}
+			return nil, fmt.Errorf("config %s: %w", cfg.Path(), err)
+		}
+		// The caller is identified on the TCP connection under TLS, at
+		// accept, as on the plain endpoint.
+		hln = tls.NewListener(door.LimitTCP(h, connectionLimits(cfg)), ca.TLSConfig())
+		httpsURL = "https://" + h.Addr().String() + tokenendpoint.PathToken
+		trust = &ipc.LocalCA{Cert: files.cert, Bundle: files.bundle, TrustStore: files.p12, TrustStorePassword: TrustStorePassword}
+	}
 	ln, err := d.socketListener(cfg, &passed)
 	if err != nil {
-		if eln != nil {
-			eln.Close()
+		for _, l := range []net.Listener{eln, hln} {
+			if l != nil {
+				l.Close()
+			}
 		}
 		return nil, err
 	}
@@ -140,7 +169,7 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 	}
 	requests := &metrics.Requests{} // every door's, on the socket's /metrics
 	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Metrics: a, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
-		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL, Doors: d.doorHealth})
+		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL, TokenEndpointHTTPS: httpsURL, LocalCA: trust, Doors: d.doorHealth})
 	srv.SetErrorLog(httpErrorLog(d.log, doorSocket, d.httpLimit))
 	ds = append(ds, &runner{name: doorSocket, srv: srv, ln: ln})
 	if eln != nil {
@@ -149,6 +178,14 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		esrv.SetErrorLog(httpErrorLog(d.log, doorEndpoint, d.httpLimit))
 		ds = append(ds, &runner{name: doorEndpoint, srv: esrv, ln: eln})
 		d.log.Info().Str("token_endpoint", endpointURL).Msg("serving the loopback OAuth 2.0 token endpoint (both loopback families)")
+	}
+	if hln != nil {
+		hsrv := tokenendpoint.New(tokenendpoint.Config{Backend: endpointBackend{backend{a, d}}, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
+			Door: "token_endpoint_https", UnidentifiedByLocalSecret: cfg.TokenEndpointUnidentified == config.UnidentifiedLocalSecret})
+		hsrv.SetErrorLog(httpErrorLog(d.log, doorHTTPS, d.httpLimit))
+		ds = append(ds, &runner{name: doorHTTPS, srv: hsrv, ln: hln})
+		d.log.Info().Str("token_endpoint_https", httpsURL).Str("local_ca_cert", trust.Cert).
+			Msg("serving the token endpoint over TLS, with a certificate of the agent's local CA (callers trust local_ca_cert)")
 	}
 	if cfg.MetricsListen != "" {
 		mopts, err := metricsOptions(cfg)

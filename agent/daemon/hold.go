@@ -16,6 +16,7 @@ import (
 const (
 	fdNameSocket   = "socket"
 	fdNameEndpoint = "token_endpoint"
+	fdNameHTTPS    = "token_endpoint_https"
 	fdNameMetrics  = "metrics_listen"
 )
 

@@ -26,6 +26,13 @@ func (s File) Write(tok ipc.TokenResponse, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	return s.Put([]byte(text))
+}
+
+// Put replaces the file with data as Write does with a token, with the
+// same checks: for the other files the agent publishes for its callers
+// (its local CA's certificate and trust stores). Format is not used.
+func (s File) Put(data []byte) error {
 	d, err := openDir(filepath.Dir(s.Path), true)
 	if err != nil {
 		return err
@@ -54,7 +61,7 @@ func (s File) Write(tok ipc.TokenResponse, now time.Time) error {
 			return fmt.Errorf("file sink %s: chown: %w", s.Path, err)
 		}
 	}
-	if _, err := f.WriteString(text); err != nil {
+	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("file sink %s: %w", s.Path, err)
 	}
 	if err := f.Sync(); err != nil {

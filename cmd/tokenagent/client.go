@@ -373,6 +373,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	envVar := fs.String("env", "ACCESS_TOKEN", "environment variable `name` that carries the token")
 	minValid := minValid(fs, "least remaining `validity` the token must have, e.g. 5m for a long job (or whole seconds)")
 	forClient := fs.String("for", "", "`kind`: instead of a token, give the command the environment that points its own OAuth client at the agent's token endpoint: "+forClientHelp)
+	https := fs.Bool("https", false, "with --for, "+httpsHelp)
 	// Flags may follow the profile; parsing stops at "--" or the command.
 	pos, cmdArgs, err := parseCommand(fs, args, 1, "usage: tokenagent exec PROFILE [--env VAR] -- CMD [ARG…]")
 	if err != nil {
@@ -394,7 +395,7 @@ func cmdExec(ctx context.Context, args []string, stderr io.Writer) error {
 	defer c.Close()
 	env := os.Environ()
 	if *forClient != "" {
-		lines, err := clientEnv(ctx, c, profile, *forClient)
+		lines, err := clientEnv(ctx, c, profile, *forClient, *https)
 		if err != nil {
 			return err
 		}

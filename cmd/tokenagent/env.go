@@ -27,6 +27,9 @@ type clientKind struct {
 	url, id, secret, audience, scope string
 	// fixed are set whatever the profile.
 	fixed [][2]string
+	// runtime is the one runtime the kind is for ("": any), whose trust
+	// of the local CA --https sets (trustEnv).
+	runtime string
 }
 
 var clientKinds = map[string]clientKind{
@@ -38,6 +41,32 @@ var clientKinds = map[string]clientKind{
 		audience: "CAMUNDA_ZEEBE_OAUTH_AUDIENCE", scope: "CAMUNDA_TOKEN_SCOPE",
 		fixed: [][2]string{{"CAMUNDA_AUTH_STRATEGY", "OAUTH"}, {"CAMUNDA_TOKEN_DISK_CACHE_DISABLE", "true"}}},
 	"oauth": {url: "TOKEN_URL", id: "CLIENT_ID", secret: "CLIENT_SECRET", audience: "AUDIENCE", scope: "SCOPE"},
+	// The runtimes: the oauth names, and with --https what the runtime
+	// reads to trust the agent's local CA (only its own).
+	"java":   {url: "TOKEN_URL", id: "CLIENT_ID", secret: "CLIENT_SECRET", audience: "AUDIENCE", scope: "SCOPE", runtime: "java"},
+	"python": {url: "TOKEN_URL", id: "CLIENT_ID", secret: "CLIENT_SECRET", audience: "AUDIENCE", scope: "SCOPE", runtime: "python"},
+	"node":   {url: "TOKEN_URL", id: "CLIENT_ID", secret: "CLIENT_SECRET", audience: "AUDIENCE", scope: "SCOPE", runtime: "node"},
+}
+
+// trustEnv is what a runtime reads to trust the agent's local CA: Node
+// adds NODE_EXTRA_CA_CERTS to its CAs; Python's requests and OpenSSL
+// (SSL_CERT_FILE, which Go and curl read too) take the bundle in place of
+// theirs, so it holds the host's CAs as well; Java takes the trust store
+// in the same way. runtime "" is every one of them (a client kind not
+// tied to one runtime).
+func trustEnv(runtime string, ca *clientlib.LocalCA) [][2]string {
+	var env [][2]string
+	if runtime == "" || runtime == "node" {
+		env = append(env, [2]string{"NODE_EXTRA_CA_CERTS", ca.Cert})
+	}
+	if runtime == "" || runtime == "python" {
+		env = append(env, [2]string{"REQUESTS_CA_BUNDLE", ca.Bundle}, [2]string{"SSL_CERT_FILE", ca.Bundle})
+	}
+	if runtime == "" || runtime == "java" {
+		env = append(env, [2]string{"JAVA_TOOL_OPTIONS", "-Djavax.net.ssl.trustStore=" + ca.TrustStore +
+			" -Djavax.net.ssl.trustStorePassword=" + ca.TrustStorePassword + " -Djavax.net.ssl.trustStoreType=PKCS12"})
+	}
+	return env
 }
 
 // insecureTransport is the variable that lets Python's oauthlib (and so
@@ -45,12 +74,12 @@ var clientKinds = map[string]clientKind{
 const insecureTransport = "OAUTHLIB_INSECURE_TRANSPORT"
 
 // forClientHelp describes --for's values, for env and exec.
-const forClientHelp = "zeebe (zeebe-node, the Zeebe Java and Go clients, zbctl), camunda (the Camunda 8 JavaScript SDK) or oauth (TOKEN_URL, CLIENT_ID, CLIENT_SECRET, AUDIENCE, SCOPE)"
+const forClientHelp = "zeebe (zeebe-node, the Zeebe Java and Go clients, zbctl), camunda (the Camunda 8 JavaScript SDK), oauth (TOKEN_URL, CLIENT_ID, CLIENT_SECRET, AUDIENCE, SCOPE), or java, python or node (oauth's, and with --https that runtime's trust of the agent's CA)"
 
 // checkForClient refuses an unknown --for for command cmd.
 func checkForClient(cmd, forClient string) error {
 	if _, ok := clientKinds[forClient]; !ok {
-		return cli.UsageError{Msg: fmt.Sprintf("%s: --for %q: use zeebe, camunda or oauth", cmd, forClient)}
+		return cli.UsageError{Msg: fmt.Sprintf("%s: --for %q: use zeebe, camunda, oauth, java, python or node", cmd, forClient)}
 	}
 	return nil
 }
@@ -60,6 +89,7 @@ func checkForClient(cmd, forClient string) error {
 func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, socket := clientFlags("env", stderr)
 	forClient := fs.String("for", "", "the `kind` of client to configure: "+forClientHelp)
+	https := fs.Bool("https", false, httpsHelp)
 	profile, err := oneProfile(fs, args)
 	if err != nil {
 		return err
@@ -69,7 +99,7 @@ func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	c := &clientlib.Client{Socket: *socket}
 	defer c.Close()
-	lines, err := clientEnv(ctx, c, profile, *forClient)
+	lines, err := clientEnv(ctx, c, profile, *forClient, *https)
 	if err != nil {
 		return err
 	}
@@ -82,16 +112,26 @@ func cmdEnv(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
+// httpsHelp describes --https, for env and exec.
+const httpsHelp = "point the client at the token endpoint's https:// URL (token_endpoint_https) and make its runtime trust the agent's local CA"
+
 // clientEnv is the environment that points a client of kind forClient
-// (a key of clientKinds) at the agent's token endpoint for profile: name/value
-// pairs, the values checked and safe to print.
-func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient string) ([][2]string, error) {
-	url, err := c.TokenEndpoint(ctx)
+// (a key of clientKinds) at the agent's token endpoint for profile (its
+// https:// one, and the runtime's trust of the local CA, with https):
+// name/value pairs, the values checked and safe to print.
+func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient string, https bool) ([][2]string, error) {
+	h, err := c.Health(ctx)
 	if err != nil {
 		return nil, clientExit(err)
 	}
-	if url == "" {
-		return nil, errors.New("the agent serves no token endpoint; set token_endpoint = \"127.0.0.1:8731\" in its configuration and reload it")
+	url := h.TokenEndpoint
+	switch {
+	case https && (h.TokenEndpointHTTPS == "" || h.LocalCA == nil):
+		return nil, errors.New("the agent serves no https token endpoint; set token_endpoint_https = \"127.0.0.1:8732\" in its configuration and restart it")
+	case https:
+		url = h.TokenEndpointHTTPS
+	case url == "":
+		return nil, errors.New("the agent serves no token endpoint; set token_endpoint = \"127.0.0.1:8731\" in its configuration and restart it")
 	}
 	profiles, err := c.Profiles(ctx)
 	if err != nil {
@@ -109,7 +149,10 @@ func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient stri
 	}
 	k := clientKinds[forClient]
 	lines := append([][2]string{{k.url, url}, {k.id, p.Name}, {k.secret, localSecretPlaceholder}}, k.fixed...)
-	if forClient == "oauth" && strings.HasPrefix(url, "http://") {
+	if https {
+		lines = append(lines, trustEnv(k.runtime, h.LocalCA)...)
+	}
+	if (forClient == "oauth" || forClient == "python") && strings.HasPrefix(url, "http://") {
 		// Python's oauthlib refuses a plain-http token URL unless told;
 		// the agent's plain endpoint is loopback only.
 		lines = append(lines, [2]string{insecureTransport, "1"})

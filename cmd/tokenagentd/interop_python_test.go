@@ -26,7 +26,9 @@ const pythonProcesses = 20
 // TestInteropPythonRequestsOAuthlib: 20 Python processes running the
 // documented snippet get the same token for one IdP request; without
 // OAUTHLIB_INSECURE_TRANSPORT, which env prints for the plain endpoint,
-// oauthlib refuses the http:// URL.
+// oauthlib refuses the http:// URL. Over token_endpoint_https, configured
+// by env --for python --https, 20 more need no opt-in and get the same
+// token; trusting only the host's CAs they are refused.
 func TestInteropPythonRequestsOAuthlib(t *testing.T) {
 	if !interopAsked() {
 		t.Skip("interop tests are off; " + pythonHowTo)
@@ -52,6 +54,7 @@ func TestInteropPythonRequestsOAuthlib(t *testing.T) {
 	config := filepath.Join(dir, "agent.toml")
 	writeConfig(t, config, `store = "memory"
 token_endpoint = "127.0.0.1:0"
+token_endpoint_https = "127.0.0.1:0"
 
 [profiles.orders]
 token_url = "`+idp.TokenURL+`"
@@ -60,18 +63,23 @@ client_secret = "`+idpSecret+`"
 scopes = ["orders:read"]
 `)
 	d := startDaemon(t, config)
-	out, err := exec.Command(buildCLI(t), "env", "orders", "--for", "oauth", "--socket", d.socket).Output()
-	if err != nil {
-		t.Fatalf("tokenagent env orders --for oauth: %v", err)
-	}
-	env := os.Environ()
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if kv, ok := strings.CutPrefix(line, "export "); ok {
-			name, quoted, _ := strings.Cut(kv, "=")
-			env = append(env, name+"="+strings.Trim(quoted, "'"))
+	envFor := func(args ...string) ([]string, string) {
+		t.Helper()
+		out, err := exec.Command(buildCLI(t), append([]string{"env", "orders", "--socket", d.socket}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("tokenagent env orders %v: %v", args, err)
 		}
+		env := os.Environ()
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if kv, ok := strings.CutPrefix(line, "export "); ok {
+				name, quoted, _ := strings.Cut(kv, "=")
+				env = append(env, name+"="+strings.Trim(quoted, "'"))
+			}
+		}
+		return env, string(out)
 	}
-	if !strings.Contains(string(out), "export OAUTHLIB_INSECURE_TRANSPORT='1'") {
+	env, out := envFor("--for", "oauth")
+	if !strings.Contains(out, "export OAUTHLIB_INSECURE_TRANSPORT='1'") {
 		t.Fatalf("env --for oauth on the plain endpoint does not set OAUTHLIB_INSECURE_TRANSPORT:\n%s", out)
 	}
 
@@ -81,18 +89,23 @@ scopes = ["orders:read"]
 		out, err := cmd.CombinedOutput()
 		return strings.TrimSpace(string(out)), err
 	}
-	tokens := make([]string, pythonProcesses)
-	errs := make([]error, pythonProcesses)
-	var wg sync.WaitGroup
-	for i := range pythonProcesses {
-		wg.Go(func() { tokens[i], errs[i] = run(env) })
-	}
-	wg.Wait()
-	for i := range pythonProcesses {
-		if errs[i] != nil || tokens[i] != tokens[0] {
-			t.Fatalf("Python process %d of %d: %v: %.300s; want the token process 0 got", i, pythonProcesses, errs[i], tokens[i])
+	all := func(env []string) string {
+		t.Helper()
+		tokens := make([]string, pythonProcesses)
+		errs := make([]error, pythonProcesses)
+		var wg sync.WaitGroup
+		for i := range pythonProcesses {
+			wg.Go(func() { tokens[i], errs[i] = run(env) })
 		}
+		wg.Wait()
+		for i := range pythonProcesses {
+			if errs[i] != nil || tokens[i] != tokens[0] {
+				t.Fatalf("Python process %d of %d: %v: %.300s; want the token process 0 got", i, pythonProcesses, errs[i], tokens[i])
+			}
+		}
+		return tokens[0]
 	}
+	tokens := []string{all(env)}
 	if claims, err := idp.VerifyToken(tokens[0]); err != nil || claims["client_id"] != idpClient {
 		t.Errorf("the Python processes' token does not verify as %s's: %v %v", idpClient, claims, err)
 	}
@@ -110,6 +123,29 @@ scopes = ["orders:read"]
 	if out, err := run(without); err == nil || !strings.Contains(out, "InsecureTransportError") {
 		t.Errorf("the snippet without OAUTHLIB_INSECURE_TRANSPORT: %v %.300s; want oauthlib's InsecureTransportError (else env need not set it)", err, out)
 	}
+
+	// Over token_endpoint_https: no insecure opt-in, the agent's CA
+	// trusted through what env --https prints, the same stream.
+	env, out = envFor("--for", "python", "--https")
+	if strings.Contains(out, "OAUTHLIB_INSECURE_TRANSPORT") || !strings.Contains(out, "export TOKEN_URL='https://127.0.0.1:") || !strings.Contains(out, "REQUESTS_CA_BUNDLE") {
+		t.Fatalf("env --for python --https:\n%s", out)
+	}
+	if got := all(env); got != tokens[0] {
+		t.Errorf("the Python processes over https got another token than over http")
+	}
+	if n := idp.Requests(idpClient); n != 1 {
+		t.Errorf("after %d more Python processes over https: %d IdP token requests, want still 1", pythonProcesses, n)
+	}
+	var system []string // the same, trusting only the host's CAs: refused at the handshake
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "REQUESTS_CA_BUNDLE=") && !strings.HasPrefix(kv, "SSL_CERT_FILE=") {
+			system = append(system, kv)
+		}
+	}
+	if out, err := run(system); err == nil || !strings.Contains(out, "CERTIFICATE_VERIFY_FAILED") {
+		t.Errorf("the snippet over https trusting only the host's CAs: %v %.300s; want a certificate verification failure", err, out)
+	}
+	t.Logf("and %d more over token_endpoint_https with the agent's CA: still %d IdP token request(s)", pythonProcesses, idp.Requests(idpClient))
 }
 
 // docSnippet returns the code block that follows the first line holding

@@ -2,6 +2,7 @@ package door
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 
@@ -54,12 +55,15 @@ var unknownConn = &connInfo{err: ErrNoCredentials, exe: func() string { return "
 
 type connKey struct{}
 
-// ConnContext attaches a connection's caller (from Listen or Limit) to
-// the context of every request on it; it is the http.Server.ConnContext
+// ConnContext attaches a connection's caller (from Listen or Limit, with
+// or without TLS over it) to the context of every request on it; it is the http.Server.ConnContext
 // of every Server. A connection from another listener carries
 // ErrNoCredentials: it is refused, never anonymous.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	ci := unknownConn
+	if tc, ok := c.(*tls.Conn); ok { // a TLS door: the caller is the connection's under it
+		c = tc.NetConn()
+	}
 	if pc, ok := c.(*peerConn); ok {
 		ci = pc.info
 	}

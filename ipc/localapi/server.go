@@ -75,6 +75,10 @@ type Config struct {
 	// TokenEndpoint is the loopback token endpoint's URL, told in
 	// /v1/health so that `tokenagent env` can point clients at it.
 	TokenEndpoint string
+	// TokenEndpointHTTPS and LocalCA are the HTTPS endpoint's URL and
+	// what makes a caller trust it, told in /v1/health.
+	TokenEndpointHTTPS string
+	LocalCA            *ipc.LocalCA
 	// Requests counts answered requests for /metrics; nil means a counter
 	// of this server's own (share one to count every door).
 	Requests *metrics.Requests
@@ -164,7 +168,7 @@ var handlers = map[string]func(*Server, http.ResponseWriter, *http.Request, *doo
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *door.RequestEvent, _ Route) {
-	h := ipc.HealthResponse{Status: "ok", TokenEndpoint: s.cfg.TokenEndpoint}
+	h := ipc.HealthResponse{Status: "ok", TokenEndpoint: s.cfg.TokenEndpoint, TokenEndpointHTTPS: s.cfg.TokenEndpointHTTPS, LocalCA: s.cfg.LocalCA}
 	if s.cfg.Backend != nil {
 		st, info := s.cfg.Backend.StoreHealth(), s.cfg.Backend.Info()
 		h.Store, h.Agent = &st, &info

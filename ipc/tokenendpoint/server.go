@@ -91,8 +91,12 @@ type metadata struct {
 // Config tunes the server; zero values are defaults.
 type Config struct {
 	Backend Backend
-	// Observe, if set, sees every answered request (Door "token_endpoint").
+	// Observe, if set, sees every answered request (Door "token_endpoint",
+	// or Door).
 	Observe func(door.RequestEvent)
+	// Door names the door in request events and /metrics; default
+	// "token_endpoint" ("token_endpoint_https" for the TLS one).
+	Door string
 	// AgentUID is the agent's own user: a caller the kernel cannot
 	// identify but whose local_secret matches is served as it.
 	AgentUID uint32
@@ -123,7 +127,7 @@ type Server struct {
 // New returns a server; serve it on Listen's listener.
 func New(cfg Config) *Server {
 	t := door.Timeouts{Request: cfg.RequestTimeout}.WithDefaults()
-	s := &Server{cfg: cfg, timeout: t.Request, rec: door.Recorder{Door: "token_endpoint", Requests: cfg.Requests, Observe: cfg.Observe}}
+	s := &Server{cfg: cfg, timeout: t.Request, rec: door.Recorder{Door: cmp.Or(cfg.Door, "token_endpoint"), Requests: cfg.Requests, Observe: cfg.Observe}}
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathToken, s.serveToken)
 	for _, alias := range tokenPathAliases {
@@ -195,7 +199,11 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
 		return
 	}
-	base := "http://" + r.Host
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	base := scheme + r.Host
 	// The issuer is where the document was asked for (RFC 8414 §3.3):
 	// the endpoint's root, or Okta's default authorization server under it.
 	issuer := base + strings.TrimSuffix(strings.TrimSuffix(r.URL.Path, PathMetadata), PathOIDCMetadata)
