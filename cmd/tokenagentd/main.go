@@ -43,11 +43,13 @@ configuration, SIGTERM or Ctrl-C drains requests in flight and stops):
                   profile on a socket of its own
 
 commands:
-  check-config [FILE] [--online] [--socket PATH]
-                             validate a configuration, secrets, keys and the
-                             store's records included; print where tokens and
-                             the socket will be; --online also asks each
-                             profile's IdP for one token (exit 5 if one fails)
+  check-config [FILE] [--online] [--socket PATH] [--as USER]
+                             validate a configuration as start would, secrets,
+                             keys, directories and the store's records
+                             included, as the service's user; print where
+                             tokens and the socket will be; --online also asks
+                             each profile's IdP for one token (exit 5 if one
+                             fails)
   service install|uninstall|start|stop|restart|status [--config FILE] [--user]
                              manage the systemd/launchd/Windows service
   version                    print the version
@@ -95,13 +97,20 @@ func newFlagSet(name string) *flag.FlagSet {
 // commandHelp is each command's help; "" is the daemon itself.
 var commandHelp = map[string]string{
 	"": usage,
-	"check-config": `usage: tokenagentd check-config [FILE] [--config FILE] [--socket PATH] [--online]
+	"check-config": `usage: tokenagentd check-config [FILE] [--config FILE] [--socket PATH] [--as USER] [--online]
 
 Validate a configuration as start would: every secret and key is read, the
-store's records must open with its keys, and a configuration without
-profiles is refused. Print where tokens and the socket will be (and the
-export line clients need), warn of likely mistakes. --online also asks
-each profile's IdP for one token (discarded, never printed).
+store's records must open with its keys, the directories of the socket,
+store, configuration and keys pass the same ownership checks, and a
+configuration without profiles is refused. Print where tokens and the
+socket will be (and the export line clients need), warn of likely
+mistakes. --online also asks each profile's IdP for one token (discarded,
+never printed; no file sink or store is written).
+
+--as USER judges directories and secret files as USER, the user the
+service runs as: a secret only root can read is refused. As root it
+defaults to the package's user (tokenagent; _tokenagent on macOS) where
+that user exists; --as root checks as root.
 
 example:
   tokenagentd check-config /etc/tokenagent/agent.toml --online
