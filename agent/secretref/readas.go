@@ -51,7 +51,8 @@ func Files(cfg *config.Config) [][2]string { // {setting, path}
 	return out
 }
 
-// CheckReadableAs refuses a file: reference of cfg that u could not read:
+// CheckReadableAs refuses the configuration file or a file: reference of
+// cfg that u could not read:
 // the service runs as u, and a secret only root can read passes when an
 // operator checks the configuration as root. It judges by owners and
 // modes (not ACLs), of the file and of every directory above it.
@@ -59,6 +60,13 @@ func CheckReadableAs(cfg *config.Config, u *user.User) error {
 	groups, err := u.GroupIds()
 	if err != nil {
 		return fmt.Errorf("user %s: its groups: %w", u.Username, err)
+	}
+	if p := cfg.Path(); p != "" {
+		if err := readableAs(p, u, groups); err != nil {
+			return fmt.Errorf("config %s: %v; the service runs as user %s and could not read it: "+
+				"chgrp %s %s && chmod 0640 %s (and g+x on the directories above it), or pass --as with the user the service really runs as",
+				p, err, u.Username, primaryGroupName(u), p, p)
+		}
 	}
 	for _, f := range Files(cfg) {
 		if err := readableAs(f[1], u, groups); err != nil {

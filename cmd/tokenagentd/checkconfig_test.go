@@ -116,6 +116,12 @@ func TestCheckConfigAsServiceUser(t *testing.T) {
 	if stdout, stderr, code := runCLI("check-config", cfgPath, "--socket", socket, "--as", "root"); code != 0 {
 		t.Fatalf("check-config --as root: exit %d\n%s%s", code, stdout, stderr)
 	}
+	// The configuration itself (0600, root's): the service could not read it.
+	if stdout, stderr, code := runCLI("check-config", cfgPath, "--socket", socket, "--as", "nobody"); code != cli.ExitFailure ||
+		!strings.Contains(stderr, "config "+cfgPath+": has mode 0600") || !strings.Contains(stderr, "user nobody") {
+		t.Errorf("check-config --as nobody with a root-only configuration: exit %d\n%s%s\nwant exit 1 naming it and the user", code, stdout, stderr)
+	}
+	chmod(t, cfgPath, 0o644)
 	stdout, stderr, code := runCLI("check-config", cfgPath, "--socket", socket, "--as", "nobody")
 	for _, want := range []string{secret, "user nobody", "chmod 0640"} {
 		if code != cli.ExitFailure || !strings.Contains(stderr, want) {

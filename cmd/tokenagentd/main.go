@@ -50,8 +50,8 @@ commands:
                              tokens and the socket will be; --online also asks
                              each profile's IdP for one token (exit 5 if one
                              fails)
-  service install|uninstall|start|stop|restart|status [--config FILE] [--user]
-                             manage the systemd/launchd/Windows service
+  service install|uninstall|start|stop|restart|status [--config FILE] [--user] [--as USER]
+                             manage the systemd/launchd/SysV/Windows service
   version                    print the version
 
 The client commands (token, exec, refresh, status, inspect) are in the
@@ -73,7 +73,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "check-config":
 		return cmdCheckConfig(ctx, rest, stdout, stderr)
 	case "service":
-		return cmdService(rest, stdout, stderr)
+		return cmdService(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -118,15 +118,23 @@ example:
 exit codes: 0 ok, 1 the configuration would not start, 2 usage,
 5 --online: an IdP would not issue a token
 `,
-	"service": `usage: tokenagentd service install|uninstall|start|stop|restart|status [--config FILE] [--user]
+	"service": `usage: tokenagentd service install|uninstall|start|stop|restart|status [--config FILE] [--user] [--as USER] [--name NAME]
 
-Manage tokenagentd as a service: a hardened systemd unit, a launchd job or
-a Windows service; elsewhere the platform's init system (SysV, OpenRC,
-upstart), as github.com/kardianos/service finds it. --user installs a
-per-user service (systemd --user, a launchd agent).
+Manage tokenagentd as a service: the packaged hardened systemd unit (it
+runs as user tokenagent), a launchd job (as _tokenagent where it exists)
+or a Windows service. On Linux without systemd, an init script of ours
+runs it as user tokenagent (--as USER for another), making its socket and
+store directories and handing it the store key as systemd would; other
+init systems are refused with what to do. install refuses what the agent,
+run as that user, would refuse (as check-config does). start returns once
+the agent's socket answers, or fails with the agent's last log lines;
+status says why a stopped agent is not running. --user installs a
+per-user service (systemd --user, a launchd agent); --name a second
+service beside the first.
 
 example:
   sudo tokenagentd service install --config /etc/tokenagent/agent.toml
+  sudo tokenagentd service start
 
 exit codes: 0 ok, 1 error, 2 usage
 `,
