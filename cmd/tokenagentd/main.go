@@ -37,7 +37,8 @@ configuration, SIGTERM or Ctrl-C drains requests in flight and stops):
   --config FILE   configuration (default: /etc/tokenagent/agent.toml as root,
                   else $XDG_CONFIG_HOME/tokenagent/agent.toml)
   --socket PATH   socket (default: $TOKENAGENT_SOCKET, the config's socket,
-                  then /run/tokenagent/agent.sock as root or
+                  then /run/tokenagent/agent.sock as root
+                  (/var/run/tokenagent/agent.sock on macOS) or
                   $XDG_RUNTIME_DIR/tokenagent/agent.sock)
   --dev           run with a built-in demo identity provider and a "demo"
                   profile on a socket of its own

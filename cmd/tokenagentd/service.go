@@ -175,7 +175,7 @@ func systemSocket(cfg *config.Config) string {
 	if cfg.Socket != "" {
 		return cfg.Socket
 	}
-	return ipc.SystemSocketPath
+	return ipc.SystemSocket()
 }
 
 // sysvScript sets the script the SysV backend installs.
