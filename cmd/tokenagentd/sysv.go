@@ -61,8 +61,15 @@ log_file={{q (log .Name)}}
 creds={{q (printf "/run/%s.credentials" .Name)}}
 [ -r {{q (printf "/etc/default/%s" .Name)}} ] && . {{q (printf "/etc/default/%s" .Name)}}
 
+exe={{q (index .Command 0)}}
+
+# The pid file's process, if it is still the agent (not a reused pid).
 is_running() {
-    [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+    [ -f "$pid_file" ] || return 1
+    case "$(readlink "/proc/$(cat "$pid_file")/exe" 2>/dev/null)" in
+    "$exe" | "$exe (deleted)") return 0 ;;
+    esac
+    return 1
 }
 
 case "$1" in
