@@ -3,17 +3,32 @@ package ipc
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 )
 
 // EnvSocket names the environment variable that overrides the socket path.
 const EnvSocket = "TOKENAGENT_SOCKET"
 
 // SystemSocketPath is where a system-wide agent (a service, a DaemonSet)
-// listens.
+// listens on Linux and the other systems with a /run.
 const SystemSocketPath = "/run/tokenagent/agent.sock"
 
-// DefaultSocketPath is /run/tokenagent/agent.sock for root (system mode),
-// else $XDG_RUNTIME_DIR/tokenagent/agent.sock. Without XDG_RUNTIME_DIR
+// DarwinSystemSocketPath is where it listens on macOS, which has no /run.
+const DarwinSystemSocketPath = "/var/run/tokenagent/agent.sock"
+
+// SystemSocket is where a system-wide agent listens on this system:
+// SystemSocketPath, or DarwinSystemSocketPath on macOS.
+func SystemSocket() string { return systemSocketFor(runtime.GOOS) }
+
+func systemSocketFor(goos string) string {
+	if goos == "darwin" {
+		return DarwinSystemSocketPath
+	}
+	return SystemSocketPath
+}
+
+// DefaultSocketPath is SystemSocket() for root (system mode), else
+// $XDG_RUNTIME_DIR/tokenagent/agent.sock. Without XDG_RUNTIME_DIR
 // (cron, sudo -u, a service with User=) a non-root user has no default:
 // "" — never a directory in /tmp, where another user could have planted
 // it first.
@@ -35,9 +50,10 @@ func ClientSocketPath(flag string) string { return hostPaths().clientSocket(flag
 // would not find it without help: "export TOKENAGENT_SOCKET=…"; else "".
 // The CLI does not read the agent's configuration, so a socket set there
 // is found only this way.
-func SocketHint(socket string) string {
-	p := hostPaths()
-	if socket == p.defaultSocket() || socket == SystemSocketPath {
+func SocketHint(socket string) string { return hostPaths().socketHint(socket) }
+
+func (p paths) socketHint(socket string) string {
+	if socket == p.defaultSocket() || socket == systemSocketFor(p.goos) {
 		return ""
 	}
 	return "export " + EnvSocket + "=" + socket
@@ -46,13 +62,14 @@ func SocketHint(socket string) string {
 // paths resolves socket paths from what the process knows about itself;
 // tests build one for any user and environment.
 type paths struct {
+	goos   string // runtime.GOOS, or the system a test stands for
 	euid   int
 	getenv func(string) string
 	exists func(string) bool
 }
 
 func hostPaths() paths {
-	return paths{euid: os.Geteuid(), getenv: os.Getenv, exists: func(p string) bool {
+	return paths{goos: runtime.GOOS, euid: os.Geteuid(), getenv: os.Getenv, exists: func(p string) bool {
 		_, err := os.Stat(p)
 		return err == nil
 	}}
@@ -60,7 +77,7 @@ func hostPaths() paths {
 
 func (p paths) defaultSocket() string {
 	if p.euid == 0 {
-		return SystemSocketPath
+		return systemSocketFor(p.goos)
 	}
 	if dir := p.getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
 		return filepath.Join(dir, "tokenagent", "agent.sock")
@@ -82,5 +99,5 @@ func (p paths) clientSocket(flag string) string {
 	if s != "" && (s != p.defaultSocket() || p.euid == 0 || p.exists(s)) {
 		return s
 	}
-	return SystemSocketPath
+	return systemSocketFor(p.goos)
 }

@@ -349,34 +349,45 @@ func (d *Daemon) shutdown(ds doors, a *agent.Agent) {
 	ds.stop(d, a)
 }
 
-// checkDirs applies the trust rule to every directory the agent will
-// keep something in or read a key from: the socket's, the store's, the
-// configuration's (where the default store key is created) and those of
-// store_key files; and makes and checks those of file sinks.
+// checkDirs applies the trust rule (CheckDirs) as the agent's own user,
+// and makes and checks the directories of file sinks.
 func (d *Daemon) checkDirs() error {
-	uid := os.Geteuid()
-	dirs := [][2]string{{"socket directory", filepath.Dir(d.opts.Socket)}}
-	if p := d.opts.Config.AuditLog; p != "" {
-		dirs = append(dirs, [2]string{"audit log directory", filepath.Dir(p)})
-	}
-	if p := d.opts.Config.StorePath(); p != "" {
-		dirs = append(dirs, [2]string{"store directory", filepath.Dir(p)})
-	}
-	if d.opts.ConfigPath != "" {
-		dirs = append(dirs, [2]string{"configuration directory", filepath.Dir(d.opts.ConfigPath)})
-	}
-	for _, key := range d.opts.Config.KeyFiles() {
-		dirs = append(dirs, [2]string{"store key directory", filepath.Dir(key)})
-	}
-	for _, dir := range dirs {
-		if err := checkTrustedDir(dir[0], dir[1], uid); err != nil {
-			return err
-		}
+	if err := CheckDirs(d.opts.Config, d.opts.ConfigPath, d.opts.Socket, os.Geteuid()); err != nil {
+		return err
 	}
 	// A sink directory is stricter (no sticky exception, no link) and made
 	// now by the agent itself, so no other user can make it first.
 	for _, dir := range d.opts.Config.SinkDirs() {
 		if err := filesink.MakeDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckDirs applies the trust rule to every directory an agent running as
+// uid with cfg (read from configPath, "" if from elsewhere) on socket will
+// keep something in or read a key from: the socket's, the store's, the
+// configuration's (where the default store key is created) and those of
+// store_key files. It makes and changes nothing: start (Run) and
+// `tokenagentd check-config` both call it, so that check-config refuses
+// what start would.
+func CheckDirs(cfg *config.Config, configPath, socket string, uid int) error {
+	dirs := [][2]string{{"socket directory", filepath.Dir(socket)}}
+	if p := cfg.AuditLog; p != "" {
+		dirs = append(dirs, [2]string{"audit log directory", filepath.Dir(p)})
+	}
+	if p := cfg.StorePath(); p != "" {
+		dirs = append(dirs, [2]string{"store directory", filepath.Dir(p)})
+	}
+	if configPath != "" {
+		dirs = append(dirs, [2]string{"configuration directory", filepath.Dir(configPath)})
+	}
+	for _, key := range cfg.KeyFiles() {
+		dirs = append(dirs, [2]string{"store key directory", filepath.Dir(key)})
+	}
+	for _, dir := range dirs {
+		if err := checkTrustedDir(dir[0], dir[1], uid); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -63,8 +64,8 @@ func checkTrustedDir(what, dir string, uid int) error {
 				at = fmt.Sprintf("%s, which holds %s,", p, dir)
 			}
 			return fmt.Errorf("%s %s %s; another user could replace what the agent keeps there. "+
-				"Use a directory owned by %s or root that group and others cannot write (chmod go-w), or choose another path",
-				what, at, why, describeUID(uid))
+				"Use a directory owned by %s or root that group and others cannot write (chmod go-w), or choose another path%s",
+				what, at, why, describeUID(uid), homebrewHint(p, uid))
 		}
 		if p == filepath.Dir(p) {
 			return nil
@@ -78,4 +79,24 @@ func describeUID(uid int) string {
 		return fmt.Sprintf("uid %d (%s)", uid, u.Username)
 	}
 	return fmt.Sprintf("uid %d", uid)
+}
+
+// homebrewHint says what to do when the refused directory p is in
+// Homebrew's prefix, which Homebrew makes the installing user's
+// (/usr/local on Intel Macs, /opt/homebrew on Apple silicon, also
+// /home/linuxbrew): an agent run as root (uid 0) cannot trust it.
+func homebrewHint(p string, uid int) string {
+	for _, prefix := range []string{"/usr/local", "/opt/homebrew", "/home/linuxbrew/.linuxbrew"} {
+		if p != prefix && !strings.HasPrefix(p, prefix+"/") {
+			continue
+		}
+		if uid != 0 {
+			return ""
+		}
+		return fmt.Sprintf(". %s is in Homebrew's prefix %s, which Homebrew makes the installing user's: "+
+			"a system agent (run as root) keeps its configuration in /etc/tokenagent and its store in /var/db/tokenagent (macOS) "+
+			"or /var/lib/tokenagent, the defaults; or run the agent as that user instead (a launchd agent: tokenagentd service install --user)",
+			p, prefix)
+	}
+	return ""
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
+	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/cmd/internal/cli"
 	"github.com/tokenagent/tokenagent/ipc"
@@ -38,7 +39,8 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := newFlagSet("check-config")
 	configFlag := fs.String("config", "", "the configuration `file` (or give it as FILE)")
 	socketFlag := fs.String("socket", "", "the socket `path` the agent would be started with")
-	online := fs.Bool("online", false, "also ask each profile's IdP for one token (discarded, never printed), and report its answer")
+	online := fs.Bool("online", false, "also ask each profile's IdP for one token (discarded, never printed, no file or store written), and report its answer")
+	asUser := fs.String("as", "", "check directories and secret files as `user` (the user the service runs as; default as root: "+packageUser+" if it exists)")
 	var positional []string
 	for { // FILE may come before or after the flags
 		if err := parseFlags(fs, args); err != nil {
@@ -66,6 +68,20 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := cfg.CheckServes(); err != nil {
 		return err
 	}
+	as, err := serviceUser(*asUser)
+	if err != nil {
+		return err
+	}
+	socket := ipc.SocketPath(*socketFlag, cfg.Socket)
+	// The very checks start makes, as the user the service will run as.
+	if err := daemon.CheckDirs(cfg, cfg.Path(), socket, as.uid); err != nil {
+		return as.explain(err)
+	}
+	if as.user != nil {
+		if err := secretref.CheckReadableAs(cfg, as.user); err != nil {
+			return err
+		}
+	}
 	// Building the agent reads every secret and key, so a missing env var
 	// or a wrong PKCS#12 password shows up here, not at 3 a.m.
 	a, err := agent.New(cfg, agent.Options{})
@@ -78,7 +94,6 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	names := cfg.ProfileNames()
-	socket := ipc.SocketPath(*socketFlag, cfg.Socket)
 	fmt.Fprintf(stdout, "%s: ok, %d profile(s): %s\ntokens: %s\nsocket: %s\n", cfg.Path(), len(names), strings.Join(names, ", "), where, socket)
 	if hint := ipc.SocketHint(socket); hint != "" {
 		fmt.Fprintf(stdout, "  clients find it with: %s\n", hint)
@@ -109,9 +124,28 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 			}
 			fmt.Fprintln(stdout, "fleet: ok, etcd answers and the seal key is the fleet's")
 		}
-		return checkOnline(ctx, a, names, stdout)
+		// A second agent for the IdP requests, with no file sinks: the
+		// tokens it gets are dropped, never written anywhere.
+		quiet, err := agent.New(withoutSinks(cfg), agent.Options{})
+		if err != nil {
+			return err
+		}
+		defer quiet.Close()
+		return checkOnline(ctx, quiet, names, stdout)
 	}
 	return nil
+}
+
+// withoutSinks is cfg with no profile's file sinks.
+func withoutSinks(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.Profiles = make(map[string]*config.ProfileConfig, len(cfg.Profiles))
+	for name, p := range cfg.Profiles {
+		q := *p
+		q.Files = nil
+		c.Profiles[name] = &q
+	}
+	return &c
 }
 
 // checkOnline asks each profile's IdP for one token, as the agent would

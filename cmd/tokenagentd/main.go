@@ -37,19 +37,22 @@ configuration, SIGTERM or Ctrl-C drains requests in flight and stops):
   --config FILE   configuration (default: /etc/tokenagent/agent.toml as root,
                   else $XDG_CONFIG_HOME/tokenagent/agent.toml)
   --socket PATH   socket (default: $TOKENAGENT_SOCKET, the config's socket,
-                  then /run/tokenagent/agent.sock as root or
+                  then /run/tokenagent/agent.sock as root
+                  (/var/run/tokenagent/agent.sock on macOS) or
                   $XDG_RUNTIME_DIR/tokenagent/agent.sock)
   --dev           run with a built-in demo identity provider and a "demo"
                   profile on a socket of its own
 
 commands:
-  check-config [FILE] [--online] [--socket PATH]
-                             validate a configuration, secrets, keys and the
-                             store's records included; print where tokens and
-                             the socket will be; --online also asks each
-                             profile's IdP for one token (exit 5 if one fails)
-  service install|uninstall|start|stop|restart|status [--config FILE] [--user]
-                             manage the systemd/launchd/Windows service
+  check-config [FILE] [--online] [--socket PATH] [--as USER]
+                             validate a configuration as start would, secrets,
+                             keys, directories and the store's records
+                             included, as the service's user; print where
+                             tokens and the socket will be; --online also asks
+                             each profile's IdP for one token (exit 5 if one
+                             fails)
+  service install|uninstall|start|stop|restart|status [--config FILE] [--user] [--as USER]
+                             manage the systemd/launchd/SysV/Windows service
   version                    print the version
 
 The client commands (token, exec, refresh, status, inspect) are in the
@@ -71,7 +74,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "check-config":
 		return cmdCheckConfig(ctx, rest, stdout, stderr)
 	case "service":
-		return cmdService(rest, stdout, stderr)
+		return cmdService(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -95,13 +98,20 @@ func newFlagSet(name string) *flag.FlagSet {
 // commandHelp is each command's help; "" is the daemon itself.
 var commandHelp = map[string]string{
 	"": usage,
-	"check-config": `usage: tokenagentd check-config [FILE] [--config FILE] [--socket PATH] [--online]
+	"check-config": `usage: tokenagentd check-config [FILE] [--config FILE] [--socket PATH] [--as USER] [--online]
 
 Validate a configuration as start would: every secret and key is read, the
-store's records must open with its keys, and a configuration without
-profiles is refused. Print where tokens and the socket will be (and the
-export line clients need), warn of likely mistakes. --online also asks
-each profile's IdP for one token (discarded, never printed).
+store's records must open with its keys, the directories of the socket,
+store, configuration and keys pass the same ownership checks, and a
+configuration without profiles is refused. Print where tokens and the
+socket will be (and the export line clients need), warn of likely
+mistakes. --online also asks each profile's IdP for one token (discarded,
+never printed; no file sink or store is written).
+
+--as USER judges directories and secret files as USER, the user the
+service runs as: a secret only root can read is refused. As root it
+defaults to the package's user (tokenagent; _tokenagent on macOS) where
+that user exists; --as root checks as root.
 
 example:
   tokenagentd check-config /etc/tokenagent/agent.toml --online
@@ -109,15 +119,23 @@ example:
 exit codes: 0 ok, 1 the configuration would not start, 2 usage,
 5 --online: an IdP would not issue a token
 `,
-	"service": `usage: tokenagentd service install|uninstall|start|stop|restart|status [--config FILE] [--user]
+	"service": `usage: tokenagentd service install|uninstall|start|stop|restart|status [--config FILE] [--user] [--as USER] [--name NAME]
 
-Manage tokenagentd as a service: a hardened systemd unit, a launchd job or
-a Windows service; elsewhere the platform's init system (SysV, OpenRC,
-upstart), as github.com/kardianos/service finds it. --user installs a
-per-user service (systemd --user, a launchd agent).
+Manage tokenagentd as a service: the packaged hardened systemd unit (it
+runs as user tokenagent), a launchd job (as _tokenagent where it exists)
+or a Windows service. On Linux without systemd, an init script of ours
+runs it as user tokenagent (--as USER for another), making its socket and
+store directories and handing it the store key as systemd would; other
+init systems are refused with what to do. install refuses what the agent,
+run as that user, would refuse (as check-config does). start returns once
+the agent's socket answers, or fails with the agent's last log lines;
+status says why a stopped agent is not running. --user installs a
+per-user service (systemd --user, a launchd agent); --name a second
+service beside the first.
 
 example:
   sudo tokenagentd service install --config /etc/tokenagent/agent.toml
+  sudo tokenagentd service start
 
 exit codes: 0 ok, 1 error, 2 usage
 `,

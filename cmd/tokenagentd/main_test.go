@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755)
 	testDir = dir
+	// What check-config judges must not depend on whether this host has
+	// the package's user (TestCheckConfigDefaultsToPackageUser sets it).
+	packageUser = ""
 	// A whole-package run (no -run) needs both binaries: link them while
 	// the first tests run, rather than when the first daemon test asks.
 	flag.Parse()
@@ -143,12 +146,15 @@ func TestRunDevServesDemoToken(t *testing.T) {
 
 func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
+	// Store and socket of its own: check-config judges their directories
+	// as start would, and the host's defaults are not this test's business.
+	hermetic := fmt.Sprintf("store = \"memory\"\nsocket = %q\n", filepath.Join(dir, "agent.sock"))
 	good := filepath.Join(dir, "good.toml")
-	os.WriteFile(good, []byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:TEST_CC_SECRET\"\n"), 0o600)
+	os.WriteFile(good, []byte(hermetic+"[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:TEST_CC_SECRET\"\n"), 0o600)
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclientid = \"c\"\n"), 0o600)
 	openMetrics := filepath.Join(dir, "metrics.toml")
-	os.WriteFile(openMetrics, []byte("metrics_listen = \":9464\"\n[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:TEST_CC_SECRET\"\n"), 0o600)
+	os.WriteFile(openMetrics, []byte(hermetic+"metrics_listen = \":9464\"\n[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:TEST_CC_SECRET\"\n"), 0o600)
 	t.Setenv("TEST_CC_SECRET", "x")
 	tests := []struct {
 		name       string

@@ -68,8 +68,11 @@ func TestProviderSnippets(t *testing.T) {
 				os.WriteFile(filepath.Join(dir, m[1]), data, 0o600)
 			}
 			path := filepath.Join(dir, "agent.toml")
-			os.WriteFile(path, []byte(snippet), 0o600)
-			stdout, stderr, code := runCLI("check-config", path)
+			// Kept in dir: check-config judges the store's and socket's
+			// directories as start would, and the host's defaults are not
+			// this test's business.
+			os.WriteFile(path, []byte("store = \"memory\"\n"+snippet), 0o600)
+			stdout, stderr, code := runCLI("check-config", path, "--socket", filepath.Join(dir, "agent.sock"))
 			if code != 0 || !strings.Contains(stdout, "ok, 1 profile(s): "+name[1]) {
 				t.Errorf("check-config on the %s snippet: exit %d\n%s%s\n%s", name[1], code, stdout, stderr, snippet)
 			}
