@@ -367,9 +367,9 @@ func (d *Daemon) checkDirs() error {
 
 // CheckDirs applies the trust rule to every directory an agent running as
 // uid with cfg (read from configPath, "" if from elsewhere) on socket will
-// keep something in or read a key from: the socket's, the store's, the
-// configuration's (where the default store key is created) and those of
-// store_key files. It makes and changes nothing: start (Run) and
+// keep something in or read a key from: the socket's, the audit log's,
+// the store's, the configuration's (where the default store key is
+// created) and those of store_key files. It makes and changes nothing: start (Run) and
 // `tokenagentd check-config` both call it, so that check-config refuses
 // what start would.
 func CheckDirs(cfg *config.Config, configPath, socket string, uid int) error {
