@@ -308,3 +308,39 @@ func TestIssuerShapedPaths(t *testing.T) {
 		t.Errorf("an unknown path: %v %v, want 404", resp, err)
 	}
 }
+
+// TestMSALDiscovery: the documents MSAL reads under its authority
+// (https://HOST/TENANT) name the agent's token endpoint, the tenant's
+// issuer, an authorization endpoint and a key set (empty: the agent
+// signs nothing), all of which MSAL requires.
+func TestMSALDiscovery(t *testing.T) {
+	r := startAgent(t, "")
+	root := strings.TrimSuffix(r.TokenEndpoint, "/oauth2/token")
+	for _, tc := range []struct{ path, issuer string }{
+		{"/contoso/v2.0/.well-known/openid-configuration", root + "/contoso/v2.0"},
+		{"/contoso/.well-known/openid-configuration", root + "/contoso"},
+	} {
+		resp, err := http.Get(root + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var md map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&md)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || md["issuer"] != tc.issuer || md["token_endpoint"] != r.TokenEndpoint ||
+			md["authorization_endpoint"] == nil || md["jwks_uri"] == nil {
+			t.Errorf("%s: %d %v %v", tc.path, resp.StatusCode, md, err)
+			continue
+		}
+		jwks, err := http.Get(md["jwks_uri"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys struct{ Keys []any }
+		json.NewDecoder(jwks.Body).Decode(&keys)
+		jwks.Body.Close()
+		if jwks.StatusCode != 200 || keys.Keys == nil || len(keys.Keys) != 0 {
+			t.Errorf("jwks_uri %s: %d %+v; want an empty key set", md["jwks_uri"], jwks.StatusCode, keys)
+		}
+	}
+}

@@ -79,13 +79,21 @@ func (t *tokenAnswer) append(b []byte) []byte {
 	return append(b, '}')
 }
 
-// metadata is the RFC 8414 document.
+// pathJWKS is the metadata's jwks_uri: an empty key set, since the
+// agent signs nothing (its tokens are the IdP's; MSAL wants the field).
+const pathJWKS = "/jwks"
+
+// metadata is the RFC 8414 document (and OpenID Connect Discovery's:
+// MSAL wants an authorization_endpoint, which the agent does not serve,
+// and a jwks_uri).
 type metadata struct {
-	GrantTypes       []string `json:"grant_types_supported"`
-	Issuer           string   `json:"issuer"`
-	ResponseTypes    []string `json:"response_types_supported"`
-	TokenEndpoint    string   `json:"token_endpoint"`
-	TokenAuthMethods []string `json:"token_endpoint_auth_methods_supported"`
+	AuthorizationEndpoint string   `json:"authorization_endpoint"`
+	GrantTypes            []string `json:"grant_types_supported"`
+	Issuer                string   `json:"issuer"`
+	JWKSURI               string   `json:"jwks_uri"`
+	ResponseTypes         []string `json:"response_types_supported"`
+	TokenEndpoint         string   `json:"token_endpoint"`
+	TokenAuthMethods      []string `json:"token_endpoint_auth_methods_supported"`
 }
 
 // Config tunes the server; zero values are defaults.
@@ -137,6 +145,12 @@ func New(cfg Config) *Server {
 		mux.HandleFunc(issuer+PathMetadata, s.serveMetadata)
 		mux.HandleFunc(issuer+PathOIDCMetadata, s.serveMetadata)
 	}
+	// MSAL's authority is https://HOST/TENANT: it reads
+	// TENANT/v2.0/.well-known/openid-configuration (Entra's shape), or
+	// TENANT/.well-known/openid-configuration in its OIDC protocol mode.
+	mux.HandleFunc("/{tenant}/v2.0"+PathOIDCMetadata, s.serveMetadata)
+	mux.HandleFunc("/{tenant}"+PathOIDCMetadata, s.serveMetadata)
+	mux.HandleFunc(pathJWKS, s.serveJWKS)
 	s.Server = door.NewServer(s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == PathToken { // every token request: no pattern matching
 			s.serveToken(w, r)
@@ -205,16 +219,32 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	base := scheme + r.Host
 	// The issuer is where the document was asked for (RFC 8414 §3.3):
-	// the endpoint's root, or Okta's default authorization server under it.
+	// the endpoint's root, or under it Okta's default authorization
+	// server or an MSAL authority's tenant.
 	issuer := base + strings.TrimSuffix(strings.TrimSuffix(r.URL.Path, PathMetadata), PathOIDCMetadata)
 	ev.Status = http.StatusOK
 	door.WriteJSON(w, http.StatusOK, metadata{
-		Issuer:           issuer,
-		TokenEndpoint:    base + PathToken,
-		GrantTypes:       []string{"client_credentials"},
-		TokenAuthMethods: []string{"client_secret_basic", "client_secret_post", "none"},
-		ResponseTypes:    []string{"token"},
+		AuthorizationEndpoint: issuer + "/authorize", // not served: client credentials need none
+		Issuer:                issuer,
+		JWKSURI:               base + pathJWKS,
+		TokenEndpoint:         base + PathToken,
+		GrantTypes:            []string{"client_credentials"},
+		TokenAuthMethods:      []string{"client_secret_basic", "client_secret_post", "none"},
+		ResponseTypes:         []string{"token"},
 	})
+}
+
+func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	ev := s.rec.Event(r)
+	defer s.done(&ev)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
+		return
+	}
+	ev.Status = http.StatusOK
+	door.WriteJSON(w, http.StatusOK, struct {
+		Keys []struct{} `json:"keys"`
+	}{Keys: []struct{}{}})
 }
 
 // request is a parsed token request.
