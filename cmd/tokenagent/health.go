@@ -31,7 +31,7 @@ func cmdHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	h, err := c.Health(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		// A hung agent is as broken as an absent one, for a probe.
-		return &cli.ExitError{Code: cli.ExitUnreachable, Err: err}
+		return &cli.ExitError{Code: cli.ExitUnreachable, Err: fmt.Errorf("the agent at %s did not answer within %s (--timeout): it is hung; restart it: %w", c.SocketPath(), *timeout, context.DeadlineExceeded)}
 	} else if err != nil {
 		return clientExit(err)
 	}
