@@ -200,15 +200,7 @@ func TestContainerImage(t *testing.T) {
 	})
 
 	t.Run("sidecar", func(t *testing.T) {
-		pod := find("Pod", "token-consumer")
-		if pod.file != "sidecar-example.yaml" {
-			for _, o := range objects {
-				if o.kind == "Pod" && o.file == "sidecar-example.yaml" {
-					pod = o
-				}
-			}
-		}
-		spec, _ := podSpec(t, pod)
+		spec, _ := podSpec(t, find("Pod", "token-consumer-sidecar"))
 		agent, worker := spec.InitContainers[0], spec.Containers[0]
 		port := freePort(t)
 		config := strings.Replace(configMap("token-consumer-tokenagent"), "127.0.0.1:8731", "127.0.0.1:"+port, 1)
@@ -283,6 +275,24 @@ func TestContainerImage(t *testing.T) {
 			return errors.Join(box.probe(agent.LivenessProbe), box.probe(agent.ReadinessProbe))
 		})
 		step(t, "SIGTERM: the agent drains and exits 0", stop)
+
+		step(t, "the socket in an emptyDir (0777) is refused at start, naming the directory", func() error {
+			shared := filepath.Join(dir, "sc-emptydir")
+			os.Mkdir(shared, 0o777)
+			os.Chmod(shared, 0o777) // the kubelet's emptyDir
+			config := strings.Replace(config, `socket = "/run/tokenagent/agent.sock"`, `socket = "/run/tokenagent-shared/agent.sock"`, 1)
+			mounts := map[string]string{
+				"/etc/tokenagent":         kubeVolume(t, filepath.Join(dir, "sc-config-emptydir"), map[string]string{"agent.toml": config}, gid, 0o644),
+				"/etc/tokenagent-secrets": mounts["/etc/tokenagent-secrets"],
+				"/run/tokenagent-shared":  shared,
+			}
+			_, err := box.with(mounts).output(65532, append([]string{"/usr/bin/tokenagentd"}, agent.Args...)...)
+			var ce *commandError
+			if !errors.As(err, &ce) || wantExit(err, 1) != nil || !strings.Contains(ce.stderr, "/run/tokenagent-shared is writable by group or others (mode 0777") {
+				return fmt.Errorf("want exit 1 naming /run/tokenagent-shared and its mode, got %v", err)
+			}
+			return nil
+		})
 	})
 }
 

@@ -118,7 +118,11 @@ func TestKubernetesReferencesExist(t *testing.T) {
 	objects := manifestObjects(t)
 	defined := map[string]manifestObject{}
 	for _, o := range objects {
-		defined[o.kind+" "+o.namespace+"/"+o.name] = o
+		id := o.kind + " " + o.namespace + "/" + o.name
+		if other, ok := defined[id]; ok {
+			t.Errorf("%s and %s: one name, so applying both replaces one", o, other)
+		}
+		defined[id] = o
 	}
 	secretKeys := func(ns, name string) ([]string, error) {
 		o, ok := defined["Secret "+ns+"/"+name]
