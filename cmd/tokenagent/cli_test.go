@@ -484,7 +484,7 @@ func TestPermissionDeniedIsNotAgentDown(t *testing.T) {
 // names its arguments, its flags in --flag form, an example and the exit
 // codes; a wrong flag is a usage error (exit 2) that points at the help.
 func TestHelp(t *testing.T) {
-	for _, cmd := range []string{"token", "exec", "env", "refresh", "status", "inspect"} {
+	for _, cmd := range []string{"token", "exec", "env", "refresh", "status", "health", "inspect"} {
 		for _, flag := range []string{"--help", "-h"} {
 			stdout, stderr, code := runCLI(cmd, flag)
 			if code != 0 || stderr != "" {

@@ -39,6 +39,12 @@ waits out an IdP failure (a reload of its configuration ends that wait).`,
 error; and the token store when it is not well. It exits 5 when a
 profile cannot serve a token.`,
 		`tokenagent status --format json`},
+	"health": {"", `Ask the agent whether it is alive (GET /v1/health): exit 0 whenever it
+answers, 3 when it cannot be reached or does not answer in time. A profile
+that cannot serve a token (a wrong secret, an IdP outage) does not fail it:
+a liveness probe that restarted the agent for that would only ask the IdP
+again. With --ready it exits 5 while a profile you may use cannot serve.`,
+		`tokenagent health --ready`},
 	"inspect": {"PROFILE", `Decode the header and claims of PROFILE's token (a JWT) without verifying
 it; the signature is not printed.`,
 		`tokenagent inspect demo`},

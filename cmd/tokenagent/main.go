@@ -40,6 +40,8 @@ commands:
                                                  runs a command with it)
   refresh PROFILE                                make the agent fetch a new token
   status [--json]                                the profiles you may use and their state
+  health [--ready]                               exit 0 if the agent answers (for liveness probes);
+                                                 --ready: and every profile you may use can serve
   inspect PROFILE                                decode the token's JWT header and claims
   version                                        print the version
 
@@ -70,6 +72,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdRefresh(ctx, rest, stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, rest, stdout, stderr)
+	case "health":
+		return cmdHealth(ctx, rest, stdout, stderr)
 	case "inspect":
 		return cmdInspect(ctx, rest, stdout, stderr)
 	case "run", "check-config", "service":
