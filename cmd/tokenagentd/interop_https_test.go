@@ -15,23 +15,25 @@ import (
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
-// The MSAL interop test runs msal-node (npm, pinned in testdata/interop)
-// and MSAL Python (Debian's python3-msal) as an Entra client would, with
-// only their configuration pointed at the agent: both refuse a plain-http
-// authority, so they use token_endpoint_https, trusting the agent's CA
-// through what `tokenagent env --https` prints. Like the rest of the
+// The HTTPS interop test runs clients that refuse a plain-http token URL
+// — msal-node, openid-client and oauth4webapi (npm, pinned in
+// testdata/interop) and MSAL Python (Debian's python3-msal) — with only
+// their configuration pointed at the agent's token_endpoint_https,
+// trusting the agent's CA through what `tokenagent env --https` prints,
+// and no insecure opt-in. Like the rest of the
 // interop suite it runs only when asked, and then fails rather than skips
 // on what is missing.
 
-const msalHowTo = "run it with: (cd cmd/tokenagentd/testdata/interop && npm ci) && apt-get install python3-msal && TOKENAGENT_INTEROP=required go test -run MSAL ./cmd/tokenagentd/ (or -interop)"
+const msalHowTo = "run it with: (cd cmd/tokenagentd/testdata/interop && npm ci) && apt-get install python3-msal && TOKENAGENT_INTEROP=required go test -run HTTPS ./cmd/tokenagentd/ (or -interop)"
 
 // msalProcesses is how many separate processes of each library ask at once.
 const msalProcesses = 20
 
-// TestInteropMSAL: 20 msal-node and 20 MSAL Python processes
-// (ConfidentialClientApplication, client credentials) get the agent's one
+// TestInteropHTTPSClients: 20 processes each of msal-node and MSAL Python
+// (ConfidentialClientApplication, client credentials), openid-client and
+// oauth4webapi (discovery, then client credentials) get the agent's one
 // token for one IdP request, over the HTTPS endpoint.
-func TestInteropMSAL(t *testing.T) {
+func TestInteropHTTPSClients(t *testing.T) {
 	if !interopAsked() {
 		t.Skip("interop tests are off; " + msalHowTo)
 	}
@@ -39,14 +41,15 @@ func TestInteropMSAL(t *testing.T) {
 	if err != nil {
 		t.Fatal("no node; " + msalHowTo)
 	}
-	if !npmInstalled("testdata/interop", "@azure/msal-node") {
-		t.Fatal("@azure/msal-node is not installed; " + msalHowTo)
+	if !npmInstalled("testdata/interop", "@azure/msal-node", "openid-client", "oauth4webapi") {
+		t.Fatal("@azure/msal-node, openid-client or oauth4webapi is not installed; " + msalHowTo)
 	}
 	python := "/usr/bin/python3" // Debian's, where python3-msal is
 	if out, err := exec.Command(python, "-c", "import msal").CombinedOutput(); err != nil {
 		t.Fatalf("Debian's python3 has no msal (%s); %s", strings.TrimSpace(string(out)), msalHowTo)
 	}
 	nodeScript, _ := filepath.Abs("testdata/interop/msal-token.mjs")
+	oidcScript, _ := filepath.Abs("testdata/interop/oidc-token.mjs")
 	pyScript, _ := filepath.Abs("testdata/msal_token.py")
 
 	const idpClient, idpSecret, scope = "orders-service", "idp-secret-never-leaves-the-agent", "api://orders/.default"
@@ -80,6 +83,8 @@ scopes = [%q]
 	}{
 		{"msal-node", "node", []string{node, nodeScript}},
 		{"MSAL Python", "python", []string{python, pyScript}},
+		{"openid-client", "node", []string{node, oidcScript, "openid-client"}},
+		{"oauth4webapi", "node", []string{node, oidcScript, "oauth4webapi"}},
 	} {
 		out, err := exec.Command(buildCLI(t), "env", "orders", "--for", tc.runtime, "--https", "--socket", d.socket).Output()
 		if err != nil {
@@ -95,6 +100,7 @@ scopes = [%q]
 				if name == "TOKEN_URL" {
 					// MSAL's authority is https://HOST/TENANT; any tenant.
 					authority = strings.TrimSuffix(value, "/oauth2/token") + "/contoso"
+					env = append(env, "ISSUER="+strings.TrimSuffix(value, "/oauth2/token"))
 				}
 			}
 		}
@@ -127,6 +133,6 @@ scopes = [%q]
 		t.Logf("%d %s processes (authority %s): the agent's token, %d IdP token request(s) so far", msalProcesses, tc.lib, authority, idp.Requests(idpClient))
 	}
 	if n := idp.Requests(idpClient); n != 1 {
-		t.Errorf("%d msal-node and %d MSAL Python processes through the agent cost the IdP %d token requests, want 1", msalProcesses, msalProcesses, n)
+		t.Errorf("%d processes of each of four libraries through the agent cost the IdP %d token requests, want 1", msalProcesses, n)
 	}
 }
