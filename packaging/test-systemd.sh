@@ -95,8 +95,8 @@ for _ in $(seq 100); do
 done
 [ -n "$pid1" ] || { cat "$work/console.log"; die "systemd-nspawn --boot: no container PID 1"; }
 # ct runs a command in the container, with a clean environment; one that
-# hangs fails after 60 s.
-ct() { nsenter -t "$pid1" -a -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 timeout 60 "$@"; }
+# hangs fails after $limit seconds (60; 15 for a client's request).
+ct() { nsenter -t "$pid1" -a -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 timeout "${limit:-60}" "$@"; }
 # systemctl needs systemd's private socket, made early in the boot.
 for _ in $(seq 100); do
   ct test -S /run/systemd/private && break
@@ -143,7 +143,7 @@ EOF
 # credential files are named as the credentials.
 check "check-config of the configured agent.toml" \
   ct env CREDENTIALS_DIRECTORY=/etc/tokenagent/credentials tokenagentd check-config /etc/tokenagent/agent.toml
-as_alice() { ct runuser -u alice -- "$@"; }
+as_alice() { limit=15 ct runuser -u alice -- "$@"; }
 
 # 3. start: returns once the socket serves (Type=notify, READY=1 after
 # listening), so the very next request is answered.
