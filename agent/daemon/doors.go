@@ -112,7 +112,9 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		}
 	}()
 	passed := d.activated()
-	defer d.closeUnclaimed(passed)
+	// A closure: the doors take from passed below, and only what is left
+	// then is unclaimed (a deferred call's argument is evaluated now).
+	defer func() { d.closeUnclaimed(passed) }()
 	var eln net.Listener
 	endpointURL := ""
 	if cfg.TokenEndpoint != "" {

@@ -45,6 +45,13 @@ func startDaemon(t *testing.T, config string, env ...string) *agentProc {
 // daemon's.
 func startDaemonUnder(t *testing.T, wrapper []string, config string, env ...string) *agentProc {
 	t.Helper()
+	return startDaemonWith(t, nil, wrapper, config, env...)
+}
+
+// startDaemonWith is startDaemonUnder with prepare, when not nil, called
+// on the command before it starts (to pass descriptors).
+func startDaemonWith(t *testing.T, prepare func(*exec.Cmd), wrapper []string, config string, env ...string) *agentProc {
+	t.Helper()
 	bin := buildBinary(t)
 	dir := filepath.Dir(config)
 	d := &agentProc{t: t, socket: filepath.Join(dir, "agent.sock"), done: make(chan struct{})}
@@ -52,6 +59,9 @@ func startDaemonUnder(t *testing.T, wrapper []string, config string, env ...stri
 	argv := append(slices.Clone(wrapper), bin, "--config", config, "--socket", d.socket)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = append(os.Environ(), env...)
+	if prepare != nil {
+		prepare(d.cmd)
+	}
 	stderr, _ := d.cmd.StderrPipe()
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -18,5 +18,10 @@ if [ ! -e /etc/tokenagent/store.key ]; then
 fi
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload || true
+  # An upgrade (deb: configure OLD-VERSION; rpm: 2) restarts a running
+  # service on the new binary; its stored tokens survive the restart.
+  case "$1:${2:-}" in
+  configure:?*|2:*) systemctl try-restart tokenagent.service || true ;;
+  esac
 fi
 exit 0
