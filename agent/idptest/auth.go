@@ -198,9 +198,15 @@ var serviceAccountKey = sync.OnceValue(func() *rsa.PrivateKey {
 // JSON key as Google issues it, with token_uri this server's token
 // endpoint: what a profile's credentials file holds.
 func (s *Server) AddServiceAccount(email string, scopes ...string) []byte {
-	key := serviceAccountKey()
-	s.AddClient(Client{ID: email, Method: "jwt_bearer", PublicKey: &key.PublicKey, Scopes: scopes})
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	s.AddClient(Client{ID: email, Method: "jwt_bearer", PublicKey: &serviceAccountKey().PublicKey, Scopes: scopes})
+	return ServiceAccountKey(email, s.TokenURL)
+}
+
+// ServiceAccountKey is the JSON key of the service account email, naming
+// tokenURI, before any server knows it (AddServiceAccount registers the
+// same key: there is one per process).
+func ServiceAccountKey(email, tokenURI string) []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(serviceAccountKey())
 	if err != nil {
 		panic("idptest: marshal key: " + err.Error())
 	}
@@ -211,7 +217,7 @@ func (s *Server) AddServiceAccount(email string, scopes ...string) []byte {
 		"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 		"client_email":   email,
 		"client_id":      "100000000000000000001",
-		"token_uri":      s.TokenURL,
+		"token_uri":      tokenURI,
 	}, "", "  ")
 	return out
 }
