@@ -112,6 +112,16 @@ func (a *Agent) Match(caller *ipc.Caller, q ipc.ClientMatch) (string, error) {
 	return "", &ipc.Error{Kind: ipc.ErrBadRequest, Code: "invalid_target", Description: "the requested audience or resource is not the profile's"}
 }
 
+// ClientID is the profile's client at the IdP — a service account's
+// client_email with auth = "jwt_bearer" — for the metadata door, which
+// names it as the account's email; "" when there is no such profile.
+func (a *Agent) ClientID(profile string) string {
+	if s := (*a.doorIndexFor().sources)[profile]; s != nil {
+		return s.prof.clientID
+	}
+	return ""
+}
+
 // MayUseAny reports whether caller may use at least one profile: the
 // socket asks it of every request of a caller who is neither root nor
 // the agent's user, so it answers from the union of the allow lists, not

@@ -102,6 +102,11 @@ func buildProfile(c *config.Config, name string, httpClient *http.Client, now fu
 		}
 		cfg.Signer = signer
 	}
+	if cfg.AuthMethod == idp.AuthJWTBearer {
+		if err := useServiceAccount(c, name, p, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	client, err := idp.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", name, err)
@@ -144,13 +149,13 @@ func buildProfile(c *config.Config, name string, httpClient *http.Client, now fu
 	}
 	prof := &profile{
 		sinks:    sinks,
-		clientID: p.ClientID, scopes: slices.Clone(p.Scopes), audience: p.Audience, resource: slices.Clone(p.Resource),
+		clientID: cfg.ClientID, scopes: slices.Clone(p.Scopes), audience: p.Audience, resource: slices.Clone(p.Resource),
 		localSecret: localSecret,
 		name:        name,
 		timing:      timing,
 		access:      acc,
 		client:      client,
-		fingerprint: fingerprint(p),
+		fingerprint: fingerprint(p, cfg),
 		fleetShared: p.Fleet == nil || *p.Fleet,
 	}
 	cred := sha256.New()
@@ -161,6 +166,32 @@ func buildProfile(c *config.Config, name string, httpClient *http.Client, now fu
 	prof.credential = hex.EncodeToString(cred.Sum(nil)[:8])
 	settings.Sum(prof.settings[:0])
 	return prof, nil
+}
+
+// useServiceAccount reads the profile's service-account key
+// (credentials) into cfg: the signer, the account as the client, and the
+// key's token_uri unless token_url or issuer is set.
+func useServiceAccount(c *config.Config, name string, p *config.ProfileConfig, cfg *idp.Config) error {
+	data, err := secretref.Read(p.Credentials, c.Dir(), secretref.Secret)
+	if err != nil {
+		return refError(name, "credentials", p.Credentials, err)
+	}
+	sa, err := idp.ParseServiceAccountKey(data)
+	if err != nil {
+		return refError(name, "credentials", p.Credentials, err)
+	}
+	if p.ClientID != "" && p.ClientID != sa.ClientEmail {
+		return fmt.Errorf("config %s: profile %q: client_id %q is not the key's client_email %q; remove client_id or use that account's key",
+			c.Path(), name, p.ClientID, sa.ClientEmail)
+	}
+	if cfg.TokenURL == "" && cfg.Issuer == "" {
+		if err := idp.CheckEndpointURL(sa.TokenURI); err != nil {
+			return refError(name, "credentials", p.Credentials, fmt.Errorf("token_uri: %w", err))
+		}
+		cfg.TokenURL = sa.TokenURI
+	}
+	cfg.ClientID, cfg.Signer = sa.ClientEmail, sa.Signer
+	return nil
 }
 
 func loadKey(c *config.Config, name string, p *config.ProfileConfig) (crypto.Signer, *x509.Certificate, error) {
@@ -217,10 +248,19 @@ func refError(profile, key, ref string, err error) error {
 	return fmt.Errorf("profile %q: %s %s: %w", profile, key, ref, err)
 }
 
-// fingerprint hashes the settings that decide what a token grants.
-func fingerprint(p *config.ProfileConfig) string {
+// fingerprint hashes the settings that decide what a token grants: the
+// configuration's, with the client and token URL a service-account key
+// supplies where the configuration leaves them out.
+func fingerprint(p *config.ProfileConfig, cfg idp.Config) string {
 	h := sha256.New()
-	parts := []string{p.TokenURL, p.Issuer, p.ClientID, p.AuthMethod(), strings.Join(p.Scopes, " "), p.Audience, strings.Join(p.Resource, " ")}
+	tokenURL, clientID := p.TokenURL, p.ClientID
+	if p.Issuer == "" {
+		tokenURL = cfg.TokenURL
+	}
+	if clientID == "" {
+		clientID = cfg.ClientID
+	}
+	parts := []string{tokenURL, p.Issuer, clientID, p.AuthMethod(), strings.Join(p.Scopes, " "), p.Audience, strings.Join(p.Resource, " ")}
 	for _, k := range slices.Sorted(maps.Keys(p.Params)) { // extra parameters change what is granted too
 		parts = append(parts, k, p.Params[k])
 	}

@@ -187,4 +187,7 @@ type ProfileStatus struct {
 	// could not give a new one in time; the files keep the last token).
 	SinkExpiresAt time.Time `json:"sink_expires_at,omitzero"`
 	SinkStale     bool      `json:"sink_stale,omitempty"`
+	// GCPMetadata is the address of the Google metadata server serving
+	// this profile (gcp_metadata), for GCE_METADATA_HOST; "" when none.
+	GCPMetadata string `json:"gcp_metadata,omitempty"`
 }

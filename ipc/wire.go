@@ -154,6 +154,10 @@ type ProfileInfo struct {
 	// keep the last one (never emptied).
 	SinkExpiresAt time.Time `json:"sink_expires_at,omitzero"`
 	SinkStale     bool      `json:"sink_stale,omitempty"`
+	// GCPMetadata is the address ("127.0.0.1:PORT") of the Google
+	// metadata server serving this profile (gcp_metadata), for
+	// GCE_METADATA_HOST; "" when it has none.
+	GCPMetadata string `json:"gcp_metadata,omitempty"`
 }
 
 // ProfilesResponse is the answer to GET /v1/profiles.

@@ -178,8 +178,15 @@ type ProfileConfig struct {
 	// else can read).
 	ClientSecret string `toml:"client_secret"`
 	// Auth is client_secret_basic (default with a secret),
-	// client_secret_post or private_key_jwt (default with a key).
+	// client_secret_post, private_key_jwt (default with a key), or
+	// jwt_bearer (default with credentials): the RFC 7523 JWT-bearer
+	// grant of a service-account key.
 	Auth string `toml:"auth"`
+	// Credentials is a reference (file:sa.json) to a service-account JSON
+	// key as Google issues it, for auth = "jwt_bearer": its client_email
+	// is the client (client_id may be left out) and its token_uri the
+	// token endpoint unless token_url is set.
+	Credentials string `toml:"credentials"`
 	// PrivateKey is a PEM key reference for private_key_jwt.
 	PrivateKey string `toml:"private_key"`
 	// Certificate is the key's PEM certificate, for x5t headers.
@@ -208,6 +215,14 @@ type ProfileConfig struct {
 	// randomness: 24 characters or more, 16 of them different (e.g.
 	// `openssl rand -base64 32`); a weaker one is refused at load.
 	LocalSecret string `toml:"local_secret"`
+	// GCPMetadata, if set, serves this profile as the default service
+	// account of a Google Compute Engine metadata server at this loopback
+	// address ("127.0.0.1:PORT"; one profile per port), for
+	// google-auth-library and the other Google SDKs (GCE_METADATA_HOST).
+	GCPMetadata string `toml:"gcp_metadata"`
+	// GCPProject is the project id the metadata server names
+	// (/computeMetadata/v1/project/project-id).
+	GCPProject string `toml:"gcp_project"`
 	// Files are file sinks: files the agent keeps this profile's current
 	// token in ([[profiles.NAME.files]]). A profile with a file sink is
 	// never idle.

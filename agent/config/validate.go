@@ -85,7 +85,30 @@ func (c *Config) validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, c.validateGCPPorts()...)
 	return errors.Join(errs...)
+}
+
+// validateGCPPorts refuses two doors on one address: a gcp_metadata port
+// serves one profile, and no other door.
+func (c *Config) validateGCPPorts() []error {
+	var errs []error
+	taken := map[string]string{}
+	for setting, addr := range map[string]string{"token_endpoint": c.TokenEndpoint, "token_endpoint_https": c.TokenEndpointHTTPS, "metrics_listen": c.MetricsListen} {
+		taken[addr] = setting
+	}
+	for _, name := range c.ProfileNames() {
+		addr := c.Profiles[name].GCPMetadata
+		if addr == "" || strings.HasSuffix(addr, ":0") { // port 0: each its own
+			continue
+		}
+		if other, ok := taken[addr]; ok {
+			errs = append(errs, fmt.Errorf("config %s: profile %q: gcp_metadata %s is also %s; give each a port of its own", c.path, name, addr, other))
+			continue
+		}
+		taken[addr] = fmt.Sprintf("profile %q's gcp_metadata", name)
+	}
+	return errs
 }
 
 func (c *Config) validateProfile(name string, p *ProfileConfig) error {
@@ -96,10 +119,12 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 	if !ipc.ValidProfileName(name) { // the socket protocol's rule: every profile is reachable
 		bad("name", "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
 	}
-	if p.ClientID == "" {
+	bearer := p.AuthMethod() == spec.AuthJWTBearer // client and token URL may come from the key
+	if p.ClientID == "" && !bearer {
 		bad("client_id", "missing; set the client (application) id registered at the IdP")
 	}
 	switch {
+	case p.TokenURL == "" && p.Issuer == "" && bearer:
 	case p.TokenURL == "" && p.Issuer == "":
 		bad("token_url", "missing; set token_url, or issuer to discover it")
 	case p.TokenURL != "" && p.Issuer != "":
@@ -145,8 +170,36 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 		if p.AssertionX5t != "" && p.AssertionX5t != spec.ThumbprintNone && p.PrivateKey != "" && p.Certificate == "" {
 			bad("certificate", "assertion_x5t = %q needs the certificate (or use pkcs12)", p.AssertionX5t)
 		}
+	case spec.AuthJWTBearer:
+		switch {
+		case p.Credentials == "":
+			bad("credentials", `auth = "jwt_bearer" needs credentials = "file:sa.json", the service account's JSON key`)
+		case !IsReference(p.Credentials):
+			bad("credentials", "use file:PATH, env:NAME or systemd-credential:NAME, never the key itself")
+		}
+		for key, v := range map[string]string{"client_secret": p.ClientSecret, "private_key": p.PrivateKey, "pkcs12": p.PKCS12} {
+			if v != "" {
+				bad(key, "not used with jwt_bearer (the key is in credentials); remove it")
+			}
+		}
 	default:
-		bad("auth", "%q: use client_secret_basic, client_secret_post or private_key_jwt", p.Auth)
+		bad("auth", "%q: use client_secret_basic, client_secret_post, private_key_jwt or jwt_bearer", p.Auth)
+	}
+	if p.Credentials != "" && !bearer {
+		bad("credentials", `a service-account key is used with auth = "jwt_bearer"; remove auth = %q`, p.Auth)
+	}
+	if p.GCPMetadata != "" {
+		if err := CheckLoopbackAddress(p.GCPMetadata); err != nil {
+			bad("gcp_metadata", "%v", err)
+		}
+	}
+	if p.GCPProject != "" {
+		if p.GCPMetadata == "" {
+			bad("gcp_project", "applies to gcp_metadata, which is not set")
+		}
+		if !validProjectID(p.GCPProject) {
+			bad("gcp_project", "%q: a Google Cloud project id is 6-30 lowercase letters, digits and hyphens", ipc.SafeText(p.GCPProject))
+		}
 	}
 	for _, r := range p.Resource {
 		if err := checkResource(r); err != nil {
@@ -179,9 +232,26 @@ func (p *ProfileConfig) AuthMethod() string {
 		return p.Auth
 	case p.PrivateKey != "" || p.PKCS12 != "":
 		return spec.AuthPrivateKeyJWT
+	case p.Credentials != "":
+		return spec.AuthJWTBearer
 	default:
 		return spec.AuthClientSecretBasic
 	}
+}
+
+// validProjectID accepts a Google Cloud project id (6-30 characters:
+// lowercase letters, digits, hyphens; the organisation-scoped
+// "domain:id" form too).
+func validProjectID(id string) bool {
+	if len(id) < 6 || len(id) > 63 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == ':' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkResource applies RFC 8707 §2: an absolute URI without a fragment.

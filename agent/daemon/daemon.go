@@ -87,9 +87,10 @@ type Daemon struct {
 	agent      *agent.Agent
 	metricsLn  net.Addr
 	endpointLn net.Addr
-	held       []heldDoor // the TCP doors' listeners, for /v1/health
-	started    time.Time  // when Run began serving
-	reloaded   time.Time  // the last applied reload
+	gcpAddrs   map[string]string // profile → its gcp_metadata address
+	held       []heldDoor        // the TCP doors' listeners, for /v1/health
+	started    time.Time         // when Run began serving
+	reloaded   time.Time         // the last applied reload
 
 	requests  *requestLog // the doors' request lines, bounded
 	httpLimit *logLimit   // net/http's own error lines, bounded

@@ -189,6 +189,11 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		d.log.Info().Str("token_endpoint_https", httpsURL).Str("local_ca_cert", trust.Cert).
 			Msg("serving the token endpoint over TLS, with a certificate of the agent's local CA (callers trust local_ca_cert)")
 	}
+	gcp, err := d.openGCPDoors(a, &passed, observe, requests) // per-profile metadata servers
+	if err != nil {
+		return ds, err
+	}
+	ds = append(ds, gcp...)
 	if cfg.MetricsListen != "" {
 		mopts, err := metricsOptions(cfg)
 		if err != nil {

@@ -49,6 +49,9 @@ type SignerConfig struct {
 	// Thumbprint adds an x5t or x5t#S256 header from Certificate; empty or
 	// "none" adds none.
 	Thumbprint string
+	// Kid, if set, is the kid header: which of the account's keys signed
+	// (a service-account key's private_key_id).
+	Kid string
 }
 
 // Signer makes RFC 7523 client assertions (private_key_jwt).
@@ -89,6 +92,9 @@ func NewSigner(cfg SignerConfig) (*Signer, error) {
 		return nil, fmt.Errorf("idp: assertion: unsupported key type %T (use RSA or EC P-256)", cfg.Key)
 	}
 	s := &Signer{key: cfg.Key, method: jwt.GetSigningMethod(alg), header: map[string]string{}}
+	if cfg.Kid != "" {
+		s.header["kid"] = cfg.Kid
+	}
 	switch cfg.Thumbprint {
 	case "", ThumbprintNone:
 	case ThumbprintSHA1, ThumbprintSHA256:

@@ -39,6 +39,9 @@ const (
 	AuthClientSecretBasic = spec.AuthClientSecretBasic
 	AuthClientSecretPost  = spec.AuthClientSecretPost
 	AuthPrivateKeyJWT     = spec.AuthPrivateKeyJWT
+	// AuthJWTBearer is the RFC 7523 JWT-bearer grant of a service account
+	// (Config.Signer signs it; ClientID is the account's email).
+	AuthJWTBearer = spec.AuthJWTBearer
 )
 
 // MaxResponseBytes caps what is read from a token or discovery endpoint.
@@ -57,7 +60,8 @@ type Config struct {
 	ClientSecret string
 	// AuthMethod is one of the Auth* constants; empty means client_secret_basic.
 	AuthMethod string
-	// Signer signs client assertions; required for private_key_jwt.
+	// Signer signs client assertions; required for private_key_jwt and
+	// jwt_bearer.
 	Signer *Signer
 	// Scopes are sent space-separated as "scope".
 	Scopes []string
@@ -113,9 +117,9 @@ func New(cfg Config) (*Client, error) {
 		if cfg.ClientSecret == "" {
 			return nil, fmt.Errorf("idp: %s needs a client secret", cfg.AuthMethod)
 		}
-	case AuthPrivateKeyJWT:
+	case AuthPrivateKeyJWT, AuthJWTBearer:
 		if cfg.Signer == nil {
-			return nil, errors.New("idp: private_key_jwt needs a private key")
+			return nil, fmt.Errorf("idp: %s needs a private key", cfg.AuthMethod)
 		}
 	default:
 		return nil, fmt.Errorf("idp: unknown auth method %q", cfg.AuthMethod)
@@ -187,7 +191,16 @@ func (c *Client) Fetch(ctx context.Context) (*Response, error) {
 		return nil, err
 	}
 	form := url.Values{"grant_type": {"client_credentials"}}
-	if len(c.cfg.Scopes) > 0 {
+	if c.cfg.AuthMethod == AuthJWTBearer {
+		// RFC 7523 §2.1: the signed assertion is the grant, and carries
+		// the scope (as Google's token endpoint wants it); no client
+		// authentication.
+		assertion, err := c.cfg.Signer.GrantAssertion(c.cfg.ClientID, strings.Join(c.cfg.Scopes, " "), endpoint, c.now())
+		if err != nil {
+			return nil, &Error{Endpoint: endpoint, Err: err}
+		}
+		form = url.Values{"grant_type": {GrantJWTBearer}, "assertion": {assertion}}
+	} else if len(c.cfg.Scopes) > 0 {
 		form.Set("scope", strings.Join(c.cfg.Scopes, " "))
 	}
 	if c.cfg.Audience != "" {
@@ -232,7 +245,7 @@ func (c *Client) Fetch(ctx context.Context) (*Response, error) {
 	}
 	// An IdP may echo the request in its error text, which goes to logs,
 	// callers and status displays: the secrets are taken out first.
-	secrets := []string{c.cfg.ClientSecret, form.Get("client_assertion"), form.Encode()}
+	secrets := []string{c.cfg.ClientSecret, form.Get("client_assertion"), form.Get("assertion"), form.Encode()}
 	if c.cfg.ClientSecret != "" { // a Basic credential, however it was sent
 		for _, creds := range []string{url.QueryEscape(c.cfg.ClientID) + ":" + url.QueryEscape(c.cfg.ClientSecret), c.cfg.ClientID + ":" + c.cfg.ClientSecret} {
 			secrets = append(secrets, "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))

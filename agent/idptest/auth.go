@@ -7,12 +7,16 @@ package idptest
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -29,7 +33,11 @@ func requestClientID(r *http.Request) string {
 	if id := r.PostForm.Get("client_id"); id != "" {
 		return id
 	}
-	if a := r.PostForm.Get("client_assertion"); a != "" {
+	a := r.PostForm.Get("client_assertion")
+	if a == "" {
+		a = r.PostForm.Get("assertion") // the jwt-bearer grant's
+	}
+	if a != "" {
 		var claims jwt.RegisteredClaims
 		if _, _, err := jwt.NewParser().ParseUnverified(a, &claims); err == nil {
 			return claims.Issuer
@@ -114,6 +122,51 @@ func (s *Server) verifyAssertion(assertion, formClientID string) (*Client, *toke
 	return c, nil
 }
 
+// GrantJWTBearer is the RFC 7523 §2.1 grant type.
+const GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+// verifyGrant checks an RFC 7523 §2.1 authorization grant the way
+// Google's token endpoint does for a service-account key: signed RS256 by
+// the key of the client its iss names (Method "jwt_bearer"), aud the
+// token endpoint, iat and exp present, exp at most an hour after iat. It
+// returns the client and the scope the assertion asks for.
+func (s *Server) verifyGrant(assertion string) (*Client, string, *tokenError) {
+	bad := func(why string) *tokenError {
+		return &tokenError{http.StatusBadRequest, "invalid_grant", "assertion rejected: " + why}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var unverified jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(assertion, &unverified); err != nil {
+		return nil, "", bad("malformed")
+	}
+	c := s.clients[unverified.Issuer]
+	if c == nil || c.Method != "jwt_bearer" || c.PublicKey == nil {
+		return nil, "", bad("unknown service account")
+	}
+	var claims struct {
+		jwt.RegisteredClaims
+		Scope string `json:"scope"`
+	}
+	_, err := jwt.ParseWithClaims(assertion, &claims,
+		func(*jwt.Token) (any, error) { return c.PublicKey, nil },
+		jwt.WithValidMethods([]string{"RS256"}),
+		jwt.WithAudience(s.TokenURL),
+		jwt.WithIssuer(c.ID),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(s.now),
+		jwt.WithLeeway(30*time.Second),
+	)
+	if err != nil {
+		return nil, "", bad(err.Error())
+	}
+	if claims.IssuedAt == nil || claims.ExpiresAt.Sub(claims.IssuedAt.Time) > time.Hour {
+		return nil, "", bad("iat missing, or exp more than an hour after it")
+	}
+	return c, claims.Scope, nil
+}
+
 // SelfSigned returns a self-signed certificate for key, valid from an hour
 // ago for a day: what a test needs for x5t headers and PKCS#12 bundles.
 func SelfSigned(key crypto.Signer) (*x509.Certificate, error) {
@@ -128,4 +181,43 @@ func SelfSigned(key crypto.Signer) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("idptest: certificate: %w", err)
 	}
 	return x509.ParseCertificate(der)
+}
+
+// serviceAccountKey is the one service-account key of a process, apart
+// from the server's signing key (RSA generation is slow).
+var serviceAccountKey = sync.OnceValue(func() *rsa.PrivateKey {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic("idptest: generate key: " + err.Error()) // crypto/rand failing is not recoverable
+	}
+	return key
+})
+
+// AddServiceAccount registers a service account (a "jwt_bearer" client
+// whose ID is email, limited to scopes when any are given) and returns its
+// JSON key as Google issues it, with token_uri this server's token
+// endpoint: what a profile's credentials file holds.
+func (s *Server) AddServiceAccount(email string, scopes ...string) []byte {
+	s.AddClient(Client{ID: email, Method: "jwt_bearer", PublicKey: &serviceAccountKey().PublicKey, Scopes: scopes})
+	return ServiceAccountKey(email, s.TokenURL)
+}
+
+// ServiceAccountKey is the JSON key of the service account email, naming
+// tokenURI, before any server knows it (AddServiceAccount registers the
+// same key: there is one per process).
+func ServiceAccountKey(email, tokenURI string) []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(serviceAccountKey())
+	if err != nil {
+		panic("idptest: marshal key: " + err.Error())
+	}
+	out, _ := json.MarshalIndent(map[string]string{
+		"type":           "service_account",
+		"project_id":     "tokenagent-test",
+		"private_key_id": "idptest-sa-1",
+		"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email":   email,
+		"client_id":      "100000000000000000001",
+		"token_uri":      tokenURI,
+	}, "", "  ")
+	return out
 }

@@ -38,9 +38,11 @@ type Client struct {
 	// Secret authenticates client_secret_basic and client_secret_post.
 	Secret string
 	// Method is the only auth method accepted for this client:
-	// "client_secret_basic", "client_secret_post" or "private_key_jwt".
+	// "client_secret_basic", "client_secret_post" or "private_key_jwt";
+	// or "jwt_bearer" for a service account (ID its client_email) that
+	// signs RFC 7523 jwt-bearer grants.
 	Method string
-	// PublicKey verifies private_key_jwt assertions.
+	// PublicKey verifies private_key_jwt assertions and jwt_bearer grants.
 	PublicKey crypto.PublicKey
 	// Scopes, when set, are the scopes the client may ask for.
 	Scopes []string
@@ -240,13 +242,27 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.total++
 	s.lastForm[clientID] = r.PostForm
 	s.arrived.Broadcast()
-	if a := r.PostForm.Get("client_assertion"); a != "" {
-		s.assertions = append(s.assertions, a)
+	for _, a := range []string{r.PostForm.Get("client_assertion"), r.PostForm.Get("assertion")} {
+		if a != "" {
+			s.assertions = append(s.assertions, a)
+		}
 	}
 	fault := s.fault
 	s.mu.Unlock()
 
 	if fault != nil && s.applyFault(w, r, fault) {
+		return
+	}
+	if r.PostForm.Get("grant_type") == GrantJWTBearer {
+		client, scope, terr := s.verifyGrant(r.PostForm.Get("assertion"))
+		if terr == nil {
+			terr = s.checkScope(client, scope)
+		}
+		if terr != nil {
+			writeError(w, *terr)
+			return
+		}
+		s.issue(w, r, client, scope, fault)
 		return
 	}
 	client, terr := s.authenticate(r)
@@ -259,15 +275,24 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scope := r.PostForm.Get("scope")
-	if len(client.Scopes) > 0 {
-		for _, sc := range strings.Fields(scope) {
-			if !slices.Contains(client.Scopes, sc) {
-				writeError(w, tokenError{http.StatusBadRequest, "invalid_scope", fmt.Sprintf("scope %q is not allowed for this client", sc)})
-				return
-			}
-		}
+	if terr := s.checkScope(client, scope); terr != nil {
+		writeError(w, *terr)
+		return
 	}
 	s.issue(w, r, client, scope, fault)
+}
+
+// checkScope refuses a scope beyond the client's Scopes, when it has any.
+func (s *Server) checkScope(c *Client, scope string) *tokenError {
+	if len(c.Scopes) == 0 {
+		return nil
+	}
+	for _, sc := range strings.Fields(scope) {
+		if !slices.Contains(c.Scopes, sc) {
+			return &tokenError{http.StatusBadRequest, "invalid_scope", fmt.Sprintf("scope %q is not allowed for this client", sc)}
+		}
+	}
+	return nil
 }
 
 // applyFault answers per f; it reports false when the request should carry
@@ -396,7 +421,7 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 		"issuer":                                s.URL,
 		"token_endpoint":                        s.TokenURL,
 		"jwks_uri":                              s.URL + "/jwks",
-		"grant_types_supported":                 []string{"client_credentials"},
+		"grant_types_supported":                 []string{"client_credentials", GrantJWTBearer},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{"RS256", "PS256", "ES256"},
 	})

@@ -60,6 +60,8 @@ func TestProviderSnippets(t *testing.T) {
 				switch {
 				case strings.HasSuffix(m[1], ".p12"):
 					data, _ = pkcs12.Modern2023.Encode(key, cert, nil, dummy)
+				case strings.HasSuffix(m[1], ".json"): // a service-account key
+					data = idptest.ServiceAccountKey("docs@example.iam.gserviceaccount.com", "https://oauth2.googleapis.com/token")
 				case strings.Contains(m[1], "cert"):
 					data = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 				default:

@@ -20,7 +20,14 @@ const (
 	AuthClientSecretBasic = "client_secret_basic"
 	AuthClientSecretPost  = "client_secret_post"
 	AuthPrivateKeyJWT     = "private_key_jwt"
+	// AuthJWTBearer is not a client authentication but the RFC 7523 §2.1
+	// grant: a service-account key (Google's JSON key) signs an assertion
+	// that is itself the grant.
+	AuthJWTBearer = "jwt_bearer"
 )
+
+// GrantJWTBearer is the RFC 7523 grant_type of AuthJWTBearer.
+const GrantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 // Thumbprint header choices for client assertions.
 const (
@@ -34,7 +41,7 @@ const (
 // check and the client's use this one list).
 func ReservedParam(name string) bool {
 	switch name {
-	case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope", "audience", "resource":
+	case "grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "assertion", "scope", "audience", "resource":
 		return true
 	}
 	return false
