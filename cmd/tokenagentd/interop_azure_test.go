@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tokenagent/tokenagent/agent/idptest"
 )
@@ -125,6 +126,25 @@ func (a *azureAgent) env(t *testing.T, u *user.User) ([]string, string, error) {
 	return env, string(out), nil
 }
 
+func userName(u *user.User) string {
+	if u == nil {
+		return "this user"
+	}
+	return u.Username
+}
+
+// imdsOnly is env without App Service's variables: the SDKs then speak
+// IMDS to AZURE_POD_IDENTITY_AUTHORITY_HOST.
+func imdsOnly(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "IDENTITY_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // sdkAnswer is one process's JSON line: a token or an error.
 type sdkAnswer struct {
 	Token string `json:"token"`
@@ -135,6 +155,8 @@ type sdkAnswer struct {
 // sdkAnswer line, and returns them.
 func runAll(t *testing.T, n int, u *user.User, env []string, argv ...string) []sdkAnswer {
 	t.Helper()
+	start := time.Now()
+	defer func() { t.Logf("%d × %s %s as %v: %v", n, filepath.Base(argv[0]), argv[len(argv)-2], userName(u), time.Since(start).Round(time.Millisecond)) }()
 	answers := make([]sdkAnswer, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -232,13 +254,7 @@ func TestInteropAzureIdentityNode(t *testing.T) {
 	script := filepath.Join(dir, "token.mjs")
 	managed := a.sameToken(t, "ManagedIdentityCredential", runAll(t, azureProcesses, a.allowed, env, node, script, "managed", azureScope))
 	deflt := a.sameToken(t, "DefaultAzureCredential", runAll(t, azureProcesses, a.allowed, env, node, script, "default", azureScope))
-	var imdsEnv []string
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "IDENTITY_") {
-			imdsEnv = append(imdsEnv, kv)
-		}
-	}
-	imds := a.sameToken(t, "ManagedIdentityCredential over IMDS", runAll(t, 5, a.allowed, imdsEnv, node, script, "managed", azureScope))
+	imds := a.sameToken(t, "ManagedIdentityCredential over IMDS", runAll(t, 5, a.allowed, imdsOnly(env), node, script, "managed", azureScope))
 	if managed != deflt || managed != imds {
 		t.Error("the credentials got different tokens; want the agent's one")
 	}
@@ -262,8 +278,8 @@ except Exception as e:
 
 // TestInteropAzureIdentityPython: Debian's azure-identity for Python
 // (python3-azure), ManagedIdentityCredential and DefaultAzureCredential,
-// 20 processes each, configured only by env --for azure: one token, one
-// IdP request; an unlisted user gets errors.
+// 20 processes each, configured only by env --for azure, and 5 more
+// speaking IMDS: one token, one IdP request; an unlisted user gets errors.
 func TestInteropAzureIdentityPython(t *testing.T) {
 	if !interopAsked() {
 		t.Skip("interop tests are off; " + azureHowTo)
@@ -283,11 +299,12 @@ func TestInteropAzureIdentityPython(t *testing.T) {
 	t.Logf("library: azure-identity %s (Debian python3-azure)", strings.TrimSpace(string(version)))
 	managed := a.sameToken(t, "ManagedIdentityCredential", runAll(t, azureProcesses, a.allowed, env, python, "-c", azurePython, "managed", azureScope))
 	deflt := a.sameToken(t, "DefaultAzureCredential", runAll(t, azureProcesses, a.allowed, env, python, "-c", azurePython, "default", azureScope))
-	if managed != deflt {
+	imds := a.sameToken(t, "ManagedIdentityCredential over IMDS", runAll(t, 5, a.allowed, imdsOnly(env), python, "-c", azurePython, "managed", azureScope))
+	if managed != deflt || managed != imds {
 		t.Error("the credentials got different tokens; want the agent's one")
 	}
 	if n := a.idp.Requests(azureIdPClient); n != 1 {
-		t.Errorf("IdP requests for %d processes = %d, want 1", 2*azureProcesses, n)
+		t.Errorf("IdP requests for %d processes = %d, want 1", 2*azureProcesses+5, n)
 	}
 	a.refusedGetsNoToken(t, "ManagedIdentityCredential", env, python, "-c", azurePython, "managed", azureScope)
 	a.refusedGetsNoToken(t, "DefaultAzureCredential", env, python, "-c", azurePython, "default", azureScope)
