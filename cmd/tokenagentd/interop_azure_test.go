@@ -156,7 +156,9 @@ type sdkAnswer struct {
 func runAll(t *testing.T, n int, u *user.User, env []string, argv ...string) []sdkAnswer {
 	t.Helper()
 	start := time.Now()
-	defer func() { t.Logf("%d × %s %s as %v: %v", n, filepath.Base(argv[0]), argv[len(argv)-2], userName(u), time.Since(start).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("%d × %s %s as %v: %v", n, filepath.Base(argv[0]), argv[len(argv)-2], userName(u), time.Since(start).Round(time.Millisecond))
+	}()
 	answers := make([]sdkAnswer, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
