@@ -25,6 +25,10 @@ type FleetStats = ipc.FleetStats
 type doorIndex struct {
 	sources    *map[string]*source
 	byClientID map[string][]*source // sorted by profile name
+	// byResource are the profiles whose tokens are for one resource, by
+	// resourceKey: an Entra scope R/.default, or an audience or single
+	// RFC 8707 resource R. Sorted by profile name.
+	byResource map[string][]*source
 	// anyAccess is the union of every profile's allow list: a caller it
 	// does not admit may use no profile.
 	anyAccess access
@@ -36,10 +40,13 @@ func (a *Agent) doorIndexFor() *doorIndex {
 	if idx := a.doors.Load(); idx != nil && idx.sources == sources {
 		return idx
 	}
-	idx := &doorIndex{sources: sources, byClientID: map[string][]*source{}}
+	idx := &doorIndex{sources: sources, byClientID: map[string][]*source{}, byResource: map[string][]*source{}}
 	uids, gids := map[uint32]bool{}, map[uint32]bool{}
 	for _, s := range *sources {
 		idx.byClientID[s.prof.clientID] = append(idx.byClientID[s.prof.clientID], s)
+		for _, r := range profileResources(s.prof) {
+			idx.byResource[r] = append(idx.byResource[r], s)
+		}
 		for _, uid := range s.prof.access.UIDs {
 			uids[uid] = true
 		}
@@ -48,8 +55,10 @@ func (a *Agent) doorIndexFor() *doorIndex {
 		}
 	}
 	idx.anyAccess = access{UIDs: slices.Sorted(maps.Keys(uids)), GIDs: slices.Sorted(maps.Keys(gids))}
-	for _, list := range idx.byClientID {
-		slices.SortFunc(list, func(x, y *source) int { return strings.Compare(x.prof.name, y.prof.name) })
+	for _, byKey := range []map[string][]*source{idx.byClientID, idx.byResource} {
+		for _, list := range byKey {
+			slices.SortFunc(list, func(x, y *source) int { return strings.Compare(x.prof.name, y.prof.name) })
+		}
 	}
 	a.doors.Store(idx) // a racing Match may store an equal index: harmless
 	return idx
@@ -120,6 +129,81 @@ func (a *Agent) ClientID(profile string) string {
 		return s.prof.clientID
 	}
 	return ""
+}
+
+// MatchResource picks the one profile a cloud SDK means when it asks for
+// a token for q.Resource (Azure's managed identity protocols): among the
+// profiles caller may use, the one whose Entra scope is
+// Resource/.default, or whose audience or only resource is Resource — a
+// trailing slash on either side aside. q.ClientID (a profile's name or
+// IdP client id) or q.ResourceID (whose last path segment is a profile's
+// name) narrow the choice, as a user-assigned identity's do on Azure.
+// It returns the profile's name and IdP client id. The cost does not
+// grow with the number of profiles.
+//
+// Errors are *ipc.Error: ErrUnknownProfile (Denied) when no profile fits
+// (a denied profile is the same answer as none), ErrBadRequest when more
+// than one does.
+func (a *Agent) MatchResource(caller ipc.Caller, q ipc.ResourceMatch) (profile, clientID string, err error) {
+	idx := a.doorIndexFor()
+	var fits []*source
+	for _, s := range idx.byResource[resourceKey(q.Resource)] {
+		if !s.prof.access.allows(caller, a.uid) {
+			continue
+		}
+		if q.ClientID != "" && q.ClientID != s.prof.name && q.ClientID != s.prof.clientID {
+			continue
+		}
+		if q.ResourceID != "" && !resourceIDNames(q.ResourceID, s.prof.name) {
+			continue
+		}
+		fits = append(fits, s)
+	}
+	switch len(fits) {
+	case 1:
+		return fits[0].prof.name, fits[0].prof.clientID, nil
+	case 0:
+		return "", "", &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: true,
+			Description: fmt.Sprintf("no profile for resource %q that this caller may use", ipc.SafeText(q.Resource))}
+	}
+	names := make([]string, len(fits))
+	for i, s := range fits {
+		names[i] = s.prof.name
+	}
+	return "", "", &ipc.Error{Kind: ipc.ErrBadRequest, Code: "invalid_request",
+		Description: fmt.Sprintf("resource %q fits profiles %s; name one as client_id", ipc.SafeText(q.Resource), strings.Join(names, ", "))}
+}
+
+// profileResources are the resources a profile's tokens are for, as
+// resourceKeys: its Entra scopes' (R/.default), its audience, and its
+// RFC 8707 resource when it names one.
+func profileResources(p *profile) []string {
+	var out []string
+	for _, sc := range p.scopes {
+		if r, ok := strings.CutSuffix(sc, "/.default"); ok {
+			out = append(out, resourceKey(r))
+		}
+	}
+	if p.audience != "" {
+		out = append(out, resourceKey(p.audience))
+	}
+	if len(p.resource) == 1 {
+		out = append(out, resourceKey(p.resource[0]))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// resourceKey is a resource as the doors compare it: without trailing
+// slashes ("https://management.azure.com/" is "https://management.azure.com").
+func resourceKey(r string) string { return strings.TrimRight(r, "/") }
+
+// resourceIDNames reports whether an Azure resource id
+// (/subscriptions/…/userAssignedIdentities/NAME) names the profile: its
+// last path segment is the profile's name.
+func resourceIDNames(id, profile string) bool {
+	id = strings.TrimRight(id, "/")
+	return id[strings.LastIndexByte(id, '/')+1:] == profile
 }
 
 // MayUseAny reports whether caller may use at least one profile: the

@@ -92,6 +92,18 @@ type LocalCA struct {
 	TrustStorePassword string `json:"trust_store_password"`
 }
 
+// AzureIdentity is where Azure SDKs ask the agent for tokens.
+type AzureIdentity struct {
+	// Endpoint is the App Service protocol's URL (IDENTITY_ENDPOINT).
+	Endpoint string `json:"endpoint"`
+	// IMDSHost is the IMDS protocol's authority on the same listener
+	// (AZURE_POD_IDENTITY_AUTHORITY_HOST).
+	IMDSHost string `json:"imds_host"`
+	// Header is the X-IDENTITY-HEADER secret (IDENTITY_HEADER); "" unless
+	// this user may use some profile.
+	Header string `json:"header,omitempty"`
+}
+
 // Health is what the agent says about itself (GET /v1/health).
 type Health struct {
 	// Status is "ok" whenever the agent answers.
@@ -103,6 +115,9 @@ type Health struct {
 	// LocalCA names the files that make a caller trust it.
 	TokenEndpointHTTPS string   `json:"token_endpoint_https,omitempty"`
 	LocalCA            *LocalCA `json:"local_ca,omitempty"`
+	// AzureIdentity is the agent's Azure managed-identity endpoint; nil
+	// when it serves none.
+	AzureIdentity *AzureIdentity `json:"azure_identity,omitempty"`
 	// Store is the token store's state; nil when the agent does not say.
 	Store *StoreHealth `json:"store,omitempty"`
 	// Degraded names this user's profiles that cannot serve a token now

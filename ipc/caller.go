@@ -53,3 +53,14 @@ type ClientMatch struct {
 	Audience string
 	Resource []string
 }
+
+// ResourceMatch is what a cloud SDK asking an identity door (Azure's
+// managed identity protocols) names: the resource it wants a token for
+// and, for a user-assigned identity, which one — a client id (a
+// profile's name or its IdP client id) or a resource id (whose last path
+// segment is a profile's name).
+type ResourceMatch struct {
+	Resource   string
+	ClientID   string
+	ResourceID string
+}

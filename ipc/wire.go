@@ -191,6 +191,9 @@ type HealthResponse struct {
 	// caller trust it.
 	TokenEndpointHTTPS string   `json:"token_endpoint_https,omitempty"`
 	LocalCA            *LocalCA `json:"local_ca,omitempty"`
+	// AzureIdentity is the Azure managed-identity endpoint, when
+	// azure_identity_endpoint is set.
+	AzureIdentity *AzureIdentity `json:"azure_identity,omitempty"`
 	// Store is the token store's state.
 	Store *StoreHealth `json:"store,omitempty"`
 	// Degraded names the caller's profiles that cannot serve a token now
@@ -205,6 +208,19 @@ type HealthResponse struct {
 	// Status stays "ok": the agent answers, and restarting it would not
 	// free the port.
 	Doors []DoorHealth `json:"doors,omitempty"`
+}
+
+// AzureIdentity is where Azure SDKs ask the agent for tokens (the App
+// Service and IMDS managed-identity protocols), as /v1/health tells it.
+type AzureIdentity struct {
+	// Endpoint is the App Service protocol's URL (IDENTITY_ENDPOINT).
+	Endpoint string `json:"endpoint"`
+	// IMDSHost is the IMDS protocol's authority on the same listener
+	// (AZURE_POD_IDENTITY_AUTHORITY_HOST).
+	IMDSHost string `json:"imds_host"`
+	// Header is the agent's X-IDENTITY-HEADER secret (IDENTITY_HEADER),
+	// told only to callers who may use some profile; "" to others.
+	Header string `json:"header,omitempty"`
 }
 
 // DoorHealth is one address of a TCP door.

@@ -86,6 +86,13 @@ type Config struct {
 	// The CA's key, local-ca.key (0600), stays in the store's directory
 	// and never leaves the host.
 	LocalCACert string `toml:"local_ca_cert"`
+	// AzureIdentityEndpoint, if set, serves Azure's managed-identity
+	// protocols at this loopback address (such as "127.0.0.1:8733"): App
+	// Service's (IDENTITY_ENDPOINT, with the agent's IDENTITY_HEADER
+	// secret) and IMDS's (AZURE_POD_IDENTITY_AUTHORITY_HOST), for the
+	// Azure SDKs unmodified. The secret, azure-identity-header (0600), is
+	// made once in the store's directory. Off by default.
+	AzureIdentityEndpoint string `toml:"azure_identity_endpoint"`
 	// TokenEndpointUnidentified says what the token endpoint does with a
 	// caller the kernel cannot identify (on Linux, a client in another
 	// network namespace: a container reaching the endpoint through a

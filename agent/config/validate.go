@@ -57,6 +57,16 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("config %s: token_endpoint_https and token_endpoint are both %s; give each a port of its own", c.path, c.TokenEndpoint))
 		}
 	}
+	if c.AzureIdentityEndpoint != "" {
+		if err := CheckLoopbackAddress(c.AzureIdentityEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: azure_identity_endpoint: %w", c.path, err))
+		}
+		for _, other := range []string{c.TokenEndpoint, c.TokenEndpointHTTPS} {
+			if c.AzureIdentityEndpoint == other && !strings.HasSuffix(other, ":0") {
+				errs = append(errs, fmt.Errorf("config %s: azure_identity_endpoint and a token endpoint are both %s; give each a port of its own", c.path, other))
+			}
+		}
+	}
 	if c.LocalCACert != "" && c.TokenEndpointHTTPS == "" {
 		errs = append(errs, fmt.Errorf("config %s: local_ca_cert applies to token_endpoint_https, which is not set", c.path))
 	}

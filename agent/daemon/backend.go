@@ -54,3 +54,11 @@ type endpointBackend struct{ backend }
 func (e endpointBackend) Token(ctx context.Context, caller ipc.Caller, profile string) (*ipc.TokenResponse, error) {
 	return e.backend.Token(ctx, caller, localapi.TokenRequest{Profile: profile})
 }
+
+// azureBackend serves the engine to the Azure identity endpoint: the
+// engine's MatchResource, and a token as the socket serves it.
+type azureBackend struct{ backend }
+
+func (e azureBackend) Token(ctx context.Context, caller ipc.Caller, profile string) (*ipc.TokenResponse, error) {
+	return e.backend.Token(ctx, caller, localapi.TokenRequest{Profile: profile})
+}

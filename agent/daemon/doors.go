@@ -12,6 +12,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/secretref"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/ipc/azureid"
 	"github.com/tokenagent/tokenagent/ipc/door"
 	"github.com/tokenagent/tokenagent/ipc/localapi"
 	"github.com/tokenagent/tokenagent/ipc/metrics"
@@ -97,6 +98,7 @@ const (
 	doorEndpoint = "token endpoint"
 	doorHTTPS    = "token endpoint (https)"
 	doorMetrics  = "metrics"
+	doorAzure    = "azure identity endpoint"
 )
 
 // openDoors opens every door the configuration asks for — the socket, the
@@ -160,6 +162,31 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		}
 		return nil, err
 	}
+	// Azure's managed-identity protocols on a loopback port of their own,
+	// callers identified as on the token endpoint.
+	var aln net.Listener
+	var azure *ipc.AzureIdentity
+	var azureSecret string
+	if cfg.AzureIdentityEndpoint != "" {
+		if azureSecret, err = d.azureIdentityHeader(cfg); err == nil {
+			var h *door.Held
+			if h, err = d.holdLoopback(doorAzure, "azure_identity_endpoint", cfg.AzureIdentityEndpoint, passed.take(fdNameAzure, cfg.AzureIdentityEndpoint)); err == nil {
+				aln = door.LimitTCP(h, connectionLimits(cfg))
+				base := "http://" + h.Addr().String()
+				azure = &ipc.AzureIdentity{Endpoint: base + azureid.PathAppService, IMDSHost: base, Header: azureSecret}
+			} else {
+				err = fmt.Errorf("config %s: %w", cfg.Path(), err)
+			}
+		}
+		if err != nil {
+			for _, l := range []net.Listener{eln, hln, ln} {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return nil, err
+		}
+	}
 	observe := d.requests.observe
 	if audit := d.audit; audit != nil {
 		logged := observe
@@ -171,7 +198,8 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 	}
 	requests := &metrics.Requests{} // every door's, on the socket's /metrics
 	srv := localapi.New(localapi.Config{Backend: backend{a, d}, Metrics: a, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests,
-		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL, TokenEndpointHTTPS: httpsURL, LocalCA: trust, Doors: d.doorHealth})
+		ReadHeaderTimeout: d.opts.ReadHeaderTimeout, TokenEndpoint: endpointURL, TokenEndpointHTTPS: httpsURL, LocalCA: trust, Doors: d.doorHealth,
+		AzureIdentity: azure})
 	srv.SetErrorLog(httpErrorLog(d.log, doorSocket, d.httpLimit))
 	ds = append(ds, &runner{name: doorSocket, srv: srv, ln: ln})
 	if eln != nil {
@@ -194,6 +222,13 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		return ds, err
 	}
 	ds = append(ds, gcp...)
+	if aln != nil {
+		asrv := azureid.New(azureid.Config{Backend: azureBackend{backend{a, d}}, Secret: azureSecret, Observe: observe, AgentUID: uint32(os.Geteuid()), Requests: requests})
+		asrv.SetErrorLog(httpErrorLog(d.log, doorAzure, d.httpLimit))
+		ds = append(ds, &runner{name: doorAzure, srv: asrv, ln: aln})
+		d.log.Info().Str("azure_identity_endpoint", azure.Endpoint).Str("imds", azure.IMDSHost).
+			Msg("serving Azure's managed-identity protocols (App Service and IMDS) for the Azure SDKs")
+	}
 	if cfg.MetricsListen != "" {
 		mopts, err := metricsOptions(cfg)
 		if err != nil {

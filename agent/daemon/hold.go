@@ -18,6 +18,7 @@ const (
 	fdNameEndpoint = "token_endpoint"
 	fdNameHTTPS    = "token_endpoint_https"
 	fdNameMetrics  = "metrics_listen"
+	fdNameAzure    = "azure_identity_endpoint"
 )
 
 // heldDoor is a TCP door's listener and the setting it serves.

@@ -89,12 +89,13 @@ func findProfile(ctx context.Context, c *clientlib.Client, profile string) (*cli
 const insecureTransport = "OAUTHLIB_INSECURE_TRANSPORT"
 
 // forClientHelp describes --for's values, for env and exec.
-const forClientHelp = "zeebe (zeebe-node, the Zeebe Java and Go clients, zbctl), camunda (the Camunda 8 JavaScript SDK), oauth (TOKEN_URL, CLIENT_ID, CLIENT_SECRET, AUDIENCE, SCOPE), java, python or node (oauth's, and with --https that runtime's trust of the agent's CA), or gcp (the Google SDKs: GCE_METADATA_HOST, the profile's gcp_metadata)"
+const forClientHelp = "zeebe (zeebe-node, the Zeebe Java and Go clients, zbctl), camunda (the Camunda 8 JavaScript SDK), oauth (TOKEN_URL, CLIENT_ID, CLIENT_SECRET, AUDIENCE, SCOPE), java, python or node (oauth's, and with --https that runtime's trust of the agent's CA), " +
+	"azure (the Azure SDKs' managed identity: IDENTITY_ENDPOINT, IDENTITY_HEADER, AZURE_POD_IDENTITY_AUTHORITY_HOST) or gcp (the Google SDKs: GCE_METADATA_HOST, the profile's gcp_metadata)"
 
 // checkForClient refuses an unknown --for for command cmd.
 func checkForClient(cmd, forClient string) error {
-	if _, ok := clientKinds[forClient]; !ok && forClient != forGCP {
-		return cli.UsageError{Msg: fmt.Sprintf("%s: --for %q: use zeebe, camunda, oauth, java, python, node or gcp", cmd, forClient)}
+	if _, ok := clientKinds[forClient]; !ok && forClient != forAzure && forClient != forGCP {
+		return cli.UsageError{Msg: fmt.Sprintf("%s: --for %q: use zeebe, camunda, oauth, java, python, node, azure or gcp", cmd, forClient)}
 	}
 	return nil
 }
@@ -166,6 +167,9 @@ func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient stri
 	if err != nil {
 		return nil, clientExit(err)
 	}
+	if forClient == forAzure {
+		return azureEnv(ctx, c, h, profile, https)
+	}
 	url := h.TokenEndpoint
 	switch {
 	case https && (h.TokenEndpointHTTPS == "" || h.LocalCA == nil):
@@ -195,6 +199,44 @@ func clientEnv(ctx context.Context, c *clientlib.Client, profile, forClient stri
 	if len(p.Scopes) > 0 {
 		lines = append(lines, [2]string{k.scope, strings.Join(p.Scopes, " ")})
 	}
+	for i := range lines {
+		lines[i][1] = ipc.SafeText(lines[i][1])
+	}
+	return lines, nil
+}
+
+// forAzure is --for's value for the Azure SDKs.
+const forAzure = "azure"
+
+// azureEnv is the environment of the Azure SDKs' managed identity
+// (@azure/identity, azure-identity for Python, MSAL's; read off their
+// sources): App Service's variables, which both prefer, and IMDS's host
+// for clients that only speak IMDS. AZURE_CLIENT_ID (which
+// DefaultAzureCredential sends as client_id) pins the profile named,
+// where several fit the resource asked for. Not IMDS_ENDPOINT: beside
+// IDENTITY_ENDPOINT it means Azure Arc, another protocol.
+func azureEnv(ctx context.Context, c *clientlib.Client, h clientlib.Health, profile string, https bool) ([][2]string, error) {
+	az := h.AzureIdentity
+	switch {
+	case https:
+		return nil, errors.New("--for azure: the Azure SDKs' managed identity protocols are plain http on loopback; drop --https")
+	case az == nil:
+		return nil, errors.New("the agent serves no Azure identity endpoint; set azure_identity_endpoint = \"127.0.0.1:8733\" in its configuration and restart it")
+	}
+	profiles, err := c.Profiles(ctx)
+	if err != nil {
+		return nil, clientExit(err)
+	}
+	known := false
+	for _, p := range profiles {
+		known = known || p.Name == profile
+	}
+	if !known || az.Header == "" {
+		return nil, clientExit(fmt.Errorf("clientlib: %w", &clientlib.Error{Kind: clientlib.ErrUnknownProfile,
+			Description: fmt.Sprintf("no profile %q that you may use", profile)}))
+	}
+	lines := [][2]string{{"IDENTITY_ENDPOINT", az.Endpoint}, {"IDENTITY_HEADER", az.Header},
+		{"AZURE_POD_IDENTITY_AUTHORITY_HOST", az.IMDSHost}, {"AZURE_CLIENT_ID", profile}}
 	for i := range lines {
 		lines[i][1] = ipc.SafeText(lines[i][1])
 	}

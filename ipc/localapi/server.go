@@ -79,6 +79,10 @@ type Config struct {
 	// what makes a caller trust it, told in /v1/health.
 	TokenEndpointHTTPS string
 	LocalCA            *ipc.LocalCA
+	// AzureIdentity is the Azure managed-identity endpoint, told in
+	// /v1/health; its Header secret only to root, the agent's user and
+	// callers who may use some profile.
+	AzureIdentity *ipc.AzureIdentity
 	// Requests counts answered requests for /metrics; nil means a counter
 	// of this server's own (share one to count every door).
 	Requests *metrics.Requests
@@ -169,6 +173,13 @@ var handlers = map[string]func(*Server, http.ResponseWriter, *http.Request, *doo
 
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request, ev *door.RequestEvent, _ Route) {
 	h := ipc.HealthResponse{Status: "ok", TokenEndpoint: s.cfg.TokenEndpoint, TokenEndpointHTTPS: s.cfg.TokenEndpointHTTPS, LocalCA: s.cfg.LocalCA}
+	if az := s.cfg.AzureIdentity; az != nil {
+		told := *az
+		if ev.Caller.UID != 0 && ev.Caller.UID != s.cfg.AgentUID && (s.cfg.Backend == nil || !s.cfg.Backend.MayUseAny(ev.Caller)) {
+			told.Header = ""
+		}
+		h.AzureIdentity = &told
+	}
 	if s.cfg.Backend != nil {
 		st, info := s.cfg.Backend.StoreHealth(), s.cfg.Backend.Info()
 		h.Store, h.Agent = &st, &info
