@@ -153,6 +153,11 @@ func (s *Signer) Assertion(clientID, audience string, now time.Time) (string, er
 		"nbf": now.Unix(),
 		"exp": now.Add(assertionLifetime).Unix(),
 	}
+	return s.sign(claims)
+}
+
+// sign signs claims with the key, its header fields (kid, x5t …) set.
+func (s *Signer) sign(claims jwt.MapClaims) (string, error) {
 	tok := jwt.NewWithClaims(s.method, claims)
 	for k, v := range s.header {
 		tok.Header[k] = v

@@ -80,13 +80,5 @@ func (s *Signer) GrantAssertion(issuer, scope, audience string, now time.Time) (
 	if scope != "" {
 		claims["scope"] = scope
 	}
-	tok := jwt.NewWithClaims(s.method, claims)
-	for k, v := range s.header {
-		tok.Header[k] = v
-	}
-	signed, err := tok.SignedString(s.key)
-	if err != nil {
-		return "", fmt.Errorf("idp: assertion: sign with %s: %w", s.method.Alg(), err)
-	}
-	return signed, nil
+	return s.sign(claims)
 }

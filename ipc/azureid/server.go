@@ -106,16 +106,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	if why := door.LoopbackGuard(r); why != "" {
-		s.fail(w, &ev, http.StatusForbidden, "invalid_request", why, "")
+		door.Fail(w, &ev, http.StatusForbidden, "invalid_request", why, "")
 		return
 	}
 	if !known {
-		s.fail(w, &ev, http.StatusNotFound, "not_found",
+		door.Fail(w, &ev, http.StatusNotFound, "not_found",
 			fmt.Sprintf("no such path: App Service's is %s (IDENTITY_ENDPOINT), IMDS's %s", PathAppService, PathIMDS), "")
 		return
 	}
 	if r.Method != http.MethodGet {
-		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
+		door.Fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
 		return
 	}
 	req, why := s.parse(r, protocol == PathAppService)
@@ -124,17 +124,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if req.appService && why == errHeader {
 			status = http.StatusForbidden
 		}
-		s.fail(w, &ev, status, "invalid_request", why, "")
+		door.Fail(w, &ev, status, "invalid_request", why, "")
 		return
 	}
 	if credErr != nil {
 		if errors.Is(credErr, door.ErrNoResources) {
 			ev.Detail = fmt.Sprintf("could not identify the caller at %s: %v; raise the agent's file descriptor limit (LimitNOFILE) or lower max_connections", r.RemoteAddr, credErr)
-			s.fail(w, &ev, http.StatusServiceUnavailable, "temporarily_unavailable", "the agent is busy; retry shortly", "1")
+			door.Fail(w, &ev, http.StatusServiceUnavailable, "temporarily_unavailable", "the agent is busy; retry shortly", "1")
 			return
 		}
 		ev.Detail = fmt.Sprintf("could not identify the caller at %s (%v); refused: the Azure identity endpoint serves callers of this host's network namespace only", r.RemoteAddr, credErr)
-		s.fail(w, &ev, http.StatusForbidden, "forbidden", "the agent could not identify this caller", "")
+		door.Fail(w, &ev, http.StatusForbidden, "forbidden", "the agent could not identify this caller", "")
 		return
 	}
 	profile, clientID, err := s.cfg.Backend.MatchResource(caller, req.match)
@@ -234,27 +234,19 @@ func (s *Server) failToken(w http.ResponseWriter, ev *door.RequestEvent, err err
 		if e != nil && errors.Is(err, ipc.ErrUnknownProfile) && e.Description != "" {
 			desc = e.Description
 		}
-		s.fail(w, ev, http.StatusBadRequest, "invalid_request", desc, "")
+		door.Fail(w, ev, http.StatusBadRequest, "invalid_request", desc, "")
 	case errors.Is(err, ipc.ErrBadRequest):
-		s.fail(w, ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
+		door.Fail(w, ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
 	case errors.Is(err, ipc.ErrIdPRefused):
-		s.fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable",
+		door.Fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable",
 			"the agent's identity provider refused the agent ("+e.WireCode()+"); the operator can see why in tokenagent status", cmp.Or(retry, "1"))
 	default:
 		desc := "the agent has no valid token and cannot reach its identity provider"
 		if errors.Is(err, ipc.ErrShuttingDown) {
 			desc = "the agent is shutting down"
 		}
-		s.fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable", desc, cmp.Or(retry, "1"))
+		door.Fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable", desc, cmp.Or(retry, "1"))
 	}
-}
-
-func (s *Server) fail(w http.ResponseWriter, ev *door.RequestEvent, status int, code, description, retryAfter string) {
-	ev.Status, ev.Code, ev.Reason = status, code, description
-	if retryAfter != "" {
-		w.Header().Set("Retry-After", retryAfter)
-	}
-	door.WriteJSON(w, status, ipc.ErrorResponse{Error: code, ErrorDescription: description})
 }
 
 // answer is a token as both protocols write it: times as decimal strings,

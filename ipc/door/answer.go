@@ -88,3 +88,15 @@ func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// Fail answers an OAuth-style error ({"error","error_description"}, RFC
+// 6749 §5.2) with status, and a Retry-After when retryAfter is not "",
+// and records it in ev: what the token endpoint and the cloud identity
+// doors answer when they cannot serve.
+func Fail(w http.ResponseWriter, ev *RequestEvent, status int, code, description, retryAfter string) {
+	ev.Status, ev.Code, ev.Reason = status, code, description
+	if retryAfter != "" {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	WriteJSON(w, status, ipc.ErrorResponse{Error: code, ErrorDescription: description})
+}

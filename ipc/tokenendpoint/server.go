@@ -180,7 +180,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		}
 		if why := door.LoopbackGuard(r); why != "" {
 			ev := s.rec.Event(r)
-			s.fail(w, &ev, http.StatusForbidden, "invalid_request", why, "")
+			door.Fail(w, &ev, http.StatusForbidden, "invalid_request", why, "")
 			s.done(&ev)
 			return
 		}
@@ -210,7 +210,7 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	ev := s.rec.Event(r)
 	defer s.done(&ev)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
+		door.Fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
 		return
 	}
 	scheme := "http://"
@@ -238,7 +238,7 @@ func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	ev := s.rec.Event(r)
 	defer s.done(&ev)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
+		door.Fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use GET", "")
 		return
 	}
 	ev.Status = http.StatusOK
@@ -260,12 +260,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	ev := s.rec.Event(r)
 	defer s.done(&ev)
 	if r.Method != http.MethodPost {
-		s.fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use POST with a form-encoded body (RFC 6749 §4.4)", "")
+		door.Fail(w, &ev, http.StatusMethodNotAllowed, "invalid_request", "use POST with a form-encoded body (RFC 6749 §4.4)", "")
 		return
 	}
 	req, code, why := parseRequest(w, r)
 	if code != "" {
-		s.fail(w, &ev, http.StatusBadRequest, code, why, "")
+		door.Fail(w, &ev, http.StatusBadRequest, code, why, "")
 		return
 	}
 	q := ipc.ClientMatch{ClientID: req.clientID, Secret: req.secret, Scopes: req.scopes, Audience: req.audience, Resource: req.resource}
@@ -287,7 +287,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 			s.refuseClient(w, &ev, req, e.Description)
 			return
 		}
-		s.fail(w, &ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
+		door.Fail(w, &ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
 		return
 	}
 	ev.Profile = profile
@@ -309,7 +309,7 @@ func (s *Server) refuseClient(w http.ResponseWriter, ev *door.RequestEvent, req 
 		w.Header().Set("WWW-Authenticate", `Basic realm="tokenagent"`)
 	}
 	ev.Denied = true
-	s.fail(w, ev, http.StatusUnauthorized, "invalid_client", description, "")
+	door.Fail(w, ev, http.StatusUnauthorized, "invalid_client", description, "")
 }
 
 // matchUnidentified picks the profile of a caller nobody could identify
@@ -325,7 +325,7 @@ func (s *Server) matchUnidentified(w http.ResponseWriter, r *http.Request, ev *d
 	switch {
 	case errors.Is(credErr, door.ErrNoResources):
 		ev.Detail = fmt.Sprintf("could not identify %s: %v; raise the agent's file descriptor limit (LimitNOFILE) or lower max_connections", where, credErr)
-		s.fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable", "the agent is busy; retry shortly", "1")
+		door.Fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable", "the agent is busy; retry shortly", "1")
 		return "", false
 	case !s.secretOnly():
 		ev.Detail = fmt.Sprintf("could not identify %s (%v); refused. If callers come from another network namespace (a container), "+
@@ -336,7 +336,7 @@ func (s *Server) matchUnidentified(w http.ResponseWriter, r *http.Request, ev *d
 	source := "client_id " + strconv.Quote(ipc.SafeText(req.clientID))
 	now := time.Now()
 	if wait := s.wrongSecrets.wait(source, now); wait > 0 {
-		s.fail(w, ev, http.StatusTooManyRequests, "slow_down", "too many wrong client secrets for this client; retry later",
+		door.Fail(w, ev, http.StatusTooManyRequests, "slow_down", "too many wrong client secrets for this client; retry later",
 			strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		return "", false
 	}
@@ -347,7 +347,7 @@ func (s *Server) matchUnidentified(w http.ResponseWriter, r *http.Request, ev *d
 	}
 	e := asError(err)
 	if e.Kind != ipc.ErrUnknownProfile {
-		s.fail(w, ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
+		door.Fail(w, ev, http.StatusBadRequest, cmp.Or(e.Code, "invalid_request"), e.Description, "")
 		return "", false
 	}
 	ev.Detail = fmt.Sprintf("%s (unidentified: %v) sent no local_secret of a profile it names", where, credErr)
@@ -438,23 +438,15 @@ func (s *Server) failToken(w http.ResponseWriter, ev *door.RequestEvent, err err
 	switch {
 	case errors.Is(err, ipc.ErrUnknownProfile), errors.Is(err, ipc.ErrForbidden):
 		ev.Denied = e != nil && e.Denied
-		s.fail(w, ev, http.StatusUnauthorized, "invalid_client", "no such profile for this caller", "")
+		door.Fail(w, ev, http.StatusUnauthorized, "invalid_client", "no such profile for this caller", "")
 	case errors.Is(err, ipc.ErrIdPRefused):
-		s.fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable",
+		door.Fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable",
 			"the agent's identity provider refused the agent ("+e.WireCode()+"); the operator can see why in tokenagent status", retry)
 	default:
 		desc := "the agent has no valid token and cannot reach its identity provider"
 		if errors.Is(err, ipc.ErrShuttingDown) {
 			desc = "the agent is shutting down"
 		}
-		s.fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable", desc, cmp.Or(retry, "1"))
+		door.Fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable", desc, cmp.Or(retry, "1"))
 	}
-}
-
-func (s *Server) fail(w http.ResponseWriter, ev *door.RequestEvent, status int, code, description, retryAfter string) {
-	ev.Status, ev.Code, ev.Reason = status, code, description
-	if retryAfter != "" {
-		w.Header().Set("Retry-After", retryAfter)
-	}
-	door.WriteJSON(w, status, ipc.ErrorResponse{Error: code, ErrorDescription: description})
 }
