@@ -29,6 +29,10 @@ grep -q "no profiles" <<<"$out" || fail "check-config of the packaged config: $o
 withprofile=$(mktemp -d)/agent.toml # a copy: the installed conffile stays as shipped
 cp /etc/tokenagent/agent.toml "$withprofile"
 printf '\n[profiles.ci]\ntoken_url = "https://idp.example/token"\nclient_id = "ci"\nclient_secret = "env:HOME"\n' >>"$withprofile"
+# check-config as root judges files as the package's user, who must be
+# able to read the copy as it can read /etc/tokenagent/agent.toml.
+chmod 0755 "$(dirname "$withprofile")"
+chgrp tokenagent "$withprofile" && chmod 0640 "$withprofile"
 out=$(tokenagentd check-config "$withprofile")
 echo "$out"
 grep -q "ok, 1 profile(s): ci" <<<"$out" || fail "check-config with a profile: $out"
