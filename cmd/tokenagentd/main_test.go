@@ -43,6 +43,11 @@ func TestMain(m *testing.M) {
 	// What check-config judges must not depend on whether this host has
 	// the package's user (TestCheckConfigDefaultsToPackageUser sets it).
 	packageUser = ""
+	// Nor on what this host keeps at the default socket path (a package
+	// installed here makes /run/tokenagent the service user's, which a
+	// root agent rightly refuses): a test that names no socket gets one
+	// of its own.
+	os.Setenv("TOKENAGENT_SOCKET", filepath.Join(dir, "run", "agent.sock"))
 	// A whole-package run (no -run) needs both binaries: link them while
 	// the first tests run, rather than when the first daemon test asks.
 	flag.Parse()
