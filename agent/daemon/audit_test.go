@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/ipc"
 )
 
@@ -61,7 +62,7 @@ func TestAuditLogOneLinePerTokenAcrossRotation(t *testing.T) {
 	dir := t.TempDir()
 	audit := filepath.Join(dir, "log", "audit.log")
 	f := newFixture(t, fmt.Sprintf("token_endpoint = \"127.0.0.1:0\"\naudit_log = %q", audit))
-	d := f.daemon(t)
+	d, log := f.loggedDaemon(t, daemon.Options{})
 	_, stop := serve(t, d)
 	stopped := false
 	defer func() {
@@ -73,6 +74,7 @@ func TestAuditLogOneLinePerTokenAcrossRotation(t *testing.T) {
 	form := "grant_type=client_credentials&client_id=p&client_secret=unused"
 	var tokens sync.Map // every access token handed out
 	var handed atomic.Int64
+	twoHundred := make(chan struct{}) // closed at the 200th token
 	// One request per connection: each line's (door, conn) is unique.
 	token := func(t *testing.T, onEndpoint bool) {
 		var req *http.Request
@@ -92,7 +94,9 @@ func TestAuditLogOneLinePerTokenAcrossRotation(t *testing.T) {
 		}
 		json.Unmarshal([]byte(body), &tok)
 		tokens.Store(tok.AccessToken, true)
-		handed.Add(1)
+		if handed.Add(1) == 200 {
+			close(twoHundred)
+		}
 	}
 	for i := range 100 {
 		token(t, i%4 == 0)
@@ -121,21 +125,16 @@ func TestAuditLogOneLinePerTokenAcrossRotation(t *testing.T) {
 			}
 		})
 	}
-	for handed.Load() < 200 {
-		time.Sleep(time.Millisecond)
-	}
+	<-twoHundred
 	if err := os.Rename(audit, audit+".1"); err != nil {
 		t.Fatal(err)
 	}
-	d.Reload()
-	for i := 0; ; i++ { // the reload runs in Run's loop
-		if _, err := os.Stat(audit); err == nil {
-			break
-		}
-		if i == 10000 {
-			t.Fatal("the audit log was not reopened at its path after a reload")
-		}
-		time.Sleep(time.Millisecond)
+	d.Reload() // run in Run's loop: it says when the file is open again
+	if !log.waitFor("audit log reopened", 10*time.Second) {
+		t.Fatalf("the audit log was not reopened after a reload:\n%s", log.String())
+	}
+	if _, err := os.Stat(audit); err != nil {
+		t.Fatalf("the audit log was not reopened at its path after a reload: %v", err)
 	}
 	rotated.Store(true)
 	wg.Wait()

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -61,12 +62,30 @@ func (f fixture) write(t *testing.T, top string, profiles ...string) {
 
 func (f fixture) daemon(t *testing.T) *daemon.Daemon {
 	t.Helper()
+	log := zerolog.Nop()
+	return f.daemonWith(t, daemon.Options{Logger: &log})
+}
+
+// loggedDaemon is daemonWith opts and its log (info and above) in the
+// returned buffer, for tests that wait for what it says.
+func (f fixture) loggedDaemon(t *testing.T, opts daemon.Options) (*daemon.Daemon, *syncBuffer) {
+	t.Helper()
+	buf := &syncBuffer{}
+	log := zerolog.New(buf).Level(zerolog.InfoLevel)
+	opts.Logger = &log
+	return f.daemonWith(t, opts), buf
+}
+
+// daemonWith makes the fixture's daemon with opts (Config, ConfigPath,
+// Socket and NoSignals are the fixture's).
+func (f fixture) daemonWith(t *testing.T, opts daemon.Options) *daemon.Daemon {
+	t.Helper()
 	cfg, err := secretref.LoadConfig(f.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := zerolog.Nop()
-	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: f.config, Socket: f.socket, Logger: &log, NoSignals: true})
+	opts.Config, opts.ConfigPath, opts.Socket, opts.NoSignals = cfg, f.config, f.socket, true
+	d, err := daemon.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,8 +438,8 @@ func TestLogLevelAppliesOnReload(t *testing.T) {
 	log.Debug().Msg("probe before the reload")
 	f.write(t, `log_level = "debug"`, "p")
 	d.Reload()
-	for !strings.Contains(buf.String(), "configuration reloaded") {
-		runtime.Gosched()
+	if !buf.waitFor("configuration reloaded", 10*time.Second) {
+		t.Fatalf("no reload within 10s:\n%s", buf.String())
 	}
 	log.Debug().Msg("probe after the reload")
 	if out := buf.String(); strings.Contains(out, "probe before") || !strings.Contains(out, "probe after") {
@@ -432,14 +451,42 @@ func TestLogLevelAppliesOnReload(t *testing.T) {
 
 // syncBuffer is a bytes.Buffer safe for the logger's and the test's use.
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	written chan struct{} // closed by the next Write (waitFor's), then nil
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.written != nil {
+		close(b.written)
+		b.written = nil
+	}
 	return b.buf.Write(p)
+}
+
+// waitFor waits until the log holds s, woken by each write rather than
+// polling, for at most within; it reports whether the log holds s.
+func (b *syncBuffer) waitFor(s string, within time.Duration) bool {
+	timeout := time.After(within)
+	for {
+		b.mu.Lock()
+		if strings.Contains(b.buf.String(), s) {
+			b.mu.Unlock()
+			return true
+		}
+		if b.written == nil {
+			b.written = make(chan struct{})
+		}
+		written := b.written
+		b.mu.Unlock()
+		select {
+		case <-written:
+		case <-timeout:
+			return false
+		}
+	}
 }
 
 func (b *syncBuffer) String() string {

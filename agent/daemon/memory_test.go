@@ -2,13 +2,11 @@ package daemon_test
 
 import (
 	"runtime/debug"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/daemon"
-	"github.com/tokenagent/tokenagent/agent/secretref"
 )
 
 // TestMemoryLimitAppliedAndReloaded: a daemon that manages its process's
@@ -19,16 +17,7 @@ func TestMemoryLimitAppliedAndReloaded(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })
 	f := newFixture(t, "")
-	cfg, err := secretref.LoadConfig(f.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf syncBuffer
-	log := daemon.NewLogger(cfg, &buf)
-	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: f.config, Socket: f.socket, Logger: &log, NoSignals: true, ManageMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, buf := f.loggedDaemon(t, daemon.Options{ManageMemory: true})
 	_, stop := serve(t, d)
 	defer stop()
 	if got := debug.SetMemoryLimit(-1); got != config.DefaultMemoryLimit {
@@ -36,8 +25,8 @@ func TestMemoryLimitAppliedAndReloaded(t *testing.T) {
 	}
 	f.write(t, `memory_limit = "96MiB"`, "p")
 	d.Reload()
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(buf.String(), "configuration reloaded") && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+	if !buf.waitFor("configuration reloaded", 10*time.Second) {
+		t.Fatalf("no reload within 10s:\n%s", buf.String())
 	}
 	if got := debug.SetMemoryLimit(-1); got != 96<<20 {
 		t.Errorf("memory limit after a reload to 96MiB: %d, want %d\n%s", got, 96<<20, buf.String())
