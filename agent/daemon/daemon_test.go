@@ -62,29 +62,31 @@ func (f fixture) write(t *testing.T, top string, profiles ...string) {
 
 func (f fixture) daemon(t *testing.T) *daemon.Daemon {
 	t.Helper()
-	log := zerolog.Nop()
-	return f.daemonWith(t, daemon.Options{Logger: &log})
+	return f.daemonWith(t, daemon.Options{}, nil)
 }
 
-// loggedDaemon is daemonWith opts and its log (info and above) in the
-// returned buffer, for tests that wait for what it says.
+// loggedDaemon is daemonWith opts, logging as tokenagentd does
+// (daemon.NewLogger, the configuration's level) into the returned buffer,
+// for tests that read or wait for what it says.
 func (f fixture) loggedDaemon(t *testing.T, opts daemon.Options) (*daemon.Daemon, *syncBuffer) {
 	t.Helper()
 	buf := &syncBuffer{}
-	log := zerolog.New(buf).Level(zerolog.InfoLevel)
-	opts.Logger = &log
-	return f.daemonWith(t, opts), buf
+	return f.daemonWith(t, opts, buf), buf
 }
 
 // daemonWith makes the fixture's daemon with opts (Config, ConfigPath,
-// Socket and NoSignals are the fixture's).
-func (f fixture) daemonWith(t *testing.T, opts daemon.Options) *daemon.Daemon {
+// Socket and NoSignals are the fixture's), logging to logTo (nil: no log).
+func (f fixture) daemonWith(t *testing.T, opts daemon.Options, logTo io.Writer) *daemon.Daemon {
 	t.Helper()
 	cfg, err := secretref.LoadConfig(f.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Config, opts.ConfigPath, opts.Socket, opts.NoSignals = cfg, f.config, f.socket, true
+	log := zerolog.Nop()
+	if logTo != nil {
+		log = daemon.NewLogger(cfg, logTo)
+	}
+	opts.Config, opts.ConfigPath, opts.Socket, opts.NoSignals, opts.Logger = cfg, f.config, f.socket, true, &log
 	d, err := daemon.New(opts)
 	if err != nil {
 		t.Fatal(err)

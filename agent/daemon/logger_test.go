@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/tokenagent/tokenagent/agent/daemon"
-	"github.com/tokenagent/tokenagent/agent/secretref"
 )
 
 // socketClient is an HTTP client for the daemon's socket.
@@ -56,16 +55,7 @@ func postForm(u, form string) *http.Request {
 // denial and the first refusal are still there.
 func TestLogVolumeDoesNotGrowWithRequests(t *testing.T) {
 	f := newFixture(t, `token_endpoint = "127.0.0.1:0"`)
-	cfg, err := secretref.LoadConfig(f.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf syncBuffer
-	log := daemon.NewLogger(cfg, &buf)
-	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: f.config, Socket: f.socket, Logger: &log, NoSignals: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, buf := f.loggedDaemon(t, daemon.Options{})
 	_, stop := serve(t, d)
 	stopped := false
 	defer func() {
