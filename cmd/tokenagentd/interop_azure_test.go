@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -159,31 +158,18 @@ func runAll(t *testing.T, n int, u *user.User, env []string, argv ...string) []s
 	defer func() {
 		t.Logf("%d × %s %s as %v: %v", n, filepath.Base(argv[0]), argv[len(argv)-2], userName(u), time.Since(start).Round(time.Millisecond))
 	}()
+	outs := concurrently(t, strings.Join(argv, " "), n, func(int) *exec.Cmd {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Dir = testDir
+		cmd.Env = env
+		runAsUser(cmd, u)
+		return cmd
+	})
 	answers := make([]sdkAnswer, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			cmd := exec.Command(argv[0], argv[1:]...)
-			cmd.Dir = testDir
-			cmd.Env = env
-			runAsUser(cmd, u)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-			if err == nil {
-				err = json.Unmarshal([]byte(lines[len(lines)-1]), &answers[i])
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("%v: stdout %q, stderr %.2000s", err, out, stderr.String())
-			}
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("%s, process %d of %d: %v", strings.Join(argv, " "), i, n, err)
+	for i, out := range outs {
+		lines := strings.Split(out, "\n")
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &answers[i]); err != nil {
+			t.Fatalf("%s, process %d of %d: %v: stdout %q", strings.Join(argv, " "), i, n, err, out)
 		}
 	}
 	return answers

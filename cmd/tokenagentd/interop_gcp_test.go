@@ -6,10 +6,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/tokenagent/tokenagent/agent/idptest"
@@ -114,36 +111,25 @@ gcp_project = "tokenagent-interop"
 	if out, err := exec.Command("chmod", "-R", "a+rX", work).CombinedOutput(); err != nil {
 		t.Fatalf("chmod %s: %v %s", work, err, out)
 	}
-	run := func(u *user.User) (string, string, error) {
+	command := func(u *user.User) *exec.Cmd {
 		cmd := exec.Command(node, "--input-type=module", "-e", snippet)
 		cmd.Dir = work
 		cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + work}, env...)
-		if u != nil {
-			uid, _ := strconv.Atoi(u.Uid)
-			gid, _ := strconv.Atoi(u.Gid)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
-		}
+		runAsUser(cmd, u)
+		return cmd
+	}
+	run := func(u *user.User) (string, string, error) {
+		cmd := command(u)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		return strings.TrimSpace(string(out)), stderr.String(), err
 	}
 
-	tokens := make([]string, gcpProcesses)
-	errs := make([]error, gcpProcesses)
-	var wg sync.WaitGroup
+	tokens := concurrently(t, "Node (google-auth-library)", gcpProcesses, func(int) *exec.Cmd { return command(allowed) })
 	for i := range gcpProcesses {
-		wg.Go(func() {
-			var stderr string
-			if tokens[i], stderr, errs[i] = run(allowed); errs[i] != nil {
-				errs[i] = fmt.Errorf("%v: %.1000s", errs[i], stderr)
-			}
-		})
-	}
-	wg.Wait()
-	for i := range gcpProcesses {
-		if errs[i] != nil || tokens[i] == "" || tokens[i] != tokens[0] {
-			t.Fatalf("Node process %d of %d: %v: %.300q; want the token process 0 got", i, gcpProcesses, errs[i], tokens[i])
+		if tokens[i] == "" || tokens[i] != tokens[0] {
+			t.Fatalf("Node process %d of %d: %.300q; want the token process 0 got", i, gcpProcesses, tokens[i])
 		}
 	}
 	if claims, err := idp.VerifyToken(tokens[0]); err != nil || claims["sub"] != email || claims["scope"] != scope {

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tokenagent/tokenagent/agent/idptest"
@@ -108,26 +107,14 @@ scopes = [%q]
 			t.Fatalf("env --for %s --https printed no https TOKEN_URL:\n%s", tc.runtime, out)
 		}
 		env = append(env, "AUTHORITY="+authority)
-		sums := make([]string, msalProcesses)
-		errs := make([]error, msalProcesses)
-		var wg sync.WaitGroup
+		sums := concurrently(t, tc.lib, msalProcesses, func(int) *exec.Cmd {
+			cmd := exec.Command(tc.argv[0], tc.argv[1:]...)
+			cmd.Env = env
+			return cmd
+		})
 		for i := range msalProcesses {
-			wg.Go(func() {
-				cmd := exec.Command(tc.argv[0], tc.argv[1:]...)
-				cmd.Env = env
-				var stderr strings.Builder
-				cmd.Stderr = &stderr
-				out, err := cmd.Output()
-				if err != nil {
-					errs[i] = fmt.Errorf("%v: %.400s", err, stderr.String())
-				}
-				sums[i] = strings.TrimSpace(string(out))
-			})
-		}
-		wg.Wait()
-		for i := range msalProcesses {
-			if errs[i] != nil || sums[i] != want {
-				t.Fatalf("%s process %d of %d: %v, token sha256 %q; want the agent's %q", tc.lib, i, msalProcesses, errs[i], sums[i], want)
+			if sums[i] != want {
+				t.Fatalf("%s process %d of %d: token sha256 %q; want the agent's %q", tc.lib, i, msalProcesses, sums[i], want)
 			}
 		}
 		t.Logf("%d %s processes (authority %s): the agent's token, %d IdP token request(s) so far", msalProcesses, tc.lib, authority, idp.Requests(idpClient))

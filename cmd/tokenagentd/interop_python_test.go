@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tokenagent/tokenagent/agent/idptest"
@@ -91,16 +90,14 @@ scopes = ["orders:read"]
 	}
 	all := func(env []string) string {
 		t.Helper()
-		tokens := make([]string, pythonProcesses)
-		errs := make([]error, pythonProcesses)
-		var wg sync.WaitGroup
+		tokens := concurrently(t, "Python (requests-oauthlib)", pythonProcesses, func(int) *exec.Cmd {
+			cmd := exec.Command(python, "-c", snippet)
+			cmd.Env = env
+			return cmd
+		})
 		for i := range pythonProcesses {
-			wg.Go(func() { tokens[i], errs[i] = run(env) })
-		}
-		wg.Wait()
-		for i := range pythonProcesses {
-			if errs[i] != nil || tokens[i] != tokens[0] {
-				t.Fatalf("Python process %d of %d: %v: %.300s; want the token process 0 got", i, pythonProcesses, errs[i], tokens[i])
+			if tokens[i] != tokens[0] {
+				t.Fatalf("Python process %d of %d: %.300s; want the token process 0 got", i, pythonProcesses, tokens[i])
 			}
 		}
 		return tokens[0]

@@ -373,3 +373,32 @@ func TestInteropZeebeEnvironment(t *testing.T) {
 	// trusts it only when told to.
 	s.verify(t, tokenViaCLI(t, socket, "zeebe", "TOKENAGENT_AGENT_UID=65534"), "zeebe-worker", "api:read")
 }
+
+// concurrently runs n processes at once, each made by cmd(i), and returns
+// the standard output of each, trimmed. A process that fails fails the
+// test, named as what, process i of n, with its standard error.
+func concurrently(t *testing.T, what string, n int, cmd func(i int) *exec.Cmd) []string {
+	t.Helper()
+	outs := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		c := cmd(i)
+		wg.Go(func() {
+			var stderr strings.Builder
+			c.Stderr = &stderr
+			out, err := c.Output()
+			outs[i] = strings.TrimSpace(string(out))
+			if err != nil {
+				errs[i] = fmt.Errorf("%v: stdout %.300q, stderr %.2000s", err, outs[i], stderr.String())
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s, process %d of %d: %v", what, i, n, err)
+		}
+	}
+	return outs
+}

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tokenagent/tokenagent/clientlib"
@@ -33,36 +32,17 @@ func zeebeWorkers(t *testing.T, n int, tokenURL, clientID, secret string) []stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums := make([]string, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		cache := t.TempDir()
-		wg.Go(func() {
-			cmd := exec.Command(node, script)
-			cmd.Env = append(os.Environ(),
-				"ZEEBE_AUTHORIZATION_SERVER_URL="+tokenURL,
-				"ZEEBE_CLIENT_ID="+clientID,
-				"ZEEBE_CLIENT_SECRET="+secret,
-				"ZEEBE_TOKEN_AUDIENCE="+zeebeAudience,
-				"ZEEBE_TOKEN_CACHE_DIR="+cache,
-				"ZEEBE_ADDRESS=127.0.0.1:26500")
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				errs[i] = fmt.Errorf("%v: %s", err, stderr.String())
-			}
-			sums[i] = strings.TrimSpace(string(out))
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("zeebe-node process %d of %d: %v", i, n, err)
-		}
-	}
-	return sums
+	return concurrently(t, "zeebe-node", n, func(int) *exec.Cmd {
+		cmd := exec.Command(node, script)
+		cmd.Env = append(os.Environ(),
+			"ZEEBE_AUTHORIZATION_SERVER_URL="+tokenURL,
+			"ZEEBE_CLIENT_ID="+clientID,
+			"ZEEBE_CLIENT_SECRET="+secret,
+			"ZEEBE_TOKEN_AUDIENCE="+zeebeAudience,
+			"ZEEBE_TOKEN_CACHE_DIR="+t.TempDir(),
+			"ZEEBE_ADDRESS=127.0.0.1:26500")
+		return cmd
+	})
 }
 
 // TestInteropZeebeNodeSharesOneStream is the mission in one test: 50
