@@ -314,16 +314,22 @@ func (a *Agent) onSource(caller ipc.Caller, profile string, minValid time.Durati
 // on one snapshot of the profiles: a reload cannot slip in between.
 func (a *Agent) lookup(caller ipc.Caller, profile string) (*source, error) {
 	s := (*a.sources.Load())[profile]
-	switch {
-	case s == nil && (caller.UID == 0 || caller.UID == a.uid):
+	if s == nil && (caller.UID == 0 || caller.UID == a.uid) {
 		return nil, ipc.Errorf(ipc.ErrUnknownProfile, fmt.Sprintf("no profile %q is configured", profile))
-	case s == nil, !s.prof.access.allows(caller, a.uid):
+	}
+	var rule, why string
+	if s != nil {
+		rule, why = s.prof.access.decide(caller, a.uid)
+	}
+	if rule == "" {
 		// The same answer whether the profile is missing or not theirs, in
 		// process and over the socket, so that nobody can list the profile
-		// names by guessing; Denied tells the audit log which it was.
-		return nil, &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: s != nil, Description: fmt.Sprintf(
-			"no profile %q for uid %d: it is not configured, or its allow_users, allow_groups, allow_uids and allow_gids do not include you", profile, caller.UID)}
+		// names by guessing; Denied tells the audit log which it was, Why
+		// the log which rule refused the caller.
+		return nil, &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: s != nil, Why: why, Description: fmt.Sprintf(
+			"no profile %q for uid %d: it is not configured, or its allow rules (allow_users, allow_groups, allow_uids, allow_gids, [[allow]]) do not admit you", profile, caller.UID)}
 	}
+	s.callers.saw(caller, rule, a.clock.Now())
 	return s, nil
 }
 

@@ -42,7 +42,9 @@ func (a *Agent) doorIndexFor() *doorIndex {
 	}
 	idx := &doorIndex{sources: sources, byClientID: map[string][]*source{}, byResource: map[string][]*source{}}
 	uids, gids := map[uint32]bool{}, map[uint32]bool{}
+	var entries []entry
 	for _, s := range *sources {
+		entries = append(entries, s.prof.access.Entries...)
 		idx.byClientID[s.prof.clientID] = append(idx.byClientID[s.prof.clientID], s)
 		for _, r := range profileResources(s.prof) {
 			idx.byResource[r] = append(idx.byResource[r], s)
@@ -54,7 +56,7 @@ func (a *Agent) doorIndexFor() *doorIndex {
 			gids[gid] = true
 		}
 	}
-	idx.anyAccess = access{UIDs: slices.Sorted(maps.Keys(uids)), GIDs: slices.Sorted(maps.Keys(gids))}
+	idx.anyAccess = access{UIDs: slices.Sorted(maps.Keys(uids)), GIDs: slices.Sorted(maps.Keys(gids)), Entries: entries}
 	for _, byKey := range []map[string][]*source{idx.byClientID, idx.byResource} {
 		for _, list := range byKey {
 			slices.SortFunc(list, func(x, y *source) int { return strings.Compare(x.prof.name, y.prof.name) })
@@ -78,11 +80,16 @@ func (a *Agent) doorIndexFor() *doorIndex {
 // fits), invalid_scope or invalid_target.
 func (a *Agent) Match(caller *ipc.Caller, q ipc.ClientMatch) (string, error) {
 	idx := a.doorIndexFor()
+	var whys []string
 	usable := func(s *source) bool {
 		if caller == nil {
 			return secretMatches(s.prof, q.Secret)
 		}
-		return s.prof.access.allows(*caller, a.uid)
+		rule, why := s.prof.access.decide(*caller, a.uid)
+		if rule == "" {
+			whys = append(whys, fmt.Sprintf("profile %q: %s", s.prof.name, why))
+		}
+		return rule != ""
 	}
 	var named []*source
 	if s := (*idx.sources)[q.ClientID]; s != nil && usable(s) {
@@ -95,7 +102,7 @@ func (a *Agent) Match(caller *ipc.Caller, q ipc.ClientMatch) (string, error) {
 		}
 	}
 	if len(named) == 0 {
-		return "", &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: true,
+		return "", &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: true, Why: strings.Join(whys, "; "),
 			Description: fmt.Sprintf("no profile %q (by name or client id) that this caller may use", q.ClientID)}
 	}
 	var fits []string
@@ -147,8 +154,10 @@ func (a *Agent) ClientID(profile string) string {
 func (a *Agent) MatchResource(caller ipc.Caller, q ipc.ResourceMatch) (profile, clientID string, err error) {
 	idx := a.doorIndexFor()
 	var fits []*source
+	var whys []string
 	for _, s := range idx.byResource[resourceKey(q.Resource)] {
-		if !s.prof.access.allows(caller, a.uid) {
+		if rule, why := s.prof.access.decide(caller, a.uid); rule == "" {
+			whys = append(whys, fmt.Sprintf("profile %q: %s", s.prof.name, why))
 			continue
 		}
 		if q.ClientID != "" && q.ClientID != s.prof.name && q.ClientID != s.prof.clientID {
@@ -163,7 +172,7 @@ func (a *Agent) MatchResource(caller ipc.Caller, q ipc.ResourceMatch) (profile, 
 	case 1:
 		return fits[0].prof.name, fits[0].prof.clientID, nil
 	case 0:
-		return "", "", &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: true,
+		return "", "", &ipc.Error{Kind: ipc.ErrUnknownProfile, Denied: true, Why: strings.Join(whys, "; "),
 			Description: fmt.Sprintf("no profile for resource %q that this caller may use", ipc.SafeText(q.Resource))}
 	}
 	names := make([]string, len(fits))
@@ -215,6 +224,11 @@ func (a *Agent) MayUseAny(caller ipc.Caller) bool {
 	return len(*idx.sources) > 0 && idx.anyAccess.allows(caller, a.uid)
 }
 
+// PinsProcesses reports whether some profile has a process selector
+// (unit, cgroup, exe, sha256): then the doors pin each caller's process
+// as it connects (door.ListenConfig.Pin).
+func (a *Agent) PinsProcesses() bool { return a.doorIndexFor().anyAccess.pinsProcesses() }
+
 // secretMatches reports, in constant time, whether secret is the
 // profile's local_secret (false when it has none).
 func secretMatches(p *profile, secret string) bool {
@@ -254,6 +268,9 @@ func (a *Agent) ProfileInfos(caller ipc.Caller) []ipc.ProfileInfo {
 	out := make([]ipc.ProfileInfo, len(all))
 	for i, st := range all {
 		out[i] = st.ProfileInfo
+		if caller.UID != 0 && caller.UID != a.uid {
+			out[i].Callers = nil // who else uses a profile is root's to know
+		}
 	}
 	return out
 }

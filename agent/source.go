@@ -104,8 +104,9 @@ type source struct {
 	cur      atomic.Pointer[cached] // the token served: read without a lock, written under mu
 	lastUsed atomic.Int64           // wall clock, Unix ns: idling reads it, every caller writes it
 
-	stats  stats           // counters for status and metrics
-	forced forcedRefreshes // the limit on refreshes that rejected-token reports force
+	stats   stats           // counters for status and metrics
+	callers recentCallers   // who was admitted lately, and by which rule
+	forced  forcedRefreshes // the limit on refreshes that rejected-token reports force
 
 	sinkNext atomic.Pointer[cached] // the token the sink writer has yet to write
 	sinkMu   sync.Mutex             // one sink write at a time (see writeSinksAfter)

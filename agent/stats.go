@@ -99,6 +99,7 @@ func (s *source) status(now time.Time) ProfileStatus {
 		ProfileInfo: ipc.ProfileInfo{Name: s.prof.name, Scopes: s.prof.scopes, Audience: s.prof.audience},
 	}
 	s.stats.fill(&st)
+	st.Callers = s.callers.recent()
 	s.mu.Lock()
 	st.Idle = s.timer.idle
 	failures := s.failures

@@ -21,6 +21,39 @@ type Caller struct {
 	// pids are reused, so nothing is authorised by them.
 	PID int32
 	Exe string
+	// Process is the caller's process as the door pinned it when the
+	// connection was accepted (nil where the door pins none: root's and
+	// the agent's own connections, platforms without pidfds). Process
+	// selectors (exe, sha256, unit, cgroup) match only through it.
+	Process Process
+}
+
+// Process is a caller's process, pinned (by pidfd) when its connection
+// was accepted, so that neither a reused pid nor an exec can lend the
+// connection another program's identity.
+type Process interface {
+	// Identity reads the pinned process as it is now. It fails, saying
+	// why, when the process could not be pinned, has exited, or runs
+	// another program than the one that connected.
+	Identity() (ProcessIdentity, error)
+}
+
+// ProcessIdentity is what the selectors of a profile's allow entries
+// see of a caller's process.
+type ProcessIdentity struct {
+	// PID is the process's id in the agent's pid namespace.
+	PID int32
+	// Exe is the executable's path as the kernel names it.
+	Exe string
+	// Cgroup is the process's cgroup v2 path, as the agent's cgroup
+	// namespace sees it ("/system.slice/job-a.service").
+	Cgroup string
+	// Unit is the systemd unit the cgroup belongs to ("job-a.service");
+	// "" outside one.
+	Unit string
+	// SHA256 returns the hex SHA-256 of the executable, computed once per
+	// version of the file and only when a selector asks for it.
+	SHA256 func() (string, error)
 }
 
 // InGroup reports whether gid is the caller's primary or a supplementary group.
@@ -63,4 +96,37 @@ type ResourceMatch struct {
 	Resource   string
 	ClientID   string
 	ResourceID string
+}
+
+// UnitOf is the systemd unit a cgroup path belongs to, as systemd itself
+// names it (cg_path_get_unit): the first path element past the slices,
+// when it is a unit's name. "/system.slice/job-a.service" is
+// "job-a.service"; "/user.slice/user-1000.slice/user@1000.service/app.slice/x.service"
+// is "user@1000.service" (a user's own units are told apart by cgroup).
+// "" when the path is in no unit.
+func UnitOf(cgroup string) string {
+	for elem := range strings.SplitSeq(strings.Trim(cgroup, "/"), "/") {
+		if strings.HasSuffix(elem, ".slice") {
+			continue
+		}
+		if UnitType(elem) != "" {
+			return elem
+		}
+		return ""
+	}
+	return ""
+}
+
+// UnitType is a systemd unit name's type ("service", "scope", …), or ""
+// when name is not the name of a unit a process can run in.
+func UnitType(name string) string {
+	i := strings.LastIndexByte(name, '.')
+	if i <= 0 {
+		return ""
+	}
+	switch t := name[i+1:]; t {
+	case "service", "scope", "socket", "mount", "swap":
+		return t
+	}
+	return ""
 }

@@ -69,6 +69,9 @@ type Error struct {
 	// Denied marks an ErrUnknownProfile for a profile that exists but is
 	// not the caller's: for the agent's audit log, never sent.
 	Denied bool
+	// Why says, for the agent's log only (never sent), which of the
+	// profile's allow rules refused a Denied caller and how.
+	Why string
 }
 
 func (e *Error) Error() string {

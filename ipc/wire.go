@@ -158,6 +158,20 @@ type ProfileInfo struct {
 	// metadata server serving this profile (gcp_metadata), for
 	// GCE_METADATA_HOST; "" when it has none.
 	GCPMetadata string `json:"gcp_metadata,omitempty"`
+	// Callers are the callers this agent lately admitted to the profile,
+	// newest first, each with the allow rule that admitted it: told to
+	// root and the agent's user only.
+	Callers []RecentCaller `json:"callers,omitempty"`
+}
+
+// RecentCaller is one caller a profile admitted: its uid and process, the
+// rule that admitted it ("root", "agent user", "allow_uids",
+// "allow_groups", "allow[N]") and when it last asked.
+type RecentCaller struct {
+	UID  uint32    `json:"uid"`
+	PID  int32     `json:"pid,omitempty"`
+	Rule string    `json:"rule"`
+	Last time.Time `json:"last"`
 }
 
 // ProfilesResponse is the answer to GET /v1/profiles.

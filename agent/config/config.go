@@ -241,6 +241,11 @@ type ProfileConfig struct {
 	AllowGIDs   []uint32 `toml:"allow_gids"`
 	AllowUsers  []string `toml:"allow_users"`
 	AllowGroups []string `toml:"allow_groups"`
+	// Allow entries ([[profiles.NAME.allow]]) admit callers by selectors
+	// that must all match: uid or user, gid or group, unit, cgroup, exe,
+	// sha256. A caller may use the profile if any entry admits it, or the
+	// allow_* lists above do (see docs/selectors.md).
+	Allow []AllowEntry `toml:"allow"`
 	// Fleet = false keeps this profile's tokens to this host when [fleet]
 	// is configured (default: shared).
 	Fleet *bool `toml:"fleet"`

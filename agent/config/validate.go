@@ -216,6 +216,11 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 			bad("resource", "%v", err)
 		}
 	}
+	for i, a := range p.Allow {
+		if err := a.validate(); err != nil {
+			bad(fmt.Sprintf("allow[%d]", i), "%v", err)
+		}
+	}
 	for i, f := range p.Files {
 		if err := f.validate(); err != nil {
 			bad(fmt.Sprintf("files[%d]", i), "%v", err)

@@ -336,6 +336,7 @@ func (d *Daemon) announce(a *agent.Agent, ds doors) {
 		started = started.Str("clients_need", hint)
 	}
 	started.Msg("agent started")
+	warnSelectors(cfg, d.log)
 	if err := sdNotify("READY=1"); err != nil {
 		d.log.Warn().Err(err).Msg("cannot notify systemd of readiness")
 	}

@@ -126,7 +126,7 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", cfg.Path(), err)
 		}
-		eln = door.LimitTCP(h, connectionLimits(cfg))
+		eln = door.LimitTCP(h, connectionLimits(cfg, a))
 		endpointURL = "http://" + h.Addr().String() + tokenendpoint.PathToken
 	}
 	var hln net.Listener
@@ -149,11 +149,11 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		}
 		// The caller is identified on the TCP connection under TLS, at
 		// accept, as on the plain endpoint.
-		hln = tls.NewListener(door.LimitTCP(h, connectionLimits(cfg)), ca.TLSConfig())
+		hln = tls.NewListener(door.LimitTCP(h, connectionLimits(cfg, a)), ca.TLSConfig())
 		httpsURL = "https://" + h.Addr().String() + tokenendpoint.PathToken
 		trust = &ipc.LocalCA{Cert: files.cert, Bundle: files.bundle, TrustStore: files.p12, TrustStorePassword: TrustStorePassword}
 	}
-	ln, err := d.socketListener(cfg, &passed)
+	ln, err := d.socketListener(cfg, a, &passed)
 	if err != nil {
 		for _, l := range []net.Listener{eln, hln} {
 			if l != nil {
@@ -171,7 +171,7 @@ func (d *Daemon) openDoors(a *agent.Agent) (ds doors, err error) {
 		if azureSecret, err = d.azureIdentityHeader(cfg); err == nil {
 			var h *door.Held
 			if h, err = d.holdLoopback(doorAzure, "azure_identity_endpoint", cfg.AzureIdentityEndpoint, passed.take(fdNameAzure, cfg.AzureIdentityEndpoint)); err == nil {
-				aln = door.LimitTCP(h, connectionLimits(cfg))
+				aln = door.LimitTCP(h, connectionLimits(cfg, a))
 				base := "http://" + h.Addr().String()
 				azure = &ipc.AzureIdentity{Endpoint: base + azureid.PathAppService, IMDSHost: base, Header: azureSecret}
 			} else {

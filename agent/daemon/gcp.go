@@ -37,7 +37,7 @@ func (d *Daemon) openGCPDoors(a *agent.Agent, passed *inherited, observe func(do
 		srv := gcpmeta.New(gcpmeta.Config{Backend: endpointBackend{backend{a, d}}, Profile: name, Project: p.GCPProject, Scopes: p.Scopes,
 			Observe: observe, Requests: requests, AgentUID: uint32(os.Geteuid())})
 		srv.SetErrorLog(httpErrorLog(d.log, doorGCP(name), d.httpLimit))
-		ds = append(ds, &runner{name: doorGCP(name), srv: srv, ln: door.LimitTCP(h, connectionLimits(cfg))})
+		ds = append(ds, &runner{name: doorGCP(name), srv: srv, ln: door.LimitTCP(h, connectionLimits(cfg, a))})
 		addrs[name] = h.Addr().String()
 		d.log.Info().Str("profile", name).Str("gcp_metadata", addrs[name]).
 			Msg("serving the profile as a Google metadata server's default service account (GCE_METADATA_HOST)")

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/tokenagent/tokenagent/agent"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/door"
@@ -123,7 +124,7 @@ func (d *Daemon) track(name, setting string, h *door.Held) {
 
 // socketListener is the Unix socket: the one systemd passed, or one
 // created as the configuration says.
-func (d *Daemon) socketListener(cfg *config.Config, in *inherited) (net.Listener, error) {
+func (d *Daemon) socketListener(cfg *config.Config, a *agent.Agent, in *inherited) (net.Listener, error) {
 	if lns := in.take(fdNameSocket, d.opts.Socket); len(lns) > 0 {
 		for _, extra := range lns[1:] {
 			extra.Close()
@@ -132,9 +133,9 @@ func (d *Daemon) socketListener(cfg *config.Config, in *inherited) (net.Listener
 			d.log.Warn().Str("socket", d.opts.Socket).Str("passed", lns[0].Addr().String()).
 				Msg("socket activation: the socket systemd passed is not at the configured path; clients must use the passed one")
 		}
-		return door.Limit(lns[0], connectionLimits(cfg), door.UnixCaller), nil
+		return door.LimitUnix(lns[0], connectionLimits(cfg, a)), nil
 	}
-	return listen(cfg, d.opts.Socket)
+	return listen(cfg, a, d.opts.Socket)
 }
 
 // doorHealth is every held TCP address's state, for /v1/health.

@@ -17,8 +17,8 @@ const DefaultSocketGroup = "tokenagent"
 // socket_mode and socket_group, or the defaults for the mode (0600 for a
 // user agent; 0660 and group tokenagent for root when that group exists).
 // The group is looked up here, at start, not when the file is parsed.
-func listen(cfg *config.Config, path string) (net.Listener, error) {
-	lc := connectionLimits(cfg)
+func listen(cfg *config.Config, a *agent.Agent, path string) (net.Listener, error) {
+	lc := connectionLimits(cfg, a)
 	lc.Mode, lc.GID = 0o600, -1
 	group := cfg.SocketGroup
 	if group == "" && os.Geteuid() == 0 {
@@ -45,7 +45,10 @@ func listen(cfg *config.Config, path string) (net.Listener, error) {
 }
 
 // connectionLimits are the caps every door applies: in all, per uid, and
-// who is never refused (root and the agent's own user).
-func connectionLimits(cfg *config.Config) door.ListenConfig {
-	return door.ListenConfig{MaxConnections: cfg.MaxConnections, MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid())}
+// who is never refused (root and the agent's own user); and whether
+// callers' processes are pinned as they connect (while a profile of a's
+// has a process selector, reloads included).
+func connectionLimits(cfg *config.Config, a *agent.Agent) door.ListenConfig {
+	return door.ListenConfig{MaxConnections: cfg.MaxConnections, MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, AgentUID: uint32(os.Geteuid()),
+		Pin: a.PinsProcesses}
 }

@@ -71,6 +71,7 @@ func (d *Daemon) reload(a *agent.Agent) {
 		applyMemoryLimit(next, d.log)
 	}
 	warnRestartOnly(prev, next, d.log)
+	warnSelectors(next, d.log)
 }
 
 // reopenAudit opens audit_log anew on every SIGHUP, whatever becomes of

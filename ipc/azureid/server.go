@@ -229,7 +229,7 @@ func (s *Server) failToken(w http.ResponseWriter, ev *door.RequestEvent, err err
 	}
 	switch {
 	case errors.Is(err, ipc.ErrUnknownProfile), errors.Is(err, ipc.ErrForbidden):
-		ev.Denied = e != nil && e.Denied
+		ev.Deny(err)
 		desc := "no profile for this resource that this caller may use"
 		if e != nil && errors.Is(err, ipc.ErrUnknownProfile) && e.Description != "" {
 			desc = e.Description

@@ -49,6 +49,13 @@ func (ci *connInfo) get() ipc.Caller {
 	return ci.caller
 }
 
+// unpin lets go of the caller's pinned process when the connection
+// closes; a first request that never came finds nothing to finish.
+func (ci *connInfo) unpin() {
+	ci.once.Do(func() {})
+	unpin(ci.caller.Process)
+}
+
 // unknownConn is the connection of a listener that is not Listen's or
 // Limit's: nobody knows who is on it.
 var unknownConn = &connInfo{err: ErrNoCredentials, exe: func() string { return "" }}

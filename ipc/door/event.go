@@ -2,6 +2,8 @@ package door
 
 import (
 	"cmp"
+	"errors"
+	"strings"
 	"net/http"
 	"time"
 
@@ -65,6 +67,20 @@ func (ev *RequestEvent) Executable() string {
 		return ev.Caller.Exe
 	}
 	return ev.conn.exe()
+}
+
+// Deny marks the event as the refusal of a profile that exists when err
+// (an *ipc.Error) says so, and adds to its Detail, for the log only,
+// which allow rule refused the caller and how.
+func (ev *RequestEvent) Deny(err error) {
+	var e *ipc.Error
+	if !errors.As(err, &e) || !e.Denied {
+		return
+	}
+	ev.Denied = true
+	if e.Why != "" {
+		ev.Detail = strings.TrimPrefix(ev.Detail+"; "+e.Why, "; ")
+	}
 }
 
 // Outcome is "ok" or the error code, as tokenagent_requests_total counts

@@ -26,18 +26,18 @@ var scans = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 // are read, then root-owned entries (a process that is not dumpable shows
 // as root's); the agent, root or the same user, may read them. When
 // several processes hold the socket (a fork), the caller has only the
-// groups they all have.
-func socketHolder(uid uint32, inode uint64) (gid uint32, groups []uint32, pid int32, err error) {
+// groups they all have; holders counts them, and pid is the first.
+func socketHolder(uid uint32, inode uint64) (gid uint32, groups []uint32, pid int32, holders int, err error) {
 	scans <- struct{}{}
 	defer func() { <-scans }()
 	proc, err := os.Open("/proc")
 	if err != nil {
-		return 0, nil, 0, resourceErr("open /proc", err)
+		return 0, nil, 0, 0, resourceErr("open /proc", err)
 	}
 	names, err := proc.Readdirnames(-1)
 	proc.Close()
 	if err != nil {
-		return 0, nil, 0, resourceErr("read /proc", err)
+		return 0, nil, 0, 0, resourceErr("read /proc", err)
 	}
 	target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
 	found := false
@@ -54,6 +54,7 @@ func socketHolder(uid uint32, inode uint64) (gid uint32, groups []uint32, pid in
 			if err != nil || euid != uid {
 				continue
 			}
+			holders++
 			if !found {
 				gid, groups, found = egid, gs, true
 				p, _ := strconv.Atoi(name)
@@ -70,9 +71,9 @@ func socketHolder(uid uint32, inode uint64) (gid uint32, groups []uint32, pid in
 		}
 	}
 	if !found {
-		return 0, nil, 0, fmt.Errorf("no process of uid %d holds the client's socket (inode %d) in this agent's /proc: is the agent in another PID namespace, or did the client pass its socket on?", uid, inode)
+		return 0, nil, 0, 0, fmt.Errorf("no process of uid %d holds the client's socket (inode %d) in this agent's /proc: is the agent in another PID namespace, or did the client pass its socket on?", uid, inode)
 	}
-	return gid, groups, pid, nil
+	return gid, groups, pid, holders, nil
 }
 
 // holds reports whether process pid has target among its open files.

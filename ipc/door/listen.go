@@ -41,6 +41,11 @@ type ListenConfig struct {
 	// own, MaxConnections more, so the operator can always get through,
 	// and a storm of their own is bounded too.
 	AgentUID uint32
+	// Pin, if set, says whether callers' processes are to be pinned (by
+	// pidfd) as their connections are accepted: true while some profile
+	// has a process selector (exe, sha256, unit, cgroup). Root's and the
+	// agent's user's are never pinned: they may use every profile.
+	Pin func() bool
 }
 
 // Listen creates the Unix socket at path. A socket that answers is never
@@ -81,7 +86,7 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 			return nil, fmt.Errorf("socket: chgrp %s to gid %d: %w", path, cfg.GID, err)
 		}
 	}
-	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, identify: atAccept(UnixCaller), perUID: map[uint32]int{}}, nil
+	return &listener{Listener: ln, path: path, created: fi, cfg: cfg, identify: unixIdentity, perUID: map[uint32]int{}}, nil
 }
 
 func (cfg ListenConfig) withDefaults() ListenConfig {
@@ -105,8 +110,17 @@ func (cfg ListenConfig) withDefaults() ListenConfig {
 // handler to judge (CallerFrom), in the unidentified callers' own
 // budget (MaxUnidentifiedConnections).
 func Limit(ln net.Listener, cfg ListenConfig, identify func(net.Conn) (ipc.Caller, error)) net.Listener {
-	return limit(ln, cfg, atAccept(identify))
+	return limit(ln, cfg, func(c net.Conn, _ func(uint32) bool) (ipc.Caller, func(*ipc.Caller) string, error) {
+		caller, err := identify(c)
+		return caller, nil, err
+	})
 }
+
+// LimitUnix wraps a Unix socket listener made elsewhere (passed by
+// systemd) with the rules Listen's has: the same caps, each caller
+// identified by its peer credentials and, as cfg.Pin says, its process
+// pinned at accept.
+func LimitUnix(ln net.Listener, cfg ListenConfig) net.Listener { return limit(ln, cfg, unixIdentity) }
 
 func limit(ln net.Listener, cfg ListenConfig, identify identifier) net.Listener {
 	return &listener{Listener: ln, cfg: cfg.withDefaults(), identify: identify, perUID: map[uint32]int{}}
@@ -115,15 +129,20 @@ func limit(ln net.Listener, cfg ListenConfig, identify identifier) net.Listener 
 // identifier tells who a connection is at accept, as far as the caps
 // need; what costs more (a TCP caller's groups) it may leave to finish,
 // which the connection's first request calls, and which says why the
-// rest is unknown ("" when it is known).
-type identifier func(net.Conn) (caller ipc.Caller, finish func(*ipc.Caller) string, err error)
+// rest is unknown ("" when it is known). With pin, it pins the caller's
+// process too (ipc.Caller.Process), at accept or in finish, when pin
+// says so for the caller's uid.
+type identifier func(c net.Conn, pin func(uid uint32) bool) (caller ipc.Caller, finish func(*ipc.Caller) string, err error)
 
-// atAccept is an identifier that learns everything at accept.
-func atAccept(identify func(net.Conn) (ipc.Caller, error)) identifier {
-	return func(c net.Conn) (ipc.Caller, func(*ipc.Caller) string, error) {
-		caller, err := identify(c)
-		return caller, nil, err
+// unixIdentity identifies a Unix socket's caller by its peer credentials
+// and, with pin, pins its process at once: a process may exec another
+// program the moment it has connected.
+func unixIdentity(c net.Conn, pin func(uint32) bool) (ipc.Caller, func(*ipc.Caller) string, error) {
+	caller, err := UnixCaller(c)
+	if err == nil && pin(caller.UID) {
+		caller.Process = pinUnixConn(c, caller.PID)
 	}
+	return caller, nil, err
 }
 
 // prepareDir creates the socket's directory with a mode that lets exactly
@@ -230,7 +249,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		caller, finish, credErr := l.identify(c)
+		caller, finish, credErr := l.identify(c, l.pins)
 		pc := &peerConn{Conn: c, release: func() {}}
 		switch {
 		case credErr != nil:
@@ -259,6 +278,13 @@ func (l *listener) Accept() (net.Conn, error) {
 		pc.info = newConnInfo(l.accepted.Add(1), caller, finish, credErr)
 		return pc, nil
 	}
+}
+
+// pins says whether uid's processes are pinned: while ListenConfig.Pin
+// says so, and never root's or the agent's user's, who may use every
+// profile.
+func (l *listener) pins(uid uint32) bool {
+	return l.cfg.Pin != nil && uid != 0 && uid != l.cfg.AgentUID && l.cfg.Pin()
 }
 
 // take counts one more connection in a budget of the listener's (n), if
@@ -322,7 +348,10 @@ type peerConn struct {
 }
 
 func (c *peerConn) Close() error {
-	c.once.Do(c.release)
+	c.once.Do(func() {
+		c.release()
+		c.info.unpin()
+	})
 	return c.Conn.Close()
 }
 

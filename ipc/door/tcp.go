@@ -71,28 +71,45 @@ func LimitTCP(ln net.Listener, lc ListenConfig) net.Listener {
 // do). A client in another network namespace, or on a platform where
 // the kernel does not say, is unknown.
 func TCPCaller(c net.Conn) (ipc.Caller, error) {
-	caller, groups, err := tcpIdentity(c)
+	caller, finish, err := tcpIdentity(c, func(uint32) bool { return false })
 	if err != nil {
 		return caller, err
 	}
-	groups(&caller)
+	finish(&caller)
 	return caller, nil
 }
 
 // tcpIdentity learns the uid at accept (one sock_diag request) and
 // leaves the process's groups, which cost a scan of the uid's processes,
-// to the connection's first request, off the accept loop.
-func tcpIdentity(c net.Conn) (ipc.Caller, func(*ipc.Caller) string, error) {
+// to the connection's first request, off the accept loop. With pin, that
+// scan also pins the process holding the socket, for process selectors:
+// there must be exactly one.
+func tcpIdentity(c net.Conn, pins func(uint32) bool) (ipc.Caller, func(*ipc.Caller) string, error) {
 	uid, inode, err := peerSocket(c)
 	if err != nil {
 		return ipc.Caller{}, nil, err
 	}
+	pin := pins(uid)
 	return ipc.Caller{UID: uid, GID: noGroup}, func(caller *ipc.Caller) string {
-		gid, groups, pid, err := socketHolder(uid, inode)
+		gid, groups, pid, holders, err := socketHolder(uid, inode)
 		if err != nil {
+			if pin {
+				caller.Process = pinFailed{err}
+			}
 			return fmt.Sprintf("groups unknown, so group rules do not match (uid rules still do): %v", err)
 		}
 		caller.GID, caller.Groups, caller.PID = gid, groups, pid
+		switch {
+		case !pin:
+		case holders > 1:
+			caller.Process = pinFailed{fmt.Errorf("%d processes hold the client's socket (a fork): process selectors need exactly one", holders)}
+		default:
+			if p, err := pinPID(pid, inode); err != nil {
+				caller.Process = pinFailed{err}
+			} else {
+				caller.Process = p
+			}
+		}
 		return ""
 	}, nil
 }

@@ -245,6 +245,7 @@ func (s *Server) identify(r *http.Request, ev *door.RequestEvent) (ipc.Caller, *
 	if _, err := s.match(&caller, nil); err != nil {
 		var e *ipc.Error
 		if errors.As(err, &e) && e.Kind == ipc.ErrUnknownProfile {
+			ev.Deny(err)
 			a := s.forbidden(ev)
 			return caller, &a
 		}
@@ -287,6 +288,7 @@ func (s *Server) token(r *http.Request, ev *door.RequestEvent, caller ipc.Caller
 			return text(http.StatusBadRequest, fmt.Sprintf("tokenagent: scopes %s are not all among profile %q's scopes (%s)\n",
 				ipc.SafeText(strings.Join(scopes, ",")), s.cfg.Profile, strings.Join(s.cfg.Scopes, ",")))
 		}
+		ev.Deny(err)
 		return s.forbidden(ev)
 	}
 	ctx, cancel := door.WithTimeout(r.Context(), s.timeout)
@@ -311,6 +313,7 @@ func (s *Server) failToken(ev *door.RequestEvent, err error) answer {
 	var a answer
 	switch {
 	case errors.Is(err, ipc.ErrUnknownProfile), errors.Is(err, ipc.ErrForbidden):
+		ev.Deny(err)
 		return s.forbidden(ev)
 	case errors.Is(err, ipc.ErrIdPRefused):
 		a = text(http.StatusServiceUnavailable, "tokenagent: the agent's identity provider refused the agent ("+e.WireCode()+"); the operator can see why in tokenagent status\n")

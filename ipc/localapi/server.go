@@ -260,7 +260,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, ev *door.Req
 	tok, err := s.cfg.Backend.Token(ctx, ev.Caller, req)
 	if err != nil {
 		e := asWireError(err, s.timeout)
-		ev.Denied = e.Denied
+		ev.Deny(e)
 		if e.Kind == ipc.ErrUnknownProfile && !ev.Denied {
 			ev.Profile = "" // callers choose these names: no metric label per guess
 		}

@@ -437,7 +437,7 @@ func (s *Server) failToken(w http.ResponseWriter, ev *door.RequestEvent, err err
 	}
 	switch {
 	case errors.Is(err, ipc.ErrUnknownProfile), errors.Is(err, ipc.ErrForbidden):
-		ev.Denied = e != nil && e.Denied
+		ev.Deny(err)
 		door.Fail(w, ev, http.StatusUnauthorized, "invalid_client", "no such profile for this caller", "")
 	case errors.Is(err, ipc.ErrIdPRefused):
 		door.Fail(w, ev, http.StatusServiceUnavailable, "temporarily_unavailable",
