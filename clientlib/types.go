@@ -205,4 +205,18 @@ type ProfileStatus struct {
 	// GCPMetadata is the address of the Google metadata server serving
 	// this profile (gcp_metadata), for GCE_METADATA_HOST; "" when none.
 	GCPMetadata string `json:"gcp_metadata,omitempty"`
+	// Callers are the callers the agent lately admitted to the profile,
+	// newest first, with the allow rule that admitted each; the agent
+	// tells them to root and its own user only.
+	Callers []RecentCaller `json:"callers,omitempty"`
+}
+
+// RecentCaller is one caller a profile admitted: its uid and pid, the
+// rule that admitted it ("root", "agent user", "allow_uids",
+// "allow_groups", "allow[N]") and when it last asked.
+type RecentCaller struct {
+	UID  uint32    `json:"uid"`
+	PID  int32     `json:"pid,omitempty"`
+	Rule string    `json:"rule"`
+	Last time.Time `json:"last"`
 }

@@ -74,7 +74,8 @@ echo "copied the tree: $((SECONDS - s)) s"
 go build -o "$work/countidp" ./packaging/testdata/countidp
 alpha_secret=alpha-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 beta_secret=beta-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-coproc IDP { exec "$work/countidp" "alpha=$alpha_secret" "beta=$beta_secret"; }
+gamma_secret=gamma-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+coproc IDP { exec "$work/countidp" "alpha=$alpha_secret" "beta=$beta_secret" "gamma=$gamma_secret"; }
 idp=$IDP_PID
 read -r token_url count_url <&"${IDP[0]}" || die "the test IdP did not start"
 requests() { curl -fsS "$count_url?client=$1"; }
@@ -256,6 +257,102 @@ else
   fail "without tokenagent.socket: $(cat "$work/start.log") $(ct journalctl -u tokenagent --no-pager | grep -m1 tokenagentd: )"
 fi
 ct systemctl unmask --quiet tokenagent.socket
+
+# 10b. Selectors (docs/selectors.md): callers of one uid told apart by
+# the unit they run in, by their executable's path and digest, and by
+# what they ran when they connected. exe and sha256 need the agent to
+# read other users' executables: CAP_SYS_PTRACE, granted by a drop-in.
+ct sh -ec "
+  install -m 0755 /usr/bin/tokenagent /usr/local/bin/ta-client
+  echo 'GAMMA_SECRET=$gamma_secret' >>/etc/tokenagent/env
+  printf '[Service]\nAmbientCapabilities=CAP_SYS_PTRACE\nCapabilityBoundingSet=CAP_SYS_PTRACE\n' \
+    >/etc/systemd/system/tokenagent.service.d/selectors.conf
+  for p in joba client perl; do cat >>/etc/tokenagent/agent.toml <<EOF
+
+[profiles.\$p]
+token_url = \"$token_url\"
+client_id = \"gamma\"
+client_secret = \"env:GAMMA_SECRET\"
+scopes = [\"\$p\"]
+EOF
+  done
+  cat >>/etc/tokenagent/agent.toml <<EOF
+
+[[profiles.joba.allow]]
+unit = \"job-a.service\"
+
+[[profiles.client.allow]]
+exe = \"/usr/local/bin/ta-client\"
+sha256 = \"\$(sha256sum /usr/local/bin/ta-client | cut -d' ' -f1)\"
+
+[[profiles.perl.allow]]
+user = \"alice\"
+exe = \"/usr/bin/perl\"
+EOF
+  systemctl daemon-reload
+  systemctl restart tokenagent
+"
+job() { # job UNIT PROFILE: tokenagent token PROFILE as alice in a transient unit
+  limit=30 ct systemd-run --quiet --wait --pipe --collect --unit="$1" --uid=alice /usr/bin/tokenagent token "$2"
+}
+if joba=$(job job-a joba 2>"$work/job.log") && [ -n "$joba" ]; then
+  pass "systemd-run --unit=job-a as alice: joba's token (allow unit = job-a.service)"
+else
+  fail "job-a: $(cat "$work/job.log")"
+fi
+if job job-b joba >"$work/job.log" 2>&1; then
+  fail "job-b (same uid, another unit) got joba's token"
+else
+  pass "systemd-run --unit=job-b as alice: refused ($(head -c 120 "$work/job.log"))"
+fi
+journal_has() { nsenter -t "$pid1" -a journalctl -u tokenagent --no-pager | grep -- "$1" >/dev/null; }
+check "the journal names the selector that refused job-b" \
+  journal_has 'allow\[0\]: unit .*job-b.service.* is not .*job-a.service'
+check "the allowed executable at its path, with its digest, gets client's token" \
+  as_alice /usr/local/bin/ta-client token client
+ct install -o alice -m 0755 /usr/bin/tokenagent /home/alice/ta-copy
+if as_alice /home/alice/ta-copy token client >"$work/exe.log" 2>&1; then
+  fail "a copy of the allowed executable at another path got client's token"
+else
+  pass "a copy at another path (same digest) is refused"
+fi
+ct sh -c 'cat /usr/bin/tokenagent >/var/tmp/ta-other && echo >>/var/tmp/ta-other && install -m 0755 /var/tmp/ta-other /usr/local/bin/ta-client'
+if as_alice /usr/local/bin/ta-client token client >"$work/exe.log" 2>&1; then
+  fail "another executable (another digest) at the allowed path got client's token"
+else
+  pass "another digest at the allowed path is refused"
+fi
+check "the journal names the digest that refused it" \
+  journal_has 'allow\[0\]: sha256 of'
+# perl asks on its own connection; then perl connects, asks /v1/health
+# (so the agent has accepted and pinned it), and execs sh, which asks
+# for the token on the inherited connection.
+cat >"$root/var/tmp/ask.pl" <<'PERL'
+use strict; use IO::Socket::UNIX; use Fcntl; use POSIX ();
+my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => "/run/tokenagent/agent.sock") or die "connect: $!";
+sub ask {
+  print $s "GET $_[0] HTTP/1.1\r\nHost: tokenagent\r\n\r\n";
+  my $status = <$s>; my $len = 0;
+  while (my $l = <$s>) { last if $l eq "\r\n"; $len = $1 if $l =~ /^Content-Length:\s*(\d+)/i }
+  read($s, my $body, $len);
+  return $status;
+}
+if ($ARGV[0] eq "ask") { print ask("/v1/tokens/perl"); exit 0 }
+ask("/v1/health");
+fcntl($s, F_SETFD, 0) or die; POSIX::dup2(fileno($s), 3) or die;
+exec "/bin/sh", "-c", 'printf "GET /v1/tokens/perl HTTP/1.1\r\nHost: tokenagent\r\nConnection: close\r\n\r\n" >&3; head -n 1 <&3';
+PERL
+chmod 0644 "$root/var/tmp/ask.pl"
+perl_direct=$(as_alice perl /var/tmp/ask.pl ask 2>&1 | tr -d '\r' || true)
+check "perl (allow exe = /usr/bin/perl) asking on its own connection: $perl_direct" \
+  sh -c "printf '%s' '$perl_direct' | grep -q '^HTTP/1.1 200'"
+perl_exec=$(as_alice perl /var/tmp/ask.pl exec 2>&1 | tr -d '\r' || true)
+check "perl that connected, then exec'd sh, which asked: $perl_exec" \
+  sh -c "printf '%s' '$perl_exec' | grep -q '^HTTP/1.1 404'"
+check "the journal says the process runs another program than when it connected" \
+  journal_has 'runs another program'
+check "tokenagent status (root) shows the rule that admitted each recent caller" \
+  sh -c "nsenter -t $pid1 -a tokenagent status 2>&1 | grep -q 'allow\[0\]'"
 
 # 11. apt remove keeps the configuration; dpkg --purge leaves nothing of ours.
 ct env DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq tokenagent >"$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "apt-get remove tokenagent"; }

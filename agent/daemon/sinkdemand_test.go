@@ -42,11 +42,13 @@ func TestDaemonFillsSinkAndShowsItStale(t *testing.T) {
 	defer stop()
 
 	// The file is read again at each change of the engine's state (the
-	// start fetch ends after its sinks are written), for 10 s at most.
+	// start fetch ends after its sinks are written and their expiry
+	// noted), for 10 s at most. The file itself is complete a moment
+	// before its expiry is noted.
 	var data []byte
 	for deadline := time.After(10 * time.Second); ; {
 		changed := d.Agent().Changed()
-		if data, err = os.ReadFile(path); err == nil && len(data) > 1 {
+		if data, err = os.ReadFile(path); err == nil && len(data) > 1 && !d.Agent().Status()[0].SinkExpiresAt.IsZero() {
 			break
 		}
 		select {

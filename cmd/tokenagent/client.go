@@ -296,6 +296,26 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", ipc.SafeText(p.Name), expires, last, p.UpstreamRequests, ipc.SafeText(lastErr))
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return renderCallers(w, profiles, now)
+}
+
+// renderCallers lists, for root, the callers each profile admitted lately
+// and the allow rule that admitted each.
+func renderCallers(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
+	for _, p := range profiles {
+		for _, c := range p.Callers {
+			if !header {
+				fmt.Fprintln(tw, "\nRECENT CALLERS\nPROFILE\tUID\tPID\tADMITTED BY\tLAST ASKED")
+				header = true
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%v ago\n", ipc.SafeText(p.Name), c.UID, c.PID, ipc.SafeText(c.Rule), now.Sub(c.Last).Round(time.Second))
+		}
+	}
 	return tw.Flush()
 }
 
