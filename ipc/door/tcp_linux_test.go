@@ -3,12 +3,14 @@ package door
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -23,16 +25,36 @@ func TestMain(m *testing.M) {
 				os.Exit(1)
 			}
 		}
-		c, err := net.Dial("tcp", addr)
+		network := "tcp"
+		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+			network, addr = "unix", path
+		}
+		c, err := net.Dial(network, addr)
 		if err != nil {
 			os.Exit(1)
 		}
 		os.Stdout.WriteString("connected\n")
-		bufio.NewReader(os.Stdin).ReadString('\n') // hold until told
+		if cmd, _ := bufio.NewReader(os.Stdin).ReadString('\n'); cmd == "exec\n" { // hold until told
+			execKeeping(c)
+		}
 		c.Close()
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// execKeeping replaces the dialer with another program (sh, which says
+// "execed" once it runs and waits on stdin), the connection c kept open
+// across the exec.
+func execKeeping(c net.Conn) {
+	f, err := c.(interface{ File() (*os.File, error) }).File() // a dup, without FD_CLOEXEC
+	if err != nil {
+		os.Exit(1)
+	}
+	syscall.Dup2(int(f.Fd()), 3)
+	err = syscall.Exec("/bin/sh", []string{"sh", "-c", "echo execed; read x"}, os.Environ())
+	os.Stdout.WriteString(err.Error())
+	os.Exit(1)
 }
 
 // dialAs connects to addr from a process running as uid and keeps the
@@ -47,6 +69,24 @@ func dialAs(t *testing.T, uid int, addr string) (hangUp func()) {
 // dialAsWith is dialAs from a process that opens `files` more files before
 // it connects; it also returns the process's pid.
 func dialAsWith(t *testing.T, uid int, addr string, files int) (hangUp func(), pid int) {
+	t.Helper()
+	d := startDialer(t, uid, addr, files)
+	return d.hangUp, d.pid
+}
+
+// dialer is a process of startDialer's: a copy of this test binary (bin)
+// connected to an address as another user.
+type dialer struct {
+	pid    int
+	bin    string
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	hangUp func()
+}
+
+// startDialer starts a dialer as uid, connected to addr ("unix:PATH" for
+// a Unix socket) with `files` more files open before it connected.
+func startDialer(t *testing.T, uid int, addr string, files int) *dialer {
 	t.Helper()
 	self, _ := os.Executable()
 	data, _ := os.ReadFile(self)
@@ -69,12 +109,13 @@ func dialAsWith(t *testing.T, uid int, addr string, files int) (hangUp func(), p
 		t.Fatal(err)
 	}
 	var once sync.Once
-	hangUp = func() { once.Do(func() { stdin.Close(); cmd.Wait() }) }
-	t.Cleanup(hangUp)
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "connected\n" {
+	d := &dialer{pid: cmd.Process.Pid, bin: bin, stdin: stdin, stdout: bufio.NewReader(stdout)}
+	d.hangUp = func() { once.Do(func() { stdin.Close(); cmd.Wait() }) }
+	t.Cleanup(d.hangUp)
+	if line, err := d.stdout.ReadString('\n'); err != nil || line != "connected\n" {
 		t.Fatalf("dialer as uid %d: %q %v", uid, line, err)
 	}
-	return hangUp, cmd.Process.Pid
+	return d
 }
 
 // TestHolderAmongManyFiles: the process holding a TCP caller's socket is

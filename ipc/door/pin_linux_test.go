@@ -1,0 +1,164 @@
+package door
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/tokenagent/tokenagent/ipc"
+)
+
+// pinnedSocket listens on a Unix socket another user may reach, with
+// every caller's process pinned.
+func pinnedSocket(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a caller as another user")
+	}
+	dir, err := os.MkdirTemp("", "door-pin-") // not t.TempDir: its parent is 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	path := filepath.Join(dir, "agent.sock")
+	ln, err := Listen(path, ListenConfig{Mode: 0o666, Pin: func() bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, path
+}
+
+func acceptCaller(t *testing.T, ln net.Listener) (net.Conn, ipc.Caller) {
+	t.Helper()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, c.(*peerConn).info.get()
+}
+
+// TestPinnedCallerExecsAndExits: a caller's process is pinned when it
+// connects; it is that program (path, digest, cgroup) while it runs it,
+// and no longer the caller once it execs another program on the same
+// connection, or exits.
+func TestPinnedCallerExecsAndExits(t *testing.T) {
+	ln, path := pinnedSocket(t)
+	d := startDialer(t, 4242, "unix:"+path, 0)
+	_, caller := acceptCaller(t, ln)
+	if _, ok := caller.Process.(*pinned); !ok {
+		t.Fatalf("caller uid %d: process %#v, want pinned", caller.UID, caller.Process)
+	}
+	id, err := caller.Process.Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.ReadFile("/proc/self/cgroup")
+	wantCgroup := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(self)), "0::"))
+	if id.Exe != d.bin || id.PID != int32(d.pid) || (strings.HasPrefix(string(self), "0::") && id.Cgroup != wantCgroup) {
+		t.Errorf("pinned caller = exe %q pid %d cgroup %q; want %q, %d, %q", id.Exe, id.PID, id.Cgroup, d.bin, d.pid, wantCgroup)
+	}
+	data, _ := os.ReadFile(d.bin)
+	sum := sha256.Sum256(data)
+	if got, err := id.SHA256(); err != nil || got != hex.EncodeToString(sum[:]) {
+		t.Errorf("digest of the caller's executable = %q, %v; want %x", got, err, sum)
+	}
+
+	io.WriteString(d.stdin, "exec\n")
+	if line, err := d.stdout.ReadString('\n'); line != "execed\n" {
+		t.Fatalf("dialer did not exec: %q %v", line, err)
+	}
+	if id, err := caller.Process.Identity(); err == nil || !strings.Contains(err.Error(), "runs another program") {
+		t.Errorf("after the caller exec'd sh: identity %+v, %v; want refused as another program", id, err)
+	}
+	d.hangUp() // sh reads EOF and exits; its pid may be anyone's next
+	if id, err := caller.Process.Identity(); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Errorf("after the caller exited: identity %+v, %v; want exited", id, err)
+	}
+}
+
+// TestPinnedOnlyWhenAsked: root's connections, and anyone's while no
+// profile has a process selector, are not pinned.
+func TestPinnedOnlyWhenAsked(t *testing.T) {
+	ln, path := pinnedSocket(t)
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, caller := acceptCaller(t, ln); caller.Process != nil {
+		t.Errorf("root's connection pinned: %#v", caller.Process)
+	}
+}
+
+// TestPinByPIDChecksTheSocket: where the kernel has no SO_PEERPIDFD, a
+// pid is pinned only if its process holds the connection's other end
+// (sock_diag names it): a pid reused by another process is not.
+func TestPinByPIDChecksTheSocket(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	f, _ := server.(*net.UnixConn).File()
+	defer f.Close()
+	peer, err := unixPeerInode(int(f.Fd()))
+	if err != nil {
+		t.Skipf("sock_diag for Unix sockets: %v", err)
+	}
+	var st syscall.Stat_t
+	cf, _ := client.(*net.UnixConn).File()
+	defer cf.Close()
+	syscall.Fstat(int(cf.Fd()), &st)
+	if peer != st.Ino {
+		t.Fatalf("peer inode = %d, want the client's socket %d", peer, st.Ino)
+	}
+	p, err := pinPID(int32(os.Getpid()), peer)
+	if err != nil {
+		t.Fatalf("this process, which holds the peer: %v", err)
+	}
+	p.close()
+	if p, err := pinPID(int32(os.Getpid()), peer+1_000_000); err == nil {
+		p.close()
+		t.Error("pinned a process that does not hold the socket")
+	}
+}
+
+// TestPinnedTCPCaller: on the loopback TCP doors the caller's process is
+// the one holding the client's socket, pinned on the first request.
+func TestPinnedTCPCaller(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a caller as another user")
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := LimitTCP(tcp, ListenConfig{Pin: func() bool { return true }})
+	defer ln.Close()
+	d := startDialer(t, 4242, tcp.Addr().String(), 0)
+	_, caller := acceptCaller(t, ln)
+	id, err := caller.Process.Identity()
+	if err != nil || id.Exe != d.bin || id.PID != int32(d.pid) {
+		t.Errorf("TCP caller's pinned process = %+v, %v; want %s, pid %d", id, err, d.bin, d.pid)
+	}
+}
