@@ -180,7 +180,9 @@ func identity(caller ipc.Caller) (ipc.ProcessIdentity, error) {
 	return caller.Process.Identity()
 }
 
-func (e entry) readsProcess() bool { return e.Unit != "" || e.Cgroup != "" || e.Exe != "" || e.SHA256 != "" }
+func (e entry) readsProcess() bool {
+	return e.Unit != "" || e.Cgroup != "" || e.Exe != "" || e.SHA256 != ""
+}
 
 // credentialMiss names the entry's uid or group selector that caller
 // fails; "" when both match.

@@ -3,8 +3,8 @@ package door
 import (
 	"cmp"
 	"errors"
-	"strings"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tokenagent/tokenagent/ipc"

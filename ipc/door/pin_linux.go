@@ -295,11 +295,11 @@ func unixPeerInode(fd int) (uint64, error) {
 	binary.NativeEndian.PutUint32(req[8:], 1)
 	r := req[nlmsgHdrLen:]
 	r[0] = syscall.AF_UNIX
-	binary.NativeEndian.PutUint32(r[4:], ^uint32(0))       // every state
-	binary.NativeEndian.PutUint32(r[8:], uint32(st.Ino))   // this end
-	binary.NativeEndian.PutUint32(r[12:], showPeer)        //
-	binary.NativeEndian.PutUint32(r[16:], ^uint32(0))      // no cookie
-	binary.NativeEndian.PutUint32(r[20:], ^uint32(0))      //
+	binary.NativeEndian.PutUint32(r[4:], ^uint32(0))     // every state
+	binary.NativeEndian.PutUint32(r[8:], uint32(st.Ino)) // this end
+	binary.NativeEndian.PutUint32(r[12:], showPeer)      //
+	binary.NativeEndian.PutUint32(r[16:], ^uint32(0))    // no cookie
+	binary.NativeEndian.PutUint32(r[20:], ^uint32(0))    //
 	if err := syscall.Sendto(nl, req, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
 		return 0, resourceErr("sock_diag", err)
 	}
@@ -324,4 +324,3 @@ func unixPeerInode(fd int) (uint64, error) {
 	}
 	return 0, errors.New("sock_diag: the socket has no peer")
 }
-
