@@ -88,7 +88,10 @@ func pinPidfd(pidfd int, check func(*pinned) bool) (*pinned, error) {
 		p.close()
 		return nil, fmt.Errorf("process %d does not hold the connection (its pid was reused, or it passed the socket on)", pid)
 	}
-	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+	// Signal 0 checks only that the process lives: ESRCH once it has
+	// exited. EPERM (the agent may not signal another user's process)
+	// means it lives.
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); errors.Is(err, unix.ESRCH) {
 		p.close()
 		return nil, fmt.Errorf("process %d has exited", pid)
 	}
@@ -122,7 +125,12 @@ func pidfdPID(pidfd int) (int32, error) {
 	for line := range strings.Lines(string(data)) {
 		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
 			pid, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
-			if err != nil || pid <= 0 {
+			switch {
+			case err != nil:
+				return 0, fmt.Errorf("pidfd info: pid %q", strings.TrimSpace(v))
+			case pid == 0: // the kernel's word for a process outside the agent's pid namespace
+				return 0, errors.New("the process that connected is in another pid namespace, where the agent cannot read it (a container: run the agent with the host's pid namespace)")
+			case pid < 0:
 				return 0, errors.New("the process that connected has exited")
 			}
 			return int32(pid), nil
