@@ -208,6 +208,9 @@ func (e entry) processMiss(p ipc.ProcessIdentity, err error) string {
 	if e.Cgroup != "" && !underCgroup(p.Cgroup, e.Cgroup) {
 		return fmt.Sprintf("cgroup %q is not under %q (pid %d)", ipc.SafeText(p.Cgroup), e.Cgroup, p.PID)
 	}
+	if (e.Exe != "" || e.SHA256 != "") && p.ExeErr != nil {
+		return "exe unknown: " + p.ExeErr.Error()
+	}
 	if e.Exe != "" && p.Exe != e.Exe {
 		return fmt.Sprintf("exe %q is not %q (pid %d)", ipc.SafeText(p.Exe), e.Exe, p.PID)
 	}

@@ -43,8 +43,11 @@ type Process interface {
 type ProcessIdentity struct {
 	// PID is the process's id in the agent's pid namespace.
 	PID int32
-	// Exe is the executable's path as the kernel names it.
-	Exe string
+	// Exe is the executable's path as the kernel names it; "" when the
+	// agent may not read it (ExeErr says why: another user's process, and
+	// an agent neither root nor with CAP_SYS_PTRACE).
+	Exe    string
+	ExeErr error
 	// Cgroup is the process's cgroup v2 path, as the agent's cgroup
 	// namespace sees it ("/system.slice/job-a.service").
 	Cgroup string

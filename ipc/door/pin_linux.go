@@ -33,6 +33,10 @@ type pinned struct {
 	dev uint64
 	ino uint64
 	exe string
+	// exeErr: the agent may not read the process's executable (another
+	// user's, and no CAP_SYS_PTRACE). Unit and cgroup still serve; exe
+	// and sha256 selectors fail with it.
+	exeErr error
 }
 
 // pinPeer pins the process at the other end of the Unix socket fd:
@@ -96,12 +100,16 @@ func pinPidfd(pidfd int, check func(*pinned) bool) (*pinned, error) {
 		return nil, fmt.Errorf("process %d has exited", pid)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstatat(dir, "exe", &st, 0); err != nil {
+	switch err := unix.Fstatat(dir, "exe", &st, 0); {
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		p.exeErr = exeErr(pid, err)
+	case err != nil:
 		p.close()
 		return nil, exeErr(pid, err)
+	default:
+		p.dev, p.ino = st.Dev, st.Ino
+		p.exe, _ = readlinkat(dir, "exe")
 	}
-	p.dev, p.ino = st.Dev, st.Ino
-	p.exe, _ = readlinkat(dir, "exe")
 	return p, nil
 }
 
@@ -156,20 +164,23 @@ func (p *pinned) Identity() (ipc.ProcessIdentity, error) {
 	if p.dir < 0 {
 		return ipc.ProcessIdentity{}, errors.New("the connection is closed")
 	}
-	var st unix.Stat_t
-	if err := unix.Fstatat(p.dir, "exe", &st, 0); err != nil {
-		return ipc.ProcessIdentity{}, exeErr(p.pid, err)
-	}
-	exe, _ := readlinkat(p.dir, "exe")
-	if st.Dev != p.dev || st.Ino != p.ino {
-		return ipc.ProcessIdentity{}, fmt.Errorf("process %d runs another program (%s) than when it connected (%s): refused, whatever it runs now",
-			p.pid, ipc.SafeText(exe), ipc.SafeText(p.exe))
+	id := ipc.ProcessIdentity{PID: p.pid, ExeErr: p.exeErr}
+	if p.exeErr == nil {
+		var st unix.Stat_t
+		if err := unix.Fstatat(p.dir, "exe", &st, 0); err != nil {
+			return ipc.ProcessIdentity{}, exeErr(p.pid, err)
+		}
+		id.Exe, _ = readlinkat(p.dir, "exe")
+		if st.Dev != p.dev || st.Ino != p.ino {
+			return ipc.ProcessIdentity{}, fmt.Errorf("process %d runs another program (%s) than when it connected (%s): refused, whatever it runs now",
+				p.pid, ipc.SafeText(id.Exe), ipc.SafeText(p.exe))
+		}
 	}
 	cg, err := p.cgroup()
 	if err != nil {
 		return ipc.ProcessIdentity{}, fmt.Errorf("process %d: %w", p.pid, err)
 	}
-	id := ipc.ProcessIdentity{PID: p.pid, Exe: exe, Cgroup: cg, Unit: ipc.UnitOf(cg)}
+	id.Cgroup, id.Unit = cg, ipc.UnitOf(cg)
 	id.SHA256 = func() (string, error) { return p.digest() }
 	return id, nil
 }
@@ -208,6 +219,9 @@ func (p *pinned) digest() (string, error) {
 	defer p.mu.Unlock()
 	if p.dir < 0 {
 		return "", errors.New("the connection is closed")
+	}
+	if p.exeErr != nil {
+		return "", p.exeErr
 	}
 	fd, err := unix.Openat(p.dir, "exe", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -1,11 +1,13 @@
 package door
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -160,5 +162,75 @@ func TestPinnedTCPCaller(t *testing.T) {
 	id, err := caller.Process.Identity()
 	if err != nil || id.Exe != d.bin || id.PID != int32(d.pid) {
 		t.Errorf("TCP caller's pinned process = %+v, %v; want %s, pid %d", id, err, d.bin, d.pid)
+	}
+}
+
+// servePinned is the agent of TestPinnedByAnAgentNotRoot, run as an
+// ordinary user: it pins the first caller of a socket at path and prints
+// what it can read of the caller's process.
+func servePinned(path string) {
+	ln, err := Listen(path, ListenConfig{Mode: 0o666, GID: -1, AgentUID: uint32(os.Geteuid()), Pin: func() bool { return true }})
+	if err != nil {
+		os.Stdout.WriteString("listen: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	os.Stdout.WriteString("listening\n")
+	c, err := ln.Accept()
+	if err != nil {
+		os.Exit(1)
+	}
+	id, err := c.(*peerConn).info.get().Process.Identity()
+	switch {
+	case err != nil:
+		os.Stdout.WriteString("error: " + err.Error() + "\n")
+	case id.ExeErr != nil:
+		os.Stdout.WriteString("cgroup " + id.Cgroup + "; exe unknown: " + id.ExeErr.Error() + "\n")
+	default:
+		os.Stdout.WriteString("cgroup " + id.Cgroup + "; exe " + id.Exe + "\n")
+	}
+	os.Exit(0)
+}
+
+// TestPinnedByAnAgentNotRoot: an agent that is neither root nor the
+// caller's user (the packaged service) pins another user's process: it
+// may not signal it (EPERM from the pidfd's signal 0 means alive, not
+// gone) nor read its executable without CAP_SYS_PTRACE, but it reads its
+// cgroup, so unit and cgroup selectors work, and exe selectors say why
+// they cannot.
+func TestPinnedByAnAgentNotRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the agent and its caller as other users")
+	}
+	dir, err := os.MkdirTemp("", "door-pin-agent-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	sockDir := filepath.Join(dir, "run")
+	os.Mkdir(sockDir, 0o755)
+	os.Chown(sockDir, 4243, 4243)
+	self, _ := os.Executable()
+	data, _ := os.ReadFile(self)
+	bin := filepath.Join(dir, "agent.test")
+	os.WriteFile(bin, data, 0o755)
+	path := filepath.Join(sockDir, "agent.sock")
+	agent := exec.Command(bin)
+	agent.Env = []string{"DOOR_TEST_PIN_SERVE=" + path, "GORACE=atexit_sleep_ms=0"}
+	agent.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 4243, Gid: 4243, Groups: []uint32{}}}
+	out, _ := agent.StdoutPipe()
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Wait()
+	defer agent.Process.Kill()
+	lines := bufio.NewReader(out)
+	if line, _ := lines.ReadString('\n'); line != "listening\n" {
+		t.Fatalf("agent as uid 4243: %q", line)
+	}
+	startDialer(t, 4242, "unix:"+path, 0)
+	line, _ := lines.ReadString('\n')
+	if !strings.HasPrefix(line, "cgroup /") || !strings.Contains(line, "exe unknown") || !strings.Contains(line, "CAP_SYS_PTRACE") {
+		t.Errorf("agent as uid 4243 pinning uid 4242's process: %q; want its cgroup, and the exe unknown for want of CAP_SYS_PTRACE", line)
 	}
 }

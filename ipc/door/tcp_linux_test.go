@@ -18,6 +18,10 @@ import (
 
 // TestMain doubles as a TCP client run as another user (see dialAs).
 func TestMain(m *testing.M) {
+	if path := os.Getenv("DOOR_TEST_PIN_SERVE"); path != "" {
+		servePinned(path)
+		return
+	}
 	if addr := os.Getenv("DOOR_TEST_DIAL"); addr != "" {
 		n, _ := strconv.Atoi(os.Getenv("DOOR_TEST_FILES"))
 		for range n { // files opened before the socket: its fd comes after them
