@@ -23,13 +23,7 @@ func pinnedSocket(t *testing.T) (net.Listener, string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run a caller as another user")
 	}
-	dir, err := os.MkdirTemp("", "door-pin-") // not t.TempDir: its parent is 0700
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	path := filepath.Join(dir, "agent.sock")
+	path := filepath.Join(sharedDir(t), "agent.sock")
 	ln, err := Listen(path, ListenConfig{Mode: 0o666, Pin: func() bool { return true }})
 	if err != nil {
 		t.Fatal(err)
@@ -201,19 +195,12 @@ func TestPinnedByAnAgentNotRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run the agent and its caller as other users")
 	}
-	dir, err := os.MkdirTemp("", "door-pin-agent-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
+	dir := sharedDir(t)
 	sockDir := filepath.Join(dir, "run")
 	os.Mkdir(sockDir, 0o755)
 	os.Chown(sockDir, 4243, 4243)
-	self, _ := os.Executable()
-	data, _ := os.ReadFile(self)
 	bin := filepath.Join(dir, "agent.test")
-	os.WriteFile(bin, data, 0o755)
+	copySelf(t, bin)
 	path := filepath.Join(sockDir, "agent.sock")
 	agent := exec.Command(bin)
 	agent.Env = []string{"DOOR_TEST_PIN_SERVE=" + path, "GORACE=atexit_sleep_ms=0"}

@@ -78,6 +78,32 @@ func dialAsWith(t *testing.T, uid int, addr string, files int) (hangUp func(), p
 	return d.hangUp, d.pid
 }
 
+// sharedDir is a directory other users may reach (t.TempDir's parent is
+// 0700), removed when the test ends.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "door-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	return dir
+}
+
+// copySelf copies this test binary to path, for another user to run.
+func copySelf(t *testing.T, path string) {
+	t.Helper()
+	self, _ := os.Executable()
+	data, err := os.ReadFile(self)
+	if err == nil {
+		err = os.WriteFile(path, data, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // dialer is a process of startDialer's: a copy of this test binary (bin)
 // connected to an address as another user.
 type dialer struct {
@@ -92,18 +118,8 @@ type dialer struct {
 // a Unix socket) with `files` more files open before it connected.
 func startDialer(t *testing.T, uid int, addr string, files int) *dialer {
 	t.Helper()
-	self, _ := os.Executable()
-	data, _ := os.ReadFile(self)
-	dir, err := os.MkdirTemp("", "door-test-") // not t.TempDir: its parent is 0700
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "dialer.test")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := filepath.Join(sharedDir(t), "dialer.test")
+	copySelf(t, bin)
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"DOOR_TEST_DIAL=" + addr, "DOOR_TEST_FILES=" + strconv.Itoa(files), "GORACE=atexit_sleep_ms=0"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}}
