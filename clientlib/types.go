@@ -205,4 +205,8 @@ type ProfileStatus struct {
 	// GCPMetadata is the address of the Google metadata server serving
 	// this profile (gcp_metadata), for GCE_METADATA_HOST; "" when none.
 	GCPMetadata string `json:"gcp_metadata,omitempty"`
+	// AssertionExpiresAt, for a profile authenticated by a platform's
+	// token (auth = "client_assertion"), is when the token the agent last
+	// read from its file expires; zero when none could be read.
+	AssertionExpiresAt time.Time `json:"assertion_expires_at,omitzero"`
 }
