@@ -66,6 +66,9 @@ func (s *Server) verifyFederated(c *Client, assertion string) (*Client, *tokenEr
 	return c, nil
 }
 
+// PlatformKeyID is the kid of a Platform's tokens, which its JWKS names.
+const PlatformKeyID = "platform-1"
+
 // Platform issues the tokens a workload's platform writes to a file
 // (kubelet's projected service-account token, a SPIFFE JWT-SVID): ES256
 // with a key of its own.
@@ -95,7 +98,7 @@ func (p *Platform) Mint(issuer, subject, audience string, now, exp time.Time) st
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": exp.Unix(),
 		"jti": hex.EncodeToString(jti[:]),
 	})
-	tok.Header["kid"] = "platform-1"
+	tok.Header["kid"] = PlatformKeyID
 	signed, err := tok.SignedString(p.key)
 	if err != nil {
 		panic(fmt.Sprintf("idptest: sign: %v", err)) // an in-memory P-256 key does not fail to sign
