@@ -294,8 +294,8 @@ func (c *Client) Fetch(ctx context.Context) (*Response, error) {
 	// callers and status displays: the secrets are taken out first.
 	secrets := []string{c.cfg.ClientSecret, form.Get("client_assertion"), form.Get("assertion"), form.Encode()}
 	for _, a := range []string{form.Get("client_assertion"), form.Get("assertion")} {
-		// An echo may quote a JWT's parts, split or decoded: its claims
-		// and its signature go too (its header is the same for many).
+		// An echo may quote a JWT's parts alone: its claims and its
+		// signature go too (its header is the same for many tokens).
 		if parts := strings.Split(a, "."); len(parts) == 3 {
 			secrets = append(secrets, parts[1], parts[2])
 		}
