@@ -2,7 +2,8 @@
 // and for the agent's demo mode. It authenticates clients the way production
 // identity providers do (client_secret_basic with RFC 6749 §2.3.1 decoding,
 // client_secret_post, private_key_jwt with signature, claim and jti replay
-// checks), issues signed JWT access tokens, counts requests per client, and
+// checks, and a platform's token for a federated client: Federated,
+// Platform, Project), issues signed JWT access tokens, counts requests per client, and
 // injects faults: any status and error body, Retry-After, delays, garbage
 // bodies, dropped connections and odd expires_in values.
 //
