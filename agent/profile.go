@@ -26,8 +26,8 @@ type profile struct {
 	access access
 	client *idp.Client
 	// fingerprint identifies what the profile's tokens are for: endpoint,
-	// client id, auth method, scopes, audience, resources and extra
-	// parameters. A stored
+	// client id, auth method, scopes, audience, resources, extra
+	// parameters and the client_assertion file (never its content). A stored
 	// token is only ever served to a profile with the same fingerprint.
 	fingerprint string
 	// settings hashes everything that makes up the profile, secrets and
@@ -107,10 +107,21 @@ func buildProfile(c *config.Config, name string, httpClient *http.Client, now fu
 			return nil, err
 		}
 	}
+	if cfg.AuthMethod == idp.AuthClientAssertion {
+		file, err := secretref.NewRotatingFile(p.ClientAssertion, c.Dir())
+		if err != nil {
+			return nil, fail("client_assertion", p.ClientAssertion, err)
+		}
+		cfg.Assertion = file
+	}
 	client, err := idp.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("profile %q: %w", name, err)
 	}
+	// A platform's token is read before each request, not here: the
+	// platform may write it after the agent starts. This read only lets
+	// status show its expiry at once; check-config reports its errors.
+	client.CheckAssertion()
 	acc, err := resolveAccess(p)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: profile %q: %w", c.Path(), name, err)
@@ -159,7 +170,7 @@ func buildProfile(c *config.Config, name string, httpClient *http.Client, now fu
 		fleetShared: p.Fleet == nil || *p.Fleet,
 	}
 	cred := sha256.New()
-	fmt.Fprintf(cred, "tokenagent fleet credential\x00%s\x00", cfg.ClientSecret)
+	fmt.Fprintf(cred, "tokenagent fleet credential\x00%s\x00%s", cfg.ClientSecret, p.ClientAssertion)
 	if cfg.Signer != nil {
 		cred.Write([]byte(cfg.Signer.KeyID()))
 	}
@@ -249,7 +260,7 @@ func refError(profile, key, ref string, err error) error {
 }
 
 // fingerprint hashes the settings that decide what a token grants: the
-// configuration's, with the client and token URL a service-account key
+// configuration's (a client_assertion's file among them), with the client and token URL a service-account key
 // supplies where the configuration leaves them out.
 func fingerprint(p *config.ProfileConfig, cfg idp.Config) string {
 	h := sha256.New()
@@ -264,8 +275,29 @@ func fingerprint(p *config.ProfileConfig, cfg idp.Config) string {
 	for _, k := range slices.Sorted(maps.Keys(p.Params)) { // extra parameters change what is granted too
 		parts = append(parts, k, p.Params[k])
 	}
+	if p.ClientAssertion != "" {
+		// The file, not its content: a rotation is the same client.
+		// (Only when set, so that other profiles' records keep theirs.)
+		parts = append(parts, "client_assertion", p.ClientAssertion)
+	}
 	for _, part := range parts {
 		fmt.Fprintf(h, "%d:%s;", len(part), part)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CheckAssertions reads the platform's token of every profile with auth
+// = "client_assertion" as a token request would, without sending it (for
+// check-config); the error names each profile whose token could not be
+// sent, and why.
+func (a *Agent) CheckAssertions() error {
+	var errs []error
+	sources := *a.sources.Load()
+	for _, name := range slices.Sorted(maps.Keys(sources)) {
+		s := sources[name]
+		if err := s.prof.client.CheckAssertion(); err != nil {
+			errs = append(errs, fmt.Errorf("profile %q: %w", s.prof.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -121,6 +121,9 @@ func (s *source) status(now time.Time) ProfileStatus {
 		st.ExpiresAt = c.serve(now, mono).ExpiresAt.UTC()
 		st.RefreshAt = now.Add(c.untilDue(now, mono))
 	}
+	if exp := s.prof.client.AssertionExpiresAt(); !exp.IsZero() {
+		st.AssertionExpiresAt = exp.UTC()
+	}
 	if exp := s.sinkExpiresAt(); !exp.IsZero() {
 		st.SinkExpiresAt, st.SinkStale = exp, !now.Before(exp)
 	}

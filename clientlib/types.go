@@ -205,6 +205,10 @@ type ProfileStatus struct {
 	// GCPMetadata is the address of the Google metadata server serving
 	// this profile (gcp_metadata), for GCE_METADATA_HOST; "" when none.
 	GCPMetadata string `json:"gcp_metadata,omitempty"`
+	// AssertionExpiresAt, for a profile authenticated by a platform's
+	// token (auth = "client_assertion"), is when the token the agent last
+	// read from its file expires; zero when none could be read.
+	AssertionExpiresAt time.Time `json:"assertion_expires_at,omitzero"`
 	// Callers are the callers the agent lately admitted to the profile,
 	// newest first, with the allow rule that admitted each; the agent
 	// tells them to root and its own user only.

@@ -158,6 +158,10 @@ type ProfileInfo struct {
 	// metadata server serving this profile (gcp_metadata), for
 	// GCE_METADATA_HOST; "" when it has none.
 	GCPMetadata string `json:"gcp_metadata,omitempty"`
+	// AssertionExpiresAt, for a profile with auth = "client_assertion",
+	// is the exp of the platform's token the agent last read from its
+	// file (never the token); zero when none could be read.
+	AssertionExpiresAt time.Time `json:"assertion_expires_at,omitzero"`
 	// Callers are the callers this agent lately admitted to the profile,
 	// newest first, each with the allow rule that admitted it: told to
 	// root and the agent's user only.

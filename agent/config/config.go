@@ -185,10 +185,19 @@ type ProfileConfig struct {
 	// else can read).
 	ClientSecret string `toml:"client_secret"`
 	// Auth is client_secret_basic (default with a secret),
-	// client_secret_post, private_key_jwt (default with a key), or
+	// client_secret_post, private_key_jwt (default with a key),
 	// jwt_bearer (default with credentials): the RFC 7523 JWT-bearer
-	// grant of a service-account key.
+	// grant of a service-account key, or client_assertion (default with
+	// client_assertion).
 	Auth string `toml:"auth"`
+	// ClientAssertion is file:PATH, a JWT the platform keeps fresh
+	// (Kubernetes projected service-account token,
+	// AZURE_FEDERATED_TOKEN_FILE, a GitHub Actions OIDC token, a SPIFFE
+	// JWT-SVID), sent as the RFC 7523 client assertion of auth =
+	// "client_assertion": the agent re-reads it when it changes (through
+	// symlinks, as kubelet swaps them) and when it nears its exp. No
+	// long-lived secret is stored.
+	ClientAssertion string `toml:"client_assertion"`
 	// Credentials is a reference (file:sa.json) to a service-account JSON
 	// key as Google issues it, for auth = "jwt_bearer": its client_email
 	// is the client (client_id may be left out) and its token_uri the

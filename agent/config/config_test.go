@@ -51,6 +51,20 @@ func TestConfigErrors(t *testing.T) {
 		{"allow exe relative", "[profiles.p]\n" + ok + "[[profiles.p.allow]]\nexe = \"bin/app\"\n", []string{"allow[0]", "exe", "absolute"}},
 		{"allow sha256 short", "[profiles.p]\n" + ok + "[[profiles.p.allow]]\nsha256 = \"abc\"\n", []string{"allow[0]", "sha256", "64 hex"}},
 		{"allow unknown selector", "[profiles.p]\n" + ok + "[[profiles.p.allow]]\npid = 1\n", []string{`unknown key "pid"`}},
+		{"client_assertion auth without the file", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nauth = \"client_assertion\"\n",
+			[]string{`profile "p"`, "client_assertion", "file:PATH"}},
+		{"client_assertion with a secret", "[profiles.p]\n" + ok + "client_assertion = \"file:/var/run/secrets/tokens/idp\"\n",
+			[]string{`profile "p"`, "client_secret", "not used with client_assertion"}},
+		{"client_assertion with a key", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nauth = \"client_assertion\"\nclient_assertion = \"file:t\"\nprivate_key = \"file:k.pem\"\n",
+			[]string{`profile "p"`, "private_key", "not used with client_assertion"}},
+		{"client_assertion with another auth", "[profiles.p]\n" + ok + "auth = \"client_secret_post\"\nclient_assertion = \"file:t\"\n",
+			[]string{`profile "p"`, "client_assertion", `auth = "client_assertion", not client_secret_post`}},
+		{"client_assertion from env", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_assertion = \"env:TOKEN\"\n",
+			[]string{`profile "p"`, "client_assertion", "use file:PATH"}},
+		{"client_assertion literal", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_assertion = \"eyJhbGciOiJFUzI1NiJ9.e30.c2ln\"\n",
+			[]string{`profile "p"`, "client_assertion", "use file:PATH"}},
+		{"client_assertion without client_id", "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_assertion = \"file:t\"\n",
+			[]string{`profile "p"`, "client_id: missing"}},
 		{"all problems at once", "[profiles.a]\nclient_secret = \"env:S\"\ntoken_url = \"https://x/t\"\n[profiles.b]\nclient_secret = \"env:S\"\ntoken_url = \"https://x/t\"\n",
 			[]string{`profile "a": client_id`, `profile "b": client_id`}},
 	}
@@ -173,5 +187,23 @@ func TestLoopbackListen(t *testing.T) {
 		if got := config.LoopbackListen(addr); got != want {
 			t.Errorf("LoopbackListen(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// TestClientAssertionDefault: client_assertion alone makes the profile's
+// auth "client_assertion", as a key makes it private_key_jwt; a literal
+// token where the file belongs is refused without being repeated.
+func TestClientAssertionDefault(t *testing.T) {
+	cfg, err := config.ParseConfig([]byte("[profiles.k8s]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_assertion = \"file:/var/run/secrets/tokens/idp-token\"\n"), "test.toml")
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if got := cfg.Profiles["k8s"].AuthMethod(); got != "client_assertion" {
+		t.Errorf("AuthMethod() = %q, want client_assertion", got)
+	}
+	const literal = "eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjJ9.c2lnbmF0dXJl"
+	_, err = config.ParseConfig([]byte("[profiles.k8s]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_assertion = \""+literal+"\"\n"), "test.toml")
+	if err == nil || strings.Contains(err.Error(), "eyJleHAiOjJ9") {
+		t.Errorf("ParseConfig(literal client_assertion) = %v, want a refusal that does not repeat it", err)
 	}
 }

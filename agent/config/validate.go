@@ -192,11 +192,26 @@ func (c *Config) validateProfile(name string, p *ProfileConfig) error {
 				bad(key, "not used with jwt_bearer (the key is in credentials); remove it")
 			}
 		}
+	case spec.AuthClientAssertion:
+		switch {
+		case p.ClientAssertion == "":
+			bad("client_assertion", `auth = "client_assertion" needs client_assertion = "file:PATH", the file the platform keeps its token in`)
+		case !strings.HasPrefix(p.ClientAssertion, RefFile):
+			bad("client_assertion", "use file:PATH: the platform rotates the token in a file, and env: or systemd-credential: would hold one that expires")
+		}
+		for key, v := range map[string]string{"client_secret": p.ClientSecret, "private_key": p.PrivateKey, "pkcs12": p.PKCS12, "credentials": p.Credentials} {
+			if v != "" {
+				bad(key, "not used with client_assertion (the platform's token authenticates the client); remove it")
+			}
+		}
 	default:
-		bad("auth", "%q: use client_secret_basic, client_secret_post, private_key_jwt or jwt_bearer", p.Auth)
+		bad("auth", "%q: use client_secret_basic, client_secret_post, private_key_jwt, jwt_bearer or client_assertion", p.Auth)
 	}
 	if p.Credentials != "" && !bearer {
 		bad("credentials", `a service-account key is used with auth = "jwt_bearer"; remove auth = %q`, p.Auth)
+	}
+	if p.ClientAssertion != "" && p.AuthMethod() != spec.AuthClientAssertion {
+		bad("client_assertion", `a platform's token is sent with auth = "client_assertion", not %s; keep one of them`, p.AuthMethod())
 	}
 	if p.GCPMetadata != "" {
 		if err := CheckLoopbackAddress(p.GCPMetadata); err != nil {
@@ -249,6 +264,8 @@ func (p *ProfileConfig) AuthMethod() string {
 		return spec.AuthPrivateKeyJWT
 	case p.Credentials != "":
 		return spec.AuthJWTBearer
+	case p.ClientAssertion != "":
+		return spec.AuthClientAssertion
 	default:
 		return spec.AuthClientSecretBasic
 	}

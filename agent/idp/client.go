@@ -1,6 +1,7 @@
 // Package idp talks to OAuth 2.0 token endpoints for the client-credentials
 // grant (RFC 6749 §4.4): it authenticates the client (client_secret_basic,
-// client_secret_post, private_key_jwt), sends scope, audience, resource and
+// client_secret_post, private_key_jwt, and client_assertion: a platform's
+// token from a file it keeps fresh), sends scope, audience, resource and
 // extra parameters, discovers the token endpoint from an issuer, and turns
 // every answer into either a [Response] or an [*Error] that says whether
 // retrying can help.
@@ -42,6 +43,9 @@ const (
 	// AuthJWTBearer is the RFC 7523 JWT-bearer grant of a service account
 	// (Config.Signer signs it; ClientID is the account's email).
 	AuthJWTBearer = spec.AuthJWTBearer
+	// AuthClientAssertion sends the platform's token that
+	// Config.Assertion holds as the client assertion.
+	AuthClientAssertion = spec.AuthClientAssertion
 )
 
 // MaxResponseBytes caps what is read from a token or discovery endpoint.
@@ -63,6 +67,9 @@ type Config struct {
 	// Signer signs client assertions; required for private_key_jwt and
 	// jwt_bearer.
 	Signer *Signer
+	// Assertion is the file a platform keeps the client assertion in;
+	// required for client_assertion.
+	Assertion AssertionFile
 	// Scopes are sent space-separated as "scope".
 	Scopes []string
 	// Audience is sent as "audience" (Auth0, Camunda/Zeebe).
@@ -96,6 +103,8 @@ type Client struct {
 	http *http.Client
 	now  func() time.Time
 
+	platform *platformAssertion // client_assertion's; nil for the others
+
 	mu       sync.Mutex
 	tokenURL string // discovered or configured
 }
@@ -121,6 +130,10 @@ func New(cfg Config) (*Client, error) {
 		if cfg.Signer == nil {
 			return nil, fmt.Errorf("idp: %s needs a private key", cfg.AuthMethod)
 		}
+	case AuthClientAssertion:
+		if cfg.Assertion == nil {
+			return nil, errors.New("idp: client_assertion needs the file the platform keeps its token in")
+		}
 	default:
 		return nil, fmt.Errorf("idp: unknown auth method %q", cfg.AuthMethod)
 	}
@@ -136,7 +149,30 @@ func New(cfg Config) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if cfg.Assertion != nil {
+		c.platform = &platformAssertion{file: cfg.Assertion}
+	}
 	return c, nil
+}
+
+// CheckAssertion reads the platform's assertion as a token request
+// would, without sending it: an *AssertionError says what is wrong with
+// the file. A client of another auth method has none to check.
+func (c *Client) CheckAssertion() error {
+	if c.platform == nil {
+		return nil
+	}
+	_, err := c.platform.current(c.now())
+	return err
+}
+
+// AssertionExpiresAt is the exp of the platform assertion last read;
+// zero for other auth methods, or when none could be read.
+func (c *Client) AssertionExpiresAt() time.Time {
+	if c.platform == nil {
+		return time.Time{}
+	}
+	return c.platform.expiresAt()
 }
 
 // ReservedParam reports whether name is a form parameter the client sets
@@ -232,6 +268,17 @@ func (c *Client) Fetch(ctx context.Context) (*Response, error) {
 		form.Set("client_id", c.cfg.ClientID)
 		form.Set("client_assertion_type", ClientAssertionType)
 		form.Set("client_assertion", assertion)
+	case AuthClientAssertion:
+		// As private_key_jwt, with client_id: Entra and Keycloak's
+		// federated clients need it, the assertion's sub being the
+		// platform's workload, not the client.
+		assertion, err := c.platform.current(c.now())
+		if err != nil {
+			return nil, err
+		}
+		form.Set("client_id", c.cfg.ClientID)
+		form.Set("client_assertion_type", ClientAssertionType)
+		form.Set("client_assertion", assertion)
 	}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
@@ -246,12 +293,23 @@ func (c *Client) Fetch(ctx context.Context) (*Response, error) {
 	// An IdP may echo the request in its error text, which goes to logs,
 	// callers and status displays: the secrets are taken out first.
 	secrets := []string{c.cfg.ClientSecret, form.Get("client_assertion"), form.Get("assertion"), form.Encode()}
+	for _, a := range []string{form.Get("client_assertion"), form.Get("assertion")} {
+		// An echo may quote a JWT's parts alone: its claims and its
+		// signature go too (its header is the same for many tokens).
+		if parts := strings.Split(a, "."); len(parts) == 3 {
+			secrets = append(secrets, parts[1], parts[2])
+		}
+	}
 	if c.cfg.ClientSecret != "" { // a Basic credential, however it was sent
 		for _, creds := range []string{url.QueryEscape(c.cfg.ClientID) + ":" + url.QueryEscape(c.cfg.ClientSecret), c.cfg.ClientID + ":" + c.cfg.ClientSecret} {
 			secrets = append(secrets, "Basic "+base64.StdEncoding.EncodeToString([]byte(creds)))
 		}
 	}
-	return parseTokenResponse(endpoint, status, hdr, body, c.now(), secrets...)
+	resp, err := parseTokenResponse(endpoint, status, hdr, body, c.now(), secrets...)
+	if c.platform != nil {
+		c.platform.sent(form.Get("client_assertion"), err)
+	}
+	return resp, err
 }
 
 // redact replaces every appearance of the secrets in text — as they are,

@@ -79,3 +79,26 @@ func TestRedactBeforeTruncating(t *testing.T) {
 		}
 	}
 }
+
+// FuzzJWTExpiry feeds arbitrary file contents to the reader of a
+// platform's token: an exp or an error, never a panic, and an error
+// never quotes the text.
+func FuzzJWTExpiry(f *testing.F) {
+	f.Add("eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjE3OTk5OTk5OTl9.c2ln")
+	f.Add("eyJhbGciOiJFUzI1NiJ9.eyJleHAiOiIxNzk5In0.c2ln")
+	f.Add("a.b.c")
+	f.Add("..")
+	f.Add("eyJ9.eyJleHAiOjFlMzAwfQ.x")
+	f.Fuzz(func(t *testing.T, text string) {
+		exp, err := jwtExpiry(text)
+		if err != nil {
+			if len(text) >= 8 && strings.Contains(err.Error(), text) {
+				t.Fatalf("jwtExpiry error %q quotes the text", err)
+			}
+			return
+		}
+		if exp.Unix() <= 0 {
+			t.Fatalf("jwtExpiry(%q) = %v, want a positive time", text, exp)
+		}
+	})
+}

@@ -70,6 +70,9 @@ func (s *Server) authenticate(r *http.Request) (*Client, *tokenError) {
 		if form.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
 			return nil, &tokenError{http.StatusBadRequest, "invalid_request", "client_assertion_type must be jwt-bearer"}
 		}
+		if c := s.clients[form.Get("client_id")]; c != nil && c.Method == "client_assertion" && c.Federated != nil {
+			return s.verifyFederated(c, assertion)
+		}
 		return s.verifyAssertion(assertion, form.Get("client_id"))
 	}
 	c := s.clients[form.Get("client_id")]

@@ -2,7 +2,8 @@
 // and for the agent's demo mode. It authenticates clients the way production
 // identity providers do (client_secret_basic with RFC 6749 §2.3.1 decoding,
 // client_secret_post, private_key_jwt with signature, claim and jti replay
-// checks), issues signed JWT access tokens, counts requests per client, and
+// checks, and a platform's token for a federated client: Federated,
+// Platform, Project), issues signed JWT access tokens, counts requests per client, and
 // injects faults: any status and error body, Retry-After, delays, garbage
 // bodies, dropped connections and odd expires_in values.
 //
@@ -38,12 +39,16 @@ type Client struct {
 	// Secret authenticates client_secret_basic and client_secret_post.
 	Secret string
 	// Method is the only auth method accepted for this client:
-	// "client_secret_basic", "client_secret_post" or "private_key_jwt";
+	// "client_secret_basic", "client_secret_post", "private_key_jwt" or
+	// "client_assertion" (a platform's token, see Federated);
 	// or "jwt_bearer" for a service account (ID its client_email) that
 	// signs RFC 7523 jwt-bearer grants.
 	Method string
 	// PublicKey verifies private_key_jwt assertions and jwt_bearer grants.
 	PublicKey crypto.PublicKey
+	// Federated, for Method "client_assertion", is the platform whose
+	// tokens authenticate the client (sent with its client_id).
+	Federated *Federated
 	// Scopes, when set, are the scopes the client may ask for.
 	Scopes []string
 }
@@ -56,6 +61,9 @@ type Fault struct {
 	// (sent with Status, or 400 when Status is 0; with 200 it makes the
 	// "200 with an error" answer some servers give).
 	Error, Description string
+	// Echo adds the request's client assertion, and its form, to
+	// Description: what a careless IdP's error text does.
+	Echo bool
 	// RetryAfter is sent verbatim as the Retry-After header.
 	RetryAfter string
 	// Delay holds the answer back (the request's cancellation still ends it).
@@ -335,7 +343,11 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 		w.Write(f.Body)
 		return true
 	case f.Error != "":
-		writeError(w, tokenError{cmp.Or(f.Status, http.StatusBadRequest), f.Error, f.Description})
+		descr := f.Description
+		if f.Echo {
+			descr += fmt.Sprintf(" (assertion %s; request %s)", r.PostForm.Get("client_assertion"), r.PostForm.Encode())
+		}
+		writeError(w, tokenError{cmp.Or(f.Status, http.StatusBadRequest), f.Error, descr})
 		return true
 	case f.Status != 0:
 		w.WriteHeader(f.Status)

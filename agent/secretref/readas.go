@@ -29,7 +29,7 @@ func Files(cfg *config.Config) [][2]string { // {setting, path}
 	for _, name := range cfg.ProfileNames() {
 		p := cfg.Profiles[name]
 		for _, s := range [][2]string{{"client_secret", p.ClientSecret}, {"private_key", p.PrivateKey},
-			{"certificate", p.Certificate}, {"pkcs12", p.PKCS12}, {"pkcs12_password", p.PKCS12Password}, {"local_secret", p.LocalSecret}, {"credentials", p.Credentials}} {
+			{"certificate", p.Certificate}, {"pkcs12", p.PKCS12}, {"pkcs12_password", p.PKCS12Password}, {"local_secret", p.LocalSecret}, {"credentials", p.Credentials}, {"client_assertion", p.ClientAssertion}} {
 			add("profile "+name+" "+s[0], s[1])
 		}
 	}

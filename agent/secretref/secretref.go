@@ -71,27 +71,33 @@ func Read(ref, baseDir string, kind Kind) ([]byte, error) {
 // readFile reads a referenced file, refusing a secret that any user on the
 // host can read.
 func readFile(path string, kind Kind) ([]byte, error) {
+	data, _, err := readFileInfo(path, kind)
+	return data, err
+}
+
+// readFileInfo is readFile that also returns the opened file's fstat.
+func readFileInfo(path string, kind Kind) ([]byte, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("file:%s: %w", path, store.PathCause(err))
+		return nil, nil, fmt.Errorf("file:%s: %w", path, store.PathCause(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("file:%s: %w", path, err)
+		return nil, nil, fmt.Errorf("file:%s: %w", path, err)
 	}
 	if kind != Public && fi.Mode().Perm()&0o004 != 0 {
-		return nil, fmt.Errorf("file:%s has mode %04o, readable by every user; chmod o-r it (0600 or 0640)", path, fi.Mode().Perm())
+		return nil, nil, fmt.Errorf("file:%s has mode %04o, readable by every user; chmod o-r it (0600 or 0640)", path, fi.Mode().Perm())
 	}
 	const maxSecretFile = 1 << 20
 	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("file:%s: %w", path, err)
+		return nil, nil, fmt.Errorf("file:%s: %w", path, err)
 	}
 	if len(data) > maxSecretFile {
-		return nil, fmt.Errorf("file:%s is larger than 1 MiB; is it the right file?", path)
+		return nil, nil, fmt.Errorf("file:%s is larger than 1 MiB; is it the right file?", path)
 	}
-	return data, nil
+	return data, fi, nil
 }
 
 // TrimNewline drops one trailing newline, which editors and `echo` add.

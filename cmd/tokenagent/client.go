@@ -260,16 +260,20 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 	for _, p := range profiles {
 		expires := "no token"
 		if !p.ExpiresAt.IsZero() {
-			expires = p.ExpiresAt.Sub(now).Round(time.Second).String()
-			if p.ExpiresAt.Before(now) {
-				expires = "expired"
-			}
+			expires = untilOrExpired(p.ExpiresAt, now)
 		}
 		if p.Idle {
 			expires += " (idle)"
 		}
 		if p.SinkStale {
 			expires += " (file sink stale)"
+		}
+		if a := p.AssertionExpiresAt; !a.IsZero() { // the platform's token the agent authenticates with
+			if left := untilOrExpired(a, now); left == "expired" {
+				expires += " (assertion expired)"
+			} else {
+				expires += " (assertion expires in " + left + ")"
+			}
 		}
 		last := "never"
 		switch {
@@ -317,6 +321,14 @@ func renderCallers(w io.Writer, profiles []clientlib.ProfileStatus, now time.Tim
 		}
 	}
 	return tw.Flush()
+}
+
+// untilOrExpired is how long until t, or "expired".
+func untilOrExpired(t, now time.Time) string {
+	if t.Before(now) {
+		return "expired"
+	}
+	return t.Sub(now).Round(time.Second).String()
 }
 
 func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {

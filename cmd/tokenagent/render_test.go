@@ -153,3 +153,27 @@ func TestClientExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsAssertionExpiry: a profile authenticated by a
+// platform's token says when that token expires, or that it has.
+func TestStatusShowsAssertionExpiry(t *testing.T) {
+	now := time.Unix(2e9, 0)
+	var b strings.Builder
+	profiles := []clientlib.ProfileStatus{
+		{Name: "k8s", ExpiresAt: now.Add(time.Hour), AssertionExpiresAt: now.Add(9 * time.Minute)},
+		{Name: "stale", AssertionExpiresAt: now.Add(-time.Minute)},
+		{Name: "secret", ExpiresAt: now.Add(time.Hour)},
+	}
+	if err := renderStatus(&b, profiles, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"1h0m0s (assertion expires in 9m0s)", "no token (assertion expired)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status table %q does not say %q", out, want)
+		}
+	}
+	if strings.Count(out, "assertion") != 2 {
+		t.Errorf("status table %q: want the assertion named only for the two profiles that have one", out)
+	}
+}

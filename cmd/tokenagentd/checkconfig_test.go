@@ -192,3 +192,34 @@ func TestCheckConfigOnlineWritesNothing(t *testing.T) {
 		t.Errorf("check-config --online wrote the sink %s (%d bytes); want nothing written", sink, len(b))
 	}
 }
+
+// TestCheckConfigClientAssertion: check-config reads a profile's
+// platform token as a fetch would, and fails naming the profile and the
+// file — never quoting what is in it.
+func TestCheckConfigClientAssertion(t *testing.T) {
+	for _, tc := range []struct {
+		name, content string
+		want          string
+	}{
+		{"garbage", "Zm9vYmFyYmF6cXV4LW5vdC1hLWp3dA", "holds no JWT"},
+		{"missing", "", "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			token := filepath.Join(dir, "platform-token")
+			if tc.content != "" {
+				writeConfig(t, token, tc.content)
+			}
+			path := filepath.Join(dir, "agent.toml")
+			writeConfig(t, path, fmt.Sprintf("store = \"memory\"\n[profiles.k8s]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_assertion = \"file:%s\"\n", token))
+			stdout, stderr, code := runCLI("check-config", path, "--socket", filepath.Join(dir, "agent.sock"))
+			out := stdout + stderr
+			if code == 0 || !strings.Contains(out, `profile "k8s"`) || !strings.Contains(out, token) || !strings.Contains(out, tc.want) {
+				t.Errorf("check-config with a %s client_assertion: exit %d, %q; want a failure naming the profile, %s and %q", tc.name, code, out, token, tc.want)
+			}
+			if tc.content != "" && strings.Contains(out, tc.content) {
+				t.Errorf("check-config quoted the file's content: %q", out)
+			}
+		})
+	}
+}

@@ -89,6 +89,9 @@ func cmdCheckConfig(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer a.Close()
+	if err := a.CheckAssertions(); err != nil {
+		return err
+	}
 	where, err := agent.CheckStore(cfg)
 	if err != nil {
 		return err

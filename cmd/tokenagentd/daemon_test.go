@@ -91,12 +91,21 @@ func startDaemonWith(t *testing.T, prepare func(*exec.Cmd), wrapper []string, co
 // line), or fails if the process ends first.
 func (d *agentProc) waitLog(s string) string {
 	d.t.Helper()
+	return d.waitLogN(s, 1)
+}
+
+// waitLogN blocks until n log lines contain s, and returns the nth, or
+// fails if the process ends first.
+func (d *agentProc) waitLogN(s string, n int) string {
+	d.t.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for i := 0; ; {
+	for i, seen := 0, 0; ; {
 		for ; i < len(d.lines); i++ {
 			if strings.Contains(d.lines[i], s) {
-				return d.lines[i]
+				if seen++; seen == n {
+					return d.lines[i]
+				}
 			}
 		}
 		select {
@@ -106,6 +115,13 @@ func (d *agentProc) waitLog(s string) string {
 		}
 		d.cond.Wait()
 	}
+}
+
+// log is every line the daemon has logged so far.
+func (d *agentProc) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.lines, "\n")
 }
 
 func (d *agentProc) logCount(s string) int {
@@ -185,10 +201,7 @@ func TestSIGHUPReload(t *testing.T) {
 			t.Errorf("request log event lacks %s: %s", want, line)
 		}
 	}
-	d.mu.Lock()
-	all := strings.Join(d.lines, "\n")
-	d.mu.Unlock()
-	if strings.Contains(all, kept.AccessToken[len(kept.AccessToken)-40:]) {
+	if all := d.log(); strings.Contains(all, kept.AccessToken[len(kept.AccessToken)-40:]) {
 		t.Error("the daemon's log contains an access token")
 	}
 

@@ -135,10 +135,7 @@ func TestTokenEndpointOutOfFileDescriptors(t *testing.T) {
 		}
 		select {
 		case <-d.done:
-			d.mu.Lock()
-			log := strings.Join(d.lines, "\n")
-			d.mu.Unlock()
-			t.Fatalf("the agent exited at connection %d; answers so far %v:\n%s", i, statuses, log)
+			t.Fatalf("the agent exited at connection %d; answers so far %v:\n%s", i, statuses, d.log())
 		default:
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -50,7 +51,18 @@ type oidcServer struct {
 	CountURL string `json:"count_url"`
 	jwtKey   *rsa.PrivateKey
 	keystore string // PKCS#12 file for the Zeebe/Camunda keystore client
+	// platform signs the tokens of platformClient, which authenticates
+	// with them as a workload platform's (client_assertion).
+	platform *idptest.Platform
 }
+
+// platformClient is the oidc-provider client whose JWKS is the test
+// platform's key; its tokens live platformTokenTTL seconds, so that the
+// agent refreshes within a test.
+const (
+	platformClient   = "platform-client"
+	platformTokenTTL = 8
+)
 
 const keystorePassword = "keystore-pass"
 
@@ -117,6 +129,7 @@ func startOIDC(node string) (*oidcServer, error) {
 		return nil, err
 	}
 	os.Chown(s.keystore, 65534, 65534) // the user-mode agent (uid 65534) reads it
+	s.platform = idptest.NewPlatform()
 	client := func(id, method string, extra map[string]any) map[string]any {
 		c := map[string]any{"client_id": id, "grant_types": []string{"client_credentials"}, "redirect_uris": []string{},
 			"response_types": []string{}, "token_endpoint_auth_method": method}
@@ -130,6 +143,7 @@ func startOIDC(node string) (*oidcServer, error) {
 		client("post-client", "client_secret_post", map[string]any{"client_secret": "post-secret-0123456789"}),
 		client("jwt-client", "private_key_jwt", map[string]any{"jwks": map[string]any{"keys": []any{rsaJWK(&s.jwtKey.PublicKey)}}, "token_endpoint_auth_signing_alg": "PS256"}),
 		client("zeebe-worker", "private_key_jwt", map[string]any{"jwks": map[string]any{"keys": []any{rsaJWK(&ksKey.PublicKey)}}}),
+		client(platformClient, "private_key_jwt", map[string]any{"jwks": map[string]any{"keys": []any{ecJWK(s.platform.PublicKey())}}, "token_endpoint_auth_signing_alg": "ES256"}),
 	}
 	data, _ := json.Marshal(clients)
 	clientsFile := filepath.Join(testDir, "clients.json")
@@ -138,7 +152,8 @@ func startOIDC(node string) (*oidcServer, error) {
 	}
 	cmd := exec.Command(node, "server.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CLIENTS_FILE="+clientsFile, "RESOURCE="+interopResource)
+	cmd.Env = append(os.Environ(), "CLIENTS_FILE="+clientsFile, "RESOURCE="+interopResource,
+		fmt.Sprintf(`TOKEN_TTLS={%q: %d}`, platformClient, platformTokenTTL))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	var stderr strings.Builder
@@ -192,6 +207,13 @@ func rsaJWK(pub *rsa.PublicKey) map[string]string {
 		"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes())}
 }
 
+func ecJWK(pub *ecdsa.PublicKey) map[string]string {
+	raw, _ := pub.Bytes() // 0x04 ‖ x ‖ y, 32 bytes each for P-256
+	return map[string]string{"kty": "EC", "crv": "P-256", "use": "sig", "kid": idptest.PlatformKeyID,
+		"x": base64.RawURLEncoding.EncodeToString(raw[1:33]),
+		"y": base64.RawURLEncoding.EncodeToString(raw[33:])}
+}
+
 func (s *oidcServer) tokenRequests(t *testing.T) int {
 	t.Helper()
 	resp, err := http.Get(s.CountURL)
@@ -205,8 +227,14 @@ func (s *oidcServer) tokenRequests(t *testing.T) int {
 }
 
 // verify checks a token's signature against the server's JWKS and its
-// RFC 9068 claims.
+// RFC 9068 claims, and that it has most of an hour left.
 func (s *oidcServer) verify(t *testing.T, token, clientID, scope string) {
+	t.Helper()
+	s.verifyLeft(t, token, clientID, scope, 50*time.Minute)
+}
+
+// verifyLeft is verify for a token that must have at least left to live.
+func (s *oidcServer) verifyLeft(t *testing.T, token, clientID, scope string, left time.Duration) {
 	t.Helper()
 	var disc struct {
 		JWKSURI string `json:"jwks_uri"`
@@ -231,8 +259,8 @@ func (s *oidcServer) verify(t *testing.T, token, clientID, scope string) {
 		t.Fatalf("token does not verify against the server's JWKS: %v", err)
 	}
 	exp, _ := claims.GetExpirationTime()
-	if claims["client_id"] != clientID || claims["scope"] != scope || time.Until(exp.Time) < 50*time.Minute {
-		t.Errorf("claims = %v, want client_id %q, scope %q, exp about an hour away", claims, clientID, scope)
+	if claims["client_id"] != clientID || claims["scope"] != scope || time.Until(exp.Time) < left {
+		t.Errorf("claims = %v, want client_id %q, scope %q, exp at least %v away", claims, clientID, scope, left)
 	}
 }
 
@@ -251,17 +279,11 @@ func getJSON(t *testing.T, url string, v any) {
 // tokenViaCLI runs the real `tokenagent token` as its own process.
 func tokenViaCLI(t *testing.T, socket, profile string, env ...string) string {
 	t.Helper()
-	cmd := exec.Command(buildCLI(t), "token", profile, "--socket", socket)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.Output()
+	out, stderr, err := agentCLIEnv(t, env, socket, "token", profile)
 	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
 		t.Fatalf("tokenagent token %s: %v: %s", profile, err, stderr)
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(out)
 }
 
 func TestInteropAuthMethodsAndDiscovery(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"software.sslmate.com/src/go-pkcs12"
@@ -62,6 +63,9 @@ func TestProviderSnippets(t *testing.T) {
 					data, _ = pkcs12.Modern2023.Encode(key, cert, nil, dummy)
 				case strings.HasSuffix(m[1], ".json"): // a service-account key
 					data = idptest.ServiceAccountKey("docs@example.iam.gserviceaccount.com", "https://oauth2.googleapis.com/token")
+				case strings.HasSuffix(m[1], "-token"): // a platform's token (client_assertion)
+					now := time.Now()
+					data = []byte(idptest.NewPlatform().Mint("https://platform.example", "system:serviceaccount:docs:agent", "api://AzureADTokenExchange", now, now.Add(time.Hour)))
 				case strings.Contains(m[1], "cert"):
 					data = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 				default:

@@ -24,6 +24,11 @@ const (
 	// grant: a service-account key (Google's JSON key) signs an assertion
 	// that is itself the grant.
 	AuthJWTBearer = "jwt_bearer"
+	// AuthClientAssertion is private_key_jwt's wire form with an
+	// assertion the agent does not sign: a JWT a platform keeps fresh in
+	// a file (Kubernetes projected service-account token, Entra's
+	// AZURE_FEDERATED_TOKEN_FILE, GitHub Actions OIDC, SPIFFE JWT-SVID).
+	AuthClientAssertion = "client_assertion"
 )
 
 // GrantJWTBearer is the RFC 7523 grant_type of AuthJWTBearer.

@@ -5,6 +5,8 @@
 //
 // Clients come from the file named by CLIENTS_FILE (JSON array of
 // oidc-provider client metadata), so the Go test owns the secrets and keys.
+// TOKEN_TTLS (JSON object, client_id → seconds) shortens the access
+// tokens of some clients, so that a test sees the agent refresh.
 import http from 'node:http';
 import fs from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
@@ -12,6 +14,7 @@ import Provider from 'oidc-provider';
 
 const RESOURCE = process.env.RESOURCE || 'https://api.example.com';
 const clients = JSON.parse(fs.readFileSync(process.env.CLIENTS_FILE, 'utf8'));
+const tokenTTLs = JSON.parse(process.env.TOKEN_TTLS || '{}');
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'interop-1', alg: 'RS256', use: 'sig' };
@@ -45,10 +48,10 @@ server.listen(0, '127.0.0.1', () => {
         enabled: true,
         defaultResource: () => RESOURCE,
         useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
+        getResourceServerInfo: (ctx, resource, client) => ({
           scope: 'api:read api:write',
           audience: RESOURCE,
-          accessTokenTTL: 3600,
+          accessTokenTTL: tokenTTLs[client.clientId] ?? 3600,
           accessTokenFormat: 'jwt', // RFC 9068 JWT access tokens
           jwt: { sign: { alg: 'RS256' } },
         }),
