@@ -165,8 +165,8 @@ func (p *pinned) Identity() (ipc.ProcessIdentity, error) {
 		return ipc.ProcessIdentity{}, errors.New("the connection is closed")
 	}
 	id := ipc.ProcessIdentity{PID: p.pid, ExeErr: p.exeErr}
+	var st unix.Stat_t
 	if p.exeErr == nil {
-		var st unix.Stat_t
 		if err := unix.Fstatat(p.dir, "exe", &st, 0); err != nil {
 			return ipc.ProcessIdentity{}, exeErr(p.pid, err)
 		}
@@ -181,7 +181,8 @@ func (p *pinned) Identity() (ipc.ProcessIdentity, error) {
 		return ipc.ProcessIdentity{}, fmt.Errorf("process %d: %w", p.pid, err)
 	}
 	id.Cgroup, id.Unit = cg, ipc.UnitOf(cg)
-	id.SHA256 = func() (string, error) { return p.digest() }
+	seen := digestKey{st.Dev, st.Ino, st.Size, st.Mtim, st.Ctim}
+	id.SHA256 = func() (string, error) { return p.digest(seen) }
 	return id, nil
 }
 
@@ -213,8 +214,12 @@ func (p *pinned) cgroup() (string, error) {
 
 // digest is the SHA-256 of the executable the process runs, opened
 // through the process (the very file, even if replaced or deleted on
-// disk since), and read once per version of that file.
-func (p *pinned) digest() (string, error) {
+// disk since), and read once per version of that file: seen, the version
+// Identity found, is looked up first.
+func (p *pinned) digest(seen digestKey) (string, error) {
+	if sum, ok := digests.get(seen); ok && p.exeErr == nil {
+		return sum, nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dir < 0 {
