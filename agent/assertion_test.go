@@ -252,6 +252,17 @@ func TestClientAssertionReuseRefused(t *testing.T) {
 	if got := h.srv.TotalRequests() - before; got > 1 {
 		t.Errorf("IdP requests for 5 callers after a held refusal = %d, want at most 1 (the retry after permanent_backoff)", got)
 	}
+
+	// The platform writes a new token: the refusal was of the old one, so
+	// the next caller asks the IdP at once, not after permanent_backoff.
+	h.rotate(h.mint(24 * time.Hour))
+	before = h.srv.TotalRequests()
+	if _, err := h.token(0); err != nil {
+		t.Fatalf("Token() after the platform wrote a new assertion = %v, want a token (the refusal forgotten)", err)
+	}
+	if got := h.srv.TotalRequests() - before; got != 1 {
+		t.Errorf("IdP requests after the rotation = %d, want 1", got)
+	}
 }
 
 // TestClientAssertionRotationKeepsStoredToken: the fingerprint names the

@@ -204,7 +204,19 @@ func (s *source) fresh(c *cached, minValid time.Duration) (*Token, error) {
 // rather than left alone for the whole backoff, unless it said
 // Retry-After or refused for good.
 func (s *source) holdLocked(now time.Time) time.Duration {
-	return s.failures.Hold(now)
+	wait := s.failures.Hold(now)
+	if wait > 0 && s.prof.client.AssertionRenewed() {
+		// The refusal was of a platform token the platform has replaced
+		// (a stat of its file, while a refusal is held): ask again now,
+		// not after permanent_backoff.
+		s.log.Info().Msg("the platform wrote a new client assertion since the IdP refused the last one: the refusal is forgotten and the IdP asked again")
+		s.failures = schedule.Failures{}
+		if s.coord != nil {
+			s.coord.Forget()
+		}
+		return 0
+	}
+	return wait
 }
 
 // fetch asks the IdP for a token; singleflight runs at most one at a time.

@@ -265,8 +265,6 @@ ct systemctl unmask --quiet tokenagent.socket
 ct sh -ec "
   install -m 0755 /usr/bin/tokenagent /usr/local/bin/ta-client
   echo 'GAMMA_SECRET=$gamma_secret' >>/etc/tokenagent/env
-  printf '[Service]\nAmbientCapabilities=CAP_SYS_PTRACE\nCapabilityBoundingSet=CAP_SYS_PTRACE\n' \
-    >/etc/systemd/system/tokenagent.service.d/selectors.conf
   for p in joba client perl; do cat >>/etc/tokenagent/agent.toml <<EOF
 
 [profiles.\$p]
@@ -293,14 +291,17 @@ EOF
 "
 check "check-config with the selector profiles" \
   ct env CREDENTIALS_DIRECTORY=/etc/tokenagent/credentials BETA_SECRET=x GAMMA_SECRET=x tokenagentd check-config /etc/tokenagent/agent.toml
-check "systemctl restart tokenagent with CAP_SYS_PTRACE" ct systemctl restart tokenagent
-check "the agent has CAP_SYS_PTRACE (bit 19) in its effective set" \
-  ct sh -c 'caps=$(sed -n "s/^CapEff:\t//p" /proc/$(systemctl show -p MainPID --value tokenagent)/status); [ $(( 0x$caps >> 19 & 1 )) = 1 ]'
+journal_has() { nsenter -t "$pid1" -a journalctl -u tokenagent --no-pager | grep -- "$1" >/dev/null; }
+# First as packaged, with no capability: unit selectors work; exe and
+# sha256 cannot for other users' callers, and the agent says so.
+check "systemctl restart tokenagent (no capabilities)" ct systemctl restart tokenagent
+check "the journal warns that exe/sha256 selectors need CAP_SYS_PTRACE (profiles client, perl)" \
+  journal_has '"profiles":\["client","perl"\].*exe and sha256 selectors: this agent has no CAP_SYS_PTRACE'
 job() { # job UNIT PROFILE: tokenagent token PROFILE as alice in a transient unit
   limit=30 ct systemd-run --quiet --wait --pipe --collect --unit="$1" --uid=alice /usr/bin/tokenagent token "$2"
 }
 if joba=$(job job-a joba 2>"$work/job.log") && [ -n "$joba" ]; then
-  pass "systemd-run --unit=job-a as alice: joba's token (allow unit = job-a.service)"
+  pass "systemd-run --unit=job-a as alice: joba's token (allow unit = job-a.service; the agent has no capability)"
 else
   fail "job-a: $(cat "$work/job.log")"
   ct journalctl -u tokenagent --no-pager | tail -15
@@ -310,9 +311,18 @@ if job job-b joba >"$work/job.log" 2>&1; then
 else
   pass "systemd-run --unit=job-b as alice: refused ($(head -c 120 "$work/job.log"))"
 fi
-journal_has() { nsenter -t "$pid1" -a journalctl -u tokenagent --no-pager | grep -- "$1" >/dev/null; }
 check "the journal names the selector that refused job-b" \
   journal_has 'allow\[0\]: unit .*job-b.service.* is not .*job-a.service'
+# Then with CAP_SYS_PTRACE, from a drop-in: exe and sha256.
+ct sh -ec "
+  printf '[Service]\nAmbientCapabilities=CAP_SYS_PTRACE\nCapabilityBoundingSet=CAP_SYS_PTRACE\n' \
+    >/etc/systemd/system/tokenagent.service.d/selectors.conf
+  systemctl daemon-reload
+"
+check "systemctl restart tokenagent with CAP_SYS_PTRACE (drop-in)" ct systemctl restart tokenagent
+check "the agent has CAP_SYS_PTRACE (bit 19) in its effective set" \
+  ct sh -c 'caps=$(sed -n "s/^CapEff:\t//p" /proc/$(systemctl show -p MainPID --value tokenagent)/status); [ $(( 0x$caps >> 19 & 1 )) = 1 ]'
+
 check "the allowed executable at its path, with its digest, gets client's token" \
   as_alice /usr/local/bin/ta-client token client
 ct install -o alice -m 0755 /usr/bin/tokenagent /home/alice/ta-copy

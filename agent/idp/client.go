@@ -175,6 +175,12 @@ func (c *Client) AssertionExpiresAt() time.Time {
 	return c.platform.expiresAt()
 }
 
+// AssertionRenewed reports whether the platform has written a new
+// client assertion since the IdP refused the last one for good: the
+// refusal, about a token the platform has since replaced, need not be
+// held any longer. False for every other auth method.
+func (c *Client) AssertionRenewed() bool { return c.platform != nil && c.platform.renewed() }
+
 // ReservedParam reports whether name is a form parameter the client sets
 // itself, which Config.Params may not set (the configuration's check and
 // New's use this one list).

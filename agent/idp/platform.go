@@ -56,6 +56,10 @@ type platformAssertion struct {
 	expiry time.Time
 	// accepted: the IdP gave a token for held once already.
 	accepted bool
+	// refused is the assertion the IdP last refused for good ("" when
+	// the last answer was a token): a new one in the file may be what the
+	// platform wrote to fix it.
+	refused string
 }
 
 // current returns the assertion to send at now, or an *AssertionError.
@@ -112,10 +116,25 @@ func (p *platformAssertion) sent(assertion string, err error) {
 	var ie *Error
 	switch {
 	case err == nil:
-		p.accepted = true
-	case errors.As(err, &ie) && p.accepted && !ie.Transient && ie.Err == nil:
-		ie.Err = errReused
+		p.accepted, p.refused = true, ""
+	case errors.As(err, &ie) && !ie.Transient:
+		p.refused = assertion
+		if p.accepted && ie.Err == nil {
+			ie.Err = errReused
+		}
 	}
+}
+
+// renewed reports whether the file now holds a usable assertion other
+// than the one the IdP last refused for good.
+func (p *platformAssertion) renewed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.refused == "" {
+		return false
+	}
+	data, err := p.file.Read(false)
+	return err == nil && p.take(data) == nil && p.held != p.refused
 }
 
 // expiresAt is the held assertion's exp; zero when none is held.
