@@ -103,7 +103,7 @@ func (p *platformAssertion) take(data []byte) error {
 // before.
 var errReused = errors.New("the IdP had accepted this same assertion before: it takes each one once (it checks the jti, as oidc-provider does), " +
 	"so the platform must write a new token to the file before each token request the agent makes (at refresh_at of the access token's lifetime); " +
-	"the agent asks again after permanent_backoff, or at once after a reload")
+	"the agent asks again as soon as the file holds a new token, after permanent_backoff, or at once after a reload")
 
 // sent notes the IdP's answer to assertion: accepted, or refused after
 // an earlier acceptance — which err then says.
