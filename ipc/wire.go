@@ -168,9 +168,9 @@ type ProfileInfo struct {
 	Callers []RecentCaller `json:"callers,omitempty"`
 }
 
-// RecentCaller is one caller a profile admitted: its uid and process, the
-// rule that admitted it ("root", "agent user", "allow_uids",
-// "allow_groups", "allow[N]") and when it last asked.
+// RecentCaller is one user a profile admitted: its uid, the rule that
+// admitted it ("root", "agent user", "allow_uids", "allow_groups",
+// "allow[N]"), the pid of its latest process and when it last asked.
 type RecentCaller struct {
 	UID  uint32    `json:"uid"`
 	PID  int32     `json:"pid,omitempty"`
