@@ -120,6 +120,7 @@ func (s *source) status(now time.Time) ProfileStatus {
 		st.ExpiresAt = c.serve(now, mono).ExpiresAt.UTC()
 		st.RefreshAt = now.Add(c.untilDue(now, mono))
 	}
+	st.Budgets = s.agent.budgetStatus(s.prof.name, now)
 	if exp := s.sinkExpiresAt(); !exp.IsZero() {
 		st.SinkExpiresAt, st.SinkStale = exp, !now.Before(exp)
 	}

@@ -205,4 +205,26 @@ type ProfileStatus struct {
 	// GCPMetadata is the address of the Google metadata server serving
 	// this profile (gcp_metadata), for GCE_METADATA_HOST; "" when none.
 	GCPMetadata string `json:"gcp_metadata,omitempty"`
+	// Budgets are the budgets counting the profile's IdP requests.
+	Budgets []Budget `json:"budgets,omitempty"`
+}
+
+// Budget is one budget of IdP token requests in its current calendar
+// period (UTC): see docs/budgets.md.
+type Budget struct {
+	// For is "profile" or "client_id" (then ClientID names it).
+	For      string `json:"for"`
+	ClientID string `json:"client_id,omitempty"`
+	// Limit requests per Period (hour, day, month), ending at PeriodEnd.
+	Limit     int64     `json:"limit"`
+	Period    string    `json:"period"`
+	PeriodEnd time.Time `json:"period_end"`
+	// Used so far, and Projected to PeriodEnd at the rate seen so far.
+	Used      int64 `json:"used"`
+	Projected int64 `json:"projected"`
+	// Counted is "fleet", "host" or "host: fleet unavailable".
+	Counted string `json:"counted"`
+	// Enforced: budget_enforce; Paused: spent, serving the held token.
+	Enforced bool `json:"enforced,omitempty"`
+	Paused   bool `json:"paused,omitempty"`
 }

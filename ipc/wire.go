@@ -158,6 +158,36 @@ type ProfileInfo struct {
 	// metadata server serving this profile (gcp_metadata), for
 	// GCE_METADATA_HOST; "" when it has none.
 	GCPMetadata string `json:"gcp_metadata,omitempty"`
+	// Budgets are the budgets that count the profile's IdP requests: its
+	// own (budget) and its client id's ([budgets]).
+	Budgets []BudgetInfo `json:"budgets,omitempty"`
+}
+
+// BudgetInfo is one budget of IdP token requests in its current
+// calendar period (UTC), as GET /v1/profiles shows it.
+type BudgetInfo struct {
+	// For is "profile" (the profile's own budget) or "client_id" (its
+	// client id's, shared by every profile of that client: ClientID).
+	For      string `json:"for"`
+	ClientID string `json:"client_id,omitempty"`
+	// Limit requests per Period ("hour", "day" or "month"), which ends
+	// at PeriodEnd.
+	Limit     int64     `json:"limit"`
+	Period    string    `json:"period"`
+	PeriodEnd time.Time `json:"period_end"`
+	// Used is the period's count so far; Projected what it will be at
+	// PeriodEnd at the rate seen so far.
+	Used      int64 `json:"used"`
+	Projected int64 `json:"projected"`
+	// Counted says whose requests Used counts: "fleet" (every agent that
+	// shares it, through etcd), "host" (this agent's), or "host: fleet
+	// unavailable" (this agent's since the fleet last answered, added to
+	// the fleet's count as last read).
+	Counted string `json:"counted"`
+	// Enforced: budget_enforce is set; Paused: the budget is spent, and
+	// the profile serves its token until it expires instead of asking.
+	Enforced bool `json:"enforced,omitempty"`
+	Paused   bool `json:"paused,omitempty"`
 }
 
 // ProfilesResponse is the answer to GET /v1/profiles.
