@@ -8,24 +8,21 @@ import (
 	"time"
 
 	"github.com/tokenagent/tokenagent/agent"
+	"github.com/tokenagent/tokenagent/agent/agenttest"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/metrics"
 )
 
-// budgetOf is profile p's budget of the given kind ("profile" or
+// budgetOf is profile's budget of the given kind ("profile" or
 // "client_id") as status shows it.
 func budgetOf(t *testing.T, a *agent.Agent, profile, kind string) ipc.BudgetInfo {
 	t.Helper()
-	for _, st := range a.Status() {
-		for _, b := range st.Budgets {
-			if st.Name == profile && b.For == kind {
-				return b
-			}
-		}
+	b, ok := agenttest.Budget(a, profile, kind)
+	if !ok {
+		t.Fatalf("profile %q shows no %s budget", profile, kind)
 	}
-	t.Fatalf("profile %q shows no %s budget", profile, kind)
-	return ipc.BudgetInfo{}
+	return b
 }
 
 // ratioLine is the /metrics line of profile p's budget ratio.
