@@ -18,6 +18,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/budget"
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc"
+	"github.com/tokenagent/tokenagent/store"
 )
 
 // budgetRead is how old the fleet's count may be before a status read
@@ -116,6 +117,7 @@ func (a *Agent) countRequest(profile string, now time.Time) {
 		crossed := m.m.Count(now)
 		m.mu.Unlock()
 		a.noteCrossed(m, crossed, ms, now)
+		a.persistMeter(m)
 		a.sendCount(m, false)
 	}
 }
@@ -283,6 +285,46 @@ func (a *Agent) sendCount(m *meter, read bool) {
 				m.log.Info().Int64("fleet_count", total).Msg("the fleet counts this budget again")
 			}
 			a.noteCrossed(m, crossed, a.meters.Load(), now)
+			a.persistMeter(m)
 		}
 	}()
+}
+
+// persistMeter notes the meter's count for the store (none with store =
+// "memory"): a restart goes on counting where this run stopped.
+func (a *Agent) persistMeter(m *meter) {
+	if a.persister == nil {
+		return
+	}
+	m.mu.Lock()
+	c := store.Count{Scope: m.scope, Period: m.m.Budget.Period.Key(m.m.Start), Own: m.m.Own, Fleet: m.m.Fleet, Unsent: m.m.Unsent,
+		Warned: m.m.Warned, Spent: m.m.Spent}
+	m.mu.Unlock()
+	a.persister.PutCount(c)
+}
+
+// adoptCounts restores the counts of the current periods from the store
+// (a restart, or a store opened again) and returns the scopes whose
+// counts no configured budget keeps, for deletion. A count of an ended
+// period is written over by the next. What the last run counted but did
+// not add to the fleet is added now.
+func (a *Agent) adoptCounts(counts []store.Count) (stale []string) {
+	ms := a.meters.Load()
+	now := a.clock.Now()
+	for _, c := range counts {
+		m := ms.byScope[c.Scope]
+		if m == nil {
+			stale = append(stale, c.Scope)
+			continue
+		}
+		m.mu.Lock()
+		m.m.Roll(now)
+		if c.Period == m.m.Budget.Period.Key(m.m.Start) {
+			m.m.Own, m.m.Fleet, m.m.Unsent = max(m.m.Own, c.Own), max(m.m.Fleet, c.Fleet), max(m.m.Unsent, c.Unsent)
+			m.m.Warned, m.m.Spent = m.m.Warned || c.Warned, m.m.Spent || c.Spent
+		}
+		m.mu.Unlock()
+		a.sendCount(m, false)
+	}
+	return stale
 }

@@ -199,3 +199,49 @@ func upstream(a *agent.Agent, profile string) int {
 	}
 	return -1
 }
+
+// TestBudgetSurvivesRestart: the count of the period, and the thresholds
+// logged, are kept in the store: after a restart the agent goes on
+// counting (and does not log the 80 % line again); a profile's budget
+// removed from the configuration leaves no count behind.
+func TestBudgetSurvivesRestart(t *testing.T) {
+	e := newStoreEnv(t)
+	withBudget := e.config("", "audience = \"api\"", "audience = \"api\"\nbudget = \"5/hour\"")
+	a, stop := e.mustStart(withBudget)
+	// Each a minute on, asking for more than the 1-hour token has left:
+	// one request each.
+	ask := func(a *agent.Agent, n int) {
+		for range n {
+			e.clock.Advance(time.Minute)
+			if _, err := a.Token(t.Context(), self, "p", 59*time.Minute+30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ask(a, 4)
+	stop()
+	a, stop = e.mustStart(withBudget)
+	if b := budgetOf(t, a, "p", "profile"); b.Used != 4 {
+		t.Fatalf("after a restart: %+v; want the 4 requests counted before it", b)
+	}
+	ask(a, 1)
+	if b := budgetOf(t, a, "p", "profile"); b.Used != 5 {
+		t.Errorf("after one more request: %+v; want 5", b)
+	}
+	log := suiteLog.textFor(t)
+	if n := strings.Count(log, "80% of the IdP request budget"); n != 1 {
+		t.Errorf("the 80%% line is logged %d times over the two runs; want 1", n)
+	}
+	if n := strings.Count(log, "the IdP request budget is spent for this period"); n != 1 {
+		t.Errorf("the 100%% line is logged %d times; want 1", n)
+	}
+	stop()
+	// Without the budget, the count goes from the store: with it again,
+	// in the same hour, the count starts from 0.
+	_, stop = e.mustStart(e.config(""))
+	stop()
+	a, _ = e.mustStart(withBudget)
+	if b := budgetOf(t, a, "p", "profile"); b.Used != 0 {
+		t.Errorf("the budget removed, then configured again: %+v; want a count of 0 (the store dropped the old one)", b)
+	}
+}
