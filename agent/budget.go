@@ -170,10 +170,15 @@ func (a *Agent) budgetPause(profile string, now time.Time) (until time.Time, pau
 	return until, paused
 }
 
-// beyondBudget logs, once per period of each spent budget, that profile
-// asks the IdP beyond it because it holds no valid token.
+// beyondBudget logs, once per period of each spent budget, that profile,
+// with budget_enforce, asks the IdP beyond it because it holds no valid
+// token.
 func (a *Agent) beyondBudget(profile string, now time.Time) {
-	for _, m := range a.meters.Load().byProfile[profile] {
+	ms := a.meters.Load()
+	if !ms.enforce[profile] {
+		return
+	}
+	for _, m := range ms.byProfile[profile] {
 		m.mu.Lock()
 		log := m.m.Over(now) && !m.beyondLog.Equal(m.m.Start)
 		if log {

@@ -229,8 +229,8 @@ func (s *source) fetch() (any, error) {
 	// With a fleet, a token another host fetched is used as it is; else
 	// this host fetches holding the fingerprint's lock, and shares what it
 	// gets (see fleet.go). etcd trouble leaves it fetching for itself.
-	if _, paused := s.agent.budgetPause(s.prof.name, s.agent.clock.Now()); paused {
-		s.agent.beyondBudget(s.prof.name, s.agent.clock.Now())
+	if c, now, mono := s.cur.Load(), s.agent.clock.Now(), s.agent.clock.Mono(); c == nil || c.left(now, mono) <= 0 {
+		s.agent.beyondBudget(s.prof.name, now)
 	}
 	if s.coord != nil {
 		return s.fetchShared()

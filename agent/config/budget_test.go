@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -79,5 +80,36 @@ budget_enforce = true
 	warnings := strings.Join(cfg.Warnings(), "\n")
 	if !strings.Contains(warnings, `"nobody"`) || strings.Contains(warnings, `"my-client-id"`) {
 		t.Errorf("Warnings() = %q; want one about \"nobody\" alone", warnings)
+	}
+}
+
+// TestExampleBudgetsAreValid: agent.toml.example's commented-out budget
+// settings, uncommented, are valid and mean what they say.
+func TestExampleBudgetsAreValid(t *testing.T) {
+	data, err := os.ReadFile("../../agent.toml.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table, profile []string
+	for line := range strings.Lines(string(data)) {
+		body, ok := strings.CutPrefix(line, "# ")
+		switch {
+		case !ok:
+		case strings.HasPrefix(body, "[budgets]"), len(table) == 1:
+			table = append(table, body)
+		case strings.HasPrefix(body, "budget = "), strings.HasPrefix(body, "budget_enforce = "):
+			profile = append(profile, body)
+		}
+	}
+	text := strings.Join(table, "") + "[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"zeebe-worker\"\nclient_secret = \"env:S\"\n" + strings.Join(profile, "")
+	cfg, err := config.ParseConfig([]byte(text), "budget-example.toml")
+	if err != nil {
+		t.Fatalf("agent.toml.example's budgets:\n%s\nparsed as %v", text, err)
+	}
+	if b, ok := cfg.ClientBudget("zeebe-worker"); !ok || b != (budget.Budget{Limit: 5000, Period: budget.Month}) {
+		t.Errorf("the example's [budgets] entry: %v, %v", b, ok)
+	}
+	if b, ok := cfg.ProfileBudget("p"); !ok || b != (budget.Budget{Limit: 1000, Period: budget.Day}) || !cfg.Profiles["p"].BudgetEnforce {
+		t.Errorf("the example's profile budget: %v, %v, enforce %v", b, ok, cfg.Profiles["p"].BudgetEnforce)
 	}
 }
