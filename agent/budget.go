@@ -59,27 +59,30 @@ type meter struct {
 // keeping the counts of old's meters for the same budgets (a reload).
 func (a *Agent) newMeters(cfg *config.Config, built map[string]*profile, old *meters) *meters {
 	ms := &meters{byScope: map[string]*meter{}, byProfile: map[string][]*meter{}, enforce: map[string]bool{}}
+	crossed := map[*meter]budget.Threshold{}
 	add := func(scope, kind, name, fleetName string, b budget.Budget) *meter {
 		if m := ms.byScope[scope]; m != nil {
 			return m
 		}
-		m := &meter{scope: scope, kind: kind, name: name, m: budget.Meter{Budget: b}}
-		if a.fleet != nil {
-			m.fleetName = fleetName
+		if a.fleet == nil {
+			fleetName = ""
 		}
-		m.log = a.log.With().Str("budget_for", kind).Str(map[string]string{budgetForProfile: "profile", budgetForClient: "client_id"}[kind], name).
-			Str("budget", b.String()).Logger()
-		if o := old.lookup(scope); o != nil {
+		if o := old.lookup(scope); o != nil && o.fleetName == fleetName {
 			o.mu.Lock()
-			if o.m.Budget.Period == b.Period && o.fleetName == m.fleetName {
-				// The count goes on; the thresholds are those of the new limit.
-				m.m, m.lastRead, m.beyondLog = o.m, o.lastRead, o.beyondLog
-				m.m.Budget = b
-				m.m.Warned = float64(m.m.Used()) >= budget.WarnRatio*float64(b.Limit)
-				m.m.Spent = m.m.Used() >= b.Limit
+			same := o.m.Budget.Period == b.Period
+			if same {
+				// The same meter counts on (an add to the fleet under way
+				// included), against the new limit.
+				crossed[o] = o.m.Rebudget(b.Limit)
 			}
 			o.mu.Unlock()
+			if same {
+				ms.byScope[scope] = o
+				return o
+			}
 		}
+		m := &meter{scope: scope, kind: kind, name: name, fleetName: fleetName, m: budget.Meter{Budget: b}}
+		m.log = a.log.With().Str("budget_for", kind).Str(map[string]string{budgetForProfile: "profile", budgetForClient: "client_id"}[kind], name).Logger()
 		ms.byScope[scope] = m
 		return m
 	}
@@ -97,6 +100,10 @@ func (a *Agent) newMeters(cfg *config.Config, built map[string]*profile, old *me
 			ms.byProfile[name] = append(ms.byProfile[name], add("client/"+p.clientID, budgetForClient, p.clientID, "client\x00"+p.clientID, b))
 		}
 		ms.enforce[name] = cfg.Profiles[name].BudgetEnforce
+	}
+	now := a.clock.Now()
+	for m, th := range crossed {
+		a.noteCrossed(m, th, ms, now)
 	}
 	return ms
 }
@@ -129,13 +136,13 @@ func (a *Agent) noteCrossed(m *meter, crossed budget.Threshold, ms *meters, now 
 		return
 	}
 	m.mu.Lock()
-	used, limit, end, counted := m.m.Used(), m.m.Budget.Limit, m.m.End(), m.countedLocked()
+	used, limit, period, end, counted := m.m.Used(), m.m.Budget.Limit, m.m.Budget.Period.String(), m.m.End(), m.countedLocked()
 	m.mu.Unlock()
 	ev := m.log.Warn()
 	if crossed == budget.Spent {
 		ev = m.log.Error()
 	}
-	ev = ev.Int64("used", used).Int64("limit", limit).Time("period_ends", end).Str("counted", counted)
+	ev = ev.Int64("used", used).Int64("limit", limit).Str("period", period).Time("period_ends", end).Str("counted", counted)
 	var enforced []string
 	for _, name := range slices.Sorted(maps.Keys(ms.byProfile)) {
 		if ms.enforce[name] && slices.Contains(ms.byProfile[name], m) {

@@ -177,6 +177,10 @@ func TestBudgetClientAndReload(t *testing.T) {
 	if q := budgetOf(t, h.agent, "q", "client_id"); q.Enforced || q.Paused {
 		t.Errorf("profile q (no budget_enforce): %+v; want not enforced", q)
 	}
+	// The lower limit is spent at once: said once, by the reload.
+	if n := strings.Count(suiteLog.textFor(t), `"enforced_for":["p"],"message":"the IdP request budget is spent for this period; budget_enforce`); n != 1 {
+		t.Errorf("the reload to a spent limit logs the 100%% line %d times; want 1:\n%s", n, suiteLog.textFor(t))
+	}
 	// p is paused: its refresh (at about 45 minutes of its 1-hour token)
 	// does not come; q's does. Once p's token has expired, p asks again.
 	h.clock.Advance(50 * time.Minute)

@@ -216,6 +216,19 @@ func (m *Meter) Observe(now, start time.Time, total int64) Threshold {
 	return m.Sent(start, 0, total)
 }
 
+// Rebudget applies a new limit to the period's count (a reload) and
+// returns the threshold the count has now reached and not reported: a
+// lower limit may be spent at once. A threshold reported under the old
+// limit and reached under the new one is not reported again; one no
+// longer reached (a higher limit) will be, when it is.
+func (m *Meter) Rebudget(limit int64) Threshold {
+	m.Budget.Limit = limit
+	used := m.Used()
+	m.Warned = m.Warned && float64(used) >= WarnRatio*float64(limit)
+	m.Spent = m.Spent && used >= limit
+	return m.crossed()
+}
+
 // crossed reports a threshold newly reached, once per period.
 func (m *Meter) crossed() Threshold {
 	used := m.Used()

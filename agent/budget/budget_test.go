@@ -109,6 +109,26 @@ func TestMeterThresholdsOncePerPeriod(t *testing.T) {
 	}
 }
 
+// TestMeterRebudget: a reload's new limit keeps the count; a lower limit
+// already reached reports its threshold at once, a threshold reported
+// and still reached is not reported again, and a higher one re-arms it.
+func TestMeterRebudget(t *testing.T) {
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	m := budget.Meter{Budget: budget.Budget{Limit: 10, Period: budget.Day}}
+	for range 8 {
+		m.Count(at)
+	}
+	if th := m.Rebudget(8); th != budget.Spent || m.Used() != 8 {
+		t.Errorf("8 used, limit lowered to 8: %v, used %d; want Spent, 8", th, m.Used())
+	}
+	if th := m.Rebudget(5); th != budget.None {
+		t.Errorf("limit lowered again, still spent: %v; want None (reported)", th)
+	}
+	if th := m.Rebudget(100); th != budget.None || m.Warned || m.Spent {
+		t.Errorf("limit raised to 100: %v, warned %v, spent %v; want None and both re-armed", th, m.Warned, m.Spent)
+	}
+}
+
 // TestMeterFleet: the fleet's total counts other hosts' requests; one
 // in flight is counted once, and an answer for an ended period is ignored.
 func TestMeterFleet(t *testing.T) {
