@@ -107,6 +107,8 @@ type Agent struct {
 
 	doors atomic.Pointer[doorIndex] // what the token doors match against (doors.go)
 
+	meters atomic.Pointer[meters] // the budgets of IdP requests (budget.go), replaced by Reload
+
 	// changed is closed, and replaced, whenever a fetch ends or the
 	// store's state may have changed: whoever needs to see such a change
 	// waits on it rather than polling (see stateChanged).
@@ -245,6 +247,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		sources[name] = newSource(a, p)
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.meters.Store(a.newMeters(cfg, built, nil))
 	a.sources.Store(&sources)
 	for _, s := range sources {
 		s.watchFleet()

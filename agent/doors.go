@@ -287,7 +287,7 @@ func (a *Agent) ProfileStats() []metrics.ProfileStats {
 			LatencyBuckets: LatencyBuckets(), LatencyCounts: st.Latency.Counts[:], LatencySum: st.Latency.Sum,
 			Minted: st.Minted, Coalesced: st.Coalesced, Served: st.Served,
 			ExpiresIn: st.ExpiresAt.Sub(now).Seconds(), HasToken: !st.ExpiresAt.IsZero(), LastSuccess: st.LastRefresh,
-			Fleet: st.Fleet, FleetStats: st.FleetStats, SinkExpiry: st.SinkExpiresAt,
+			Fleet: st.Fleet, FleetStats: st.FleetStats, SinkExpiry: st.SinkExpiresAt, Budgets: st.Budgets,
 		})
 	}
 	return out

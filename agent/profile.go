@@ -128,12 +128,17 @@ func buildProfile(c *config.Config, name string, httpClient *http.Client, now fu
 	}
 	timing := c.ProfileTiming(name)
 	settings := sha256.New()
+	// A budget is not part of the profile's settings: a reload that
+	// changes one leaves the profile, its token and its timer as they are
+	// (the agent's meters apply it).
+	unbudgeted := *p
+	unbudgeted.Budget, unbudgeted.BudgetEnforce = "", false
 	json.NewEncoder(settings).Encode(struct {
 		P      *config.ProfileConfig
 		T      config.Timing
 		Secret string
 		Access access
-	}{p, timing, cfg.ClientSecret, acc})
+	}{&unbudgeted, timing, cfg.ClientSecret, acc})
 	if cfg.Signer != nil {
 		settings.Write([]byte(cfg.Signer.KeyID()))
 	}

@@ -75,6 +75,8 @@ func (s *source) fetchIdP(ctx context.Context) (*cached, error) {
 	resp, err := s.prof.client.Fetch(ctx)
 	latency := time.Since(start)
 	s.stats.request(err, latency)
+	// Whatever the answer: the IdP bills and limits requests, not tokens.
+	s.agent.countRequest(s.prof.name, sent)
 
 	s.mu.Lock()
 	if s.closed {
@@ -280,6 +282,21 @@ func (s *source) onTimer() {
 		s.armLocked(now, now.Add(c.untilDue(now, s.agent.clock.Mono())))
 		s.mu.Unlock()
 		return
+	}
+	if c := s.cur.Load(); c != nil && c.left(now, s.agent.clock.Mono()) > 0 {
+		if until, paused := s.agent.budgetPause(s.prof.name, now); paused {
+			// budget_enforce, and the budget is spent: no proactive
+			// refresh until the period ends. The token held is served
+			// until it expires; then a caller's request asks the IdP, or,
+			// for a profile with file sinks (nobody asks), the timer does.
+			if len(s.prof.sinks) > 0 && c.ExpiresAt.Before(until) {
+				until = c.ExpiresAt
+			}
+			s.armLocked(now, until)
+			s.mu.Unlock()
+			s.log.Debug().Time("until", until).Msg("IdP request budget spent: proactive refresh paused")
+			return
+		}
 	}
 	s.mu.Unlock()
 	if _, _, shared := s.sf.Do(fetchKey, s.fetch); shared {

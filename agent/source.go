@@ -167,6 +167,14 @@ func (s *source) fetchWait(ctx context.Context, minValid time.Duration) (*Token,
 			return nil, ipc.Errorf(ipc.ErrMinValid, fmt.Sprintf("profile %q: the IdP issues tokens valid for %v; asked for %v", s.prof.name, life.Round(time.Second), minValid))
 		}
 	}
+	if c != nil && c.left(now, mono) > 0 {
+		if _, paused := s.agent.budgetPause(s.prof.name, now); paused {
+			// budget_enforce, and the budget is spent: the token held is
+			// served while it is valid at all, min_valid or not.
+			s.mu.Unlock()
+			return c.serve(now, mono), nil
+		}
+	}
 	if wait := s.holdLocked(now); wait > 0 {
 		err := &holdError{wait: wait, err: s.failures.Err}
 		s.mu.Unlock()
@@ -234,6 +242,9 @@ func (s *source) fetch() (any, error) {
 	// With a fleet, a token another host fetched is used as it is; else
 	// this host fetches holding the fingerprint's lock, and shares what it
 	// gets (see fleet.go). etcd trouble leaves it fetching for itself.
+	if c, now, mono := s.cur.Load(), s.agent.clock.Now(), s.agent.clock.Mono(); c == nil || c.left(now, mono) <= 0 {
+		s.agent.beyondBudget(s.prof.name, now)
+	}
 	if s.coord != nil {
 		return s.fetchShared()
 	}

@@ -124,6 +124,7 @@ func (s *source) status(now time.Time) ProfileStatus {
 	if exp := s.prof.client.AssertionExpiresAt(); !exp.IsZero() {
 		st.AssertionExpiresAt = exp.UTC()
 	}
+	st.Budgets = s.agent.budgetStatus(s.prof.name, now)
 	if exp := s.sinkExpiresAt(); !exp.IsZero() {
 		st.SinkExpiresAt, st.SinkStale = exp, !now.Before(exp)
 	}

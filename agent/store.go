@@ -184,7 +184,12 @@ func (a *Agent) adoptStore(st *store.Store) {
 		drop = append(drop, r.Profile)
 	}
 	a.persister.Remove(drop...)
-	log.Info().Int("loaded", loaded).Int("dropped", len(drop)).Msg("token store opened")
+	counts, err := st.LoadCounts()
+	if err != nil {
+		log.Error().Err(err).Msg("cannot read the budget counts from the token store; budgets count this period from the fleet's count, or from 0")
+	}
+	a.persister.RemoveCounts(a.adoptCounts(counts)...)
+	log.Info().Int("loaded", loaded).Int("dropped", len(drop)).Int("budget_counts", len(counts)).Msg("token store opened")
 }
 
 // adoptAgain adopts a store the writer opened again, and returns the

@@ -209,6 +209,8 @@ type ProfileStatus struct {
 	// token (auth = "client_assertion"), is when the token the agent last
 	// read from its file expires; zero when none could be read.
 	AssertionExpiresAt time.Time `json:"assertion_expires_at,omitzero"`
+	// Budgets are the budgets counting the profile's IdP requests.
+	Budgets []Budget `json:"budgets,omitempty"`
 	// Callers are the callers the agent lately admitted to the profile,
 	// newest first, with the allow rule that admitted each; the agent
 	// tells them to root and its own user only.
@@ -223,4 +225,24 @@ type RecentCaller struct {
 	PID  int32     `json:"pid,omitempty"`
 	Rule string    `json:"rule"`
 	Last time.Time `json:"last"`
+}
+
+// Budget is one budget of IdP token requests in its current calendar
+// period (UTC): see docs/budgets.md.
+type Budget struct {
+	// For is "profile" or "client_id" (then ClientID names it).
+	For      string `json:"for"`
+	ClientID string `json:"client_id,omitempty"`
+	// Limit requests per Period (hour, day, month), ending at PeriodEnd.
+	Limit     int64     `json:"limit"`
+	Period    string    `json:"period"`
+	PeriodEnd time.Time `json:"period_end"`
+	// Used so far, and Projected to PeriodEnd at the rate seen so far.
+	Used      int64 `json:"used"`
+	Projected int64 `json:"projected"`
+	// Counted is "fleet", "host" or "host: fleet unavailable".
+	Counted string `json:"counted"`
+	// Enforced: budget_enforce; Paused: spent, serving the held token.
+	Enforced bool `json:"enforced,omitempty"`
+	Paused   bool `json:"paused,omitempty"`
 }

@@ -162,6 +162,9 @@ type ProfileInfo struct {
 	// is the exp of the platform's token the agent last read from its
 	// file (never the token); zero when none could be read.
 	AssertionExpiresAt time.Time `json:"assertion_expires_at,omitzero"`
+	// Budgets are the budgets that count the profile's IdP requests: its
+	// own (budget) and its client id's ([budgets]).
+	Budgets []BudgetInfo `json:"budgets,omitempty"`
 	// Callers are the callers this agent lately admitted to the profile,
 	// newest first, each with the allow rule that admitted it: told to
 	// root and the agent's user only.
@@ -176,6 +179,33 @@ type RecentCaller struct {
 	PID  int32     `json:"pid,omitempty"`
 	Rule string    `json:"rule"`
 	Last time.Time `json:"last"`
+}
+
+// BudgetInfo is one budget of IdP token requests in its current
+// calendar period (UTC), as GET /v1/profiles shows it.
+type BudgetInfo struct {
+	// For is "profile" (the profile's own budget) or "client_id" (its
+	// client id's, shared by every profile of that client: ClientID).
+	For      string `json:"for"`
+	ClientID string `json:"client_id,omitempty"`
+	// Limit requests per Period ("hour", "day" or "month"), which ends
+	// at PeriodEnd.
+	Limit     int64     `json:"limit"`
+	Period    string    `json:"period"`
+	PeriodEnd time.Time `json:"period_end"`
+	// Used is the period's count so far; Projected what it will be at
+	// PeriodEnd at the rate seen so far.
+	Used      int64 `json:"used"`
+	Projected int64 `json:"projected"`
+	// Counted says whose requests Used counts: "fleet" (every agent that
+	// shares it, through etcd), "host" (this agent's), or "host: fleet
+	// unavailable" (this agent's since the fleet last answered, added to
+	// the fleet's count as last read).
+	Counted string `json:"counted"`
+	// Enforced: budget_enforce is set; Paused: the budget is spent, and
+	// the profile serves its token until it expires instead of asking.
+	Enforced bool `json:"enforced,omitempty"`
+	Paused   bool `json:"paused,omitempty"`
 }
 
 // ProfilesResponse is the answer to GET /v1/profiles.

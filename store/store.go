@@ -26,6 +26,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -48,6 +49,7 @@ const formatVersion = 1
 var (
 	bucketMeta   = []byte("meta")
 	bucketTokens = []byte("tokens")
+	bucketCounts = []byte("budgets") // budget counts (Count), in clear: no secret
 	keyFormat    = []byte("format")
 )
 
@@ -238,7 +240,53 @@ func (s *Store) LoadAll() ([]Record, []Problem, error) {
 
 // Apply writes puts and removes the records of deletes in one
 // transaction (one fsync), so that a batch is all there or not at all.
-func (s *Store) Apply(puts []Record, deletes []string) error {
+func (s *Store) Apply(puts []Record, deletes []string) error { return s.Write(puts, deletes, nil, nil) }
+
+// Count is one budget's count of IdP requests in one calendar period,
+// kept so that a restart goes on counting where the agent stopped (see
+// the engine's budgets). Counts are no secret: they are kept in clear.
+type Count struct {
+	// Scope names the budget ("profile/NAME", "client/ID"); the key.
+	Scope string `json:"-"`
+	// Period names the period counted ("2026-11-24T12", "2026-11-24", "2026-11").
+	Period string `json:"period"`
+	// Own, Fleet and Unsent are the agent's requests, the fleet's count
+	// as last read, and the agent's requests not yet added to it.
+	Own    int64 `json:"own"`
+	Fleet  int64 `json:"fleet,omitempty"`
+	Unsent int64 `json:"unsent,omitempty"`
+	// Warned and Spent: the 80 % and 100 % marks were logged.
+	Warned bool `json:"warned,omitempty"`
+	Spent  bool `json:"spent,omitempty"`
+}
+
+// LoadCounts returns every budget count kept; one that does not read is
+// left out (the next write replaces it).
+func (s *Store) LoadCounts() ([]Count, error) {
+	var out []Count
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCounts)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var c Count
+			if json.Unmarshal(v, &c) == nil && c.Own >= 0 && c.Fleet >= 0 && c.Unsent >= 0 {
+				c.Scope = string(k)
+				out = append(out, c)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store %s: read: %w", s.path, err)
+	}
+	return out, nil
+}
+
+// Write is Apply with budget counts: it also writes counts and removes
+// the counts of dropCounts' scopes, all in one transaction.
+func (s *Store) Write(puts []Record, deletes []string, counts []Count, dropCounts []string) error {
 	sealed := make([][]byte, len(puts))
 	for i := range puts {
 		var err error
@@ -255,6 +303,27 @@ func (s *Store) Apply(puts []Record, deletes []string) error {
 		}
 		for _, p := range deletes {
 			if err := b.Delete([]byte(p)); err != nil {
+				return err
+			}
+		}
+		if len(counts)+len(dropCounts) == 0 {
+			return nil
+		}
+		cb, err := tx.CreateBucketIfNotExists(bucketCounts)
+		if err != nil {
+			return err
+		}
+		for _, c := range counts {
+			v, err := json.Marshal(c)
+			if err != nil {
+				return err
+			}
+			if err := cb.Put([]byte(c.Scope), v); err != nil {
+				return err
+			}
+		}
+		for _, scope := range dropCounts {
+			if err := cb.Delete([]byte(scope)); err != nil {
 				return err
 			}
 		}

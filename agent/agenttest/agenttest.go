@@ -20,6 +20,7 @@ import (
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/agent/idptest"
 	"github.com/tokenagent/tokenagent/agent/secretref"
+	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/door"
 )
 
@@ -157,4 +158,17 @@ func (r *Running) Close() {
 	if r.Dir != "" {
 		os.RemoveAll(r.Dir)
 	}
+}
+
+// Budget is the budget of profile for kind ("profile" or "client_id") as
+// a's status shows it; ok false when the profile has none.
+func Budget(a *agent.Agent, profile, kind string) (b ipc.BudgetInfo, ok bool) {
+	for _, st := range a.Status() {
+		for _, b := range st.Budgets {
+			if st.Name == profile && b.For == kind {
+				return b, true
+			}
+		}
+	}
+	return ipc.BudgetInfo{}, false
 }

@@ -121,6 +121,10 @@ type Config struct {
 	// Fleet shares tokens with the agents of other hosts through etcd
 	// ([fleet]); nil keeps every token to this host.
 	Fleet *FleetConfig `toml:"fleet"`
+	// Budgets maps an IdP client id to a budget of token requests for
+	// every profile of that client together ([budgets], "5000/month");
+	// see docs/budgets.md.
+	Budgets map[string]string `toml:"budgets"`
 	// Timing holds the defaults for every profile.
 	Timing
 	// Profiles maps a profile name to its settings.
@@ -258,6 +262,16 @@ type ProfileConfig struct {
 	// Fleet = false keeps this profile's tokens to this host when [fleet]
 	// is configured (default: shared).
 	Fleet *bool `toml:"fleet"`
+	// Budget is the profile's budget of token requests to the IdP:
+	// "1000/day", "50/hour", "20000/month" (calendar periods in UTC),
+	// counted across the fleet when the profile is shared; "" (the
+	// default) sets none. See docs/budgets.md.
+	Budget string `toml:"budget"`
+	// BudgetEnforce stops asking the IdP beyond this profile's budget, or
+	// its client id's, while the token held is still valid (it is served
+	// until it expires; without one the IdP is still asked). Default
+	// false: budgets are counted, logged and shown, never enforced.
+	BudgetEnforce bool `toml:"budget_enforce"`
 	// Timing overrides the top-level defaults for this profile.
 	Timing
 }
@@ -372,6 +386,7 @@ func (c *Config) Warnings() []string {
 			out = append(out, LiteralFileWarning(name))
 		}
 	}
+	out = append(out, c.budgetWarnings()...)
 	if c.Fleet != nil {
 		for _, e := range c.Fleet.Endpoints {
 			u, err := url.Parse(e)

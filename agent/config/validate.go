@@ -96,6 +96,7 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateGCPPorts()...)
+	errs = append(errs, c.validateBudgets()...)
 	return errors.Join(errs...)
 }
 

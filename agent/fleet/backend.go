@@ -26,6 +26,11 @@ type Backend interface {
 	// until ctx ends (nothing written after Watch returns is missed, if
 	// late), when it closes the channel.
 	Watch(ctx context.Context, fingerprint string) (<-chan Record, error)
+	// Count adds n to the counter name (n 0: reads it) and returns its
+	// total, atomically against every other host's adds. A counter the
+	// first add creates vanishes by itself ttl later. Budgets of IdP
+	// requests count through it, one counter per budget and period.
+	Count(ctx context.Context, name string, n int64, ttl time.Duration) (total int64, err error)
 }
 
 // Profile is the engine's side of one profile, as its Coordinator sees it.

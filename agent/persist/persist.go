@@ -103,6 +103,8 @@ type Writer struct {
 	st       *store.Store // nil while unavailable
 	puts     map[string]store.Record
 	deletes  map[string]bool
+	counts   map[string]store.Count // budget counts by scope
+	dropped  map[string]bool        // budget counts to delete, by scope
 	state    string
 	lastErr  error
 	stalls   uint64
@@ -124,6 +126,7 @@ func New(opts Options) *Writer {
 	w := &Writer{path: opts.Path, reopen: opts.Reopen, adopt: opts.Adopt, changed: opts.Changed,
 		clock: opts.Clock, log: zerolog.Nop(), st: opts.Store, state: StateOK,
 		puts: map[string]store.Record{}, deletes: map[string]bool{},
+		counts: map[string]store.Count{}, dropped: map[string]bool{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		stallAfter: StallAfter, checkEvery: CheckEvery}
 	if w.clock == nil {
@@ -181,6 +184,34 @@ func (w *Writer) Remove(profiles ...string) {
 	w.mu.Unlock()
 	w.signal()
 	w.changed()
+}
+
+// PutCount notes a budget's count to be written (the latest per scope).
+func (w *Writer) PutCount(c store.Count) {
+	w.mu.Lock()
+	w.counts[c.Scope] = c
+	delete(w.dropped, c.Scope)
+	w.mu.Unlock()
+	w.signal()
+}
+
+// RemoveCounts notes the counts of scopes to be deleted.
+func (w *Writer) RemoveCounts(scopes ...string) {
+	if len(scopes) == 0 {
+		return
+	}
+	w.mu.Lock()
+	for _, s := range scopes {
+		w.dropped[s] = true
+		delete(w.counts, s)
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// pendingLocked is how many writes wait: tokens, deletions, counts.
+func (w *Writer) pendingLocked() int {
+	return len(w.puts) + len(w.deletes) + len(w.counts) + len(w.dropped)
 }
 
 func (w *Writer) signal() {
@@ -289,7 +320,7 @@ func (w *Writer) flush() {
 	defer w.changed()
 	w.mu.Lock()
 	st := w.st
-	if st == nil || len(w.puts)+len(w.deletes) == 0 {
+	if st == nil || w.pendingLocked() == 0 {
 		w.mu.Unlock()
 		return
 	}
@@ -302,8 +333,8 @@ func (w *Writer) flush() {
 			return
 		}
 	}
-	puts, deletes := w.puts, w.deletes
-	w.puts, w.deletes = map[string]store.Record{}, map[string]bool{}
+	puts, deletes, counts, dropped := w.puts, w.deletes, w.counts, w.dropped
+	w.puts, w.deletes, w.counts, w.dropped = map[string]store.Record{}, map[string]bool{}, map[string]store.Count{}, map[string]bool{}
 	t := timings{w.stallAfter, w.checkEvery, w.clock}
 	w.mu.Unlock()
 
@@ -317,7 +348,7 @@ func (w *Writer) flush() {
 		w.log.Error().Str("store", w.path).Dur("waited", t.stall).
 			Msg("a token store write has not finished: the disk may be hung or frozen; tokens are still served from memory, and new ones are written when it answers")
 	})
-	err := st.Apply(slices.Collect(maps.Values(puts)), slices.Collect(maps.Keys(deletes)))
+	err := st.Write(slices.Collect(maps.Values(puts)), slices.Collect(maps.Keys(deletes)), slices.Collect(maps.Values(counts)), slices.Collect(maps.Keys(dropped)))
 	stopStall()
 
 	w.mu.Lock()
@@ -333,6 +364,16 @@ func (w *Writer) flush() {
 		for name := range deletes {
 			if _, newer := w.puts[name]; !newer {
 				w.deletes[name] = true
+			}
+		}
+		for scope, c := range counts {
+			if _, newer := w.counts[scope]; !newer && !w.dropped[scope] {
+				w.counts[scope] = c
+			}
+		}
+		for scope := range dropped {
+			if _, newer := w.counts[scope]; !newer {
+				w.dropped[scope] = true
 			}
 		}
 		w.state, w.lastErr = StateFailing, err
@@ -365,7 +406,7 @@ func (w *Writer) Close() {
 	case <-w.done:
 	case <-time.After(flushOnClose):
 		w.mu.Lock()
-		n := len(w.puts) + len(w.deletes)
+		n := w.pendingLocked()
 		w.mu.Unlock()
 		w.log.Error().Str("store", w.path).Dur("waited", flushOnClose).Int("pending", n).
 			Msg("the token store did not finish writing before shutdown; the last tokens are not stored (they will be fetched again after the restart)")

@@ -303,6 +303,9 @@ func renderStatus(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := renderBudgets(w, profiles, now); err != nil {
+		return err
+	}
 	return renderCallers(w, profiles, now)
 }
 
@@ -318,6 +321,41 @@ func renderCallers(w io.Writer, profiles []clientlib.ProfileStatus, now time.Tim
 				header = true
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%v ago\n", ipc.SafeText(p.Name), c.UID, c.PID, ipc.SafeText(c.Rule), now.Sub(c.Last).Round(time.Second))
+		}
+	}
+	return tw.Flush()
+}
+
+// renderBudgets writes the budgets' table, when any profile has one: the
+// period's use against the limit, and where the period ends at the rate
+// seen so far. A client id's budget shows once, under its first profile.
+func renderBudgets(w io.Writer, profiles []clientlib.ProfileStatus, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header, seen := false, map[string]bool{}
+	for _, p := range profiles {
+		for _, b := range p.Budgets {
+			budgetFor := "profile " + ipc.SafeText(p.Name)
+			if b.For == "client_id" {
+				if seen[b.ClientID] {
+					continue
+				}
+				seen[b.ClientID] = true
+				budgetFor = "client_id " + ipc.SafeText(b.ClientID)
+			}
+			if !header {
+				fmt.Fprintln(w)
+				fmt.Fprintln(tw, "BUDGET\tUSED/LIMIT\tPROJECTED\tPERIOD ENDS IN\tCOUNTED")
+				header = true
+			}
+			counted := ipc.SafeText(b.Counted)
+			switch {
+			case b.Paused:
+				counted += ", enforced: paused until the period ends"
+			case b.Enforced:
+				counted += ", enforced"
+			}
+			fmt.Fprintf(tw, "%s\t%d/%d per %s (%.0f%%)\t%d\t%v\t%s\n", budgetFor, b.Used, b.Limit, ipc.SafeText(b.Period),
+				100*float64(b.Used)/float64(max(b.Limit, 1)), b.Projected, b.PeriodEnd.Sub(now).Round(time.Second), counted)
 		}
 	}
 	return tw.Flush()

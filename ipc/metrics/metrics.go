@@ -72,6 +72,8 @@ type ProfileStats struct {
 	// SinkExpiry is when the token the profile's file sinks hold expires
 	// (zero: no sink, or none written yet).
 	SinkExpiry time.Time
+	// Budgets are the budgets counting the profile's IdP requests.
+	Budgets []ipc.BudgetInfo
 }
 
 // ListenOptions say who may scrape the TCP listener and what it shows.
@@ -340,6 +342,7 @@ func writeStats(w io.Writer, all []ProfileStats) {
 			}
 		})
 	}
+	writeBudgets(w, all)
 	each("tokenagent_coalesced_waiters_total", "counter", "Callers that waited on a fetch another caller had started.", func(m ProfileStats) {
 		fmt.Fprintf(w, "tokenagent_coalesced_waiters_total{profile=%q} %d\n", m.Profile, m.Coalesced)
 	})
@@ -363,4 +366,30 @@ func metricLabel(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// writeBudgets writes tokenagent_idp_budget_used_ratio: a profile's own
+// budget under its profile label, a client id's (shared by its profiles)
+// once under its client_id label.
+func writeBudgets(w io.Writer, all []ProfileStats) {
+	family(w, "tokenagent_idp_budget_used_ratio", "gauge", "Share of the IdP request budget used in its current calendar period (UTC), by profile or client id; 1 and above: spent.")
+	clients := map[string]bool{}
+	for _, m := range all {
+		for _, b := range m.Budgets {
+			ratio := float64(b.Used) / float64(max(b.Limit, 1))
+			switch {
+			case b.For != "client_id":
+				fmt.Fprintf(w, "tokenagent_idp_budget_used_ratio{profile=%q,period=%q} %g\n", m.Profile, b.Period, ratio)
+			case !clients[b.ClientID]:
+				clients[b.ClientID] = true
+				fmt.Fprintf(w, "tokenagent_idp_budget_used_ratio{client_id=\"%s\",period=%q} %g\n", labelValue(b.ClientID), b.Period, ratio)
+			}
+		}
+	}
+}
+
+// labelValue escapes a label value as the text format wants it: \\, \"
+// and \n; anything else is written as it is.
+func labelValue(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
