@@ -101,9 +101,8 @@ func (a *Agent) newMeters(cfg *config.Config, built map[string]*profile, old *me
 		}
 		ms.enforce[name] = cfg.Profiles[name].BudgetEnforce
 	}
-	now := a.clock.Now()
 	for m, th := range crossed {
-		a.noteCrossed(m, th, ms, now)
+		a.noteCrossed(m, th, ms)
 	}
 	return ms
 }
@@ -123,7 +122,7 @@ func (a *Agent) countRequest(profile string, now time.Time) {
 		m.mu.Lock()
 		crossed := m.m.Count(now)
 		m.mu.Unlock()
-		a.noteCrossed(m, crossed, ms, now)
+		a.noteCrossed(m, crossed, ms)
 		a.persistMeter(m)
 		a.sendCount(m, false)
 	}
@@ -131,7 +130,7 @@ func (a *Agent) countRequest(profile string, now time.Time) {
 
 // noteCrossed logs a threshold crossed, once per period (the meter says
 // when): what budget_enforce does about it for the profiles it counts.
-func (a *Agent) noteCrossed(m *meter, crossed budget.Threshold, ms *meters, now time.Time) {
+func (a *Agent) noteCrossed(m *meter, crossed budget.Threshold, ms *meters) {
 	if crossed == budget.None {
 		return
 	}
@@ -296,7 +295,7 @@ func (a *Agent) sendCount(m *meter, read bool) {
 			if was {
 				m.log.Info().Int64("fleet_count", total).Msg("the fleet counts this budget again")
 			}
-			a.noteCrossed(m, crossed, a.meters.Load(), now)
+			a.noteCrossed(m, crossed, a.meters.Load())
 			a.persistMeter(m)
 		}
 	}()
