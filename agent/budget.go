@@ -107,6 +107,23 @@ func (a *Agent) newMeters(cfg *config.Config, built map[string]*profile, old *me
 	return ms
 }
 
+// replaceMeters installs next (a reload's) and forgets in the store the
+// counts of the meters it no longer has: a budget removed, or counting
+// another period now.
+func (a *Agent) replaceMeters(next *meters) {
+	prev := a.meters.Swap(next)
+	if a.persister == nil || prev == nil {
+		return
+	}
+	var gone []string
+	for scope, m := range prev.byScope {
+		if next.byScope[scope] != m {
+			gone = append(gone, scope)
+		}
+	}
+	a.persister.RemoveCounts(gone...)
+}
+
 func (ms *meters) lookup(scope string) *meter {
 	if ms == nil {
 		return nil
