@@ -101,11 +101,27 @@ func (a *Agent) newMeters(cfg *config.Config, built map[string]*profile, old *me
 		}
 		ms.enforce[name] = cfg.Profiles[name].BudgetEnforce
 	}
-	now := a.clock.Now()
 	for m, th := range crossed {
-		a.noteCrossed(m, th, ms, now)
+		a.noteCrossed(m, th, ms)
 	}
 	return ms
+}
+
+// replaceMeters installs next (a reload's) and forgets in the store the
+// counts of the meters it no longer has: a budget removed, or counting
+// another period now.
+func (a *Agent) replaceMeters(next *meters) {
+	prev := a.meters.Swap(next)
+	if a.persister == nil || prev == nil {
+		return
+	}
+	var gone []string
+	for scope, m := range prev.byScope {
+		if next.byScope[scope] != m {
+			gone = append(gone, scope)
+		}
+	}
+	a.persister.RemoveCounts(gone...)
 }
 
 func (ms *meters) lookup(scope string) *meter {
@@ -123,7 +139,7 @@ func (a *Agent) countRequest(profile string, now time.Time) {
 		m.mu.Lock()
 		crossed := m.m.Count(now)
 		m.mu.Unlock()
-		a.noteCrossed(m, crossed, ms, now)
+		a.noteCrossed(m, crossed, ms)
 		a.persistMeter(m)
 		a.sendCount(m, false)
 	}
@@ -131,7 +147,7 @@ func (a *Agent) countRequest(profile string, now time.Time) {
 
 // noteCrossed logs a threshold crossed, once per period (the meter says
 // when): what budget_enforce does about it for the profiles it counts.
-func (a *Agent) noteCrossed(m *meter, crossed budget.Threshold, ms *meters, now time.Time) {
+func (a *Agent) noteCrossed(m *meter, crossed budget.Threshold, ms *meters) {
 	if crossed == budget.None {
 		return
 	}
@@ -296,7 +312,7 @@ func (a *Agent) sendCount(m *meter, read bool) {
 			if was {
 				m.log.Info().Int64("fleet_count", total).Msg("the fleet counts this budget again")
 			}
-			a.noteCrossed(m, crossed, a.meters.Load(), now)
+			a.noteCrossed(m, crossed, a.meters.Load())
 			a.persistMeter(m)
 		}
 	}()

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -244,8 +245,24 @@ func TestBudgetSurvivesRestart(t *testing.T) {
 	// in the same hour, the count starts from 0.
 	_, stop = e.mustStart(e.config(""))
 	stop()
-	a, _ = e.mustStart(withBudget)
+	a, stop = e.mustStart(withBudget)
 	if b := budgetOf(t, a, "p", "profile"); b.Used != 0 {
 		t.Errorf("the budget removed, then configured again: %+v; want a count of 0 (the store dropped the old one)", b)
+	}
+	// The same through reloads: removed, the count goes from the store too.
+	ask(a, 2)
+	for _, text := range []string{e.config(""), withBudget} {
+		cfg, err := config.ParseConfig([]byte(text), filepath.Join(e.dir, "agent.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	a, _ = e.mustStart(withBudget)
+	if b := budgetOf(t, a, "p", "profile"); b.Used != 0 {
+		t.Errorf("the budget removed by a reload and configured again, then a restart: %+v; want a count of 0", b)
 	}
 }

@@ -25,7 +25,7 @@ func (a *Agent) Reload(cfg *config.Config) (ReloadSummary, error) {
 	old := *a.sources.Load()
 	// Budgets first: an unchanged profile (a budget is not part of its
 	// settings) counts against the new ones from now on.
-	a.meters.Store(a.newMeters(cfg, built, a.meters.Load()))
+	a.replaceMeters(a.newMeters(cfg, built, a.meters.Load()))
 	next := make(map[string]*source, len(built))
 	for name, p := range built {
 		prev := old[name]
