@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/clientlib"
@@ -52,10 +51,7 @@ func TestBudgetOverTheSocketAndReload(t *testing.T) {
 		t.Errorf("/metrics has no ratio 0.1 for client id c:\n%s", body)
 	}
 	f.write(t, "[budgets]\nc = \"1/day\"", "p")
-	d.Reload()
-	if !log.waitFor("configuration reloaded", 10*time.Second) {
-		t.Fatalf("no reload within 10s:\n%s", log.String())
-	}
+	reload(t, d, log)
 	if b := budgetOf(); b.Used != 1 || b.Limit != 1 {
 		t.Errorf("after the reload to 1/day: %+v; want 1 of 1", b)
 	}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,10 +79,13 @@ type Daemon struct {
 	opts Options
 	log  zerolog.Logger
 
-	ready      chan struct{} // closed once serving (or once Run has failed)
-	readyOnce  func()        // closes ready
-	clock      agent.Clock   // the engine's
-	hup        chan struct{} // Reload requests
+	ready     chan struct{} // closed once serving (or once Run has failed)
+	readyOnce func()        // closes ready
+	clock     agent.Clock   // the engine's
+	hup       chan struct{} // Reload requests
+	// reloadDone is closed, and replaced, when a reload has been handled
+	// to its end (applied or rejected): see Reloaded.
+	reloadDone atomic.Pointer[chan struct{}]
 	mu         sync.Mutex
 	cfg        *config.Config
 	agent      *agent.Agent
@@ -129,6 +133,8 @@ func New(opts Options) (*Daemon, error) {
 		opts.ShutdownGrace = 30 * time.Second
 	}
 	d := &Daemon{opts: opts, cfg: opts.Config, ready: make(chan struct{}), hup: make(chan struct{}, 1), clock: opts.Clock}
+	done := make(chan struct{})
+	d.reloadDone.Store(&done)
 	d.readyOnce = sync.OnceFunc(func() { close(d.ready) })
 	if d.clock == nil {
 		d.clock = agent.SystemClock{}
@@ -181,6 +187,11 @@ func (d *Daemon) Reload() {
 	default: // one is pending already
 	}
 }
+
+// Reloaded is closed when the next reload (SIGHUP or Reload) has been
+// handled to its end — every setting applied, or the file rejected.
+// Take it before asking for the reload.
+func (d *Daemon) Reloaded() <-chan struct{} { return *d.reloadDone.Load() }
 
 // Run serves until ctx ends, then drains requests in flight (up to
 // ShutdownGrace) and stops everything it started. It returns nil after a

@@ -421,6 +421,19 @@ func TestHealthTellsTheTruth(t *testing.T) {
 	})
 }
 
+// reload asks d to reload and waits until it has handled the reload to
+// its end (Daemon.Reloaded), every setting applied; log is shown if not.
+func reload(t *testing.T, d *daemon.Daemon, log *syncBuffer) {
+	t.Helper()
+	done := d.Reloaded()
+	d.Reload()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no reload within 10s:\n%s", log.String())
+	}
+}
+
 // TestLogLevelAppliesOnReload: log_level changed in the file takes effect
 // at the next reload, without a restart.
 func TestLogLevelAppliesOnReload(t *testing.T) {
@@ -439,10 +452,7 @@ func TestLogLevelAppliesOnReload(t *testing.T) {
 	defer stop()
 	log.Debug().Msg("probe before the reload")
 	f.write(t, `log_level = "debug"`, "p")
-	d.Reload()
-	if !buf.waitFor("configuration reloaded", 10*time.Second) {
-		t.Fatalf("no reload within 10s:\n%s", buf.String())
-	}
+	reload(t, d, &buf)
 	log.Debug().Msg("probe after the reload")
 	if out := buf.String(); strings.Contains(out, "probe before") || !strings.Contains(out, "probe after") {
 		t.Errorf("log_level did not follow the reload:\n%s", out)

@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"runtime/debug"
 	"testing"
-	"time"
 
 	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/agent/daemon"
@@ -24,10 +23,7 @@ func TestMemoryLimitAppliedAndReloaded(t *testing.T) {
 		t.Errorf("memory limit after start: %d, want memory_limit's default %d", got, config.DefaultMemoryLimit)
 	}
 	f.write(t, `memory_limit = "96MiB"`, "p")
-	d.Reload()
-	if !buf.waitFor("configuration reloaded", 10*time.Second) {
-		t.Fatalf("no reload within 10s:\n%s", buf.String())
-	}
+	reload(t, d, buf)
 	if got := debug.SetMemoryLimit(-1); got != 96<<20 {
 		t.Errorf("memory limit after a reload to 96MiB: %d, want %d\n%s", got, 96<<20, buf.String())
 	}

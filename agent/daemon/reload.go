@@ -35,6 +35,10 @@ func (d *Daemon) reloadLoop(ctx context.Context, a *agent.Agent, sig <-chan os.S
 // profile that cannot be built, leaves the running configuration in place;
 // the log says why.
 func (d *Daemon) reload(a *agent.Agent) {
+	defer func() {
+		next := make(chan struct{})
+		close(*d.reloadDone.Swap(&next))
+	}()
 	d.reopenAudit()
 	path := d.opts.ConfigPath
 	if path == "" {
