@@ -2,15 +2,11 @@ package daemon_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/tokenagent/tokenagent/agent/daemon"
 	"github.com/tokenagent/tokenagent/clientlib"
-	"github.com/tokenagent/tokenagent/ipc"
 )
 
 // TestBudgetOverTheSocketAndReload: a budget shows in GET /v1/profiles
@@ -38,16 +34,7 @@ func TestBudgetOverTheSocketAndReload(t *testing.T) {
 	if b := budgetOf(); b.For != "client_id" || b.ClientID != "c" || b.Used != 1 || b.Limit != 10 || b.Period != "day" || b.Counted != "host" {
 		t.Errorf("budget over the socket: %+v; want client id c, 1 of 10 per day, counted on this host", b)
 	}
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", f.socket)
-	}}}
-	resp, err := hc.Get("http://" + ipc.Host + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `tokenagent_idp_budget_used_ratio{client_id="c",period="day"} 0.1`+"\n") {
+	if body := f.metrics(t); !strings.Contains(body, `tokenagent_idp_budget_used_ratio{client_id="c",period="day"} 0.1`+"\n") {
 		t.Errorf("/metrics has no ratio 0.1 for client id c:\n%s", body)
 	}
 	f.write(t, "[budgets]\nc = \"1/day\"", "p")

@@ -49,6 +49,21 @@ func newFixture(t *testing.T, top string) fixture {
 	return f
 }
 
+// metrics is /metrics as the socket serves it to this process's user.
+func (f fixture) metrics(t *testing.T) string {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", f.socket)
+	}}}
+	resp, err := hc.Get("http://" + ipc.Host + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 func (f fixture) write(t *testing.T, top string, profiles ...string) {
 	t.Helper()
 	body := fmt.Sprintf("store = %q\n%s\n", f.db, top)
@@ -361,16 +376,7 @@ func TestReadOnlyStoreAtStart(t *testing.T) {
 	if h, err := c.Health(ctx); err != nil || h.Store == nil || h.Store.State != "unavailable" || h.Store.Path != f.db {
 		t.Errorf("/v1/health = %+v, %v; want the store unavailable, with its path", h.Store, err)
 	}
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", f.socket)
-	}}}
-	resp, err := hc.Get("http://" + ipc.Host + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `tokenagent_store_state{state="unavailable"} 1`) {
+	if body := f.metrics(t); !strings.Contains(body, `tokenagent_store_state{state="unavailable"} 1`) {
 		t.Errorf("/metrics does not say the store is unavailable:\n%s", body)
 	}
 	if err := stop(); err != nil {
