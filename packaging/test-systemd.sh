@@ -337,10 +337,12 @@ if as_alice /usr/local/bin/ta-client token client >"$work/exe.log" 2>&1; then
 else
   pass "another digest at the allowed path is refused"
 fi
-# (Denials are logged once per door, uid, profile and answer, then
-# counted: the first refusal of alice for client is the one with a line.)
+# (Denials are logged once per caller, profile and reason a minute, then
+# counted: the two refusals of alice for client have a line each.)
 check "the journal names the selector that refused the copy" \
   journal_has 'allow\[0\]: exe .*/home/alice/ta-copy.* is not .*/usr/local/bin/ta-client'
+check "the journal names the digest that refused the other executable" \
+  journal_has 'allow\[0\]: sha256 of .*/usr/local/bin/ta-client.* is [0-9a-f]*, not'
 # perl asks on its own connection; then perl connects, asks /v1/health
 # (so the agent has accepted and pinned it), and execs sh, which asks
 # for the token on the inherited connection.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -98,12 +99,21 @@ func (rl *requestLog) observe(ev door.RequestEvent) {
 	e.Msg(msg)
 }
 
-// requestKey is who asked for what, and the answer: the first line of
-// each key in a window is written.
+// requestKey is who asked for what, the answer and why (the detail
+// without its numbers: pids, ports): the first line of each key in a
+// window is written, so a caller refused by another selector than the
+// last is told too, while one process after another refused for the same
+// reason is counted.
 func requestKey(ev door.RequestEvent) string {
 	who := "unidentified"
 	if !ev.Unidentified {
 		who = fmt.Sprint(ev.Caller.UID)
 	}
-	return ev.Door + "\x00" + who + "\x00" + ev.Profile + "\x00" + ev.Code
+	why := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, ev.Detail)
+	return ev.Door + "\x00" + who + "\x00" + ev.Profile + "\x00" + ev.Code + "\x00" + why
 }

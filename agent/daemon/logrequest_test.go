@@ -150,3 +150,25 @@ func atLevel(t *testing.T, level zerolog.Level) {
 	prev := logLevel.Swap(int32(level))
 	t.Cleanup(func() { logLevel.Store(prev) })
 }
+
+// TestDenialOfAnotherSelectorIsTold: within one window, a caller refused
+// by another selector than before gets a line of its own; processes
+// refused for the same reason (only their pids differ) share one.
+func TestDenialOfAnotherSelectorIsTold(t *testing.T) {
+	atLevel(t, zerolog.InfoLevel)
+	var buf bytes.Buffer
+	rl := newRequestLog(zerolog.New(&buf), time.Now)
+	ev := door.RequestEvent{Door: "socket", Caller: ipc.Caller{UID: 1000}, Profile: "client", Status: 404, Code: ipc.CodeUnknownProfile, Denied: true}
+	for pid := range 50 {
+		ev.Detail = fmt.Sprintf(`allow[0]: exe "/home/alice/copy" is not "/usr/local/bin/client" (pid %d)`, 1000+pid)
+		rl.observe(ev)
+	}
+	ev.Detail = `allow[0]: sha256 of "/usr/local/bin/client" is 5e88, not 9f86 (pid 2000)`
+	rl.observe(ev)
+	if got := strings.Count(buf.String(), "request denied"); got != 2 {
+		t.Errorf("%d denial lines, want 2 (one per reason):\n%s", got, buf.String())
+	}
+	if !strings.Contains(buf.String(), "sha256 of") {
+		t.Errorf("the refusal by digest is not told:\n%s", buf.String())
+	}
+}
