@@ -270,6 +270,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		default:
 			uid := caller.UID
 			if !l.admit(uid) {
+				unpin(caller.Process) // pinned at identify: a refused connection holds nothing
 				go refuseOverloaded(c)
 				continue
 			}

@@ -221,3 +221,48 @@ func TestPinnedByAnAgentNotRoot(t *testing.T) {
 		t.Errorf("agent as uid 4243 pinning uid 4242's process: %q; want its cgroup, and the exe unknown for want of CAP_SYS_PTRACE", line)
 	}
 }
+
+// TestRefusedConnectionsHoldNoPin: a connection beyond its user's cap is
+// refused, and the process it pinned is let go at once: a user opening
+// connection after connection cannot run the agent out of descriptors.
+func TestRefusedConnectionsHoldNoPin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run callers as another user")
+	}
+	path := filepath.Join(sharedDir(t), "agent.sock")
+	ln, err := Listen(path, ListenConfig{Mode: 0o666, MaxConnectionsPerUID: 1, Pin: func() bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	startDialer(t, 4242, "unix:"+path, 0)
+	acceptCaller(t, ln)
+	go ln.Accept() // refuses the next ones; returns only at Close
+	for range 10 { // each refused, its process kept alive
+		d := startDialer(t, 4242, "unix:"+path, 0)
+		io.WriteString(d.stdin, "read\n")
+		if line, _ := d.stdout.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 503") {
+			t.Fatalf("connection beyond the cap: %q, want 503", line)
+		}
+	}
+	if n := procDirs(t); n != 1 {
+		t.Errorf("%d /proc/PID directories held after 10 refused connections and 1 admitted; want 1", n)
+	}
+}
+
+// procDirs counts this process's descriptors of /proc/PID directories:
+// the pinned processes.
+func procDirs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, "/proc/") && !strings.Contains(target[len("/proc/"):], "/") {
+			n++
+		}
+	}
+	return n
+}

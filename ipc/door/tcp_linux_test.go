@@ -38,8 +38,17 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Stdout.WriteString("connected\n")
-		if cmd, _ := bufio.NewReader(os.Stdin).ReadString('\n'); cmd == "exec\n" { // hold until told
-			execKeeping(c)
+		stdin := bufio.NewReader(os.Stdin)
+		for { // hold until told
+			switch cmd, _ := stdin.ReadString('\n'); cmd {
+			case "exec\n":
+				execKeeping(c)
+			case "read\n": // the first line the agent sent
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				os.Stdout.WriteString(line)
+				continue
+			}
+			break
 		}
 		c.Close()
 		os.Exit(0)
