@@ -214,6 +214,9 @@ func (e entry) processMiss(p ipc.ProcessIdentity, err error) string {
 	if e.Exe != "" && p.Exe != e.Exe {
 		return fmt.Sprintf("exe %q is not %q (pid %d)", ipc.SafeText(p.Exe), e.Exe, p.PID)
 	}
+	if e.Exe != "" && (p.IsExe == nil || !p.IsExe(e.Exe)) {
+		return fmt.Sprintf("exe %q is named like the allowed one, but is not the file at %s on the agent's host (another mount namespace, or the file was replaced since the process started) (pid %d)", ipc.SafeText(p.Exe), e.Exe, p.PID)
+	}
 	if e.SHA256 != "" {
 		sum, err := p.SHA256()
 		if err != nil {

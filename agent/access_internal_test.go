@@ -43,6 +43,9 @@ type process struct {
 	sha256 string
 	err    error
 	reads  *int
+	// elsewhere: the executable is named as the allowed path is, but is
+	// another file (mounted over it in the caller's mount namespace).
+	elsewhere bool
 }
 
 func (p process) Identity() (ipc.ProcessIdentity, error) {
@@ -51,6 +54,7 @@ func (p process) Identity() (ipc.ProcessIdentity, error) {
 	}
 	id := p.id
 	id.SHA256 = func() (string, error) { return p.sha256, nil }
+	id.IsExe = func(path string) bool { return path == p.id.Exe && !p.elsewhere }
 	return id, p.err
 }
 
@@ -85,6 +89,7 @@ func TestAllowEntries(t *testing.T) {
 		{"pod10 is not under pod1", ipc.Caller{UID: 5, Process: process{id: pod10}}, "", []string{`cgroup "/kubepods.slice/pod10/ctr" is not under "/kubepods.slice/pod1"`}},
 		{"app, right digest", ipc.Caller{UID: 5, GID: 50, Process: process{id: app, sha256: sum}}, "allow[2]", nil},
 		{"app, other digest", ipc.Caller{UID: 5, GID: 50, Process: process{id: app, sha256: "00"}}, "", []string{"allow[2]: sha256 of \"/opt/app/bin/app\" is 00, not " + sum}},
+		{"app's path over another file", ipc.Caller{UID: 5, GID: 50, Process: process{id: app, sha256: sum, elsewhere: true}}, "", []string{`allow[2]: exe "/opt/app/bin/app" is named like the allowed one, but is not the file at /opt/app/bin/app`}},
 		{"app, exec'd since", ipc.Caller{UID: 5, GID: 50, Process: process{err: errors.New("process 10 runs another program")}}, "", []string{"allow[2]: process unknown: process 10 runs another program"}},
 		{"not pinned", ipc.Caller{UID: 1000}, "", []string{"allow[0]: process unknown: the caller's process was not pinned"}},
 		{"root", ipc.Caller{UID: 0}, "root", nil},

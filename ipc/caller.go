@@ -48,6 +48,11 @@ type ProcessIdentity struct {
 	// an agent neither root nor with CAP_SYS_PTRACE).
 	Exe    string
 	ExeErr error
+	// IsExe reports whether the file at path, as the agent sees it, is
+	// the very file the process runs (same device and inode): the path
+	// the kernel names is the one in the caller's mount namespace, where
+	// anything may be mounted over it.
+	IsExe func(path string) bool
 	// Cgroup is the process's cgroup v2 path, as the agent's cgroup
 	// namespace sees it ("/system.slice/job-a.service").
 	Cgroup string

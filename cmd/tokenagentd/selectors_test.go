@@ -78,6 +78,19 @@ func TestSelectorsOverTheSocket(t *testing.T) {
 			t.Errorf("%s token %s: the refusal tells the caller which selector failed: %s", filepath.Base(c.bin), c.profile, out)
 		}
 	}
+	// The copy, mounted over the allowed path in a mount namespace of its
+	// own: the kernel names it by the allowed path, but it is another file.
+	if _, err := exec.LookPath("unshare"); err == nil {
+		spoof := exec.Command("unshare", "-m", "sh", "-c", `mount --bind "$1" "$2" && exec setpriv --reuid 4242 --regid 4242 --clear-groups "$2" token byexe`, "sh", moved, allowed)
+		spoof.Env = []string{"TOKENAGENT_SOCKET=" + d.socket, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		if out, err := spoof.CombinedOutput(); err == nil {
+			t.Errorf("a copy mounted over the allowed path in its own mount namespace got byexe's token (%d bytes of output)", len(out))
+		} else if !strings.Contains(string(out), "unknown profile") {
+			t.Logf("mount-namespace case not run: %v %s", err, out)
+		} else {
+			d.waitLog("is named like the allowed one, but is not the file at " + allowed)
+		}
+	}
 	d.waitLog(fmt.Sprintf(`allow[0]: exe \"%s\" is not \"%s\"`, moved, allowed))
 	d.waitLog(fmt.Sprintf(`allow[0]: sha256 of \"%s\" is `, other))
 

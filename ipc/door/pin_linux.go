@@ -181,6 +181,10 @@ func (p *pinned) Identity() (ipc.ProcessIdentity, error) {
 		return ipc.ProcessIdentity{}, fmt.Errorf("process %d: %w", p.pid, err)
 	}
 	id.Cgroup, id.Unit = cg, ipc.UnitOf(cg)
+	id.IsExe = func(path string) bool {
+		var at unix.Stat_t
+		return p.exeErr == nil && unix.Stat(path, &at) == nil && at.Dev == st.Dev && at.Ino == st.Ino
+	}
 	seen := digestKey{st.Dev, st.Ino, st.Size, st.Mtim, st.Ctim}
 	id.SHA256 = func() (string, error) { return p.digest(seen) }
 	return id, nil
