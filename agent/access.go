@@ -175,7 +175,7 @@ func (a access) decide(caller ipc.Caller, agentUID uint32) (rule, why string) {
 // identity reads the caller's pinned process.
 func identity(caller ipc.Caller) (ipc.ProcessIdentity, error) {
 	if caller.Process == nil {
-		return ipc.ProcessIdentity{}, errors.New("the caller's process was not pinned (this door or platform cannot)")
+		return ipc.ProcessIdentity{}, errors.New("the caller's process was not pinned when it connected (no profile had a process selector then: reconnect after a reload that added one; or this platform cannot pin)")
 	}
 	return caller.Process.Identity()
 }

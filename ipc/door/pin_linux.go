@@ -249,6 +249,11 @@ func (p *pinned) digest(seen digestKey) (string, error) {
 	if sum, ok := digests.get(key); ok {
 		return sum, nil
 	}
+	if st.Size > maxHashed {
+		return "", fmt.Errorf("the executable of process %d is %d MiB, more than the %d MiB the agent hashes for a sha256 selector", p.pid, st.Size>>20, maxHashed>>20)
+	}
+	hashing <- struct{}{}
+	defer func() { <-hashing }()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("read the executable of process %d: %w", p.pid, err)
@@ -266,6 +271,13 @@ func (p *pinned) close() {
 		p.dir = -1
 	}
 }
+
+// maxHashed bounds the executables a sha256 selector hashes, and hashing
+// how many are hashed at once: callers who exec ever new versions of a
+// huge file cost the agent a bounded amount of reading.
+const maxHashed = 512 << 20
+
+var hashing = make(chan struct{}, 2)
 
 // digestKey is one version of one file: a write changes its ctime.
 type digestKey struct {
