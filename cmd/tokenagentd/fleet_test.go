@@ -429,6 +429,9 @@ func TestFleetOfAgentProcesses(t *testing.T) {
 		if st := wrong.status(t); st.Fleet != "local: wrong seal_key" {
 			t.Errorf("the host with another seal_key says %q", st.Fleet)
 		}
+		// The line may reach this test's reader of the agent's stderr after
+		// the status that says the same: wait for it, then count.
+		wrong.proc.waitLog("is not the fleet's")
 		if wrong.proc.logCount("is not the fleet's") != 1 {
 			t.Errorf("the host with another seal_key logged its mismatch %d times, want 1", wrong.proc.logCount("is not the fleet's"))
 		}
