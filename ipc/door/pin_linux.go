@@ -51,7 +51,7 @@ func pinPeer(fd int, pid int32) (*pinned, error) {
 		return pinPidfd(pidfd, nil)
 	}
 	if !errors.Is(err, unix.ENOPROTOOPT) {
-		return nil, fmt.Errorf("SO_PEERPIDFD: %w", err)
+		return nil, fmt.Errorf("SO_PEERPIDFD: the process that connected has exited, or cannot be named: %w", err)
 	}
 	peer, err := unixPeerInode(fd)
 	if err != nil {
@@ -84,8 +84,11 @@ func pinPidfd(pidfd int, check func(*pinned) bool) (*pinned, error) {
 		return nil, err
 	}
 	dir, err := unix.Open("/proc/"+strconv.Itoa(int(pid)), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("process %d has exited: %w", pid, err)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return nil, fmt.Errorf("process %d has exited", pid)
+	}
+	if err != nil { // out of descriptors, most often: the agent's trouble, not the caller's
+		return nil, resourceErr(fmt.Sprintf("open /proc/%d", pid), err)
 	}
 	p := &pinned{dir: dir, pid: pid}
 	if check != nil && !check(p) {
