@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tokenagent/tokenagent/agent/config"
 	"github.com/tokenagent/tokenagent/ipc"
 	"github.com/tokenagent/tokenagent/ipc/door"
 )
@@ -170,5 +171,32 @@ func TestDenialOfAnotherSelectorIsTold(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "sha256 of") {
 		t.Errorf("the refusal by digest is not told:\n%s", buf.String())
+	}
+}
+
+// TestReloadWarnsOfRestartOnlyDoors: a reload that changes the Azure
+// identity endpoint or a profile's metadata server, doors opened at
+// start, says they need a restart; one that changes neither says nothing.
+func TestReloadWarnsOfRestartOnlyDoors(t *testing.T) {
+	parse := func(top, profile string) *config.Config {
+		t.Helper()
+		c, err := config.ParseConfig([]byte(top+"\n[profiles.p]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c\"\nclient_secret = \"env:S\"\n"+profile), "test.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	old := parse(`azure_identity_endpoint = "127.0.0.1:8740"`, `gcp_metadata = "127.0.0.1:8750"`)
+	var buf bytes.Buffer
+	warnRestartOnly(old, parse(`azure_identity_endpoint = "127.0.0.1:8741"`, `gcp_metadata = "127.0.0.1:8751"`), zerolog.New(&buf))
+	for _, key := range []string{`"setting":"azure_identity_endpoint"`, `"setting":"gcp_metadata"`} {
+		if !strings.Contains(buf.String(), key) {
+			t.Errorf("reload log does not warn of %s:\n%s", key, buf.String())
+		}
+	}
+	buf.Reset()
+	warnRestartOnly(old, parse(`azure_identity_endpoint = "127.0.0.1:8740"`, `gcp_metadata = "127.0.0.1:8750"`), zerolog.New(&buf))
+	if buf.Len() != 0 {
+		t.Errorf("an unchanged configuration warned: %s", buf.String())
 	}
 }

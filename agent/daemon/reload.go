@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -115,11 +116,26 @@ func warnRestartOnly(old, next *config.Config, log zerolog.Logger) {
 		{"log_format", old.LogFormat, next.LogFormat},
 		{"audit_log", old.AuditLog, next.AuditLog},
 		{"[fleet]", fleetText(old), fleetText(next)},
+		{"azure_identity_endpoint", old.AzureIdentityEndpoint, next.AzureIdentityEndpoint},
+		{"gcp_metadata", gcpText(old), gcpText(next)},
 	} {
 		if s.was != s.then {
 			log.Warn().Str("setting", s.key).Msg("changed in the file, but applies only at start: restart the agent to use it")
 		}
 	}
+}
+
+// gcpText is every profile's metadata server (gcp_metadata, gcp_project)
+// as text, to see whether a reload changed one: each is a door opened at
+// start.
+func gcpText(c *config.Config) string {
+	var b strings.Builder
+	for _, name := range c.ProfileNames() {
+		if p := c.Profiles[name]; p.GCPMetadata != "" {
+			fmt.Fprintf(&b, "%s=%s/%s;", name, p.GCPMetadata, p.GCPProject)
+		}
+	}
+	return b.String()
 }
 
 // fleetText is [fleet] as text, to see whether a reload changed it.
