@@ -46,6 +46,32 @@ func (e *AssertionError) Error() string {
 
 func (e *AssertionError) Unwrap() error { return e.Err }
 
+// CheckAssertion reads the platform's assertion as a token request
+// would, without sending it: an *AssertionError says what is wrong with
+// the file. A client of another auth method has none to check.
+func (c *Client) CheckAssertion() error {
+	if c.platform == nil {
+		return nil
+	}
+	_, err := c.platform.current(c.now())
+	return err
+}
+
+// AssertionExpiresAt is the exp of the platform assertion last read;
+// zero for other auth methods, or when none could be read.
+func (c *Client) AssertionExpiresAt() time.Time {
+	if c.platform == nil {
+		return time.Time{}
+	}
+	return c.platform.expiresAt()
+}
+
+// AssertionRenewed reports whether the platform has written a new
+// client assertion since the IdP refused the last one for good: the
+// refusal, about a token the platform has since replaced, need not be
+// held any longer. False for every other auth method.
+func (c *Client) AssertionRenewed() bool { return c.platform != nil && c.platform.renewed() }
+
 // platformAssertion is the assertion a platform keeps in a file, with
 // its exp, re-read when the file changes or its exp nears.
 type platformAssertion struct {
